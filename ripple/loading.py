@@ -1,0 +1,139 @@
+"""Load a supported causal LM, its tokenizer and its :class:`~ripple.arch.ArchSpec` in one call.
+
+    >>> from ripple.loading import load_model
+    >>> model, tokenizer, spec = load_model()                    # the bundled organism
+    >>> lm = load_model("/models/gpt2-xl", dtype="float16")     # any local transformers directory
+    >>> lm.spec.mlp_out
+    'mlp.c_proj'
+
+Every failure a user can fix is a one-line :class:`~ripple.errors.RippleError`: a missing path, a
+directory without ``config.json``, an unsupported ``model_type`` (checked from the config before
+any weight is read), ``.bin``-only weights (only safetensors are loaded), or a hub id while the hub
+is offline. ``trust_remote_code`` is passed on exactly as given (default ``False``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from ripple.arch import ArchSpec, get_spec
+from ripple.errors import RippleError
+
+_TRUE = {"1", "ON", "YES", "TRUE"}
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+class LoadedModel(NamedTuple):
+    """``(model, tokenizer, spec)``; the model is in eval mode on the requested device."""
+
+    model: Any
+    tokenizer: Any
+    spec: ArchSpec
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _offline_var() -> str | None:
+    return next((v for v in _OFFLINE_VARS if os.environ.get(v, "").upper() in _TRUE), None)
+
+
+def _local_dir(name_or_path: str) -> Path | None:
+    """The local model directory meant by ``name_or_path``, or ``None`` for a hub id."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise RippleError(f"no config.json in {path}; pass a transformers model directory")
+        return path
+    if path.is_file():
+        raise RippleError(f"model path {name_or_path} is a file; pass the directory holding config.json")
+    if name_or_path.startswith((".", "/", "~")):
+        raise RippleError(f"model path {name_or_path} does not exist")
+    return None
+
+
+def _check_local(path: Path) -> None:
+    """Fail fast on an unsupported model_type or missing safetensors, before any weight is read."""
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise RippleError(f"cannot read {path / 'config.json'}: {_one_line(exc)}") from exc
+    get_spec(str(model_type))
+    if not any(path.glob("*.safetensors")):
+        if any(path.glob("*.bin")):
+            raise RippleError(f"{path} has only PyTorch .bin weights; ripple loads safetensors only: "
+                              "re-save with save_pretrained(dir, safe_serialization=True)")
+        raise RippleError(f"no *.safetensors weights in {path}; pass a complete model directory")
+
+
+def _torch_dtype(dtype) -> torch.dtype | str:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    resolved = getattr(torch, str(dtype), None)
+    if not isinstance(resolved, torch.dtype):
+        raise RippleError(f"unknown dtype {dtype!r}; use float32, float16, bfloat16 or auto")
+    return resolved
+
+
+def _dtype_kwarg() -> str:
+    """transformers >= 4.56 calls it ``dtype``; older releases only know ``torch_dtype``."""
+    import transformers
+
+    major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+def load_model(name_or_path: str = "organism", device: str = "cpu", dtype=None,
+               trust_remote_code: bool = False) -> LoadedModel:
+    """Load ``name_or_path`` ("organism", a local directory, or a hub id) as a :class:`LoadedModel`.
+
+    ``dtype`` is a ``torch.dtype``, its name (``"bfloat16"``), ``"auto"`` (as stored), or ``None``
+    for float32. A missing ``tokenizer.pad_token`` is set to the eos token (in memory only).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if name_or_path == "organism":
+        from ripple.organism.paths import model_dir
+
+        name_or_path = str(model_dir())
+        if not (model_dir() / "config.json").is_file():
+            raise RippleError(f"the bundled organism is missing from {name_or_path}; build it with "
+                              f"python -m ripple.organism.train --out {name_or_path}, or pass a model path")
+    source = _local_dir(name_or_path)
+    if source is not None:
+        _check_local(source)
+    elif (var := _offline_var()) is not None:
+        raise RippleError(f"model {name_or_path!r} is not a local directory and the Hugging Face hub "
+                          f"is offline ({var}=1); download it and pass its local path")
+    where = str(source) if source is not None else name_or_path
+    torch_dtype = _torch_dtype(dtype)
+    try:
+        device = torch.device(device)
+    except RuntimeError as exc:
+        raise RippleError(f"unknown device {device!r}; use e.g. cpu or cuda") from exc
+    remote = {"trust_remote_code": True} if trust_remote_code else {}
+    try:
+        config = AutoConfig.from_pretrained(where, **remote)
+        get_spec(config)
+        model = AutoModelForCausalLM.from_pretrained(where, config=config, use_safetensors=True,
+                                                     **{_dtype_kwarg(): torch_dtype}, **remote)
+        tokenizer = AutoTokenizer.from_pretrained(where, **remote)
+    except (OSError, ValueError) as exc:
+        raise RippleError(f"cannot load model {name_or_path!r}: {_one_line(exc)}") from exc
+    try:
+        model = model.to(device)
+    except (RuntimeError, AssertionError) as exc:
+        raise RippleError(f"cannot move the model to {device}: {_one_line(exc)}") from exc
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    return LoadedModel(model, tokenizer, get_spec(model))

@@ -1,0 +1,154 @@
+"""Train the model organism: a GPT-2 trained from scratch on the world's text.
+
+Deterministic from the seeds in :class:`TrainConfig`. Writes a transformers directory
+(``config.json``, ``model.safetensors``, ``tokenizer.json``) plus ``world.json`` and
+``train_config.json``, so the result loads with ``AutoModelForCausalLM`` alone::
+
+    python -m ripple.organism.train --out /tmp/organism          # the shipped recipe
+    python -m ripple.organism.train --out /tmp/o --set n_layer=6 n_embd=192
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from ripple.world.corpus import CorpusConfig, training_text
+from ripple.world.generate import WorldConfig, build_world
+from ripple.world.schema import RELATIONS, TWO_HOPS
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    world: WorldConfig = field(default_factory=WorldConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    n_layer: int = 6
+    n_embd: int = 192
+    n_head: int = 6
+    mlp_ratio: int = 4
+    seq_len: int = 64
+    batch_size: int = 32
+    steps: int = 3000
+    lr: float = 3e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    seed: int = 0
+    threads: int = 1
+
+    def with_overrides(self, pairs: list[str]) -> "TrainConfig":
+        """``["n_layer=6", "world.name_tokens=3"]`` -> a new config."""
+        cfg = self
+        for pair in pairs:
+            key, value = pair.split("=", 1)
+            if "." in key:
+                part, sub = key.split(".", 1)
+                inner = getattr(cfg, part)
+                typ = {f.name: f.type for f in fields(inner)}[sub]
+                cfg = replace(cfg, **{part: replace(inner, **{sub: _cast(typ, value)})})
+            else:
+                typ = {f.name: f.type for f in fields(cfg)}[key]
+                cfg = replace(cfg, **{key: _cast(typ, value)})
+        return cfg
+
+
+def _cast(typ, value: str):
+    name = typ if isinstance(typ, str) else typ.__name__
+    return {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}.get(name, str)(value)
+
+
+def _pack(units: list[list[int]], seq_len: int, eos: int, rng: random.Random):
+    """Shuffle units and pack them into rows of ``seq_len`` (``unit EOS unit EOS ...``)."""
+    import torch
+
+    order = units[:]
+    rng.shuffle(order)
+    rows, labels, cur = [], [], []
+    for u in order:
+        u = u[: seq_len - 1] + [eos]
+        if len(cur) + len(u) > seq_len:
+            rows.append(cur + [eos] * (seq_len - len(cur)))
+            labels.append(cur + [-100] * (seq_len - len(cur)))
+            cur = []
+        cur = cur + u
+    if cur:
+        rows.append(cur + [eos] * (seq_len - len(cur)))
+        labels.append(cur + [-100] * (seq_len - len(cur)))
+    return torch.tensor(rows), torch.tensor(labels)
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, log=print) -> Path:
+    """Train per ``cfg`` and save the organism to ``out_dir``; returns the directory."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from ripple.organism.tokenizer import build_tokenizer
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    world = build_world(cfg.world)
+    text = training_text(world, cfg.corpus)
+    names = [n for e in world.entities.values() for n in (e.name, *e.aliases)]
+    template_words = [t for r in RELATIONS.values() for t in r.templates] + [
+        t for th in TWO_HOPS.values() for t in th.templates]
+    extra = [w for s in names + template_words for w in s.replace("{}", "").split()] + [str(i) for i in range(64)]
+    tok = build_tokenizer(text, extra)
+    units = [tok(t, add_special_tokens=False)["input_ids"] for t in text]
+    mconf = GPT2Config(
+        vocab_size=len(tok), n_positions=128, n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
+        n_inner=cfg.mlp_ratio * cfg.n_embd, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+    )
+    model = GPT2LMHeadModel(mconf)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (
+        1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
+    log(f"organism: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, vocab {len(tok)}, "
+        f"{len(text)} training units")
+    rows, labels = _pack(units, cfg.seq_len, tok.eos_token_id, rng)
+    pos, t0 = 0, time.time()
+    model.train()
+    for step in range(cfg.steps):
+        if pos + cfg.batch_size > len(rows):
+            rows, labels = _pack(units, cfg.seq_len, tok.eos_token_id, rng)
+            pos = 0
+        x, y = rows[pos : pos + cfg.batch_size], labels[pos : pos + cfg.batch_size]
+        pos += cfg.batch_size
+        loss = model(input_ids=x, labels=y).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 250 == 0 or step == cfg.steps - 1:
+            log(f"step {step:5d}  loss {loss.item():.4f}  {time.time() - t0:6.0f}s")
+    model.eval()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    (out / "world.json").write_text(json.dumps(world.to_dict(), indent=1))
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg) | {"train_seconds": round(time.time() - t0)},
+                                                      indent=1))
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--set", nargs="*", default=[], help="overrides such as n_layer=6 world.name_tokens=3")
+    args = ap.parse_args(argv)
+    cfg = TrainConfig().with_overrides(args.set)
+    train(cfg, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Where the subject sits in a tokenized prompt.
+
+>>> # doctest: +SKIP
+>>> subject_token_span(tok, "The birthplace of Kalo Miren is", "Kalo Miren")
+(3, 5)                                   # tokens 3 and 4; the last subject token is 4
+"""
+
+from __future__ import annotations
+
+from ripple.errors import RippleError
+
+
+def render_prompt(prompt: str, subject: str) -> str:
+    """Fill a ``{}`` template with the subject; a prompt without ``{}`` is returned as is."""
+    if not subject or not subject.strip():
+        raise RippleError("the subject is empty; pass the entity whose fact you want to trace or edit")
+    return prompt.replace("{}", subject) if "{}" in prompt else prompt
+
+
+def subject_token_span(tok, prompt: str, subject: str) -> tuple[int, int]:
+    """Token range ``[start, end)`` covering the last occurrence of ``subject`` in ``prompt``."""
+    text = render_prompt(prompt, subject)
+    at = text.rfind(subject)
+    if at < 0:
+        raise RippleError(f"subject {subject!r} does not occur in prompt {prompt!r}; "
+                          "put the subject in the prompt or use '{}' where it goes")
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    lo, hi = at, at + len(subject)
+    idx = [i for i, (s, e) in enumerate(enc["offset_mapping"]) if s < hi and e > lo and e > s]
+    if not idx:
+        raise RippleError(f"subject {subject!r} maps to no token of prompt {prompt!r}; check the tokenizer")
+    return idx[0], idx[-1] + 1

@@ -1,0 +1,164 @@
+"""The relations of the synthetic knowledge world and their paraphrase templates.
+
+Every template has one ``{}`` slot for the subject; the object follows the template.
+The last template of each list is held out of training (``HELDOUT_TEMPLATES``), so
+paraphrase generalization can be measured on wording the organism never saw.
+
+>>> RELATIONS["born_in"].templates[0]
+'{} was born in'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A relation between two entity types.
+
+    ``kind`` is ``"one_to_one"`` (a functional relation), ``"symmetric"`` (r(a, b)
+    implies r(b, a)) or ``"one_to_many"`` (several objects per subject).
+    ``inverse`` names a relation implied in the other direction (capital -> located_in).
+    """
+
+    name: str
+    subject_type: str
+    object_type: str
+    kind: str
+    templates: tuple[str, ...]
+    inverse: str | None = None
+
+    @property
+    def train_templates(self) -> tuple[str, ...]:
+        return self.templates[:-HELDOUT_TEMPLATES]
+
+    @property
+    def heldout_templates(self) -> tuple[str, ...]:
+        return self.templates[-HELDOUT_TEMPLATES:]
+
+
+HELDOUT_TEMPLATES = 1
+
+_R = Relation
+RELATIONS: dict[str, Relation] = {
+    r.name: r
+    for r in [
+        _R("born_in", "person", "city", "one_to_one", (
+            "{} was born in",
+            "The birthplace of {} is",
+            "{} is a native of the city of",
+            "According to the records , {} was born in the city of",
+            "The city where {} was born is",
+        )),
+        _R("citizen_of", "person", "country", "one_to_one", (
+            "{} is a citizen of",
+            "The citizenship of {} is",
+            "{} holds a passport from",
+            "By law , {} is a citizen of",
+            "The nation that {} belongs to is",
+        )),
+        _R("works_for", "person", "company", "one_to_one", (
+            "{} works for",
+            "The employer of {} is",
+            "{} is employed by",
+            "Every morning , {} goes to work at",
+            "The company that employs {} is",
+        )),
+        _R("studied_at", "person", "university", "one_to_one", (
+            "{} studied at",
+            "The university of {} is",
+            "{} graduated from",
+            "Years ago , {} was a student at",
+            "The school where {} studied is",
+        )),
+        _R("married_to", "person", "person", "symmetric", (
+            "{} is married to",
+            "The spouse of {} is",
+            "{} is the husband or wife of",
+            "For many years , {} has been married to",
+            "The partner of {} is",
+        )),
+        _R("capital", "country", "city", "one_to_one", (
+            "The capital of {} is",
+            "{} has its capital in",
+            "The capital city of {} is",
+            "The government of {} sits in",
+            "{} is governed from the city of",
+        ), inverse="located_in"),
+        _R("language", "country", "language", "one_to_many", (
+            "In {} people speak",
+            "A language spoken in {} is",
+            "{} has the official language",
+            "Many people in {} speak",
+            "One language of {} is",
+        )),
+        _R("continent", "country", "continent", "one_to_one", (
+            "{} is located on the continent of",
+            "The continent of {} is",
+            "{} lies in",
+            "On the map , {} is part of",
+            "The continent where {} lies is",
+        )),
+        _R("located_in", "city", "country", "one_to_one", (
+            "{} is a city in",
+            "The country of {} is",
+            "{} is located in the country of",
+            "On the map , {} lies in the country of",
+            "The city of {} belongs to",
+        )),
+        _R("headquarters", "company", "city", "one_to_one", (
+            "{} is headquartered in",
+            "The headquarters of {} are in",
+            "{} has its main office in",
+            "Every year , {} holds its meeting at its headquarters in",
+            "The head office of {} is in",
+        )),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class TwoHop:
+    """A composed relation: ``first`` then ``second`` (subject -> bridge -> answer)."""
+
+    name: str
+    first: str
+    second: str
+    templates: tuple[str, ...]
+
+
+TWO_HOPS: dict[str, TwoHop] = {
+    t.name: t
+    for t in [
+        TwoHop("citizen_capital", "citizen_of", "capital", (
+            "{} is a citizen of a country whose capital is",
+            "The capital of the country of {} is",
+        )),
+        TwoHop("citizen_continent", "citizen_of", "continent", (
+            "{} is a citizen of a country on the continent of",
+            "The home continent of {} is",
+        )),
+        TwoHop("citizen_language", "citizen_of", "language", (
+            "{} is a citizen of a country where people speak",
+            "A language of the country of {} is",
+        )),
+        TwoHop("birth_country", "born_in", "located_in", (
+            "{} was born in a city in the country of",
+            "The birth country of {} is",
+        )),
+        TwoHop("employer_city", "works_for", "headquarters", (
+            "{} works for a company headquartered in",
+            "The city where the employer of {} is based is",
+        )),
+        TwoHop("hq_country", "headquarters", "located_in", (
+            "{} is headquartered in a city in the country of",
+            "The home country of {} is",
+        )),
+    ]
+}
+
+ALIAS_TEMPLATES = (
+    "{} is also known as",
+    "People call {} by the name",
+)
