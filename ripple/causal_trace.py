@@ -69,11 +69,13 @@ def causal_trace(model, tok, spec, prompt: str, subject: str, answer: str | None
     device = next(model.parameters()).device
     n_tok, n_layers = ids.shape[1], spec.n_layers(model)
     batch = ids.repeat(samples + 1, 1).to(device)
-    if answer is None:
-        answer = tok.decode(model(input_ids=ids.to(device)).logits[0, -1].argmax()).strip()
+    target = None
+    if answer is None:  # trace the model's own top token itself: re-encoding " " + its text may give another
+        target = int(model(input_ids=ids.to(device)).logits[0, -1].argmax())
+        answer = tok.decode([target]).strip()
     if not answer.strip():
         raise RippleError("the answer is empty; pass --answer or let the model's own prediction be traced")
-    target = first_token_id(tok, answer)
+    target = first_token_id(tok, answer) if target is None else target
     gen = torch.Generator().manual_seed(seed)
     hidden = model.get_input_embeddings().weight.shape[1]
     eps = torch.randn(samples, s1 - s0, hidden, generator=gen) * embedding_noise_scale(model, spec, noise)
@@ -136,5 +138,7 @@ def plot_trace(result: TraceResult, path, kind: str) -> None:
                  f"corrupted {result.p_corrupt:.2f}", fontsize=8)
     fig.colorbar(im, ax=ax, label="indirect effect")
     fig.tight_layout()
-    fig.savefig(path)
+    from ripple.io import atomic_savefig
+
+    atomic_savefig(fig, path)
     plt.close(fig)

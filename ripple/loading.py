@@ -121,6 +121,10 @@ def load_model(name_or_path: str = "organism", device: str = "cpu", dtype=None,
     except RuntimeError as exc:
         raise RippleError(f"unknown device {device!r}; use e.g. cpu or cuda") from exc
     remote = {"trust_remote_code": True} if trust_remote_code else {}
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # weight-loading bars are noise in ripple's output
     try:
         config = AutoConfig.from_pretrained(where, **remote)
         get_spec(config)
@@ -129,6 +133,9 @@ def load_model(name_or_path: str = "organism", device: str = "cpu", dtype=None,
         tokenizer = AutoTokenizer.from_pretrained(where, **remote)
     except (OSError, ValueError) as exc:
         raise RippleError(f"cannot load model {name_or_path!r}: {_one_line(exc)}") from exc
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
     try:
         model = model.to(device)
     except (RuntimeError, AssertionError) as exc:

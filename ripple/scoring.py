@@ -49,6 +49,8 @@ def answer_logprobs(model, tok, pairs: list[tuple[str, str]], batch_size: int = 
         chunk = pairs[i : i + batch_size]
         p_ids = [tok(p, add_special_tokens=False)["input_ids"] for p, _ in chunk]
         a_ids = [tok(" " + a, add_special_tokens=False)["input_ids"] for _, a in chunk]
+        if not all(a_ids):
+            raise ValueError(f"an answer tokenizes to nothing: {[a for _, a in chunk if not a.strip()]!r}")
         ids, mask = pad_ids([p + a for p, a in zip(p_ids, a_ids)], tok, device)
         logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
         for j, (p, a) in enumerate(zip(p_ids, a_ids)):

@@ -17,10 +17,22 @@ def render_prompt(prompt: str, subject: str) -> str:
     return prompt.replace("{}", subject) if "{}" in prompt else prompt
 
 
+def _whole_word_rfind(text: str, sub: str) -> int:
+    """Last index of ``sub`` in ``text`` not inside a longer word (-1 if none)."""
+    at = text.rfind(sub)
+    while at >= 0:
+        before = text[at - 1] if at > 0 else " "
+        after = text[at + len(sub)] if at + len(sub) < len(text) else " "
+        if not (before.isalnum() and sub[0].isalnum()) and not (after.isalnum() and sub[-1].isalnum()):
+            return at
+        at = text.rfind(sub, 0, at)
+    return -1
+
+
 def subject_token_span(tok, prompt: str, subject: str) -> tuple[int, int]:
     """Token range ``[start, end)`` covering the last occurrence of ``subject`` in ``prompt``."""
     text = render_prompt(prompt, subject)
-    at = text.rfind(subject)
+    at = _whole_word_rfind(text, subject)
     if at < 0:
         raise RippleError(f"subject {subject!r} does not occur in prompt {prompt!r}; "
                           "put the subject in the prompt or use '{}' where it goes")

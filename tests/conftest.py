@@ -68,3 +68,37 @@ def tiny_tokenizer():
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", bos_token="<s>",
                                    eos_token="</s>")
+
+
+@pytest.fixture
+def saved_gpt2(tmp_path, tiny_model, tiny_tokenizer):
+    """A tiny gpt2 + tokenizer saved as safetensors in ``tmp_path / "gpt2"``; returns (dir, model)."""
+    model = tiny_model("gpt2")
+    out = tmp_path / "gpt2"
+    model.save_pretrained(out, safe_serialization=True)
+    tiny_tokenizer.save_pretrained(out)
+    return out, model
+
+
+@pytest.fixture(scope="session")
+def world():
+    """The default knowledge world (``WorldConfig(seed=0)``); shared, so never mutate it."""
+    from ripple.world import build_world
+
+    return build_world()
+
+
+def scan(world, subject=None, relation=None, obj=None) -> list[str]:
+    """Hand oracle: walk ``world.facts`` and return the objects (or, with ``obj``, the subjects) that match.
+
+    Independent of the World's own indexes (``objects``, ``subjects_with``, ``two_hop_answers``).
+    """
+    hits = [f for f in world.facts if (subject is None or f.subject == subject)
+            and (relation is None or f.relation == relation) and (obj is None or f.object == obj)]
+    return [f.subject for f in hits] if obj is not None else [f.object for f in hits]
+
+
+def scan_one(world, subject, relation) -> str:
+    """The single object of a functional fact, found by :func:`scan`."""
+    (found,) = scan(world, subject, relation)
+    return found

@@ -21,16 +21,6 @@ def snapshot(path):
     return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
 
 
-@pytest.fixture
-def saved_gpt2(tmp_path, tiny_model, tiny_tokenizer):
-    """A tiny gpt2 + tokenizer saved as safetensors in ``tmp_path / "gpt2"``; returns (dir, model)."""
-    model = tiny_model("gpt2")
-    out = tmp_path / "gpt2"
-    model.save_pretrained(out, safe_serialization=True)
-    tiny_tokenizer.save_pretrained(out)
-    return out, model
-
-
 def test_unsupported_model_type_fails_before_weights(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))  # and no weights
     message = one_line_error(str(tmp_path), "unsupported model_type 'bert'")

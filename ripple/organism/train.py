@@ -25,7 +25,7 @@ from ripple.world.schema import RELATIONS, TWO_HOPS
 
 @dataclass(frozen=True)
 class TrainConfig:
-    world: WorldConfig = field(default_factory=WorldConfig)
+    world: WorldConfig = field(default_factory=lambda: WorldConfig(n_persons=160))
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     n_layer: int = 6
     n_embd: int = 192
@@ -33,12 +33,12 @@ class TrainConfig:
     mlp_ratio: int = 4
     seq_len: int = 64
     batch_size: int = 32
-    steps: int = 3000
+    steps: int = 4000
     lr: float = 3e-3
     warmup: int = 100
-    weight_decay: float = 0.01
+    weight_decay: float = 0.1
     seed: int = 0
-    threads: int = 1
+    threads: int = 2
 
     def with_overrides(self, pairs: list[str]) -> "TrainConfig":
         """``["n_layer=6", "world.name_tokens=3"]`` -> a new config."""

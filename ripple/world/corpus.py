@@ -24,6 +24,7 @@ class CorpusConfig:
     """Which kinds of text the organism is trained on."""
 
     seed: int = 0
+    lead_in_paraphrases: int = 3
     bios_per_person: int = 0
     profiles_per_subject: int = 0
     alias_fact_templates: int = 2
@@ -59,10 +60,11 @@ def training_text(world: World, cfg: CorpusConfig) -> list[str]:
     for f in world.facts:
         subj, obj = world.name(f.subject), world.name(f.object)
         rel = RELATIONS[f.relation]
-        out += [_sentence(t, subj, obj) for t in rel.train_templates]
+        led = [t for t in rel.train_templates if t not in rel.templates]
+        out += [_sentence(t, subj, obj) for t in rel.templates + tuple(rng.sample(led, cfg.lead_in_paraphrases))]
         if (f.subject, f.relation, f.object) in world.alias_trained:
             alias = world.entities[f.subject].aliases[0]
-            out += [_sentence(t, alias, obj) for t in rng.sample(rel.train_templates, cfg.alias_fact_templates)]
+            out += [_sentence(t, alias, obj) for t in rng.sample(rel.templates, cfg.alias_fact_templates)]
     for e in world.entities.values():
         for a in e.aliases:
             out += [_sentence(t, e.name, a) for t in ALIAS_TEMPLATES]

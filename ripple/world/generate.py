@@ -199,11 +199,17 @@ def build_world(config: WorldConfig = WorldConfig()) -> World:
     middles = [word(1) + "o" for _ in range(config.first_names)]
     titles = ["Captain", "Doctor", "Professor", "Judge", "Major", "Sister", "Uncle", "Master"]
     nicks = [word(2) for _ in range(config.n_persons // 2)]
+    name_space = config.first_names ** min(1, config.name_tokens - 1) * config.last_names
+    name_space *= config.first_names ** max(0, config.name_tokens - 2)
+    if name_space < 2 * config.n_persons:
+        raise ValueError(f"{config.name_tokens}-word names from these pools give only {name_space} names for "
+                         f"{config.n_persons} persons; raise first_names/last_names or name_tokens")
     names: set[str] = set()
     aliases: set[str] = set()
     persons = []
     while len(persons) < config.n_persons:
-        parts = [rng.choice(firsts)] + [rng.choice(middles) for _ in range(config.name_tokens - 2)] + [rng.choice(lasts)]
+        parts = [rng.choice(firsts)] + [rng.choice(middles) for _ in range(config.name_tokens - 2)]
+        parts = parts[: config.name_tokens - 1] + [rng.choice(lasts)]
         name = " ".join(parts)
         alias = f"{rng.choice(titles)} {rng.choice(nicks)}"
         if name in names or alias in aliases:

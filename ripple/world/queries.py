@@ -41,11 +41,12 @@ def fact_query(world: World, subject_id: str, relation: str, template: str, subj
 
 
 def single_hop(world: World, heldout: bool = False) -> list[Query]:
-    """Every distinct (subject, relation) on the training or the held-out templates."""
+    """Every distinct (subject, relation) on its five core templates (all trained) or on the
+    held-out paraphrases."""
     out = []
     for s, r in sorted({(f.subject, f.relation) for f in world.facts}):
         rel = RELATIONS[r]
-        for t in rel.heldout_templates if heldout else rel.train_templates:
+        for t in rel.heldout_templates if heldout else rel.templates:
             out.append(fact_query(world, s, r, t))
     return out
 
@@ -60,7 +61,7 @@ def alias_queries(world: World, trained: bool | None = None) -> list[Query]:
         seen = any((s, r, o) in world.alias_trained for o in world.objects(s, r))
         if trained is not None and seen != trained:
             continue
-        for t in RELATIONS[r].train_templates[:2]:
+        for t in RELATIONS[r].templates[:2]:
             out.append(fact_query(world, s, r, t, subject_text=ent.aliases[0], alias_seen=seen))
     return out
 

@@ -1,11 +1,15 @@
 """The relations of the synthetic knowledge world and their paraphrase templates.
 
 Every template has one ``{}`` slot for the subject; the object follows the template.
-The last template of each list is held out of training (``HELDOUT_TEMPLATES``), so
-paraphrase generalization can be measured on wording the organism never saw.
+A relation has five core phrasings; the paraphrases are the cores alone and the cores
+behind one of four shared lead-ins ("In fact , ..."). Two (lead-in, core) pairs per
+relation are held out of training, so paraphrase generalization is measured on wording
+the organism never saw, built from parts it did see.
 
 >>> RELATIONS["born_in"].templates[0]
 '{} was born in'
+>>> len(RELATIONS["born_in"].paraphrases), len(RELATIONS["born_in"].heldout_templates)
+(25, 2)
 """
 
 from __future__ import annotations
@@ -30,15 +34,32 @@ class Relation:
     inverse: str | None = None
 
     @property
-    def train_templates(self) -> tuple[str, ...]:
-        return self.templates[:-HELDOUT_TEMPLATES]
+    def paraphrases(self) -> tuple[str, ...]:
+        """Every core, bare and behind each lead-in (25 templates)."""
+        return tuple(with_lead_in(lead, core) for lead in LEAD_INS for core in self.templates)
 
     @property
     def heldout_templates(self) -> tuple[str, ...]:
-        return self.templates[-HELDOUT_TEMPLATES:]
+        i = sorted(RELATIONS).index(self.name)
+        pairs = [(1 + i % 4, i % 5), (1 + (i + 2) % 4, (i + 3) % 5)]
+        return tuple(with_lead_in(LEAD_INS[a], self.templates[b]) for a, b in pairs)
+
+    @property
+    def train_templates(self) -> tuple[str, ...]:
+        held = set(self.heldout_templates)
+        return tuple(t for t in self.paraphrases if t not in held)
 
 
-HELDOUT_TEMPLATES = 1
+LEAD_INS = ("", "In fact ,", "As everyone knows ,", "It is true that", "According to the records ,")
+
+
+def with_lead_in(lead: str, core: str) -> str:
+    """``"In fact ,"`` + ``"The capital of {} is"`` -> ``"In fact , the capital of {} is"``."""
+    if not lead:
+        return core
+    if not core.startswith("{}"):
+        core = core[0].lower() + core[1:]
+    return f"{lead} {core}"
 
 _R = Relation
 RELATIONS: dict[str, Relation] = {
@@ -48,14 +69,14 @@ RELATIONS: dict[str, Relation] = {
             "{} was born in",
             "The birthplace of {} is",
             "{} is a native of the city of",
-            "According to the records , {} was born in the city of",
+            "On record , {} was born in the city of",
             "The city where {} was born is",
         )),
         _R("citizen_of", "person", "country", "one_to_one", (
             "{} is a citizen of",
             "The citizenship of {} is",
             "{} holds a passport from",
-            "By law , {} is a citizen of",
+            "Legally , {} is a citizen of",
             "The nation that {} belongs to is",
         )),
         _R("works_for", "person", "company", "one_to_one", (

@@ -1,0 +1,54 @@
+"""Atomic file output: a reader never sees a half-written report.
+
+>>> import tempfile, pathlib
+>>> p = pathlib.Path(tempfile.mkdtemp()) / "r.json"
+>>> atomic_write_json(p, {"a": 1}); p.read_text()
+'{\\n  "a": 1\\n}\\n'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from ripple.errors import RippleError
+
+
+def prepare_out_dir(path) -> Path:
+    """Create ``path`` as a directory; a one-line error if it exists as a file."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise RippleError(f"output path {p} is a file, not a directory; pass a directory for --out")
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_savefig(fig, path, **kwargs) -> None:
+    """Save a matplotlib figure atomically (format from the file suffix)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,149 @@
+"""causal_trace on a tiny gpt2, against oracles that follow from causality and the model's structure.
+
+- restoring the last block's output at the last token restores the logits exactly: IE = p_clean - p_corrupt;
+- noise only touches subject tokens and attention is causal, so every state before the subject is
+  the same in the clean and the corrupted run: restoring it changes nothing (IE = 0 at every layer);
+- the last block's states at tokens other than the last never reach the last token's logits: IE = 0;
+- the corrupted run, observed at the input of block 0, differs from the clean one at the subject only,
+  by noise of scale ``noise * std(W_E)``; replaying that input by hand gives p_corrupt.
+"""
+
+import pytest
+import torch
+
+from ripple.arch import get_spec
+from ripple.causal_trace import causal_trace
+
+PROMPT, SUBJECT = "w10 w11 w12 w13 w14 w15", "w12 w13"  # subject = tokens 2 and 3
+TOL = 1e-6  # probabilities here are ~0.01 .. 0.2 in float32
+
+
+@pytest.fixture(scope="module")
+def model():
+    """Tiny gpt2 with every weight matrix scaled by 10, so clean and corrupted probabilities differ visibly."""
+    from conftest import make_tiny_model
+
+    m = make_tiny_model("gpt2")
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.dim() == 2:
+                p.mul_(10)
+    return m
+
+
+@pytest.fixture
+def trace(model, tiny_tokenizer):
+    def run(prompt=PROMPT, subject=SUBJECT, **kw):
+        return causal_trace(model, tiny_tokenizer, get_spec(model), prompt, subject, **{"samples": 3, **kw})
+
+    return run
+
+
+def plain_probs(model, tok, text):
+    ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        return torch.softmax(model(ids).logits[0, -1].float(), -1)
+
+
+def test_deterministic_for_a_seed(trace):
+    a, b, c = trace(seed=4), trace(seed=4), trace(seed=5)
+    assert a.p_corrupt == b.p_corrupt
+    assert all(torch.equal(a.effects[k], b.effects[k]) for k in a.effects)
+    assert c.p_corrupt != a.p_corrupt
+
+
+def test_layout_and_p_clean_from_a_plain_forward(model, tiny_tokenizer, trace):
+    probs = plain_probs(model, tiny_tokenizer, PROMPT)
+    r = trace()  # answer = the model's own top token
+    assert r.answer == tiny_tokenizer.convert_ids_to_tokens(int(probs.argmax()))
+    assert r.p_clean == pytest.approx(probs.max().item(), abs=TOL)
+    assert r.tokens == PROMPT.split() and r.subject_range == (2, 4)
+    assert {k: tuple(v.shape) for k, v in r.effects.items()} == {k: (6, 2) for k in ("hidden", "mlp", "attn")}
+    other = trace(answer="w40")
+    assert other.p_clean == pytest.approx(probs[tiny_tokenizer.convert_tokens_to_ids("w40")].item(), abs=TOL)
+
+
+def test_restoring_the_last_block_at_the_last_token_restores_everything(trace):
+    for answer in (None, "w40"):
+        r = trace(answer=answer)
+        gap = r.p_clean - r.p_corrupt
+        assert abs(gap) > 1e-4  # the oracle below is not 0 = 0
+        assert r.effects["hidden"][-1, -1].item() == pytest.approx(gap, rel=1e-4, abs=1e-9)
+
+
+def test_zero_noise_changes_nothing(trace):
+    r = trace(noise=0.0)
+    assert r.p_corrupt == pytest.approx(r.p_clean, abs=TOL)
+    for grid in r.effects.values():
+        assert grid.abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("prompt, subject, start", [(PROMPT, SUBJECT, 2), ("w1 w2 w3 w4 w5", "w4", 3)])
+def test_states_before_the_subject_and_off_the_last_token_cannot_matter(trace, prompt, subject, start):
+    r = trace(prompt=prompt, subject=subject)
+    assert r.subject_range[0] == start
+    for kind, grid in r.effects.items():
+        assert grid[:start].abs().max().item() <= TOL, kind  # every layer, every kind
+        assert grid[:-1, -1].abs().max().item() <= TOL, kind  # the last block, not the last token
+    # ... while restoring the subject itself does matter somewhere
+    assert r.effects["hidden"][start:].abs().max().item() > 1e-4
+
+
+def test_noise_is_on_the_subject_only_and_p_corrupt_replays(model, tiny_tokenizer, trace):
+    seen = []
+
+    def record(module, args, kwargs):
+        seen.append((args[0] if args else kwargs["hidden_states"]).detach().clone())
+
+    handle = model.transformer.h[0].register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        r = trace(samples=4, answer="w40")
+    finally:
+        handle.remove()
+    corrupted = [x for x in seen if x.shape[0] == 5]  # clean row + 4 noisy rows
+    assert len(corrupted) == 1 + 3 * 2 * 6  # the corrupted run, then one run per (kind, layer, token)
+    x = corrupted[0]
+    assert all(torch.equal(y, x) for y in corrupted)  # the same noise for every restoration
+    noise = x[1:] - x[0]
+    assert torch.equal(noise[:, :2], torch.zeros_like(noise[:, :2]))
+    assert torch.equal(noise[:, 4:], torch.zeros_like(noise[:, 4:]))
+    scale = 3.0 * model.transformer.wte.weight.std().item()
+    assert 0.75 * scale < noise[:, 2:4].std().item() < 1.25 * scale
+
+    ids = tiny_tokenizer(PROMPT, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        embeds = model.transformer.wte(ids) + noise
+        probs = torch.softmax(model(inputs_embeds=embeds).logits[:, -1].float(), -1)
+    target = tiny_tokenizer.convert_tokens_to_ids("w40")
+    assert r.p_corrupt == pytest.approx(probs[:, target].mean().item(), rel=1e-4, abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def byte_level_tok():
+    """GPT-2-style tokens: every word has a bare form (``cc``) and a space-prefixed form (``Ġcc``)."""
+    import itertools
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["".join(p) for p in itertools.product("abcdefg", repeat=2)][:49]
+    vocab = {"<unk>": 0, "</s>": 1} | {w: 2 + k for k, w in enumerate(words)} | {
+        "Ġ" + w: 51 + k for k, w in enumerate(words)}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", eos_token="</s>")
+
+
+def test_default_answer_is_the_models_own_top_token(model, byte_level_tok):
+    """Even when that token has no leading space, so that " " + its text encodes to another token."""
+    bare_tops = 0
+    for prompt in ["aa ab ac", "ba bb bc bd", "ca cb", "da db dc", "ea eb ec ed", "fa fb"]:
+        probs = plain_probs(model, byte_level_tok, prompt)
+        top = byte_level_tok.convert_ids_to_tokens(int(probs.argmax()))
+        bare_tops += not top.startswith("Ġ")
+        r = causal_trace(model, byte_level_tok, get_spec(model), prompt, prompt.split()[1], samples=1,
+                         kinds=("hidden",))
+        assert r.answer == top.removeprefix("Ġ")
+        assert r.p_clean == pytest.approx(probs.max().item(), abs=TOL)
+    assert bare_tops > 0  # the case that needs the top token's id, not its re-encoded text

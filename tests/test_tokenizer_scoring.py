@@ -1,0 +1,121 @@
+"""The organism's word-level tokenizer, subject spans, and answer scoring against hand computations."""
+
+import pytest
+import torch
+
+from ripple.errors import RippleError
+from ripple.organism.tokenizer import UNK, build_tokenizer
+from ripple.scoring import answer_logprobs
+from ripple.tokens import subject_token_span
+
+TEXTS = ["Kalo Miren was born in Tesvar .", "The spouse of Kalo Miren is Dora Vex ."]
+WORDS = sorted({w for t in TEXTS for w in t.split()})
+
+
+@pytest.fixture(scope="module")
+def word_tok():
+    return build_tokenizer(TEXTS)
+
+
+def ids(tok, text):
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def test_every_word_is_one_token_and_text_round_trips(word_tok):
+    seen = set()
+    for w in WORDS:
+        (i,) = ids(word_tok, w)
+        assert ids(word_tok, " " + w) == [i]  # as an answer after a prompt
+        assert word_tok.convert_ids_to_tokens([i]) == [w]
+        seen.add(i)
+    assert len(seen) == len(WORDS)
+    for text in [*TEXTS, "Dora Vex was born in Tesvar ."]:
+        assert len(ids(word_tok, text)) == len(text.split())
+        assert word_tok.decode(ids(word_tok, text)) == text
+
+
+def test_unknown_word_is_unk(word_tok):
+    unk = word_tok.convert_tokens_to_ids(UNK)
+    assert word_tok.unk_token_id == unk
+    assert ids(word_tok, "Dora Zzyzx") == [ids(word_tok, "Dora")[0], unk]
+
+
+def test_save_and_load_with_auto_tokenizer(word_tok, tmp_path):
+    from transformers import AutoTokenizer
+
+    word_tok.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    for text in [*TEXTS, "Zzyzx was born in Tesvar ."]:
+        assert ids(loaded, text) == ids(word_tok, text)
+        assert loaded.decode(ids(loaded, text)) == word_tok.decode(ids(word_tok, text))
+    assert (loaded.pad_token_id, loaded.eos_token_id, loaded.unk_token_id) == (
+        word_tok.pad_token_id, word_tok.eos_token_id, word_tok.unk_token_id)
+
+
+@pytest.mark.parametrize("prompt, subject, span", [
+    ("Kalo Miren was born in", "Kalo Miren", (0, 2)),  # start
+    ("The spouse of Kalo Miren is", "Kalo Miren", (3, 5)),  # middle
+    ("The spouse of Dora Vex is Kalo Miren", "Kalo Miren", (6, 8)),  # end
+    ("{} was born in", "Kalo Miren", (0, 2)),
+    ("The spouse of {} is", "Dora Vex", (3, 5)),
+    ("Tesvar", "Tesvar", (0, 1)),
+    ("Dora Vex is married to Dora Vex", "Dora Vex", (5, 7)),  # the last occurrence
+])
+def test_subject_token_span(word_tok, prompt, subject, span):
+    assert subject_token_span(word_tok, prompt, subject) == span
+    text_ids = ids(word_tok, prompt.replace("{}", subject))
+    assert word_tok.convert_ids_to_tokens(text_ids[span[0]:span[1]]) == subject.split()
+
+
+@pytest.mark.parametrize("prompt, subject", [("Kalo Miren was born in", "Dora Vex"), ("{} was born in", ""),
+                                             ("Kalo Miren was born in", ""), ("Kalo Miren was born in", "  ")])
+def test_subject_errors(word_tok, prompt, subject):
+    with pytest.raises(RippleError) as err:
+        subject_token_span(word_tok, prompt, subject)
+    assert "\n" not in str(err.value)
+
+
+@pytest.fixture
+def gpt2(tiny_model):
+    return tiny_model("gpt2")
+
+
+def hand_score(model, prompt_ids, answer_ids):
+    """One forward pass of prompt + answer; answer token k is predicted at position len(prompt) - 1 + k."""
+    logp = torch.log_softmax(model(torch.tensor([prompt_ids + answer_ids])).logits[0].double(), -1)
+    total, greedy = 0.0, True
+    for k, a in enumerate(answer_ids):
+        row = logp[len(prompt_ids) - 1 + k]
+        total += row[a].item()
+        greedy &= int(row.argmax()) == a
+    return total, greedy
+
+
+def test_answer_logprobs_two_token_answer_by_hand(gpt2, tiny_tokenizer):
+    prompt, prompt_ids = "w10 w11 w12", [13, 14, 15]  # w{i} has id i + 3
+    assert ids(tiny_tokenizer, prompt) == prompt_ids
+    with torch.no_grad():
+        first = int(gpt2(torch.tensor([prompt_ids])).logits[0, -1].argmax())
+        second = int(gpt2(torch.tensor([prompt_ids + [first]])).logits[0, -1].argmax())
+        wrong = 3 + (second - 3 + 1) % 97  # any other in-vocab word id
+        for answer_ids, want_greedy in [([first, second], True), ([first, wrong], False), ([20, 30], None)]:
+            answer = " ".join(f"w{i - 3}" for i in answer_ids)
+            assert ids(tiny_tokenizer, " " + answer) == answer_ids
+            lp, greedy = answer_logprobs(gpt2, tiny_tokenizer, [(prompt, answer)])[0]
+            want_lp, hand_greedy = hand_score(gpt2, prompt_ids, answer_ids)
+            assert lp == pytest.approx(want_lp, abs=1e-5)
+            assert greedy == hand_greedy
+            if want_greedy is not None:
+                assert greedy == want_greedy
+
+
+def test_right_padded_batch_equals_one_at_a_time(gpt2, tiny_tokenizer):
+    pairs = [("w10 w11 w12", "w20 w21"), ("w5", "w6"), ("w30 w31 w32 w33 w34", "w40 w41 w42"), ("w7 w8", "w9")]
+    alone = [answer_logprobs(gpt2, tiny_tokenizer, [pair])[0] for pair in pairs]
+    for batch_size in (4, 3):
+        batched = answer_logprobs(gpt2, tiny_tokenizer, pairs, batch_size=batch_size)
+        assert [g for _, g in batched] == [g for _, g in alone]
+        assert [lp for lp, _ in batched] == pytest.approx([lp for lp, _ in alone], abs=1e-5)
+    with torch.no_grad():
+        for (p, a), (lp, _) in zip(pairs, alone):
+            assert lp == pytest.approx(hand_score(gpt2, ids(tiny_tokenizer, p), ids(tiny_tokenizer, a))[0], abs=1e-5)
