@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -92,6 +93,27 @@ def _dtype_kwarg() -> str:
     return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
 
 
+@contextmanager
+def quiet_transformers():
+    """Silence transformers' progress bars (weight loading and saving) inside the block."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
+def save_model(model, tokenizer, path) -> None:
+    """``save_pretrained`` of model (safetensors) and tokenizer, quietly."""
+    with quiet_transformers():
+        model.save_pretrained(path, safe_serialization=True)
+        tokenizer.save_pretrained(path)
+
+
 def load_model(name_or_path: str = "organism", device: str = "cpu", dtype=None,
                trust_remote_code: bool = False) -> LoadedModel:
     """Load ``name_or_path`` ("organism", a local directory, or a hub id) as a :class:`LoadedModel`.
@@ -121,21 +143,15 @@ def load_model(name_or_path: str = "organism", device: str = "cpu", dtype=None,
     except RuntimeError as exc:
         raise RippleError(f"unknown device {device!r}; use e.g. cpu or cuda") from exc
     remote = {"trust_remote_code": True} if trust_remote_code else {}
-    from transformers.utils import logging as hf_logging
-
-    bar_was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # weight-loading bars are noise in ripple's output
     try:
-        config = AutoConfig.from_pretrained(where, **remote)
-        get_spec(config)
-        model = AutoModelForCausalLM.from_pretrained(where, config=config, use_safetensors=True,
-                                                     **{_dtype_kwarg(): torch_dtype}, **remote)
-        tokenizer = AutoTokenizer.from_pretrained(where, **remote)
+        with quiet_transformers():
+            config = AutoConfig.from_pretrained(where, **remote)
+            get_spec(config)
+            model = AutoModelForCausalLM.from_pretrained(where, config=config, use_safetensors=True,
+                                                         **{_dtype_kwarg(): torch_dtype}, **remote)
+            tokenizer = AutoTokenizer.from_pretrained(where, **remote)
     except (OSError, ValueError) as exc:
         raise RippleError(f"cannot load model {name_or_path!r}: {_one_line(exc)}") from exc
-    finally:
-        if bar_was_on:
-            hf_logging.enable_progress_bar()
     try:
         model = model.to(device)
     except (RuntimeError, AssertionError) as exc:

@@ -86,6 +86,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, log=print) -> Path:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from ripple.loading import save_model
     from ripple.organism.tokenizer import build_tokenizer
 
     torch.set_num_threads(cfg.threads)
@@ -133,8 +134,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, log=print) -> Path:
     model.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
+    save_model(model, tok, out)
     (out / "world.json").write_text(json.dumps(world.to_dict(), indent=1))
     (out / "train_config.json").write_text(json.dumps(asdict(cfg) | {"train_seconds": round(time.time() - t0)},
                                                       indent=1))

@@ -1,0 +1,1 @@
+"""One module per ``ripple`` subcommand; :mod:`ripple.cli` builds the parser and dispatches."""

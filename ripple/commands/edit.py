@@ -1,0 +1,95 @@
+"""``ripple edit``: apply edits and write the edited model, the delta and the metrics.
+
+    ripple edit --model organism --method memit --edits edits.jsonl --out runs/edit [--sequential]
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ripple.errors import RippleError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("edit", help="apply knowledge edits (rome, memit, emmet, alphaedit, ft; rect as an option)")
+    p.add_argument("--model", default="organism")
+    p.add_argument("--method", required=True, help="rome, memit, emmet, alphaedit or ft")
+    p.add_argument("--edits", required=True, help="JSON or JSONL of edit requests (CounterFact or EasyEdit fields)")
+    p.add_argument("--out", required=True, help="directory for the edited model, delta.safetensors, metrics.json")
+    p.add_argument("--sequential", action="store_true", help="edit one request after another (default: one batch)")
+    p.add_argument("--chunk", type=int, default=1, help="requests per step in sequential mode")
+    p.add_argument("--hparams", default=None, help="JSON file of hyperparameters")
+    p.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="hyperparameter overrides")
+    p.add_argument("--rect", type=float, default=None, help="RECT: keep this top share of the update (e.g. 0.4)")
+    p.add_argument("--stats-corpus", default=None, help="text file (one passage a line) for key statistics; "
+                   "the organism uses its world's text")
+    p.add_argument("--force", action="store_true", help="apply an update even past the norm guard")
+    p.set_defaults(func=run)
+
+
+def stats_corpus(model_path: str, corpus_file: str | None) -> list[str]:
+    """The statistics corpus: a user file, else the organism's world text."""
+    if corpus_file:
+        p = Path(corpus_file)
+        if not p.is_file():
+            raise RippleError(f"statistics corpus {p} does not exist; pass a text file with one passage a line")
+        lines = [x.strip() for x in p.read_text().splitlines() if x.strip()]
+        if not lines:
+            raise RippleError(f"statistics corpus {p} is empty; pass a text file with one passage a line")
+        return lines
+    world = Path(model_path) / "world.json"
+    if world.is_file():
+        from ripple.organism.edits import world_corpus
+        from ripple.organism.evaluate import load_world
+
+        return world_corpus(load_world(world))
+    raise RippleError("this model has no world.json; pass --stats-corpus FILE with general text for the "
+                      "MLP key statistics")
+
+
+def run(args) -> int:
+    from ripple.editing.hparams import resolve_hparams
+    from ripple.editing.metrics import aggregate, request_metrics
+    from ripple.editing.methods import EditContext
+    from ripple.editing.requests import load_requests, validate_for_model
+    from ripple.editing.session import run_edits
+    from ripple.io import atomic_write_json, prepare_out_dir
+    from ripple.loading import load_model, save_model
+
+    requests = load_requests(args.edits)
+    model, tok, spec = load_model(args.model)
+    model_path = model.name_or_path
+    overrides = list(args.set) + ([f"rect={args.rect}"] if args.rect is not None else [])
+    hp = resolve_hparams(args.method, spec.model_type, spec.n_layers(model), model_dir=model_path,
+                         json_file=args.hparams, overrides=overrides)
+    for warning in validate_for_model(requests, tok, model):
+        print(f"ripple: warning: {warning}", file=sys.stderr)
+    out = prepare_out_dir(args.out)
+    ctx = EditContext(model, tok, spec, stats_corpus(model_path, args.stats_corpus))
+    before = [request_metrics(model, tok, r) for r in requests]
+    t0 = time.perf_counter()
+    result = run_edits(ctx, args.method, requests, hp, mode="sequential" if args.sequential else "batch",
+                       chunk=args.chunk, force=args.force)
+    seconds = time.perf_counter() - t0
+    after = [request_metrics(model, tok, r) for r in requests]
+    metrics = {"method": result.total.method, "mode": "sequential" if args.sequential else "batch",
+               "n_requests": len(requests), "seconds": round(seconds, 3), "before": aggregate(before),
+               "after": aggregate(after), "per_request": [{"case_id": r.case_id, "subject": r.subject, **m}
+                                                          for r, m in zip(requests, after)],
+               "norm_ratios": result.total.norm_ratios(model), "hparams": result.total.hparams}
+    with tempfile.TemporaryDirectory(dir=out, prefix=".model-") as tmp:
+        save_model(model, tok, tmp)
+        for f in Path(tmp).iterdir():
+            shutil.move(str(f), out / f.name)
+    result.total.save(out / "delta.safetensors")
+    atomic_write_json(out / "metrics.json", metrics)
+    result.snapshot.restore(model)
+    a = metrics["after"]
+    print(f"{metrics['method']} ({metrics['mode']}, {len(requests)} edits, {seconds:.1f}s): efficacy "
+          f"{a.get('efficacy')}, paraphrase {a.get('paraphrase')}, neighbourhood {a.get('neighborhood')}; "
+          f"wrote {out}")
+    return 0

@@ -1,0 +1,52 @@
+"""``ripple organism show|train``: where the bundled organism lives; train a new one."""
+
+from __future__ import annotations
+
+import json
+
+from ripple.errors import RippleError
+
+
+def add_parser(sub) -> None:
+    org = sub.add_parser("organism", help="the bundled model organism").add_subparsers(dest="action", required=True)
+    show = org.add_parser("show", help="where the organism and its world live")
+    show.add_argument("--json", action="store_true", help="print JSON (path, world, training config, metrics)")
+    show.set_defaults(func=cmd_organism_show)
+    tr = org.add_parser("train", help="train an organism from scratch (deterministic)")
+    tr.add_argument("--out", required=True)
+    tr.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="TrainConfig overrides")
+    tr.set_defaults(func=cmd_organism_train)
+
+
+def cmd_organism_show(args) -> int:
+    from ripple.organism.paths import model_dir, world_path
+
+    info = {"path": str(model_dir()), "world": str(world_path())}
+    for name in ("train_config.json", "metrics.json"):
+        f = model_dir() / name
+        if f.exists():
+            info[name.removesuffix(".json")] = json.loads(f.read_text())
+    if not (model_dir() / "model.safetensors").exists():
+        raise RippleError(f"the bundled organism is missing from {model_dir()}; reinstall ripple or train one "
+                          "with 'ripple organism train --out DIR'")
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"organism model: {info['path']}\nworld:          {info['world']}")
+        for k, v in info.get("metrics", {}).items():
+            print(f"  {k:<20} {v}")
+    return 0
+
+
+def cmd_organism_train(args) -> int:
+    from ripple.organism.train import TrainConfig, train
+
+    try:
+        cfg = TrainConfig().with_overrides(args.set)
+    except (KeyError, ValueError) as e:
+        raise RippleError(f"bad --set override ({e}); use NAME=VALUE with a TrainConfig field such as n_layer=6")
+    import torch
+
+    torch.set_num_threads(args.threads or cfg.threads)
+    train(cfg, args.out)
+    return 0

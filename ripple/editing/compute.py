@@ -1,0 +1,168 @@
+"""What every locate-then-edit method computes before its solve: keys and target values.
+
+* :func:`context_templates`: ``"{}"`` plus short prefixes the model generates itself, so keys and
+  targets are averaged over contexts (ROME, MEMIT).
+* :func:`fact_keys`: the MLP key at the fact token, averaged over the contexts.
+* :func:`optimize_delta`: gradient steps on a vector added at the fact token to a module's
+  output (the MLP output for ROME, the block output for MEMIT) so that the model predicts
+  the new target, with a KL term keeping the subject's other predictions and a norm penalty.
+
+None of these change the model's weights; hooks add the vector only inside the forward passes.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+from ripple.arch import resolve_site
+from ripple.editing.requests import EditRequest
+from ripple.scoring import pad_ids
+from ripple.tokens import subject_token_span
+from ripple.trace import Trace
+
+
+@contextmanager
+def frozen(model, keep=()):
+    """Eval mode, and ``requires_grad`` off for every parameter except those in ``keep``; the
+    model's mode and flags are restored on exit."""
+    was_training = model.training
+    flags = {p: p.requires_grad for p in model.parameters()}
+    keep_ids = {id(p) for p in keep}
+    model.eval()
+    for p in flags:
+        p.requires_grad_(id(p) in keep_ids)
+    try:
+        yield
+    finally:
+        for p, f in flags.items():
+            p.requires_grad_(f)
+        model.train(was_training)
+
+
+def context_templates(model, tok, n: int, length: int, seed: int = 0) -> list[str]:
+    """``["{}"]`` plus ``n`` prefixes sampled from the model (deterministic for a seed; the caller's
+    RNG state is left untouched)."""
+    if n <= 0:
+        return ["{}"]
+    device = next(model.parameters()).device
+    start = torch.full((n, 1), tok.eos_token_id if tok.eos_token_id is not None else 0, device=device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        out = model.generate(start, attention_mask=torch.ones_like(start), do_sample=True, top_k=5,
+                             max_new_tokens=length, min_new_tokens=length, pad_token_id=start[0, 0].item())
+    texts = [tok.decode(o[1:], skip_special_tokens=True).replace("{", " ").replace("}", " ").strip() for o in out]
+    return ["{}"] + [f"{t} . {{}}" if t else "{}" for t in texts]
+
+
+def fact_position(tok, text: str, prompt: str, subject: str, fact_token: str) -> int:
+    """Token index of the fact token in ``text`` (a context-prefixed rendering of ``prompt``)."""
+    if fact_token == "last":
+        return len(tok(text, add_special_tokens=False)["input_ids"]) - 1
+    s0, s1 = subject_token_span(tok, text, subject)
+    return s0 if fact_token == "subject_first" else s1 - 1
+
+
+def _render(ctx: str, req: EditRequest) -> str:
+    return ctx.replace("{}", req.prompt.replace("{}", req.subject))
+
+
+@torch.no_grad()
+def fact_keys(model, tok, spec, layer: int, requests: list[EditRequest], contexts: list[str],
+              fact_token: str) -> torch.Tensor:
+    """Keys ``[in, n_requests]`` at ``blocks.{layer}.mlp.key``, averaged over the contexts."""
+    site = resolve_site(spec, f"blocks.{layer}.mlp.key")[0]
+    texts, where = [], []
+    for i, r in enumerate(requests):
+        for c in contexts:
+            text = _render(c, r)
+            texts.append(text)
+            where.append((i, fact_position(tok, text, r.prompt, r.subject, fact_token)))
+    device = next(model.parameters()).device
+    ids, mask = pad_ids([tok(t, add_special_tokens=False)["input_ids"] for t in texts], tok, device)
+    with Trace(model, site, retain_input=True, retain_output=False, stop=True) as t:
+        model(input_ids=ids, attention_mask=mask)
+    keys = torch.stack([t.input[j, p] for j, (_, p) in enumerate(where)]).double().cpu()
+    owner = torch.tensor([i for i, _ in where])
+    return torch.stack([keys[owner == i].mean(0) for i in range(len(requests))], dim=1)
+
+
+@torch.no_grad()
+def site_values(model, tok, spec, site: str, requests: list[EditRequest], fact_token: str) -> torch.Tensor:
+    """The output of ``site`` at the fact token of each bare prompt, ``[out, n_requests]``."""
+    mod = resolve_site(spec, site)[0]
+    texts = [r.rendered for r in requests]
+    device = next(model.parameters()).device
+    ids, mask = pad_ids([tok(t, add_special_tokens=False)["input_ids"] for t in texts], tok, device)
+    pos = [fact_position(tok, t, r.prompt, r.subject, fact_token) for t, r in zip(texts, requests)]
+    with Trace(model, mod, stop=True) as t:
+        model(input_ids=ids, attention_mask=mask)
+    return torch.stack([t.output[j, p] for j, p in enumerate(pos)], dim=1).double().cpu()
+
+
+def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contexts: list[str]) -> dict:
+    """Optimize the vector added to ``site``'s output at the fact token (see module docstring).
+
+    Returns ``{"delta": [hidden] float64, "init_norm": float, "nll": [per step], "steps": int}``.
+    The model's weights and its train/eval mode are left as they were."""
+    mod = resolve_site(spec, site)[0]
+    device = next(model.parameters()).device
+    target = tok(" " + request.target_new.strip(), add_special_tokens=False)["input_ids"]
+    rewrite = [_render(c, request) for c in contexts]
+    kl_texts = [p.replace("{}", request.subject) for p in hp.kl_prompts]
+    seqs, pos, ans = [], [], []
+    for text in rewrite:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        seqs.append(ids + target[:-1])
+        pos.append(fact_position(tok, text, request.prompt, request.subject, hp.fact_token))
+        ans.append(len(ids) - 1)
+    for text in kl_texts:
+        seqs.append(tok(text, add_special_tokens=False)["input_ids"])
+        pos.append(fact_position(tok, text, "{}", request.subject, hp.fact_token) if hp.fact_token != "last"
+                   else len(seqs[-1]) - 1)
+    ids, mask = pad_ids(seqs, tok, device)
+    n_rw, rows = len(rewrite), torch.arange(len(seqs), device=device)
+    pos_t = torch.tensor(pos, device=device)
+    tgt = torch.tensor(target, device=device)
+    kl_last = mask[n_rw:].sum(1) - 1
+
+    with frozen(model):
+        with Trace(model, mod, stop=False) as t:
+            with torch.no_grad():
+                base = model(input_ids=ids, attention_mask=mask).logits
+        init = t.output[rows, pos_t].float()
+        base_kl = torch.log_softmax(base[rows[n_rw:], kl_last].float(), -1) if kl_texts else None
+        init_norm = init[0].norm().item()
+        delta = torch.zeros(init.shape[-1], device=device, requires_grad=True)
+        opt = torch.optim.Adam([delta], lr=hp.v_lr)
+
+        def add(out, name):
+            out = out.clone()
+            out[rows, pos_t] = out[rows, pos_t] + delta.to(out.dtype)
+            return out
+
+        history = []
+        for _ in range(hp.v_steps):
+            with Trace(model, mod, edit_output=add, retain_output=False):
+                logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            logp = torch.log_softmax(logits, -1)
+            idx = torch.tensor([[a + j for j in range(len(target))] for a in ans], device=device)
+            nll = -logp[rows[:n_rw, None], idx, tgt[None, :]].mean()
+            loss = nll + hp.v_weight_decay * delta.norm() / max(init_norm, 1e-8)
+            if base_kl is not None:
+                cur = logp[rows[n_rw:], kl_last]
+                loss = loss + hp.kl_factor * torch.nn.functional.kl_div(cur, base_kl, log_target=True,
+                                                                        reduction="batchmean")
+            history.append(round(nll.item(), 5))
+            if nll.item() < hp.early_stop_loss:
+                break
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                cap = hp.clamp_norm_factor * init_norm
+                if delta.norm() > cap:
+                    delta.mul_(cap / delta.norm())
+    return {"delta": delta.detach().double().cpu(), "init_norm": init_norm, "nll": history, "steps": len(history)}
+

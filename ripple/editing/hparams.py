@@ -1,0 +1,173 @@
+"""Typed hyperparameters of every editor, with defaults per architecture in one place.
+
+Resolution order (later wins): the dataclass defaults, :data:`ARCH_DEFAULTS` for the model's
+``model_type``, a ``ripple_hparams.json`` file inside the model directory (how the organism
+ships the settings its causal tracing chose), a user JSON file, then ``key=value`` overrides.
+Layers are given relative to depth (``layer_fracs``, 0 = first block, 1 = last) unless
+``layers`` names them outright.
+
+>>> hp = resolve_hparams("rome", "gpt2", n_layers=48)
+>>> hp.layers_for(48)
+(17,)
+>>> resolve_hparams("memit", "gptj", n_layers=28, overrides=["lam=20000"]).lam
+20000.0
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from ripple.errors import RippleError
+
+
+@dataclass(frozen=True)
+class TargetHParams:
+    """How the target value (ROME's v*, MEMIT's z) is optimized."""
+
+    fact_token: str = "subject_last"  # subject_last | subject_first | last
+    v_steps: int = 25
+    v_lr: float = 0.5
+    v_weight_decay: float = 0.5
+    kl_factor: float = 0.0625
+    clamp_norm_factor: float = 4.0
+    kl_prompts: tuple[str, ...] = ("{} is a",)
+    context_prefixes: int = 10  # generated prefixes (ROME averages keys and loss over ~20)
+    prefix_tokens: int = 5
+    early_stop_loss: float = 0.05
+    seed: int = 0
+    stats_samples: int = 20000
+    max_update_ratio: float = 2.0  # the collapse guard: refuse ‖ΔW‖/‖W‖ above this unless forced
+    rect: float | None = None  # keep only this top share of the update by relative change (RECT: 0.4)
+
+
+@dataclass(frozen=True)
+class RomeHParams(TargetHParams):
+    layer_fracs: tuple[float, ...] = (0.35,)
+    layers: tuple[int, ...] | None = None
+    C_reg: float = 1e-6  # relative ridge on C so that C⁻¹ exists on small corpora
+
+    def layers_for(self, n_layers: int) -> tuple[int, ...]:
+        if self.layers is not None:
+            return tuple(self.layers)
+        return tuple(sorted({min(n_layers - 1, max(0, round(f * (n_layers - 1)))) for f in self.layer_fracs}))
+
+
+@dataclass(frozen=True)
+class MemitHParams(RomeHParams):
+    layer_fracs: tuple[float, ...] = (0.27, 0.3, 0.33, 0.36, 0.4)
+    lam: float = 15000.0  # mom2_update_weight
+
+
+@dataclass(frozen=True)
+class EmmetHParams(RomeHParams):
+    eps: float = 0.1
+
+
+@dataclass(frozen=True)
+class AlphaEditHParams(MemitHParams):
+    null_threshold: float = 1e-2
+    reg: float = 1.0
+
+
+@dataclass(frozen=True)
+class FTHParams(TargetHParams):
+    layer_fracs: tuple[float, ...] = (0.35,)
+    layers: tuple[int, ...] | None = None
+    ft_steps: int = 25
+    ft_lr: float = 5e-4
+    norm_constraint: float = 5e-4  # L-infinity bound on each weight's change (FT-L)
+
+    layers_for = RomeHParams.layers_for
+
+
+HPARAMS: dict[str, type] = {"rome": RomeHParams, "memit": MemitHParams, "emmet": EmmetHParams,
+                            "alphaedit": AlphaEditHParams, "ft": FTHParams}
+
+#: The one place for per-architecture defaults (from the papers' settings, layers relative to depth).
+ARCH_DEFAULTS: dict[str, dict[str, dict]] = {
+    "gpt2": {"rome": {"layer_fracs": (17 / 47,)}, "memit": {"layer_fracs": (13 / 47, 14 / 47, 15 / 47, 16 / 47, 17 / 47),
+                                                            "lam": 20000.0}},
+    "gptj": {"rome": {"layer_fracs": (5 / 27,)}, "memit": {"layer_fracs": tuple(i / 27 for i in range(3, 9)),
+                                                           "lam": 15000.0}},
+    "gpt_neox": {"rome": {"layer_fracs": (0.3,)}},
+    "llama": {"rome": {"layer_fracs": (5 / 31,)}, "memit": {"layer_fracs": tuple(i / 31 for i in range(4, 9))}},
+    "mistral": {"rome": {"layer_fracs": (5 / 31,)}},
+    "qwen2": {"rome": {"layer_fracs": (5 / 27,)}},
+}
+_INHERIT = {"emmet": "rome", "ft": "rome", "alphaedit": "memit"}
+
+
+def _cast(f, value: str):
+    t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if "tuple" in t:
+        items = [x for x in value.replace("(", "").replace(")", "").split(",") if x.strip()]
+        conv = int if "int" in t and "float" not in t else (float if "float" in t else str)
+        return tuple(conv(x) for x in items)
+    if value.lower() == "none" and "None" in t:
+        return None
+    if t.startswith("int"):
+        return int(value)
+    if t.startswith("float"):
+        return float(value)
+    return value
+
+
+def _apply(hp, values: dict, where: str):
+    known = {f.name: f for f in fields(hp)}
+    for k in values:
+        if k not in known:
+            raise RippleError(f"unknown hyperparameter {k!r} for {type(hp).__name__} in {where}; "
+                              f"known: {', '.join(sorted(known))}")
+    conv = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return replace(hp, **conv)
+
+
+def resolve_hparams(method: str, model_type: str, n_layers: int | None = None, model_dir: str | Path | None = None,
+                    json_file: str | Path | None = None, overrides: list[str] = ()):
+    """The hyperparameters for ``method`` on a ``model_type`` (see the module docstring)."""
+    if method not in HPARAMS:
+        raise RippleError(f"unknown editing method {method!r}; choose one of {', '.join(sorted(HPARAMS))}")
+    hp = HPARAMS[method]()
+    arch = ARCH_DEFAULTS.get(model_type, {})
+    base = _INHERIT.get(method)
+    layer_keys = {"layer_fracs", "layers"}
+    if base in arch:
+        hp = _apply(hp, {k: v for k, v in arch[base].items() if k in layer_keys}, f"{model_type} defaults")
+    hp = _apply(hp, arch.get(method, {}), f"{model_type} defaults")
+    if model_dir is not None and (Path(model_dir) / "ripple_hparams.json").exists():
+        shipped = json.loads((Path(model_dir) / "ripple_hparams.json").read_text())
+        inherited = {k: v for k, v in shipped.get(base, {}).items() if k in layer_keys} if base else {}
+        hp = _apply(hp, {**shipped.get("all", {}), **inherited, **shipped.get(method, {})}, "ripple_hparams.json")
+    if json_file is not None:
+        p = Path(json_file)
+        if not p.is_file():
+            raise RippleError(f"hyperparameter file {p} does not exist")
+        try:
+            hp = _apply(hp, json.loads(p.read_text()), str(p))
+        except json.JSONDecodeError as e:
+            raise RippleError(f"hyperparameter file {p} is not valid JSON (line {e.lineno}); fix it") from None
+    for pair in overrides:
+        if "=" not in pair:
+            raise RippleError(f"bad hyperparameter override {pair!r}; write NAME=VALUE, e.g. v_steps=30")
+        k, v = pair.split("=", 1)
+        known = {f.name: f for f in fields(hp)}
+        if k not in known:
+            raise RippleError(f"unknown hyperparameter {k!r} for {method}; known: {', '.join(sorted(known))}")
+        try:
+            hp = replace(hp, **{k: _cast(known[k], v)})
+        except ValueError:
+            raise RippleError(f"bad value {v!r} for hyperparameter {k!r}") from None
+    if hp.fact_token not in ("subject_last", "subject_first", "last"):
+        raise RippleError(f"unknown fact_token {hp.fact_token!r}; use subject_last, subject_first or last")
+    if n_layers is not None:
+        bad = [i for i in hp.layers_for(n_layers) if not 0 <= i < n_layers]
+        if bad:
+            raise RippleError(f"layer {bad[0]} is out of range for a {n_layers}-layer model; use 0..{n_layers - 1}")
+    return hp
+
+
+def hparams_dict(hp) -> dict:
+    return asdict(hp)
+

@@ -1,0 +1,89 @@
+"""CounterFact-style edit metrics (Meng et al., 2022), each as top-1 and as a probability race.
+
+* efficacy: on the edit prompt, the new target is the greedy answer / P(new) > P(old);
+* paraphrase: the same on paraphrases of the edit prompt;
+* neighbourhood: on prompts about other subjects whose answer is the old target, the old
+  target stays the greedy answer / P(old) > P(new);
+* fluency: weighted bi- and tri-gram entropy of greedy generations about the subject.
+
+>>> ngram_entropy(["a b c d"]) > ngram_entropy(["a a a a"])
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import torch
+
+from ripple.editing.requests import EditRequest
+from ripple.scoring import answer_logprobs
+
+
+def _race(model, tok, prompts: list[str], first: str, second: str | None) -> tuple[list[bool], list[bool]]:
+    """For each prompt: is ``first`` the greedy answer, and is P(first) > P(second)?"""
+    if not prompts:
+        return [], []
+    a = answer_logprobs(model, tok, [(p, first) for p in prompts])
+    top1 = [g for _, g in a]
+    if second is None:
+        return top1, top1
+    b = answer_logprobs(model, tok, [(p, second) for p in prompts])
+    return top1, [x[0] > y[0] for x, y in zip(a, b)]
+
+
+def _mean(xs: list[bool]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def request_metrics(model, tok, req: EditRequest) -> dict:
+    """Metrics of one request on the model as it is now (apply the edit first)."""
+    e1, e2 = _race(model, tok, [req.rendered], req.target_new, req.target_true)
+    p1, p2 = _race(model, tok, list(req.paraphrase_prompts), req.target_new, req.target_true)
+    out = {"efficacy_top1": _mean(e1), "efficacy": _mean(e2), "paraphrase_top1": _mean(p1), "paraphrase": _mean(p2)}
+    if req.target_true is not None:
+        n1, n2 = _race(model, tok, list(req.neighborhood_prompts), req.target_true, req.target_new)
+        out |= {"neighborhood_top1": _mean(n1), "neighborhood": _mean(n2)}
+    return out
+
+
+def aggregate(rows: list[dict]) -> dict:
+    """Mean of each metric over requests (ignoring missing ones) and CounterFact's score
+    (harmonic mean of efficacy, paraphrase and neighbourhood)."""
+    keys = sorted({k for r in rows for k in r})
+    out = {}
+    for k in keys:
+        vals = [r[k] for r in rows if r.get(k) is not None]
+        out[k] = round(sum(vals) / len(vals), 4) if vals else None
+    parts = [out.get(k) for k in ("efficacy", "paraphrase", "neighborhood")]
+    if all(p is not None for p in parts):
+        out["score"] = round(0.0 if min(parts) == 0 else len(parts) / sum(1 / p for p in parts), 4)
+    return out
+
+
+def ngram_entropy(texts: list[str], ns=(2, 3), weights=(2 / 3, 4 / 3)) -> float:
+    """ROME's fluency measure: weighted mean over ``ns`` of the n-gram entropy of each text."""
+    vals = []
+    for text in texts:
+        words = text.split()
+        ents = []
+        for n in ns:
+            grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+            total = sum(grams.values())
+            ents.append(-sum(c / total * math.log2(c / total) for c in grams.values()) if total else 0.0)
+        vals.append(sum(w * e for w, e in zip(weights, ents)) / sum(weights))
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+@torch.no_grad()
+def fluency(model, tok, prompts: list[str], max_new_tokens: int = 30) -> float:
+    """n-gram entropy of greedy continuations of ``prompts`` (low = repetitive, collapsed)."""
+    device = next(model.parameters()).device
+    texts = []
+    for p in prompts:
+        ids = tok(p, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new_tokens,
+                             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+        texts.append(tok.decode(out[0], skip_special_tokens=True))
+    return ngram_entropy(texts)

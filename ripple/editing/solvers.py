@@ -1,0 +1,89 @@
+"""Closed-form weight updates of the locate-then-edit family, as pure tensor functions.
+
+All work in the ``[out, in]`` orientation (``value = W @ key``), in float64, and never
+invert a matrix explicitly. Notation follows ``../shared/methods.md``: ``C`` is the
+uncentered second moment of keys at the layer, ``K`` holds edit keys as columns, ``R``
+the residuals (target values minus current values) as columns.
+
+>>> import torch
+>>> W, C = torch.randn(4, 3, dtype=torch.float64), torch.eye(3, dtype=torch.float64)
+>>> k, v = torch.randn(3, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
+>>> torch.allclose((W + rome_update(W, C, k, v)) @ k, v)
+True
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _f64(*xs):
+    return [x.to(torch.float64) for x in xs]
+
+
+def rank_one_update(residual: torch.Tensor, C: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``residual (C⁻¹k)ᵀ / ((C⁻¹k)ᵀ k)``: adds ``residual`` to the value of ``k`` and nothing to
+    any key ``j`` with ``jᵀ C⁻¹ k = 0``."""
+    residual, C, k = _f64(residual, C, k)
+    cik = torch.linalg.solve(C, k)
+    return torch.outer(residual, cik) / (cik @ k)
+
+
+def rome_update(W: torch.Tensor, C: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """ROME's rank-one update: ``(v - W k) (C⁻¹k)ᵀ / ((C⁻¹k)ᵀ k)``; maps ``k`` to ``v`` exactly.
+
+    The same ``k`` is used in the numerator and denominator (the r-ROME fix for the
+    sequential-editing blow-up)."""
+    W, k, v = _f64(W, k, v)
+    return rank_one_update(v - W @ k, C, k)
+
+
+def memit_update(R: torch.Tensor, K: torch.Tensor, C: torch.Tensor, lam: float) -> torch.Tensor:
+    """MEMIT's least-squares update for one layer: ``ΔW = R Kᵀ (λ C + K Kᵀ)⁻¹``.
+
+    ``R`` is ``[out, n]``, ``K`` is ``[in, n]``. With ``lam = 0`` and ``K`` of full row rank this
+    is the plain least-squares solution of ``ΔW K = R``."""
+    R, K, C = _f64(R, K, C)
+    A = lam * C + K @ K.T
+    return torch.linalg.solve(A, K @ R.T).T  # (A⁻¹ K Rᵀ)ᵀ = R Kᵀ A⁻¹ since A is symmetric
+
+
+def emmet_update(R: torch.Tensor, K: torch.Tensor, C: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
+    """EMMET's equality-constrained batch update: ``Δ = R (Kᵀ C⁻¹ K + εI)⁻¹ Kᵀ C⁻¹``.
+
+    With one request and ``eps = 0`` it equals :func:`rome_update`."""
+    R, K, C = _f64(R, K, C)
+    CiK = torch.linalg.solve(C, K)  # C⁻¹ K, [in, n]
+    G = K.T @ CiK + eps * torch.eye(K.shape[1], dtype=K.dtype)
+    return R @ torch.linalg.solve(G, CiK.T)  # R G⁻¹ (C⁻¹K)ᵀ ; C symmetric
+
+
+def null_space_projector(C: torch.Tensor, threshold: float = 1e-2, relative: bool = True) -> torch.Tensor:
+    """AlphaEdit's ``P = Û Ûᵀ`` over eigenvectors of ``C`` whose eigenvalue is below ``threshold``
+    (relative to the largest when ``relative``): updates through ``P`` leave preserved keys unchanged."""
+    (C,) = _f64(C)
+    vals, vecs = torch.linalg.eigh((C + C.T) / 2)
+    cut = threshold * vals.max() if relative else threshold
+    U = vecs[:, vals < cut]
+    return U @ U.T
+
+
+def alphaedit_update(R: torch.Tensor, K: torch.Tensor, P: torch.Tensor,
+                     K_prev_outer: torch.Tensor | None = None, reg: float = 1.0) -> torch.Tensor:
+    """AlphaEdit: ``Δ = R Kᵀ P (K_p K_pᵀ P + K Kᵀ P + reg·I)⁻¹``, ``K_p K_pᵀ`` the running sum of
+    earlier edit keys' outer products (``K_prev_outer``). Since ``Δ = X P`` for some ``X``, any
+    key ``k`` with ``P k = 0`` (a preserved key) maps to the same value as before."""
+    R, K, P = _f64(R, K, P)
+    n = K.shape[0]
+    prev = torch.zeros(n, n, dtype=torch.float64) if K_prev_outer is None else K_prev_outer.to(torch.float64)
+    A = prev @ P + K @ K.T @ P + reg * torch.eye(n, dtype=torch.float64)
+    # Δ A = R Kᵀ P  ->  Aᵀ Δᵀ = P K Rᵀ (P symmetric)
+    return torch.linalg.solve(A.T, P @ K @ R.T).T
+
+
+def rect_mask(delta: torch.Tensor, W: torch.Tensor, keep: float = 0.4) -> torch.Tensor:
+    """RECT: keep the top ``keep`` share of ``delta``'s entries by relative change ``|Δ/W|``."""
+    rel = delta.abs() / W.abs().clamp(min=1e-12)
+    k = max(1, int(round(keep * rel.numel())))
+    cut = rel.flatten().kthvalue(rel.numel() - k + 1).values
+    return delta * (rel >= cut)

@@ -1,0 +1,93 @@
+"""Second moment ``C = E[k kᵀ]`` of MLP keys at a layer, cached on disk.
+
+The cache key is the model's weights fingerprint, the layer, the corpus fingerprint and the
+number of token samples, so a different model, corpus or sample count never reuses a stale
+file. The default cache directory is ``$RIPPLE_CACHE`` or ``~/.cache/ripple``.
+
+>>> # doctest: +SKIP
+>>> C = second_moment(model, tok, spec, layer=1, corpus=world_text, n_samples=20000)
+>>> C.shape
+torch.Size([768, 768])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from ripple.arch import resolve_site
+from ripple.errors import RippleError
+from ripple.scoring import pad_ids
+from ripple.trace import Trace
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RIPPLE_CACHE", Path.home() / ".cache" / "ripple"))
+
+
+def model_fingerprint(model, spec, layer: int) -> str:
+    """Hash of the config and the weights of the edited projection (cheap and specific).
+
+    Including the layer's current weights means a model that was edited at that layer gets
+    its own statistics (as MEMIT's recomputation wants), not the unedited ones."""
+    from ripple.arch import mlp_out_weight
+
+    h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    for i in range(spec.n_layers(model)):
+        w = mlp_out_weight(model, spec, i).detach().float().cpu().contiguous()
+        h.update(w.numpy().tobytes()[:: max(1, w.numel() // 4096)])
+    h.update(str(layer).encode())
+    return h.hexdigest()[:16]
+
+
+def corpus_fingerprint(corpus: list[str]) -> str:
+    h = hashlib.sha256()
+    for line in corpus:
+        h.update(line.encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def collect_keys(model, tok, spec, layer: int, corpus: list[str], n_samples: int,
+                 batch_size: int = 64) -> torch.Tensor:
+    """Up to ``n_samples`` MLP keys (one per real token) from the corpus, in order, ``[n, in]``."""
+    site = resolve_site(spec, f"blocks.{layer}.mlp.key")[0]
+    device = next(model.parameters()).device
+    keys, got = [], 0
+    for i in range(0, len(corpus), batch_size):
+        enc = [tok(t, add_special_tokens=False)["input_ids"][: tok.model_max_length] for t in corpus[i : i + batch_size]]
+        enc = [e for e in enc if e]
+        if not enc:
+            continue
+        ids, mask = pad_ids(enc, tok, device)
+        with Trace(model, site, retain_input=True, retain_output=False, stop=True) as t:
+            model(input_ids=ids, attention_mask=mask)
+        k = t.input[mask.bool()].double().cpu()
+        keys.append(k)
+        got += len(k)
+        if got >= n_samples:
+            break
+    if not keys:
+        raise RippleError("the statistics corpus is empty; pass a text file with general sentences")
+    return torch.cat(keys)[:n_samples]
+
+
+def second_moment(model, tok, spec, layer: int, corpus: list[str], n_samples: int = 20000,
+                  use_cache: bool = True) -> torch.Tensor:
+    """``E[k kᵀ]`` over up to ``n_samples`` corpus tokens, float64 ``[in, in]``, cached on disk."""
+    path = cache_dir() / "mom2" / (f"{model_fingerprint(model, spec, layer)}-L{layer}-"
+                                   f"{corpus_fingerprint(corpus)}-n{n_samples}.pt")
+    if use_cache and path.exists():
+        return torch.load(path, weights_only=True)
+    K = collect_keys(model, tok, spec, layer, corpus, n_samples)
+    C = K.T @ K / len(K)
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(C, tmp)
+        os.replace(tmp, path)
+    return C

@@ -1,0 +1,58 @@
+"""Edit requests drawn from the organism's world, with paraphrase and neighbourhood prompts
+filled in from the world automatically, and the world's text as the statistics corpus.
+
+>>> from ripple.world import build_world
+>>> reqs = sample_edits(build_world(), 3, seed=0)
+>>> reqs[0].prompt.count("{}"), bool(reqs[0].paraphrase_prompts), reqs[0].target_new != reqs[0].target_true
+(1, True, True)
+"""
+
+from __future__ import annotations
+
+import random
+
+from ripple.editing.requests import EditRequest
+from ripple.world.corpus import CorpusConfig, training_text
+from ripple.world.generate import World
+from ripple.world.queries import fill
+from ripple.world.schema import RELATIONS
+
+EDITABLE = ("born_in", "citizen_of", "works_for", "studied_at")
+
+
+def request_for(world: World, subject: str, relation: str, new_object: str, max_neighbours: int = 10) -> EditRequest:
+    """The CounterFact-style request for one world edit (entity ids in)."""
+    rel = RELATIONS[relation]
+    old = world.objects(subject, relation)[0]
+    name = world.name(subject)
+    paraphrases = [fill(t, name) for t in rel.templates[1:] + rel.heldout_templates]
+    neighbours = sorted(s for s in world.subjects_with(relation, old) if s != subject)[:max_neighbours]
+    return EditRequest(prompt=rel.templates[0], subject=name, target_new=world.name(new_object),
+                       target_true=world.name(old), paraphrase_prompts=tuple(paraphrases),
+                       neighborhood_prompts=tuple(fill(rel.templates[0], world.name(s)) for s in neighbours),
+                       case_id=f"{subject}|{relation}|{new_object}")
+
+
+def sample_edits(world: World, n: int, seed: int = 0, relations=EDITABLE, distinct_subjects: bool = True) -> list[EditRequest]:
+    """``n`` random counterfactual edits of person facts (a new object of the right type)."""
+    rng = random.Random(seed)
+    facts = sorted((f for f in world.facts if f.relation in relations), key=lambda f: (f.subject, f.relation))
+    rng.shuffle(facts)
+    out, used = [], set()
+    for f in facts:
+        if distinct_subjects and f.subject in used:
+            continue
+        cands = [e.id for e in world.of_type(RELATIONS[f.relation].object_type)
+                 if e.id not in world.objects(f.subject, f.relation)]
+        out.append(request_for(world, f.subject, f.relation, rng.choice(cands)))
+        used.add(f.subject)
+        if len(out) == n:
+            break
+    if len(out) < n and distinct_subjects:
+        out += sample_edits(world, n - len(out), seed + 1, relations, distinct_subjects=False)
+    return out
+
+
+def world_corpus(world: World) -> list[str]:
+    """The world's text (what the organism was trained on), for second-moment statistics."""
+    return training_text(world, CorpusConfig())
