@@ -175,9 +175,14 @@ def layer_from_fraction(spec_or_model, frac: float) -> int:
     spec = spec_or_model if isinstance(spec_or_model, ArchSpec) else get_spec(spec_or_model)
     if spec.depth is None:
         raise RippleError("layer_from_fraction needs a model or a spec from get_spec(model)")
+    return fraction_to_layer(spec.depth, frac)
+
+
+def fraction_to_layer(n_layers: int, frac: float) -> int:
+    """``frac`` of the way through ``n_layers`` blocks (0.0 = first, 1.0 = last), halves round up."""
     if not 0.0 <= frac <= 1.0:
         raise RippleError(f"layer fraction {frac} is outside [0, 1]; pass e.g. 0.5 for mid-depth")
-    return int(frac * (spec.depth - 1) + 0.5)
+    return int(frac * (n_layers - 1) + 0.5)
 
 
 def get_module(model: torch.nn.Module, path: str) -> torch.nn.Module:

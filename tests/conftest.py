@@ -29,6 +29,11 @@ TINY_CONFIGS = {
     "qwen2": ("Qwen2Config", _LLAMA_LIKE),
 }
 
+#: The MLP output projection of block ``{}`` (the weight editors rewrite), written out by hand per type.
+MLP_OUT = {"gpt2": "transformer.h.{}.mlp.c_proj", "gptj": "transformer.h.{}.mlp.fc_out",
+           "gpt_neox": "gpt_neox.layers.{}.mlp.dense_4h_to_h", "llama": "model.layers.{}.mlp.down_proj",
+           "mistral": "model.layers.{}.mlp.down_proj", "qwen2": "model.layers.{}.mlp.down_proj"}
+
 
 def make_tiny_model(model_type: str, seed: int = 0):
     """A tiny randomly initialised causal LM of ``model_type``, in eval mode."""
@@ -102,3 +107,39 @@ def scan_one(world, subject, relation) -> str:
     """The single object of a functional fact, found by :func:`scan`."""
     (found,) = scan(world, subject, relation)
     return found
+
+
+def stats_corpus(n: int = 30, seed: int = 0) -> list[str]:
+    """``n`` sentences of 3 to 10 words from ``w0 .. w96`` (lengths differ, so batches get padded)."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, 11, (n,), generator=g).tolist()
+    return [" ".join(f"w{i}" for i in torch.randint(0, VOCAB - 3, (m,), generator=g).tolist()) for m in lengths]
+
+
+def edit_requests():
+    """Two edit requests over the tiny tokenizer's words (subjects of two tokens and of one)."""
+    from ripple.editing.requests import EditRequest
+
+    return [EditRequest("{} w20 w21", "w10 w11", "w50", "w51", paraphrase_prompts=("w30 {} w21",),
+                        neighborhood_prompts=("w12 w13 w20 w21",), case_id="a"),
+            EditRequest("{} w22", "w14", "w52", "w53", case_id="b")]
+
+
+@torch.no_grad()
+def hooked_io(model, module_name: str, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input, output)`` of one module in a forward pass of ``ids``, read with plain torch hooks."""
+    got = {}
+    module = model.get_submodule(module_name)
+    handles = [module.register_forward_pre_hook(lambda m, args: got.__setitem__("in", args[0].clone())),
+               module.register_forward_hook(lambda m, args, out: got.__setitem__("out", out.clone()))]
+    try:
+        model(input_ids=ids)
+    finally:
+        for h in handles:
+            h.remove()
+    return got["in"], got["out"]
+
+
+def word_ids(text: str) -> torch.Tensor:
+    """The tiny tokenizer's ids of ``text`` (``w{i}`` is ``i + 3``), by hand, as a [1, n] batch."""
+    return torch.tensor([[int(w[1:]) + 3 for w in text.split()]])

@@ -68,8 +68,8 @@ def run(args) -> int:
                          json_file=args.hparams, overrides=overrides)
     for warning in validate_for_model(requests, tok, model):
         print(f"ripple: warning: {warning}", file=sys.stderr)
-    out = prepare_out_dir(args.out)
     ctx = EditContext(model, tok, spec, stats_corpus(model_path, args.stats_corpus))
+    out = prepare_out_dir(args.out)
     before = [request_metrics(model, tok, r) for r in requests]
     t0 = time.perf_counter()
     result = run_edits(ctx, args.method, requests, hp, mode="sequential" if args.sequential else "batch",

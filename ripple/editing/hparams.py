@@ -51,7 +51,9 @@ class RomeHParams(TargetHParams):
     def layers_for(self, n_layers: int) -> tuple[int, ...]:
         if self.layers is not None:
             return tuple(self.layers)
-        return tuple(sorted({min(n_layers - 1, max(0, round(f * (n_layers - 1)))) for f in self.layer_fracs}))
+        from ripple.arch import fraction_to_layer
+
+        return tuple(sorted({fraction_to_layer(n_layers, f) for f in self.layer_fracs}))
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,11 @@ def resolve_hparams(method: str, model_type: str, n_layers: int | None = None, m
         hp = _apply(hp, {k: v for k, v in arch[base].items() if k in layer_keys}, f"{model_type} defaults")
     hp = _apply(hp, arch.get(method, {}), f"{model_type} defaults")
     if model_dir is not None and (Path(model_dir) / "ripple_hparams.json").exists():
-        shipped = json.loads((Path(model_dir) / "ripple_hparams.json").read_text())
+        shipped_path = Path(model_dir) / "ripple_hparams.json"
+        try:
+            shipped = json.loads(shipped_path.read_text())
+        except json.JSONDecodeError as e:
+            raise RippleError(f"{shipped_path} is not valid JSON (line {e.lineno}); fix or remove it") from None
         inherited = {k: v for k, v in shipped.get(base, {}).items() if k in layer_keys} if base else {}
         hp = _apply(hp, {**shipped.get("all", {}), **inherited, **shipped.get(method, {})}, "ripple_hparams.json")
     if json_file is not None:

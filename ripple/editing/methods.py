@@ -157,8 +157,10 @@ def compute_alphaedit(ctx: EditContext, requests, hp) -> EditDelta:
     deltas, info = _spread(ctx, requests, hp, solve)
     info["null_space_dims"] = {str(k): int(round(torch.trace(P).item())) for k, P in projectors.items()}
     out = _finish(ctx, "alphaedit", requests, hp, deltas, info, t0)
-    out.info["keys_by_layer"] = {layer: fact_keys(ctx.model, ctx.tok, ctx.spec, layer, requests, ctx.contexts(hp),
-                                                  hp.fact_token) for layer in hp.layers_for(ctx.n_layers())}
+    with out.applied(ctx.model):  # the keys the edited model computes (earlier layers' updates in place)
+        out.info["keys_by_layer"] = {layer: fact_keys(ctx.model, ctx.tok, ctx.spec, layer, requests,
+                                                      ctx.contexts(hp), hp.fact_token)
+                                     for layer in hp.layers_for(ctx.n_layers())}
     return out
 
 
@@ -188,6 +190,7 @@ def compute_ft(ctx: EditContext, requests, hp) -> EditDelta:
     with WeightSnapshot.take(ctx.model, [name]), frozen(ctx.model, keep=[W]):
         W0 = W.detach().clone()
         opt = torch.optim.Adam([W], lr=hp.ft_lr)
+        nll = torch.tensor(float("nan"))
         try:
             for _ in range(hp.ft_steps):
                 logp = torch.log_softmax(ctx.model(input_ids=ids, attention_mask=mask).logits.float(), -1)

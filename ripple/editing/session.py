@@ -51,6 +51,7 @@ def run_edits(ctx: EditContext, method: str, requests, hp, mode: str = "batch", 
         groups = [list(requests[i : i + chunk]) for i in range(0, len(requests), chunk)]
     names = [ctx.spec.block(layer, ctx.spec.mlp_out) + ".weight" for layer in hp.layers_for(ctx.n_layers())]
     snapshot = WeightSnapshot.take(ctx.model, names)
+    prev_key_outer = dict(ctx.prev_key_outer)  # AlphaEdit's running sums, rolled back with the weights
     deltas: list[EditDelta] = []
     try:
         for i, group in enumerate(groups):
@@ -66,5 +67,7 @@ def run_edits(ctx: EditContext, method: str, requests, hp, mode: str = "batch", 
                 on_step(i + 1, ctx.model)
     except BaseException:
         snapshot.restore(ctx.model)
+        ctx.prev_key_outer.clear()
+        ctx.prev_key_outer.update(prev_key_outer)
         raise
     return EditRun(deltas, snapshot)

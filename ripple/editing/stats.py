@@ -28,17 +28,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RIPPLE_CACHE", Path.home() / ".cache" / "ripple"))
 
 
-def model_fingerprint(model, spec, layer: int) -> str:
-    """Hash of the config and the weights of the edited projection (cheap and specific).
+def model_fingerprint(model, tok, layer: int) -> str:
+    """Hash of the config, the tokenizer's vocabulary and a strided sample of every weight.
 
-    Including the layer's current weights means a model that was edited at that layer gets
-    its own statistics (as MEMIT's recomputation wants), not the unedited ones."""
-    from ripple.arch import mlp_out_weight
-
+    Any change to the weights (an edited model) or to the tokenizer gives new statistics."""
     h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
-    for i in range(spec.n_layers(model)):
-        w = mlp_out_weight(model, spec, i).detach().float().cpu().contiguous()
-        h.update(w.numpy().tobytes()[:: max(1, w.numel() // 4096)])
+    h.update(repr(sorted(tok.get_vocab().items())).encode())
+    for name, p in model.named_parameters():
+        w = p.detach().flatten()
+        h.update(name.encode())
+        h.update(w[:: max(1, w.numel() // 2048)].float().cpu().numpy().tobytes())
     h.update(str(layer).encode())
     return h.hexdigest()[:16]
 
@@ -79,7 +78,7 @@ def collect_keys(model, tok, spec, layer: int, corpus: list[str], n_samples: int
 def second_moment(model, tok, spec, layer: int, corpus: list[str], n_samples: int = 20000,
                   use_cache: bool = True) -> torch.Tensor:
     """``E[k kᵀ]`` over up to ``n_samples`` corpus tokens, float64 ``[in, in]``, cached on disk."""
-    path = cache_dir() / "mom2" / (f"{model_fingerprint(model, spec, layer)}-L{layer}-"
+    path = cache_dir() / "mom2" / (f"{model_fingerprint(model, tok, layer)}-L{layer}-"
                                    f"{corpus_fingerprint(corpus)}-n{n_samples}.pt")
     if use_cache and path.exists():
         return torch.load(path, weights_only=True)

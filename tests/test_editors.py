@@ -1,0 +1,223 @@
+"""The editors end to end on tiny random models: what they touch, that computing never edits,
+that ROME writes exactly its optimized vector, AlphaEdit's running key sums, atomic failure,
+the norm guard, and how hyperparameters resolve."""
+
+import json
+
+import pytest
+import torch
+from conftest import MLP_OUT, edit_requests, hooked_io, make_tiny_model, stats_corpus, word_ids
+from test_delta import assert_state, state
+
+import ripple.editing.methods as methods
+from ripple.arch import SUPPORTED_MODEL_TYPES, get_spec
+from ripple.editing.compute import context_templates, optimize_delta
+from ripple.editing.hparams import resolve_hparams
+from ripple.editing.methods import EDITORS, EditContext, get_editor
+from ripple.editing.session import run_edits
+from ripple.errors import RippleError
+
+SPREAD = ("memit", "emmet", "alphaedit")  # MEMIT's plan over several layers
+
+
+def hparams(method, model_type="gpt2", *extra):
+    """Cheap settings. The spread methods edit layers 0 and 1 of the 2-layer model and so read the
+    target at the last token: block 1's output at the subject cannot reach the answer position."""
+    over = ["v_steps=3", "context_prefixes=2", "stats_samples=500"]
+    over += ["layers=(0,1)", "fact_token=last"] if method in SPREAD else ["layers=(0,)"]
+    over += ["ft_steps=3"] if method == "ft" else []
+    over += ["null_threshold=0.1"] if method == "alphaedit" else []  # llama's keys: no eigenvalue under 1e-2
+    return resolve_hparams(method, model_type, 2, overrides=over + list(extra))
+
+
+def context(model, tok):
+    return EditContext(model, tok, get_spec(model), stats_corpus(), use_disk_cache=False)
+
+
+def requests_for(method):
+    reqs = edit_requests()
+    return reqs[:1] if method in ("rome", "ft") else reqs
+
+
+def weight_names(model_type, layers):
+    return [MLP_OUT[model_type].format(layer) + ".weight" for layer in layers]
+
+
+@pytest.mark.parametrize("method", sorted(EDITORS))
+@pytest.mark.parametrize("model_type", SUPPORTED_MODEL_TYPES)
+def test_every_editor_on_every_architecture(model_type, method, tiny_tokenizer):
+    model = make_tiny_model(model_type)
+    before = state(model)
+    ctx, reqs, hp = context(model, tiny_tokenizer), requests_for(method), hparams(method, model_type)
+    planned = weight_names(model_type, (0, 1) if method in SPREAD else (0,))
+
+    pure = get_editor(method)(ctx, reqs, hp)
+    assert_state(model, before)  # computing an edit never changes the model
+    assert sorted(pure.deltas) == planned
+    for name in planned:
+        assert pure.deltas[name].shape == before[name].shape and pure.deltas[name].abs().max() > 0, name
+
+    run = run_edits(ctx, method, reqs, hp, force=True)
+    now = state(model)
+    for name, value in before.items():
+        expected = value + run.total.deltas[name] if name in planned else value
+        assert torch.equal(now[name], expected), name
+    for name in planned:  # the same computation on the same model gives the same delta
+        assert torch.equal(run.total.deltas[name], pure.deltas[name]), name
+    run.snapshot.restore()
+    assert_state(model, before)
+
+
+def test_rome_moves_the_mlp_output_at_the_fact_token_by_its_optimized_vector(tiny_tokenizer):
+    model = make_tiny_model("gpt2")
+    req = edit_requests()[0]  # "w10 w11 w20 w21": the last subject token is position 1
+    hp = hparams("rome", "gpt2", "v_steps=10", "context_prefixes=0")
+    module = MLP_OUT["gpt2"].format(0)
+    ids = word_ids(req.rendered)
+    key, out_before = hooked_io(model, module, ids)
+    # with no context prefixes k* is the bare prompt's key and ROME's v* is W k* + δ
+    delta_v = optimize_delta(model, tiny_tokenizer, get_spec(model), req, "blocks.0.mlp.out", hp, ["{}"])["delta"]
+    assert delta_v.norm() > 1e-3
+
+    run = run_edits(context(model, tiny_tokenizer), "rome", [req], hp, force=True)
+    key_after, out_after = hooked_io(model, module, ids)
+    assert torch.equal(key_after, key)  # the key is upstream of the edited weight
+    change = (out_after - out_before)[0, 1].double()
+    assert torch.allclose(change, delta_v, atol=2e-6), (change - delta_v).abs().max()
+    delta_oi = run.total.deltas[module + ".weight"].T.double()  # gpt2's Conv1D stores [in, out]
+    assert torch.allclose(delta_oi @ key[0, 1].double(), delta_v, atol=2e-6)
+    # the other positions move by Δ k_j, which is not δ (the check above is not vacuous)
+    assert (out_after - out_before)[0, 0].double().sub(delta_v).norm() > 1e-4
+
+
+def last_token_key(model, tok, module, text):
+    ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
+    return hooked_io(model, module, ids)[0][0, -1].double()
+
+
+def test_sequential_alphaedit_sums_the_outer_products_of_each_edits_keys(tiny_tokenizer):
+    model = make_tiny_model("gpt2")
+    reqs, hp = edit_requests(), hparams("alphaedit")
+    ctx = context(model, tiny_tokenizer)
+    run = run_edits(ctx, "alphaedit", reqs, hp, mode="sequential")
+    assert len(run.deltas) == 2 and sorted(ctx.prev_key_outer) == [0, 1]
+
+    oracle = make_tiny_model("gpt2")  # the same weights, edited here by hand one delta at a time
+    contexts = context_templates(oracle, tiny_tokenizer, hp.context_prefixes, hp.prefix_tokens, hp.seed)
+    assert len(contexts) == 3
+    expected = {0: 0, 1: 0}
+    for req, delta in zip(reqs, run.deltas):
+        delta.apply(oracle)  # each edit's keys are those of the model it leaves behind
+        for layer in expected:
+            texts = [c.replace("{}", req.rendered) for c in contexts]  # fact_token=last: the last token
+            k = torch.stack([last_token_key(oracle, tiny_tokenizer, MLP_OUT["gpt2"].format(layer), t)
+                             for t in texts]).mean(0)
+            expected[layer] = expected[layer] + torch.outer(k, k)
+    for layer, outer in expected.items():
+        assert torch.allclose(ctx.prev_key_outer[layer], outer, rtol=1e-5, atol=1e-9), layer
+
+
+@pytest.mark.parametrize("method", ["rome", "alphaedit"])
+def test_a_failing_sequential_step_leaves_model_and_context_as_they_were(method, tiny_tokenizer, monkeypatch):
+    model = make_tiny_model("gpt2")
+    before = state(model)
+    ctx = context(model, tiny_tokenizer)
+    earlier = {0: torch.eye(128, dtype=torch.float64)}
+    ctx.prev_key_outer.update(earlier)
+    real, calls = EDITORS[method], []
+
+    def second_fails(ctx, group, hp):
+        calls.append(group)
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        return real(ctx, group, hp)
+
+    monkeypatch.setitem(methods.EDITORS, method, second_fails)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_edits(ctx, method, edit_requests(), hparams(method), mode="sequential", force=True)
+    assert len(calls) == 2
+    assert_state(model, before)
+    assert list(ctx.prev_key_outer) == [0] and torch.equal(ctx.prev_key_outer[0], earlier[0])
+
+
+def test_the_norm_guard_refuses_and_leaves_the_model_unchanged(tiny_tokenizer):
+    model = make_tiny_model("gpt2")
+    before = state(model)
+    hp = hparams("rome", "gpt2", "max_update_ratio=1e-9")
+    with pytest.raises(RippleError) as err:
+        run_edits(context(model, tiny_tokenizer), "rome", edit_requests()[:1], hp)
+    assert "norm ratio" in str(err.value) and "--force" in str(err.value) and "\n" not in str(err.value)
+    assert_state(model, before)
+
+
+# ---- hyperparameters ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method,model_type,n_layers,layers", [
+    ("rome", "gpt2", 48, (17,)),                    # 17/47 of the way down, as in the ROME paper
+    ("emmet", "gpt2", 48, (17,)),                   # EMMET takes ROME's layer
+    ("memit", "gpt2", 48, (13, 14, 15, 16, 17)),
+    ("alphaedit", "gpt2", 48, (13, 14, 15, 16, 17)),  # AlphaEdit takes MEMIT's layers
+    ("rome", "gpt2", 12, (4,)),                     # relative to depth: round(17/47 * 11) = 4
+    ("memit", "gptj", 28, (3, 4, 5, 6, 7, 8)),
+    ("rome", "llama", 32, (5,)),
+    ("rome", "gpt_neox", 11, (3,)),                 # 0.3 * 10
+])
+def test_layers_resolve_relative_to_depth(method, model_type, n_layers, layers):
+    assert resolve_hparams(method, model_type, n_layers).layers_for(n_layers) == layers
+
+
+def test_overrides_are_cast_to_the_field_types():
+    hp = resolve_hparams("memit", "gpt2", 9, overrides=["layer_fracs=(0.25,0.75)", "lam=300", "v_steps=4",
+                                                         "rect=0.4", "fact_token=last"])
+    assert hp.layers_for(9) == (2, 6) and hp.layers is None
+    assert (hp.lam, hp.v_steps, hp.rect, hp.fact_token) == (300.0, 4, 0.4, "last")
+    assert resolve_hparams("memit", "gpt2", 9, overrides=["rect=0.4", "rect=none"]).rect is None
+    assert resolve_hparams("rome", "gpt2", 9, overrides=["layers=(3,)"]).layers_for(9) == (3,)
+
+
+def test_shipped_file_then_user_file_then_overrides(tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "ripple_hparams.json").write_text(json.dumps(
+        {"all": {"v_steps": 7, "v_lr": 0.2}, "rome": {"layer_fracs": [0.5], "kl_factor": 0.5}}))
+    user = tmp_path / "hp.json"
+    user.write_text(json.dumps({"v_steps": 8}))
+
+    shipped = resolve_hparams("rome", "gpt2", 11, model_dir=model_dir)
+    assert shipped.layers_for(11) == (5,)  # the file beats the gpt2 default 17/47 -> 4
+    assert (shipped.v_steps, shipped.v_lr, shipped.kl_factor) == (7, 0.2, 0.5)
+    emmet = resolve_hparams("emmet", "gpt2", 11, model_dir=model_dir)
+    assert emmet.layers_for(11) == (5,) and emmet.kl_factor == 0.0625  # only ROME's layers carry over
+    assert resolve_hparams("memit", "gpt2", 11, model_dir=model_dir).layer_fracs[0] == 13 / 47
+
+    hp = resolve_hparams("rome", "gpt2", 11, model_dir=model_dir, json_file=user)
+    assert (hp.v_steps, hp.v_lr) == (8, 0.2)
+    hp = resolve_hparams("rome", "gpt2", 11, model_dir=model_dir, json_file=user, overrides=["v_steps=9"])
+    assert (hp.v_steps, hp.v_lr) == (9, 0.2)
+    assert resolve_hparams("rome", "gpt2", 11).v_steps == 25
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    (dict(method="nope"), "unknown editing method 'nope'"),
+    (dict(overrides=["bogus=1"]), "unknown hyperparameter 'bogus'"),
+    (dict(overrides=["v_steps"]), "NAME=VALUE"),
+    (dict(overrides=["v_steps=many"]), "bad value 'many'"),
+    (dict(overrides=["fact_token=middle"]), "unknown fact_token 'middle'"),
+    (dict(overrides=["layers=(2,)"]), "layer 2 is out of range for a 2-layer model"),
+    (dict(overrides=["layers=(-1,)"]), "layer -1 is out of range"),
+    (dict(json_file="{tmp}/missing.json"), "does not exist"),
+    (dict(json_file="{tmp}/bad.json"), "not valid JSON"),
+    (dict(json_file="{tmp}/unknown.json"), "unknown hyperparameter 'lamda'"),
+])
+def test_hparam_errors_are_one_line(tmp_path, kwargs, needle):
+    (tmp_path / "bad.json").write_text("{v_steps: 3")
+    (tmp_path / "unknown.json").write_text(json.dumps({"lamda": 3}))
+    kwargs = {k: v.format(tmp=tmp_path) if k == "json_file" else v for k, v in kwargs.items()}
+    with pytest.raises(RippleError) as err:
+        resolve_hparams(kwargs.pop("method", "rome"), "gpt2", 2, **kwargs)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_editor_name_is_one_line():
+    with pytest.raises(RippleError, match="unknown editing method 'romee'; choose one of alphaedit, emmet"):
+        get_editor("romee")
