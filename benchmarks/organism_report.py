@@ -53,6 +53,22 @@ def aggregate(model, tok, spec, world, n_facts: int, seed: int = 0) -> dict:
             "effects": {k: (sums[k] / counts[k].clamp(min=1)).tolist() for k in sums}}
 
 
+def example_traces(model, tok, spec, world, out: Path) -> list[str]:
+    """Single-fact traces of the first person's birthplace, subject first and subject mid-prompt."""
+    from ripple.causal_trace import causal_trace, plot_trace
+
+    person = world.persons[0]
+    city = world.name(world.objects(person.id, "born_in")[0])
+    names = []
+    for tag, template in (("subject_first", "{} was born in"), ("subject_mid", "The birthplace of {} is")):
+        res = causal_trace(model, tok, spec, template, person.name, answer=city)
+        for kind in ("hidden", "mlp", "attn"):
+            name = f"organism_example_{tag}_{kind}.png"
+            plot_trace(res, out / name, kind)
+            names.append(name)
+    return names
+
+
 def plot(agg: dict, path: Path) -> None:
     import matplotlib
 
@@ -76,6 +92,29 @@ def plot(agg: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def findings(agg: dict) -> list[str]:
+    """What the averaged trace says about where facts are recalled, stated from the numbers."""
+    mlp = agg["effects"]["mlp"]
+    subj, first, last = mlp[1], mlp[0], mlp[4]
+    peak = max(range(len(subj)), key=lambda i: subj[i])
+    lpeak = max(range(len(last)), key=lambda i: last[i])
+    out = [f"- MLP outputs at the **last subject token**: largest effect {subj[peak]:.3f} at layer {peak} "
+           f"(of {len(subj)}).",
+           f"- MLP outputs at the **subject tokens before the last**: up to {max(first):.3f} "
+           f"(layer {max(range(len(first)), key=lambda i: first[i])}).",
+           f"- MLP outputs at the **last token**: up to {last[lpeak]:.3f} at layer {lpeak}."]
+    if max(subj) < 0.5 * last[lpeak]:
+        out.append("- So this organism does **not** recall facts mainly at the last subject token, where ROME and "
+                   "MEMIT presume: its largest MLP effects sit at the last token (the lookup happens there, after "
+                   "attention has copied the name), as the earlier prototypes in ../shared/methods.md found. Rank-one "
+                   "edits must therefore be placed by measurement: see reports/edit_sweep_layers.md and the editor "
+                   "defaults in ripple/organism/data/ripple_hparams.json.")
+    else:
+        out.append("- The last subject token carries an MLP effect comparable to the last token's: facts are recalled "
+                   "where locate-then-edit methods presume.")
+    return out
+
+
 def markdown(model_dir: Path, recall: dict, agg: dict, train_cfg: dict, png: str, example_pngs: list[str],
              cmd: str) -> str:
     lines = ["# The model organism", "",
@@ -95,10 +134,11 @@ def markdown(model_dir: Path, recall: dict, agg: dict, train_cfg: dict, png: str
               "|---|" + "---|" * len(mlp[0])]
     for name, row in zip(GROUPS, mlp):
         lines.append(f"| {name} | " + " | ".join(f"{x:.3f}" for x in row) + " |")
-    peak = max(range(len(mlp[1])), key=lambda i: mlp[1][i])
-    lines += ["", f"The MLP effect at the last subject token peaks at layer {peak} of {len(mlp[1])}.", ""]
+    lines += ["", *findings(agg), ""]
     if example_pngs:
-        lines += ["Single-fact traces (`ripple trace`):", ""] + [f"![]({p})" for p in example_pngs] + [""]
+        lines += ["Single-fact traces (as `ripple trace` draws them; subject tokens starred):", ""]
+        lines += [" ".join(f"![]({p})" for p in example_pngs[i : i + 3]) for i in range(0, len(example_pngs), 3)]
+        lines += [""]
     lines += ["## Training configuration", "", "```json", json.dumps(train_cfg, indent=1), "```", ""]
     return "\n".join(lines)
 
@@ -126,7 +166,7 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     plot(agg, out / "organism_trace.png")
     atomic_write_json(out / "organism.json", {"recall": recall, "causal_trace": agg})
-    examples = sorted(p.name for p in out.glob("organism_example_*.png"))
+    examples = example_traces(model, tok, spec, world, out)
     cmd = "python benchmarks/organism_report.py " + " ".join(argv if argv is not None else sys.argv[1:])
     train_cfg = json.loads((model_dir / "train_config.json").read_text())
     atomic_write_text(out / "organism.md", markdown(model_dir, recall, agg, train_cfg, "organism_trace.png",

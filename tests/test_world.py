@@ -190,3 +190,19 @@ def test_counting_answers_are_the_next_number():
         assert nums == list(range(nums[0], nums[0] + len(nums)))
         assert q.answers == (str(nums[-1] + 1),)
     assert [q.prompt for q in counting_queries(seed=5, n=50)] == [q.prompt for q in qs]
+
+
+def test_no_prompt_is_a_prefix_of_a_prompt_of_another_relation(world):
+    """Otherwise the shorter prompt's answer is ambiguous in the training text (a bare
+    "{} was born in" followed by both a city and "a city in the country of ...")."""
+    from ripple.world.schema import TWO_HOPS
+
+    prompts = set()
+    for rel in RELATIONS.values():
+        for e in world.of_type(rel.subject_type)[:5]:
+            prompts |= {(t.replace("{}", e.name), rel.name) for t in rel.paraphrases}
+    for th in TWO_HOPS.values():
+        for e in world.of_type(RELATIONS[th.first].subject_type)[:5]:
+            prompts |= {(t.replace("{}", e.name), th.name) for t in th.templates}
+    clashes = [(a, b) for a, ra in prompts for b, rb in prompts if ra != rb and b.startswith(a + " ")]
+    assert not clashes, clashes[:3]

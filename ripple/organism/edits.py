@@ -53,6 +53,16 @@ def sample_edits(world: World, n: int, seed: int = 0, relations=EDITABLE, distin
     return out
 
 
+def specificity_queries(world: World, request: EditRequest):
+    """Ground truth for relation specificity: the subject's other relations, one core template
+    each (the request's ``case_id`` is ``subject|relation|new_object``, as :func:`request_for` makes)."""
+    from ripple.world.ground_truth import ripple_ground_truth
+
+    subject, relation, new = request.case_id.split("|")
+    qs = [q for q in ripple_ground_truth(world, subject, relation, new) if q.category == "relation_specificity"]
+    return qs[:: len(RELATIONS[relation].templates)]  # five templates per relation, in order: the first of each
+
+
 def world_corpus(world: World) -> list[str]:
     """The world's text (what the organism was trained on), for second-moment statistics."""
     return training_text(world, CorpusConfig())

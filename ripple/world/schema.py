@@ -153,27 +153,27 @@ TWO_HOPS: dict[str, TwoHop] = {
     t.name: t
     for t in [
         TwoHop("citizen_capital", "citizen_of", "capital", (
-            "{} is a citizen of a country whose capital is",
+            "The capital city of the home country of {} is",
             "The capital of the country of {} is",
         )),
         TwoHop("citizen_continent", "citizen_of", "continent", (
-            "{} is a citizen of a country on the continent of",
+            "The continent of the home country of {} is",
             "The home continent of {} is",
         )),
         TwoHop("citizen_language", "citizen_of", "language", (
-            "{} is a citizen of a country where people speak",
+            "A language spoken in the home country of {} is",
             "A language of the country of {} is",
         )),
         TwoHop("birth_country", "born_in", "located_in", (
-            "{} was born in a city in the country of",
+            "The country of the birthplace of {} is",
             "The birth country of {} is",
         )),
         TwoHop("employer_city", "works_for", "headquarters", (
-            "{} works for a company headquartered in",
+            "The headquarters of the employer of {} are in",
             "The city where the employer of {} is based is",
         )),
         TwoHop("hq_country", "headquarters", "located_in", (
-            "{} is headquartered in a city in the country of",
+            "The country of the headquarters of {} is",
             "The home country of {} is",
         )),
     ]
