@@ -50,11 +50,11 @@ def run_sweep(model, tok, spec, world, requests, configs, extra=()) -> list[dict
         metrics, kept, guarded, t0 = [], [], 0, time.perf_counter()
         for r in requests:
             run = run_edits(ctx, method, [r], hp, force=True)
-            guarded += max(run.total.norm_ratios(model).values()) > hp.max_update_ratio
+            guarded += max(run.deltas[0].info["norm_ratios"].values()) > hp.max_update_ratio
             metrics.append(request_metrics(model, tok, r))
             after = query_correct(model, tok, spec_q[r.case_id])
             kept += [a for a, k in zip(after, known[r.case_id]) if k]
-            run.snapshot.restore()
+            run.restore(ctx)
         agg = aggregate(metrics)
         agg["relation_specificity"] = round(sum(kept) / max(1, len(kept)), 4)
         rows.append({"method": method, "config": " ".join(overrides), **agg, "over_norm_guard": guarded,

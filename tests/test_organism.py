@@ -73,3 +73,17 @@ def test_training_is_deterministic(tmp_path):
     wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert (a / "world.json").read_text() == (b / "world.json").read_text()
+
+
+def test_world_export_writes_json_and_graphml(tmp_path, capsys):
+    import networkx as nx
+
+    from ripple.cli import main
+
+    assert main(["organism", "world", "--out", str(tmp_path)]) == 0
+    shipped = json.loads(world_path().read_text())
+    g = nx.read_graphml(tmp_path / "world.graphml")
+    assert len(g) == len(shipped["entities"]) and g.number_of_edges() == len(shipped["facts"])
+    fact = shipped["facts"][0]
+    assert any(d["relation"] == fact["relation"] for d in g.get_edge_data(fact["subject"], fact["object"]).values())
+    assert json.loads((tmp_path / "world.json").read_text()) == shipped

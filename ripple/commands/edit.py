@@ -80,14 +80,15 @@ def run(args) -> int:
                "n_requests": len(requests), "seconds": round(seconds, 3), "before": aggregate(before),
                "after": aggregate(after), "per_request": [{"case_id": r.case_id, "subject": r.subject, **m}
                                                           for r, m in zip(requests, after)],
-               "norm_ratios": result.total.norm_ratios(model), "hparams": result.total.hparams}
+               "hparams": result.total.hparams}
     with tempfile.TemporaryDirectory(dir=out, prefix=".model-") as tmp:
         save_model(model, tok, tmp)
         for f in Path(tmp).iterdir():
             shutil.move(str(f), out / f.name)
+    result.restore(ctx)
+    metrics["norm_ratios"] = result.total.norm_ratios(model)  # relative to the unedited weights
     result.total.save(out / "delta.safetensors")
     atomic_write_json(out / "metrics.json", metrics)
-    result.snapshot.restore(model)
     a = metrics["after"]
     print(f"{metrics['method']} ({metrics['mode']}, {len(requests)} edits, {seconds:.1f}s): efficacy "
           f"{a.get('efficacy')}, paraphrase {a.get('paraphrase')}, neighbourhood {a.get('neighborhood')}; "

@@ -12,6 +12,9 @@ def add_parser(sub) -> None:
     show = org.add_parser("show", help="where the organism and its world live")
     show.add_argument("--json", action="store_true", help="print JSON (path, world, training config, metrics)")
     show.set_defaults(func=cmd_organism_show)
+    wo = org.add_parser("world", help="export the organism's world as JSON and a GraphML knowledge graph")
+    wo.add_argument("--out", required=True)
+    wo.set_defaults(func=cmd_organism_world)
     tr = org.add_parser("train", help="train an organism from scratch (deterministic)")
     tr.add_argument("--out", required=True)
     tr.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="TrainConfig overrides")
@@ -49,4 +52,21 @@ def cmd_organism_train(args) -> int:
 
     torch.set_num_threads(args.threads or cfg.threads)
     train(cfg, args.out)
+    return 0
+
+
+def cmd_organism_world(args) -> int:
+    import networkx as nx
+
+    from ripple.io import atomic_write_bytes, atomic_write_json, prepare_out_dir
+    from ripple.organism.evaluate import load_world
+
+    out = prepare_out_dir(args.out)
+    world = load_world()
+    atomic_write_json(out / "world.json", world.to_dict())
+    g = world.to_networkx()
+    for _, data in g.nodes(data=True):
+        data["aliases"] = "; ".join(data["aliases"])  # GraphML has no list type
+    atomic_write_bytes(out / "world.graphml", "\n".join(nx.generate_graphml(g)).encode())
+    print(f"{g.number_of_nodes()} entities, {g.number_of_edges()} facts; wrote {out}/world.json and world.graphml")
     return 0

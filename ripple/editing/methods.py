@@ -161,6 +161,7 @@ def compute_alphaedit(ctx: EditContext, requests, hp) -> EditDelta:
         out.info["keys_by_layer"] = {layer: fact_keys(ctx.model, ctx.tok, ctx.spec, layer, requests,
                                                       ctx.contexts(hp), hp.fact_token)
                                      for layer in hp.layers_for(ctx.n_layers())}
+    out.info["seconds"] = round(time.perf_counter() - t0, 4)
     return out
 
 

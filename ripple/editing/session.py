@@ -25,6 +25,13 @@ from ripple.errors import RippleError
 class EditRun:
     deltas: list[EditDelta]
     snapshot: WeightSnapshot  # the touched weights as they were before the run
+    prev_key_outer: dict  # AlphaEdit's running key statistics as they were before the run
+
+    def restore(self, ctx: EditContext) -> None:
+        """Undo the whole run: the weights bit-exactly, and AlphaEdit's remembered keys."""
+        self.snapshot.restore(ctx.model)
+        ctx.prev_key_outer.clear()
+        ctx.prev_key_outer.update(self.prev_key_outer)
 
     @property
     def total(self) -> EditDelta:
@@ -56,7 +63,7 @@ def run_edits(ctx: EditContext, method: str, requests, hp, mode: str = "batch", 
     try:
         for i, group in enumerate(groups):
             delta = editor(ctx, group, hp)
-            delta.check_norms(ctx.model, hp.max_update_ratio, force=force)
+            delta.info["norm_ratios"] = delta.check_norms(ctx.model, hp.max_update_ratio, force=force)
             delta.apply(ctx.model)
             if method == "alphaedit":
                 remember_keys(ctx, delta)
@@ -70,4 +77,4 @@ def run_edits(ctx: EditContext, method: str, requests, hp, mode: str = "batch", 
         ctx.prev_key_outer.clear()
         ctx.prev_key_outer.update(prev_key_outer)
         raise
-    return EditRun(deltas, snapshot)
+    return EditRun(deltas, snapshot, prev_key_outer)

@@ -33,23 +33,24 @@ def request_for(world: World, subject: str, relation: str, new_object: str, max_
                        case_id=f"{subject}|{relation}|{new_object}")
 
 
-def sample_edits(world: World, n: int, seed: int = 0, relations=EDITABLE, distinct_subjects: bool = True) -> list[EditRequest]:
-    """``n`` random counterfactual edits of person facts (a new object of the right type)."""
+def sample_edits(world: World, n: int, seed: int = 0, relations=EDITABLE) -> list[EditRequest]:
+    """``n`` random counterfactual edits of distinct facts (never the same subject and relation
+    twice), preferring distinct subjects; a one-line error if the world has fewer such facts."""
+    from ripple.errors import RippleError
+
     rng = random.Random(seed)
-    facts = sorted((f for f in world.facts if f.relation in relations), key=lambda f: (f.subject, f.relation))
-    rng.shuffle(facts)
-    out, used = [], set()
-    for f in facts:
-        if distinct_subjects and f.subject in used:
-            continue
-        cands = [e.id for e in world.of_type(RELATIONS[f.relation].object_type)
-                 if e.id not in world.objects(f.subject, f.relation)]
-        out.append(request_for(world, f.subject, f.relation, rng.choice(cands)))
-        used.add(f.subject)
-        if len(out) == n:
-            break
-    if len(out) < n and distinct_subjects:
-        out += sample_edits(world, n - len(out), seed + 1, relations, distinct_subjects=False)
+    pairs = sorted({(f.subject, f.relation) for f in world.facts if f.relation in relations})
+    if n > len(pairs):
+        raise RippleError(f"the world has only {len(pairs)} editable facts ({', '.join(relations)}); ask for at most that")
+    rng.shuffle(pairs)
+    seen_subjects: set[str] = set()
+    first = [p for p in pairs if not (p[0] in seen_subjects or seen_subjects.add(p[0]))]
+    chosen = first[:n] + [p for p in pairs if p not in set(first)][: max(0, n - len(first))]
+    out = []
+    for subject, relation in chosen:
+        cands = [e.id for e in world.of_type(RELATIONS[relation].object_type)
+                 if e.id not in world.objects(subject, relation)]
+        out.append(request_for(world, subject, relation, rng.choice(cands)))
     return out
 
 
