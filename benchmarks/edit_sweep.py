@@ -13,6 +13,7 @@ every combination is run.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="reports")
     ap.add_argument("--set", nargs="*", default=[], help="extra hyperparameter overrides")
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("RIPPLE_THREADS", "1")))
     model, tok, spec = load_model(args.model)
     world = load_world(Path(model.name_or_path) / "world.json")
     requests = sample_edits(world, args.edits, seed=1)

@@ -11,6 +11,7 @@ token, the first token after the subject, further tokens, and the last token.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import random
 import sys
@@ -154,7 +155,7 @@ def main(argv=None) -> None:
     ap.add_argument("--facts", type=int, default=60)
     ap.add_argument("--write-metrics", action="store_true", help="also store metrics.json beside the model")
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("RIPPLE_THREADS", "1")))
     t0 = time.time()
     model, tok, spec = load_model(args.model)
     model_dir = Path(model.name_or_path)

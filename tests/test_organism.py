@@ -82,7 +82,7 @@ def test_world_export_writes_json_and_graphml(tmp_path, capsys):
 
     assert main(["organism", "world", "--out", str(tmp_path)]) == 0
     shipped = json.loads(world_path().read_text())
-    g = nx.read_graphml(tmp_path / "world.graphml")
+    g = nx.read_graphml(tmp_path / "world.graphml", force_multigraph=True)
     assert len(g) == len(shipped["entities"]) and g.number_of_edges() == len(shipped["facts"])
     fact = shipped["facts"][0]
     assert any(d["relation"] == fact["relation"] for d in g.get_edge_data(fact["subject"], fact["object"]).values())

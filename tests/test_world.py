@@ -206,3 +206,20 @@ def test_no_prompt_is_a_prefix_of_a_prompt_of_another_relation(world):
             prompts |= {(t.replace("{}", e.name), th.name) for t in th.templates}
     clashes = [(a, b) for a, ra in prompts for b, rb in prompts if ra != rb and b.startswith(a + " ")]
     assert not clashes, clashes[:3]
+
+
+def test_sample_edits_never_repeats_a_fact_and_caps_n(world):
+    from ripple.errors import RippleError
+    from ripple.organism.edits import EDITABLE, sample_edits
+
+    n_facts = len({(f.subject, f.relation) for f in world.facts if f.relation in EDITABLE})
+    reqs = sample_edits(world, n_facts, seed=3)
+    keys = [tuple(r.case_id.split("|")[:2]) for r in reqs]
+    assert len(keys) == len(set(keys)) == n_facts
+    first = sample_edits(world, len(world.persons), seed=3)
+    assert len({r.subject for r in first}) == len(world.persons)  # distinct subjects while they last
+    for r in first[:20]:
+        subject, relation, new = r.case_id.split("|")
+        assert new not in world.objects(subject, relation) and r.target_true == world.name(world.objects(subject, relation)[0])
+    with pytest.raises(RippleError):
+        sample_edits(world, n_facts + 1)

@@ -144,6 +144,7 @@ def resolve_hparams(method: str, model_type: str, n_layers: int | None = None, m
             shipped = json.loads(shipped_path.read_text())
         except json.JSONDecodeError as e:
             raise RippleError(f"{shipped_path} is not valid JSON (line {e.lineno}); fix or remove it") from None
+        shipped = {k: v for k, v in shipped.items() if not k.startswith("_")}  # "_source" etc.: notes
         inherited = {k: v for k, v in shipped.get(base, {}).items() if k in layer_keys} if base else {}
         hp = _apply(hp, {**shipped.get("all", {}), **inherited, **shipped.get(method, {})}, "ripple_hparams.json")
     if json_file is not None:
