@@ -223,3 +223,21 @@ def test_sample_edits_never_repeats_a_fact_and_caps_n(world):
         assert new not in world.objects(subject, relation) and r.target_true == world.name(world.objects(subject, relation)[0])
     with pytest.raises(RippleError):
         sample_edits(world, n_facts + 1)
+
+
+def test_complete_from_world_fills_paraphrases_and_neighbours(world):
+    from ripple.editing.requests import EditRequest
+    from ripple.organism.edits import complete_from_world, request_for
+
+    p = world.persons[0]
+    old = world.objects(p.id, "citizen_of")[0]
+    new = next(c for c in world.of_type("country") if c.id != old)
+    bare = EditRequest(prompt="{} is a citizen of", subject=p.name, target_new=new.name)
+    full = complete_from_world(world, bare)
+    expected = request_for(world, p.id, "citizen_of", new.id)
+    assert full.target_true == world.name(old)
+    assert full.paraphrase_prompts == expected.paraphrase_prompts and full.paraphrase_prompts
+    assert all(world.objects(world.id_of(q.replace(" is a citizen of", "")), "citizen_of") == [old]
+               for q in full.neighborhood_prompts)
+    stranger = EditRequest(prompt="{} lives in", subject="Nobody Known", target_new=new.name)
+    assert complete_from_world(world, stranger) == stranger

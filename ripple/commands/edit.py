@@ -51,6 +51,18 @@ def stats_corpus(model_path: str, corpus_file: str | None) -> list[str]:
                       "MLP key statistics")
 
 
+def complete_requests(model_path: str, requests):
+    """On a model trained on a known world (the organism), fill paraphrase and neighbourhood prompts."""
+    world_file = Path(model_path) / "world.json"
+    if not world_file.is_file():
+        return requests
+    from ripple.organism.edits import complete_from_world
+    from ripple.organism.evaluate import load_world
+
+    world = load_world(world_file)
+    return [complete_from_world(world, r) for r in requests]
+
+
 def run(args) -> int:
     from ripple.editing.hparams import resolve_hparams
     from ripple.editing.metrics import aggregate, request_metrics
@@ -68,6 +80,7 @@ def run(args) -> int:
                          json_file=args.hparams, overrides=overrides)
     for warning in validate_for_model(requests, tok, model):
         print(f"ripple: warning: {warning}", file=sys.stderr)
+    requests = complete_requests(model_path, requests)
     ctx = EditContext(model, tok, spec, stats_corpus(model_path, args.stats_corpus))
     out = prepare_out_dir(args.out)
     before = [request_metrics(model, tok, r) for r in requests]

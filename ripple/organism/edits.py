@@ -33,6 +33,27 @@ def request_for(world: World, subject: str, relation: str, new_object: str, max_
                        case_id=f"{subject}|{relation}|{new_object}")
 
 
+def complete_from_world(world: World, request: EditRequest) -> EditRequest:
+    """Fill a request's missing ``target_true``, paraphrases and neighbourhood from the world, when
+    its subject is a world entity and its prompt one of the world's templates; else return it as is."""
+    from dataclasses import replace
+
+    try:
+        subject = world.id_of(request.subject)
+    except KeyError:
+        return request
+    rel = next((r for r in RELATIONS.values() if request.prompt in r.paraphrases
+                and r.subject_type == world.entities[subject].type), None)
+    new = next((e.id for e in world.entities.values() if e.name == request.target_new), None)
+    if rel is None or new is None or not world.objects(subject, rel.name):
+        return request
+    full = request_for(world, subject, rel.name, new)
+    return replace(request, target_true=request.target_true or full.target_true,
+                   paraphrase_prompts=request.paraphrase_prompts or full.paraphrase_prompts,
+                   neighborhood_prompts=request.neighborhood_prompts or full.neighborhood_prompts,
+                   case_id=request.case_id or full.case_id)
+
+
 def sample_edits(world: World, n: int, seed: int = 0, relations=EDITABLE) -> list[EditRequest]:
     """``n`` random counterfactual edits of distinct facts (never the same subject and relation
     twice), preferring distinct subjects; a one-line error if the world has fewer such facts."""
