@@ -73,8 +73,9 @@ def test_edit_writes_the_model_the_delta_and_metrics(capfd, saved_gpt2, inputs, 
     assert set(metrics["norm_ratios"]) == {EDITED} and metrics["hparams"]["v_steps"] == 2
 
 
-@pytest.mark.parametrize("case", ["no_corpus", "unknown_method", "rome_batch", "subject_not_in_prompt"])
-def test_bad_inputs_exit_2_with_one_line(capfd, saved_gpt2, inputs, tmp_path, case):
+@pytest.mark.parametrize("case", ["no_corpus", "unknown_method", "rome_batch", "subject_not_in_prompt",
+                                  "dataset_offline"])
+def test_bad_inputs_exit_2_with_one_line(capfd, saved_gpt2, inputs, tmp_path, case, monkeypatch):
     path, _ = saved_gpt2
     edits, corpus = inputs
     method, needle = "memit", None
@@ -84,6 +85,9 @@ def test_bad_inputs_exit_2_with_one_line(capfd, saved_gpt2, inputs, tmp_path, ca
         method, needle = "romee", "unknown editing method 'romee'"
     elif case == "rome_batch":
         method, needle = "rome", "pass --sequential for 2 requests"
+    elif case == "dataset_offline":  # not installed, or offline with no cached copy: one line either way
+        monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+        corpus, needle = "hf:no_such_dataset_xyz", "or pass a text file"
     else:
         write_jsonl(edits, [{"prompt": "w1 w2 w3", "subject": "w10", "target_new": "w50"}])
         needle = "does not contain the subject 'w10'"

@@ -25,14 +25,17 @@ def add_parser(sub) -> None:
     p.add_argument("--hparams", default=None, help="JSON file of hyperparameters")
     p.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="hyperparameter overrides")
     p.add_argument("--rect", type=float, default=None, help="RECT: keep this top share of the update (e.g. 0.4)")
-    p.add_argument("--stats-corpus", default=None, help="text file (one passage a line) for key statistics; "
-                   "the organism uses its world's text")
+    p.add_argument("--stats-corpus", default=None, help="text file (one passage a line) or hf:NAME[:CONFIG[:SPLIT]] "
+                   "for key statistics; the organism uses its world's text")
     p.add_argument("--force", action="store_true", help="apply an update even past the norm guard")
     p.set_defaults(func=run)
 
 
 def stats_corpus(model_path: str, corpus_file: str | None) -> list[str]:
-    """The statistics corpus: a user file, else the organism's world text."""
+    """The statistics corpus: a user file, a ``hf:NAME[:CONFIG[:SPLIT]]`` dataset, else the
+    organism's world text."""
+    if corpus_file and corpus_file.startswith("hf:"):
+        return dataset_corpus(corpus_file[3:])
     if corpus_file:
         p = Path(corpus_file)
         if not p.is_file():
@@ -61,6 +64,24 @@ def complete_requests(model_path: str, requests):
 
     world = load_world(world_file)
     return [complete_from_world(world, r) for r in requests]
+
+
+def dataset_corpus(spec: str, limit: int = 20000) -> list[str]:
+    """Text lines of a ``datasets`` dataset (its ``text`` column), e.g. ``wikitext:wikitext-103-raw-v1:train``."""
+    try:
+        import datasets
+    except ImportError:
+        raise RippleError("--stats-corpus hf:... needs the datasets package (pip install datasets); "
+                          "or pass a text file") from None
+    name, config, split = (spec.split(":") + [None, None])[:3]
+    try:
+        ds = datasets.load_dataset(name, config, split=split or "train")
+    except Exception as e:  # offline, unknown name, missing config: all the same to the user
+        raise RippleError(f"cannot load dataset {spec!r} ({type(e).__name__}); make it available locally "
+                          "(HF_DATASETS_OFFLINE needs a cached copy) or pass a text file") from None
+    if "text" not in ds.column_names:
+        raise RippleError(f"dataset {spec!r} has no 'text' column (it has {', '.join(ds.column_names)})")
+    return [t for t in ds["text"][:limit] if t and t.strip()]
 
 
 def run(args) -> int:
