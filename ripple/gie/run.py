@@ -1,0 +1,56 @@
+"""One edit's GIE end to end: measure, edit, measure, restore bit-exactly, build the graph.
+
+>>> # doctest: +SKIP
+>>> graph, profile = gie_for_edit(model, tok, spec, items, request, "rome", hp, ctx, layers=[5, 10])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import networkx as nx
+
+from ripple.editing.methods import EditContext
+from ripple.editing.requests import EditRequest
+from ripple.editing.session import run_edits
+from ripple.errors import RippleError
+from ripple.gie.graph import build_graph, ripple_profile
+from ripple.gie.measure import measure_items
+from ripple.probes.sets import ProbeItem
+
+
+def find_edited_item(items: Sequence[ProbeItem], request: EditRequest, edited_id: str | None = None) -> str:
+    """The item the request rewrites: same subject and prompt; failing that, ``edited_id`` if it
+    names an item with the request's subject."""
+    exact = [item.id for item in items if item.subject == request.subject and item.prompt == request.prompt]
+    if exact:
+        return edited_id if edited_id in exact else exact[0]
+    if edited_id is not None:
+        match = [item for item in items if item.id == edited_id]
+        if not match:
+            raise RippleError(f"edited_id {edited_id!r} is not in the probe set; pass the id of one of its items")
+        if match[0].subject != request.subject:
+            raise RippleError(f"item {edited_id!r} has subject {match[0].subject!r}, not the request's "
+                              f"{request.subject!r}; pass the id of an item about the edited subject")
+        return edited_id
+    raise RippleError(f"no probe item has subject {request.subject!r} and prompt {request.prompt!r}; "
+                      "add the edited fact to the probe set or pass edited_id")
+
+
+def gie_for_edit(model, tok, spec, items: Sequence[ProbeItem], request: EditRequest, method: str, hp,
+                 ctx: EditContext, layers: Sequence[int] | None = None, k: int = 5, edited_id: str | None = None,
+                 expected: Iterable[str] = (), layer: int | None = None,
+                 force: bool = False) -> tuple[nx.Graph, dict]:
+    """Measure ``items``, apply ``request`` with ``method``, measure again and undo the edit exactly
+    (also on error); returns the GIE graph and its ripple profile (``expected``: ids that should change)."""
+    items = list(items)
+    target = find_edited_item(items, request, edited_id)
+    before = measure_items(model, tok, spec, items, layers)
+    run = run_edits(ctx, method, [request], hp, force=force)
+    try:
+        after = measure_items(model, tok, spec, items, layers)
+    finally:
+        run.restore(ctx)
+    graph = build_graph(items, before, after, target, k=k, layer=layer)
+    graph.graph["method"] = method
+    return graph, ripple_profile(graph, expected)
