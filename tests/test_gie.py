@@ -233,7 +233,9 @@ def test_gie_for_edit_restores_every_weight_and_marks_the_edited_item(tiny_token
     after = model.state_dict()
     assert all(torch.equal(before[n], after[n]) for n in before)
     assert g.graph["edited_id"] == "e" and g.nodes["e"]["is_edited"] and g.nodes["e"]["hops"] == 0
-    assert g.nodes["e"]["sim_rank"] == 0 and g.graph["layers"] == [0, 1] and g.graph["layer"] == 1
+    # drift is read where the edit acts: its last layer (0) at the prompt's last token (fact_token=last)
+    assert g.nodes["e"]["sim_rank"] == 0 and g.graph["layers"] == [0, 1] and g.graph["layer"] == 0
+    assert g.graph["position"] == "last" and profile["position"] == "last"
     assert sum(g.nodes[n]["is_edited"] for n in g.nodes) == 1
     assert max(g.nodes[n]["drift_cos_L1"] for n in g.nodes) > 0  # measured on the edited model
     assert g.nodes["e"]["delta_logp"] != 0

@@ -16,19 +16,24 @@ from ripple.errors import RippleError
 
 def add_parser(sub) -> None:
     p = sub.add_parser("edit", help="apply knowledge edits (rome, memit, emmet, alphaedit, ft; rect as an option)")
-    p.add_argument("--model", default="organism")
-    p.add_argument("--method", required=True, help="rome, memit, emmet, alphaedit or ft")
+    add_edit_options(p)
     p.add_argument("--edits", required=True, help="JSON or JSONL of edit requests (CounterFact or EasyEdit fields)")
     p.add_argument("--out", required=True, help="directory for the edited model, delta.safetensors, metrics.json")
     p.add_argument("--sequential", action="store_true", help="edit one request after another (default: one batch)")
     p.add_argument("--chunk", type=int, default=1, help="requests per step in sequential mode")
+    p.add_argument("--rect", type=float, default=None, help="RECT: keep this top share of the update (e.g. 0.4)")
+    p.set_defaults(func=run)
+
+
+def add_edit_options(p) -> None:
+    """The options every command that edits shares: model, method, hyperparameters, statistics, guard."""
+    p.add_argument("--model", default="organism", help="'organism', a local transformers directory, or a hub id")
+    p.add_argument("--method", required=True, help="rome, memit, emmet, alphaedit or ft")
     p.add_argument("--hparams", default=None, help="JSON file of hyperparameters")
     p.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="hyperparameter overrides")
-    p.add_argument("--rect", type=float, default=None, help="RECT: keep this top share of the update (e.g. 0.4)")
     p.add_argument("--stats-corpus", default=None, help="text file (one passage a line) or hf:NAME[:CONFIG[:SPLIT]] "
                    "for key statistics; the organism uses its world's text")
     p.add_argument("--force", action="store_true", help="apply an update even past the norm guard")
-    p.set_defaults(func=run)
 
 
 def stats_corpus(model_path: str, corpus_file: str | None) -> list[str]:

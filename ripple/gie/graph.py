@@ -72,15 +72,19 @@ def _hop_bucket(hops: int | None) -> str:
 
 
 def build_graph(items: Sequence[ProbeItem], before: ItemState, after: ItemState, edited_id: str, k: int = 5,
-                layer: int | None = None) -> nx.Graph:
-    """The GIE graph of one edit; ``layer`` (default: the middle probed layer) is where similarity,
-    kNN and ``drift`` are read. Graph attributes: ``edited_id``, ``layer``, ``layers``, ``k``.
+                layer: int | None = None, edit_layers: Sequence[int] | None = None,
+                position: str = "subject_last") -> nx.Graph:
+    """The GIE graph of one edit; ``layer`` (default: the last of ``edit_layers``, the layers the
+    edit wrote, else the middle probed layer) is where similarity, kNN and ``drift`` are read.
+    Drift is read at token ``position`` (``subject_last`` or ``last``: match the edit's fact token);
+    similarity and kNN at ``subject_last``. Graph attributes: ``edited_id``, ``layer``, ``layers``,
+    ``k``, ``position``.
 
     Node (item id): ``subject``, ``relation``, ``answer``, ``answer_before``/``answer_after`` (greedy
     first token), ``changed``, ``correct_before``/``correct_after``, ``logp_before``/``logp_after``,
     ``delta_logp``, ``drift_cos``/``drift_l2`` (per probed layer, also as ``drift_cos_L{i}`` and
-    ``drift_l2_L{i}``), ``drift`` (cosine distance at ``layer``), ``sim_to_edited`` and ``sim_rank``
-    (0 = the edited item; ties by item order), ``is_edited``, ``hops`` (None: unreachable).
+    ``drift_l2_L{i}``; all at ``position``), ``drift`` (cosine distance at ``layer``), ``sim_to_edited``
+    and ``sim_rank`` (0 = the edited item; ties by item order), ``is_edited``, ``hops`` (None: unreachable).
     Edge: ``kind`` (a link type, else ``knn``), ``kinds`` (every reason), ``knn``, ``similarity``
     (cosine before the edit at ``layer``). ``k=0`` leaves only the links.
     """
@@ -90,14 +94,15 @@ def build_graph(items: Sequence[ProbeItem], before: ItemState, after: ItemState,
     if edited_id not in ids:
         raise RippleError(f"edited item {edited_id!r} is not in the probe set; pass the id of one of its items")
     layers = before.layers
-    layer = layers[len(layers) // 2] if layer is None else layer
+    if layer is None:
+        layer = max(edit_layers) if edit_layers else layers[len(layers) // 2]
     x = before.rep(layer)
     e = ids.index(edited_id)
     sim = cosine_matrix(x)[e]
     order = sorted(range(len(ids)), key=lambda i: (i != e, -sim[i].item(), i))
     rank = {i: r for r, i in enumerate(order)}
-    drift = {L: row_distances(before.rep(L), after.rep(L)) for L in layers}
-    g = nx.Graph(edited_id=edited_id, layer=layer, layers=list(layers), k=k)
+    drift = {L: row_distances(before.rep(L, position), after.rep(L, position)) for L in layers}
+    g = nx.Graph(edited_id=edited_id, layer=layer, layers=list(layers), k=k, position=position)
     for i, item in enumerate(items):
         attrs = dict(subject=item.subject, relation=item.relation, answer=item.answer,
                      answer_before=before.greedy[i], answer_after=after.greedy[i],
@@ -163,7 +168,8 @@ def ripple_profile(g: nx.Graph, expected: Iterable[str] = ()) -> dict:
     changed = [n for n, d in nodes.items() if d["changed"]]
     unintended = [n for n in changed if n != edited and n not in expected]
     hops = [nodes[n]["hops"] for n in changed if nodes[n]["hops"] is not None]
-    return {"edited_id": edited, "layer": g.graph["layer"], "k": g.graph["k"],
+    return {"edited_id": edited, "layer": g.graph["layer"], "position": g.graph.get("position", "subject_last"),
+            "k": g.graph["k"],
             "by_hop": {b: _bucket_stats(v) for b, v in by_hop.items()},
             "by_sim_rank": {b: _bucket_stats(v) for b, v in by_sim.items()},
             "by_link_type": {t: _bucket_stats(v) for t, v in by_kind.items()},

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 
 import networkx as nx
 
+from ripple.arch import get_spec
 from ripple.editing.methods import EditContext
 from ripple.editing.requests import EditRequest
 from ripple.editing.session import run_edits
@@ -37,13 +38,23 @@ def find_edited_item(items: Sequence[ProbeItem], request: EditRequest, edited_id
                       "add the edited fact to the probe set or pass edited_id")
 
 
+def drift_position(hp) -> str:
+    """Where the edit acts, so where drift is read: ``last`` for ``fact_token=last``, else ``subject_last``."""
+    return "last" if getattr(hp, "fact_token", "subject_last") == "last" else "subject_last"
+
+
 def gie_for_edit(model, tok, spec, items: Sequence[ProbeItem], request: EditRequest, method: str, hp,
                  ctx: EditContext, layers: Sequence[int] | None = None, k: int = 5, edited_id: str | None = None,
-                 expected: Iterable[str] = (), layer: int | None = None,
+                 expected: Iterable[str] = (), layer: int | None = None, position: str | None = None,
                  force: bool = False) -> tuple[nx.Graph, dict]:
     """Measure ``items``, apply ``request`` with ``method``, measure again and undo the edit exactly
-    (also on error); returns the GIE graph and its ripple profile (``expected``: ids that should change)."""
+    (also on error); returns the GIE graph and its ripple profile (``expected``: ids that should change).
+    By default drift is read at the last layer the edit writes (``layer`` overrides) and at the
+    edit's fact token (``position`` overrides: ``subject_last`` or ``last``)."""
     items = list(items)
+    spec = get_spec(model) if spec is None else spec
+    edit_layers = hp.layers_for(spec.n_layers(model))
+    position = drift_position(hp) if position is None else position
     target = find_edited_item(items, request, edited_id)
     before = measure_items(model, tok, spec, items, layers)
     run = run_edits(ctx, method, [request], hp, force=force)
@@ -51,6 +62,6 @@ def gie_for_edit(model, tok, spec, items: Sequence[ProbeItem], request: EditRequ
         after = measure_items(model, tok, spec, items, layers)
     finally:
         run.restore(ctx)
-    graph = build_graph(items, before, after, target, k=k, layer=layer)
+    graph = build_graph(items, before, after, target, k=k, layer=layer, edit_layers=edit_layers, position=position)
     graph.graph["method"] = method
     return graph, ripple_profile(graph, expected)

@@ -1,0 +1,136 @@
+"""``ripple graph``: the GIE ripple graph of one edit, its profile and figures.
+
+    ripple graph --model organism --method rome --edit edit.json --out runs/graph [--probes probes.jsonl]
+
+Writes graph.json, graph.graphml, ripple_graph.png, drift_by_hop.png, drift_vs_similarity.png and
+summary.json (the profile, the edit, the method, the hyperparameters, seconds) into ``--out``; the
+model on disk is never changed (the edit is undone in memory after measuring).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from ripple.errors import RippleError
+
+
+def add_parser(sub) -> None:
+    from ripple.commands.edit import add_edit_options
+
+    p = sub.add_parser("graph", help="the ripple graph of one edit: what else it moves (GIE)")
+    add_edit_options(p)
+    p.add_argument("--edit", required=True, help="JSON object or one-line JSONL holding one edit request")
+    p.add_argument("--out", required=True, help="directory for graph.json/.graphml, three PNGs and summary.json")
+    p.add_argument("--probes", default=None, help="probe set (JSONL); default: every fact of the model's world.json")
+    p.add_argument("--k", type=int, default=5, help="kNN edges per item (0: links only)")
+    p.set_defaults(func=run)
+
+
+def one_request(path):
+    """The single edit request in ``path``; a one-line error for none or several."""
+    from ripple.editing.requests import load_requests
+
+    requests = load_requests(path)
+    if len(requests) != 1:
+        raise RippleError(f"edit file {path} holds {len(requests)} requests; ripple graph takes exactly one "
+                          "(put one JSON object in the file)")
+    return requests[0]
+
+
+def world_of(model_path: str):
+    """The model's world (None without a world.json)."""
+    world_file = Path(model_path) / "world.json"
+    if not world_file.is_file():
+        return None
+    from ripple.organism.evaluate import load_world
+
+    return load_world(world_file)
+
+
+def probe_items(probes: str | None, world):
+    if probes is not None:
+        from ripple.probes.sets import load_probe_set
+
+        return load_probe_set(probes)
+    if world is None:
+        raise RippleError("this model has no world.json to build probes from; pass --probes FILE "
+                          "(a probe set JSONL)")
+    from ripple.probes.sets import world_probe_set
+
+    return world_probe_set(world)
+
+
+def world_edit(world, request) -> tuple[str, str, str, str] | None:
+    """``(subject, relation, new, old)`` entity ids of an organism request (case_id
+    ``subject|relation|new``; old: the current object named ``target_true``, else the first)."""
+    if world is None or not request.case_id or request.case_id.count("|") != 2:
+        return None
+    subject, relation, new = request.case_id.split("|")
+    olds = world.objects(subject, relation) if subject in world.entities else []
+    if not olds:
+        return None
+    named = [o for o in olds if world.name(o) == request.target_true]
+    return subject, relation, new, (named or olds)[0]
+
+
+def expected_changes(world, edit, items) -> set[str]:
+    """Ids of probe items that the world's ground truth says the edit must change."""
+    from ripple.world.ground_truth import ripple_ground_truth
+
+    if edit is None:
+        return set()
+    gt = ripple_ground_truth(world, *edit)
+    keys = {(q.subject, q.relation) for q in gt if q.must_change}
+    return {item.id for item in items if (item.subject, item.relation) in keys}
+
+
+def run(args) -> int:
+    from ripple.commands.edit import complete_requests, stats_corpus
+    from ripple.editing.hparams import hparams_dict, resolve_hparams
+    from ripple.editing.methods import EditContext
+    from ripple.editing.requests import validate_for_model
+    from ripple.gie import gie_for_edit, save_graph
+    from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph
+    from ripple.io import atomic_write_json, prepare_out_dir
+    from ripple.loading import load_model
+
+    request = one_request(args.edit)
+    if args.k < 0:
+        raise RippleError(f"--k {args.k} is negative; pass 0 (links only) or more")
+    if args.probes is not None and not Path(args.probes).is_file():
+        raise RippleError(f"probe file {args.probes} does not exist; pass a probe set JSONL with --probes")
+    model, tok, spec = load_model(args.model)
+    model_path = model.name_or_path
+    world = world_of(model_path)
+    items = probe_items(args.probes, world)
+    hp = resolve_hparams(args.method, spec.model_type, spec.n_layers(model), model_dir=model_path,
+                         json_file=args.hparams, overrides=list(args.set))
+    for warning in validate_for_model([request], tok, model):
+        print(f"ripple: warning: {warning}", file=sys.stderr)
+    (request,) = complete_requests(model_path, [request])
+    edit = world_edit(world, request)
+    edited_id = "|".join(edit[:2] + edit[3:]) if edit else None
+    if edited_id is not None and edited_id not in {item.id for item in items}:
+        edited_id = None
+    expected = expected_changes(world, edit, items)
+    ctx = EditContext(model, tok, spec, stats_corpus(model_path, args.stats_corpus))
+    out = prepare_out_dir(args.out)
+    t0 = time.perf_counter()
+    graph, profile = gie_for_edit(model, tok, spec, items, request, args.method, hp, ctx, k=args.k,
+                                  edited_id=edited_id, expected=expected, force=args.force)
+    save_graph(graph, out)
+    plot_ripple_graph(graph, out / "ripple_graph.png")
+    plot_drift_by_hop(profile, out / "drift_by_hop.png")
+    plot_drift_vs_similarity(graph, out / "drift_vs_similarity.png")
+    seconds = time.perf_counter() - t0
+    summary = {"method": args.method, "model": str(args.model), "edit": request.to_dict(),
+               "edited_id": profile["edited_id"], "expected": sorted(expected), "n_probes": len(items),
+               "seconds": round(seconds, 3), "hparams": hparams_dict(hp), "profile": profile}
+    atomic_write_json(out / "summary.json", summary)
+    s = profile["summary"]
+    print(f"{args.method} on {profile['edited_id']} ({len(items)} probes, layer {profile['layer']} "
+          f"@{profile['position']}, {seconds:.1f}s): {s['n_changed_total']} answers changed, "
+          f"{s['n_changed_unintended']} unintended, edited item changed: {s['edited_changed']}; wrote {out}")
+    return 0

@@ -1,0 +1,140 @@
+"""``ripple graph`` in-process: one ROME edit on the bundled organism (files, the edited item, drift
+now read where the edit acts), one on a saved tiny gpt2 with a tiny probe file, and one-line errors."""
+
+import contextlib
+import hashlib
+import io
+import json
+
+import networkx as nx
+import pytest
+from conftest import edit_requests, stats_corpus
+from test_cli import assert_one_line_error, cli
+from test_edit_cli import write_jsonl
+from test_gie import tiny_probe_items
+
+from ripple.cli import main
+from ripple.organism.edits import request_for
+from ripple.organism.evaluate import load_world
+from ripple.organism.paths import model_dir
+from ripple.probes.sets import save_probe_set, world_probe_set
+
+FILES = ("graph.json", "graph.graphml", "ripple_graph.png", "drift_by_hop.png", "drift_vs_similarity.png",
+         "summary.json")
+CHEAP = ["--set", "v_steps=2", "context_prefixes=0", "stats_samples=300", "layers=(0,)", "fact_token=last",
+         "--force"]
+
+
+def digest(directory) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def node_link(path):
+    return nx.node_link_graph(json.loads(path.read_text()), edges="edges")
+
+
+@pytest.fixture(scope="module")
+def organism_run(tmp_path_factory):
+    """One ROME edit of the organism (its hparams: layer 5, fact_token=last): (code, stdout, out dir,
+    world, request, the model files' digests before)."""
+    tmp = tmp_path_factory.mktemp("organism_graph")
+    world = load_world()
+    person = world.persons[0].id
+    old = world.objects(person, "citizen_of")[0]
+    new = next(e for e in sorted(world.entities) if e.startswith("country:") and e != old)
+    request = request_for(world, person, "citizen_of", new)
+    edit = tmp / "edit.json"
+    edit.write_text(json.dumps({"case_id": request.case_id, "prompt": request.prompt, "subject": request.subject,
+                                "target_new": request.target_new, "target_true": request.target_true}))
+    disk = digest(model_dir())
+    out = tmp / "out"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(["graph", "--model", "organism", "--method", "rome", "--edit", str(edit), "--out", str(out)])
+    return code, stdout.getvalue(), out, world, request, disk
+
+
+def test_organism_graph_writes_every_file_and_marks_the_edited_item(organism_run):
+    code, stdout, out, world, request, disk = organism_run
+    assert code == 0
+    assert str(out) in stdout and len(stdout.strip().splitlines()) == 1
+    for name in FILES:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "summary.json").read_text())
+    subject, relation, _ = request.case_id.split("|")
+    edited = f"{subject}|{relation}|{world.objects(subject, relation)[0]}"
+    assert summary["edited_id"] == edited == summary["profile"]["edited_id"]
+    assert summary["method"] == "rome" and summary["edit"]["case_id"] == request.case_id
+    assert summary["hparams"]["fact_token"] == "last" and summary["hparams"]["layers"] == [5]
+    assert edited in summary["expected"]  # ground truth: the edited fact must change
+    assert edited not in summary["profile"]["summary"]["unintended"]
+    g = node_link(out / "graph.json")
+    assert g.number_of_nodes() == summary["n_probes"] == len(world_probe_set(world))
+    assert [n for n in g.nodes if g.nodes[n]["is_edited"]] == [edited]
+    assert digest(model_dir()) == disk  # the model on disk is untouched
+
+
+def test_organism_drift_is_read_where_the_edit_acts(organism_run):
+    """ROME writes layer 5 at the prompt's last token: drift there is > 0 (it was exactly 0 at the
+    subject's last token of the middle probed layer, upstream of the edit)."""
+    _, _, out, *_ = organism_run
+    g = node_link(out / "graph.json")
+    assert (g.graph["layer"], g.graph["position"]) == (5, "last")
+    edited = g.graph["edited_id"]
+    assert g.nodes[edited]["drift"] > 0
+    assert sum(g.nodes[n]["drift"] > 0 for n in g.nodes) > 1
+    assert all(g.nodes[n]["drift"] == g.nodes[n]["drift_cos_L5"] for n in g.nodes)
+
+
+@pytest.fixture
+def tiny_inputs(tmp_path, monkeypatch, saved_gpt2):
+    """``(model dir, edit.json, probes.jsonl, corpus.txt)`` for the first standard request on a tiny gpt2."""
+    monkeypatch.setenv("RIPPLE_CACHE", str(tmp_path / "cache"))
+    path, _ = saved_gpt2
+    edit, probes, corpus = tmp_path / "edit.json", tmp_path / "probes.jsonl", tmp_path / "corpus.txt"
+    edit.write_text(json.dumps(edit_requests()[0].to_dict()))
+    save_probe_set(tiny_probe_items(), probes)
+    corpus.write_text("\n".join(stats_corpus()) + "\n")
+    return path, edit, probes, corpus
+
+
+def graph_argv(model, edit, out, probes=None, corpus=None, method="rome"):
+    return ["graph", "--model", model, "--method", method, "--edit", edit, "--out", out, "--k", 2,
+            *(["--probes", probes] if probes else []), *(["--stats-corpus", corpus] if corpus else []), *CHEAP]
+
+
+def test_tiny_model_with_a_probe_file(capfd, tiny_inputs, tmp_path):
+    path, edit, probes, corpus = tiny_inputs
+    disk = digest(path)
+    out = tmp_path / "run"
+    code, stdout, err = cli(capfd, *graph_argv(path, edit, out, probes, corpus))
+    assert code == 0, err
+    assert str(out) in stdout
+    for name in FILES:
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["edited_id"] == "e" and summary["expected"] == [] and summary["hparams"]["v_steps"] == 2
+    g = node_link(out / "graph.json")
+    assert g.number_of_nodes() == len(tiny_probe_items()) and g.nodes["e"]["is_edited"]
+    assert (g.graph["layer"], g.graph["position"]) == (0, "last")
+    assert digest(path) == disk
+
+
+@pytest.mark.parametrize("case", ["two_requests", "unknown_method", "probes_missing", "no_world_no_probes"])
+def test_bad_inputs_exit_2_with_one_line(capfd, tiny_inputs, tmp_path, case):
+    path, edit, probes, corpus = tiny_inputs
+    method = "rome"
+    if case == "two_requests":
+        edit = tmp_path / "edits.jsonl"
+        write_jsonl(edit, [r.to_dict() for r in edit_requests()])
+        needle = "holds 2 requests; ripple graph takes exactly one"
+    elif case == "unknown_method":
+        method, needle = "romee", "unknown editing method 'romee'"
+    elif case == "probes_missing":
+        probes, needle = tmp_path / "nope.jsonl", "does not exist; pass a probe set JSONL with --probes"
+    else:
+        probes, needle = None, "no world.json to build probes from; pass --probes FILE"
+    out = tmp_path / "run"
+    code, _, err = cli(capfd, *graph_argv(path, edit, out, probes, corpus, method))
+    assert needle in assert_one_line_error(code, err)
+    assert not (out / "summary.json").exists()
