@@ -1,0 +1,153 @@
+"""RippleEdits-style scores for organism edits, counted as Cohen et al. (2023) count them.
+
+For one edit, :func:`ripple_eval` takes the world's exact ground truth
+(:func:`ripple.world.ground_truth.ripple_ground_truth`), checks BEFORE the edit which condition
+facts the model knows (greedy answer on the relation's first core template, see
+:func:`condition_query`) and which must-keep
+queries it answers correctly, applies the edit, scores every query, and undoes the edit.
+
+Counted queries:
+
+* must change (edit, logical generalization, compositionality I/II, subject aliasing): every
+  condition fact known before the edit;
+* must keep (preservation, relation specificity, neighbourhood): answered correctly before the
+  edit (an answer that stays correct after it) and every condition fact known.
+
+A query is correct after the edit when its greedy continuation is one of ``answers``.
+:func:`multihop_eval` reads MQuAKE's two figures off the same results: edit-wise success (the
+edit prompt) against multi-hop accuracy (a two-hop question through the edited fact, correct if
+any of its phrasings is, as MQuAKE scores its three questions).
+
+>>> res = ripple_eval(model, tok, world, request, run_edit=apply_and_return_undo)  # doctest: +SKIP
+>>> res["categories"]["compositionality_1"]  # doctest: +SKIP
+{'n': 2, 'correct': 0, 'accuracy': 0.0, 'total': 2}
+"""
+
+from __future__ import annotations
+
+from ripple.errors import RippleError
+from ripple.scoring import query_correct
+from ripple.world.generate import Fact, World
+from ripple.world.ground_truth import CATEGORIES, ripple_ground_truth
+from ripple.world.queries import Query, fact_query
+from ripple.world.schema import RELATIONS
+
+#: The six RippleEdits categories, averaged into the overall score.
+RIPPLE_CATEGORIES = ("logical_generalization", "compositionality_1", "compositionality_2", "subject_aliasing",
+                     "preservation", "relation_specificity")
+#: Edits whose two-hop questions MQuAKE-style evaluation asks.
+MULTIHOP_RELATIONS = ("citizen_of", "born_in", "works_for")
+
+
+def parse_case_id(case_id) -> tuple[str, str, str]:
+    """``"subject|relation|new_object"`` -> its three parts (as :func:`ripple.organism.edits.request_for` makes)."""
+    parts = str(case_id or "").split("|")
+    if len(parts) != 3 or not all(parts):
+        raise RippleError(f"edit case_id {case_id!r} is not 'subject|relation|new_object'; "
+                          "make requests with ripple.organism.edits.request_for or sample_edits")
+    return parts[0], parts[1], parts[2]
+
+
+def condition_query(world: World, fact: Fact) -> Query:
+    """The condition fact asked on its relation's first core template. Every current object of
+    (subject, relation) counts: greedy decoding gives one answer, so for a one-to-many relation
+    (a country's languages) any of its objects shows the model knows the relation there."""
+    return fact_query(world, fact.subject, fact.relation, RELATIONS[fact.relation].templates[0])
+
+
+def _as_query(prompt: str, answers) -> Query:
+    return Query(prompt, "", tuple(answers), "", "")
+
+
+def ripple_eval(model, tok, world: World, request, run_edit, max_per_category: int = 10) -> dict:
+    """Score one organism edit on the RippleEdits categories (see the module docstring).
+
+    ``run_edit()`` applies the edit and returns a callable that undoes it. Returns
+    ``{"case_id", "relation", "categories": {cat: {"n", "correct", "accuracy", "total"}}, "queries": [...]}``
+    where ``n`` counts the counted queries, ``total`` all of them, and ``accuracy`` is None when none counted.
+    """
+    subject, relation, new = parse_case_id(request.case_id)
+    gt = ripple_ground_truth(world, subject, relation, new, max_per_category=max_per_category)
+    conds = sorted({c for q in gt for c in q.conditions}, key=lambda f: (f.subject, f.relation, f.object))
+    known = dict(zip(conds, query_correct(model, tok, [condition_query(world, c) for c in conds])))
+    keep = [q for q in gt if not q.must_change]
+    # before the edit a must-keep query is right when it gives one of the answers it should keep
+    kept_answers = [tuple(a for a in q.answers if a in q.old_answers) for q in keep]
+    to_check = [(q, a) for q, a in zip(keep, kept_answers) if a]
+    was_right = query_correct(model, tok, [_as_query(q.prompt, a) for q, a in to_check])
+    right = dict(zip([id(q) for q, _ in to_check], was_right))
+    rows = []
+    for q in gt:
+        cond_ok = all(known[c] for c in q.conditions)
+        before = right.get(id(q), False) if not q.must_change else None
+        rows.append({"category": q.category, "prompt": q.prompt, "answers": list(q.answers),
+                     "conditions_known": cond_ok, "before": before,
+                     "counted": cond_ok and (q.must_change or bool(before))})
+    counted = [(r, q) for r, q in zip(rows, gt) if r["counted"]]
+    undo = run_edit()
+    try:
+        after = query_correct(model, tok, [_as_query(q.prompt, q.answers) for _, q in counted])
+    finally:
+        if callable(undo):
+            undo()
+    for (r, _), ok in zip(counted, after):
+        r["after"] = bool(ok)
+    cats = {}
+    for cat in CATEGORIES:
+        mine = [r for r in rows if r["category"] == cat]
+        hits = [r["after"] for r in mine if r["counted"]]
+        cats[cat] = {"n": len(hits), "correct": sum(hits), "total": len(mine),
+                     "accuracy": sum(hits) / len(hits) if hits else None}
+    return {"case_id": request.case_id, "relation": relation, "categories": cats, "queries": rows}
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def aggregate(results: list[dict]) -> dict:
+    """Per category: ``mean`` over edits of the per-edit accuracy (edits with a counted query),
+    ``micro`` over all counted queries, ``n`` counted queries, ``edits`` edits that counted any;
+    ``overall``: the mean of the six RippleEdits categories' means (those with data)."""
+    out = {}
+    for cat in CATEGORIES:
+        cells = [r["categories"][cat] for r in results]
+        n, correct = sum(c["n"] for c in cells), sum(c["correct"] for c in cells)
+        out[cat] = {"mean": _mean([c["accuracy"] for c in cells]), "micro": correct / n if n else None,
+                    "n": n, "edits": sum(c["n"] > 0 for c in cells), "total": sum(c["total"] for c in cells)}
+    return {"categories": out, "overall": _mean([out[c]["mean"] for c in RIPPLE_CATEGORIES]), "n_edits": len(results)}
+
+
+def ripple_eval_many(model, tok, world: World, requests, make_run_edit, max_per_category: int = 10,
+                     on_result=None) -> dict:
+    """:func:`ripple_eval` for each request (``make_run_edit(request)`` gives its ``run_edit``), then
+    :func:`aggregate` and :func:`multihop_eval`; per-edit results under ``"edits"``."""
+    results = []
+    for req in requests:
+        results.append(ripple_eval(model, tok, world, req, make_run_edit(req), max_per_category))
+        if on_result is not None:
+            on_result(results[-1])
+    return {**aggregate(results), "multihop": multihop_eval(results), "edits": results}
+
+
+def multihop_eval(results: list[dict]) -> dict:
+    """MQuAKE's two figures from :func:`ripple_eval` results, over the edits of a person's
+    citizen_of / born_in / works_for that have a counted two-hop question (compositionality I):
+    ``edit_wise`` = the edit prompt (first core template) answered with the new object;
+    ``multihop`` = some counted phrasing of some two-hop question answered with the new answer;
+    ``multihop_given_edit`` = multi-hop accuracy among the edits that succeeded."""
+    edit_ok, hop_ok = [], []
+    for r in results:
+        if r["relation"] not in MULTIHOP_RELATIONS:
+            continue
+        hops = [q["after"] for q in r["queries"] if q["category"] == "compositionality_1" and q["counted"]]
+        if not hops:
+            continue
+        first_edit = next(q for q in r["queries"] if q["category"] == "edit")
+        edit_ok.append(bool(first_edit.get("after")))
+        hop_ok.append(any(hops))
+    both = [h for e, h in zip(edit_ok, hop_ok) if e]
+    return {"cases": len(edit_ok), "edit_wise": _mean([float(x) for x in edit_ok]),
+            "multihop": _mean([float(x) for x in hop_ok]),
+            "multihop_given_edit": _mean([float(x) for x in both])}
