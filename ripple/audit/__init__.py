@@ -1,0 +1,1 @@
+"""Audit a proposed knowledge edit: metric thresholds, TOML policies and pass/warn/fail verdicts."""

@@ -1,0 +1,333 @@
+"""Pass / warn / fail verdicts for an audited knowledge edit.
+
+A :class:`Policy` is a tuple of :class:`Rule` objects, one per metric.  A rule is
+either a *min* rule (the value must be at least the thresholds) or a *max* rule
+(the value must be at most the thresholds):
+
+* min: ``value < fail`` -> fail, else ``value < warn`` -> warn, else pass;
+* max: ``value > fail`` -> fail, else ``value > warn`` -> warn, else pass.
+
+A value exactly at a threshold therefore passes that threshold (``efficacy ==
+0.9`` passes the 0.9 warn threshold).  Either threshold may be ``None`` (not
+checked) but not both.  A NaN value always fails: the measurement broke.
+
+Metrics absent from the measured dict (or ``None``) are handled per
+``Policy.missing``: ``"skip"`` records a ``"skip"`` finding that does not affect
+the verdict, ``"warn"`` / ``"fail"`` record a finding with that status.
+Measured metrics that no rule mentions are ignored.
+
+The overall status is the worst finding (fail > warn > pass); the exit code is 0
+for pass, 1 for fail and ``Policy.warn_exit_code`` (0 or 1) for warn.  Exit code
+2 (bad input) is the CLI's job: every user error here is a
+:class:`~ripple.errors.RippleError`.
+
+A TOML policy file overrides the defaults (see :func:`load_policy`)::
+
+    warn_exit_code = 1          # optional, 0 (default) or 1
+    missing = "warn"            # optional, "skip" (default), "warn" or "fail"
+    [efficacy]                  # override only the given fields
+    warn = 0.95
+    fail = 0.6
+    [perplexity_ratio]
+    fail = 2.5
+    [ripple_overall]            # a metric without a default rule must give op
+    op = "min"
+    warn = 0.5
+    description = "Ripple-effect accuracy"
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ripple.errors import RippleError
+
+OPS = ("min", "max")
+MISSING_MODES = ("skip", "warn", "fail")
+STATUSES = ("pass", "warn", "fail")
+_SEVERITY = {"skip": 0, "pass": 0, "warn": 1, "fail": 2}
+_TOP_LEVEL_KEYS = ("warn_exit_code", "missing")
+_RULE_KEYS = ("op", "warn", "fail", "description")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _rule_problem(metric: Any, op: Any, warn: Any, fail: Any, description: Any) -> str | None:
+    """Why these rule fields are invalid (one line), or None when they are fine."""
+    if not isinstance(metric, str) or not metric:
+        return f"rule metric must be a non-empty string, got {metric!r}"
+    if op not in OPS:
+        return f"{metric}.op must be \"min\" or \"max\", got {op!r}"
+    for name, value in (("warn", warn), ("fail", fail)):
+        if value is None:
+            continue
+        if not _is_number(value):
+            return f"{metric}.{name} must be a number, got {type(value).__name__} {value!r}"
+        if not math.isfinite(value):
+            return f"{metric}.{name} must be a finite number, got {value!r}"
+    if warn is None and fail is None:
+        return f"{metric} needs a warn or a fail threshold (or both)"
+    if not isinstance(description, str):
+        return f"{metric}.description must be a string, got {type(description).__name__}"
+    if warn is not None and fail is not None:
+        if op == "min" and fail > warn:
+            return (f"{metric} is a min rule so fail ({fail}) must be <= warn ({warn}); "
+                    f"lower fail or raise warn")
+        if op == "max" and warn > fail:
+            return (f"{metric} is a max rule so warn ({warn}) must be <= fail ({fail}); "
+                    f"lower warn or raise fail")
+    return None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One threshold rule: ``op="min"`` means higher is better, ``"max"`` lower is better."""
+
+    metric: str
+    op: str
+    warn: float | None
+    fail: float | None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        problem = _rule_problem(self.metric, self.op, self.warn, self.fail, self.description)
+        if problem:
+            raise RippleError(f"bad audit rule: {problem}")
+
+    def status_of(self, value: float) -> tuple[str, float | None]:
+        """``(status, threshold)`` for a measured value; threshold is the one decisive for it."""
+        if math.isnan(value):
+            return "fail", self.fail if self.fail is not None else self.warn
+        if self.op == "min":
+            if self.fail is not None and value < self.fail:
+                return "fail", self.fail
+            if self.warn is not None and value < self.warn:
+                return "warn", self.warn
+        else:
+            if self.fail is not None and value > self.fail:
+                return "fail", self.fail
+            if self.warn is not None and value > self.warn:
+                return "warn", self.warn
+        # pass: report the strictest threshold that was met
+        return "pass", self.warn if self.warn is not None else self.fail
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Rules plus how to treat warnings (exit code) and missing metrics."""
+
+    rules: tuple[Rule, ...]
+    warn_exit_code: int = 0
+    missing: str = "skip"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rules, tuple) or not all(isinstance(r, Rule) for r in self.rules):
+            raise RippleError("bad audit policy: rules must be a tuple of Rule objects")
+        names = [r.metric for r in self.rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise RippleError(f"bad audit policy: duplicate rules for {', '.join(dupes)}; keep one rule per metric")
+        if not _is_number(self.warn_exit_code) or self.warn_exit_code not in (0, 1):
+            raise RippleError(f"bad audit policy: warn_exit_code must be 0 or 1, got {self.warn_exit_code!r}")
+        if self.missing not in MISSING_MODES:
+            raise RippleError(
+                f"bad audit policy: missing must be one of {', '.join(MISSING_MODES)}, got {self.missing!r}")
+
+    def rule(self, metric: str) -> Rule | None:
+        for r in self.rules:
+            if r.metric == metric:
+                return r
+        return None
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(r.metric for r in self.rules)
+
+
+DEFAULT_POLICY = Policy(rules=(
+    Rule("efficacy", "min", warn=0.9, fail=0.5,
+         description="Edit must take: the new object should win the rewrite prompt; "
+                     "below chance (0.5) the edit did not apply."),
+    Rule("paraphrase", "min", warn=0.8, fail=0.5,
+         description="Edit should generalise to paraphrased prompts; below chance (0.5) it is "
+                     "memorised surface text, not knowledge."),
+    Rule("neighborhood", "min", warn=0.9, fail=0.7,
+         description="Neighbouring subjects must keep their true objects; under 0.7 the edit "
+                     "bleeds into related facts."),
+    Rule("relation_specificity", "min", warn=0.95, fail=0.8,
+         description="Other relations of the edited subject must be unchanged; losing more than "
+                     "20% means the edit damaged the subject broadly."),
+    Rule("unintended_changes", "max", warn=1, fail=5,
+         description="Probe answers that changed but should not have: one is tolerable noise, "
+                     "more than five is collateral damage."),
+    Rule("perplexity_ratio", "max", warn=1.5, fail=3.0,
+         description="General-text perplexity after/before the edit: the collapse indicator; "
+                     "a several-fold (over 3x) rise means the model is breaking."),
+    Rule("update_norm_ratio", "max", warn=1.0, fail=2.0,
+         description="Relative size of the weight update ||dW||/||W||: an update larger than "
+                     "the weights it edits is suspicious, more than twice as large fails."),
+))
+
+
+def load_policy(path: str | Path, base: Policy = DEFAULT_POLICY) -> Policy:
+    """Read a TOML policy file; its sections override ``base`` (the default policy)."""
+    path = Path(path)
+    where = f"policy file {path}"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RippleError(f"{where} not found; check the path or omit it to use the default policy") from None
+    except IsADirectoryError:
+        raise RippleError(f"{where} is a directory; pass a .toml file") from None
+    except OSError as exc:
+        raise RippleError(f"{where} cannot be read ({exc.strerror}); check its permissions") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RippleError(f"{where} is not UTF-8 text; save it as UTF-8 TOML") from None
+    except tomllib.TOMLDecodeError as exc:
+        msg = " ".join(str(exc).split())
+        raise RippleError(f"{where} is not valid TOML: {msg}; fix the syntax at that line") from None
+
+    warn_exit_code = base.warn_exit_code
+    missing = base.missing
+    overrides: dict[str, dict[str, Any]] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            overrides[key] = value
+        elif key == "warn_exit_code":
+            if not _is_number(value) or isinstance(value, float) or value not in (0, 1):
+                raise RippleError(f"{where}: warn_exit_code must be 0 or 1, got {value!r}")
+            warn_exit_code = value
+        elif key == "missing":
+            if value not in MISSING_MODES:
+                raise RippleError(
+                    f"{where}: missing must be one of \"skip\", \"warn\", \"fail\", got {value!r}")
+            missing = value
+        elif base.rule(key) is not None:
+            raise RippleError(f"{where}: {key} must be a table ([{key}] with warn/fail keys), "
+                              f"got {type(value).__name__}")
+        else:
+            raise RippleError(f"{where}: unknown top-level key {key!r}; allowed are "
+                              f"{', '.join(_TOP_LEVEL_KEYS)} and [metric] sections")
+
+    rules = list(base.rules)
+    for metric, section in overrides.items():
+        for key in section:
+            if key not in _RULE_KEYS:
+                raise RippleError(f"{where}: unknown key {key!r} in [{metric}]; allowed are "
+                                  f"{', '.join(_RULE_KEYS)}")
+        for key, kind in (("op", str), ("description", str)):
+            if key in section and not isinstance(section[key], kind):
+                raise RippleError(f"{where}: [{metric}].{key} must be a string, "
+                                  f"got {type(section[key]).__name__}")
+        for key in ("warn", "fail"):
+            if key in section and (not _is_number(section[key]) or not math.isfinite(section[key])):
+                raise RippleError(f"{where}: [{metric}].{key} must be a finite number, "
+                                  f"got {type(section[key]).__name__} {section[key]!r}")
+        old = base.rule(metric)
+        if old is None:
+            if "op" not in section:
+                raise RippleError(f"{where}: [{metric}] has no default rule so it must give "
+                                  f"op = \"min\" or \"max\"")
+            fields = {"metric": metric, "op": section["op"], "warn": section.get("warn"),
+                      "fail": section.get("fail"), "description": section.get("description", "")}
+        else:
+            if "op" in section and section["op"] != old.op:
+                raise RippleError(f"{where}: [{metric}].op cannot change the {old.op} rule of a "
+                                  f"known metric; remove op from [{metric}]")
+            fields = {"metric": metric, "op": old.op, "warn": section.get("warn", old.warn),
+                      "fail": section.get("fail", old.fail),
+                      "description": section.get("description", old.description)}
+        problem = _rule_problem(**fields)
+        if problem:
+            raise RippleError(f"{where}: {problem}")
+        new = Rule(**fields)
+        if old is None:
+            rules.append(new)
+        else:
+            rules[rules.index(old)] = new
+    return Policy(rules=tuple(rules), warn_exit_code=warn_exit_code, missing=missing)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The outcome of one rule; status is pass, warn, fail or skip (missing, ignored)."""
+
+    metric: str
+    value: float | None
+    status: str
+    threshold: float | None
+    rule_description: str
+
+
+def _json_number(value: float | None) -> float | str | None:
+    if value is None or math.isfinite(value):
+        return value
+    return repr(float(value))  # "nan", "inf", "-inf": keeps the JSON valid
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    exit_code: int
+    findings: list[Finding] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (non-finite values become the strings "nan"/"inf"/"-inf")."""
+        return {
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "findings": [
+                {"metric": f.metric, "value": _json_number(f.value), "status": f.status,
+                 "threshold": _json_number(f.threshold), "rule_description": f.rule_description}
+                for f in self.findings
+            ],
+        }
+
+
+def judge(metrics: Mapping[str, Any], policy: Policy = DEFAULT_POLICY) -> Verdict:
+    """Apply every rule of ``policy`` to ``metrics``; the verdict is the worst finding."""
+    findings: list[Finding] = []
+    for rule in policy.rules:
+        value = metrics.get(rule.metric)
+        if value is None:
+            status = policy.missing
+            findings.append(Finding(rule.metric, None, status, None, rule.description))
+            continue
+        if not _is_number(value):
+            raise RippleError(f"metric {rule.metric} must be a number or None, got "
+                              f"{type(value).__name__} {value!r}; fix the metrics passed to judge")
+        status, threshold = rule.status_of(float(value))
+        findings.append(Finding(rule.metric, float(value), status, threshold, rule.description))
+    worst = max((_SEVERITY[f.status] for f in findings), default=0)
+    status = STATUSES[worst]
+    exit_code = {"pass": 0, "warn": policy.warn_exit_code, "fail": 1}[status]
+    return Verdict(status=status, exit_code=exit_code, findings=findings)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}"
+
+
+def policy_table_markdown(policy: Policy = DEFAULT_POLICY) -> str:
+    """The rules as a markdown table (a value exactly at a threshold passes it)."""
+    lines = [
+        "| metric | direction | warn | fail | rationale |",
+        "|---|---|---|---|---|",
+    ]
+    for r in policy.rules:
+        direction = "higher is better (min)" if r.op == "min" else "lower is better (max)"
+        desc = r.description.replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| `{r.metric}` | {direction} | {_fmt(r.warn)} | {_fmt(r.fail)} | {desc} |")
+    lines.append("")
+    lines.append(f"Missing metrics: {policy.missing}; exit code on warn: {policy.warn_exit_code}.")
+    return "\n".join(lines) + "\n"
