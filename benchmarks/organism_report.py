@@ -116,7 +116,7 @@ def findings(agg: dict) -> list[str]:
     return out
 
 
-def markdown(model_dir: Path, recall: dict, agg: dict, train_cfg: dict, png: str, example_pngs: list[str],
+def markdown(recall: dict, agg: dict, train_cfg: dict, png: str, example_pngs: list[str],
              cmd: str) -> str:
     lines = ["# The model organism", "",
              f"Reproduce: `{cmd}` (training: `ripple organism train --out DIR`, config below).", "",
@@ -170,7 +170,7 @@ def main(argv=None) -> None:
     examples = example_traces(model, tok, spec, world, out)
     cmd = "python benchmarks/organism_report.py " + " ".join(argv if argv is not None else sys.argv[1:])
     train_cfg = json.loads((model_dir / "train_config.json").read_text())
-    atomic_write_text(out / "organism.md", markdown(model_dir, recall, agg, train_cfg, "organism_trace.png",
+    atomic_write_text(out / "organism.md", markdown(recall, agg, train_cfg, "organism_trace.png",
                                                     examples, cmd.strip()))
     if args.write_metrics:
         atomic_write_json(model_dir / "metrics.json", recall)

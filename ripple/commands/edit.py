@@ -9,6 +9,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ripple.errors import RippleError
@@ -36,9 +37,19 @@ def add_edit_options(p) -> None:
     p.add_argument("--force", action="store_true", help="apply an update even past the norm guard")
 
 
-def stats_corpus(model_path: str, corpus_file: str | None) -> list[str]:
+def world_of(model_path: str):
+    """The world a model was trained on (its ``world.json``; the organism has one), else None."""
+    world_file = Path(model_path) / "world.json"
+    if not world_file.is_file():
+        return None
+    from ripple.organism.evaluate import load_world
+
+    return load_world(world_file)
+
+
+def stats_corpus(corpus_file: str | None, world) -> list[str]:
     """The statistics corpus: a user file, a ``hf:NAME[:CONFIG[:SPLIT]]`` dataset, else the
-    organism's world text."""
+    world's text (the organism's)."""
     if corpus_file and corpus_file.startswith("hf:"):
         return dataset_corpus(corpus_file[3:])
     if corpus_file:
@@ -49,26 +60,48 @@ def stats_corpus(model_path: str, corpus_file: str | None) -> list[str]:
         if not lines:
             raise RippleError(f"statistics corpus {p} is empty; pass a text file with one passage a line")
         return lines
-    world = Path(model_path) / "world.json"
-    if world.is_file():
+    if world is not None:
         from ripple.organism.edits import world_corpus
-        from ripple.organism.evaluate import load_world
 
-        return world_corpus(load_world(world))
+        return world_corpus(world)
     raise RippleError("this model has no world.json; pass --stats-corpus FILE with general text for the "
                       "MLP key statistics")
 
 
-def complete_requests(model_path: str, requests):
-    """On a model trained on a known world (the organism), fill paraphrase and neighbourhood prompts."""
-    world_file = Path(model_path) / "world.json"
-    if not world_file.is_file():
-        return requests
-    from ripple.organism.edits import complete_from_world
-    from ripple.organism.evaluate import load_world
+@dataclass
+class EditSetup:
+    """What every editing command needs: the model, its hyperparameters, the checked requests
+    (completed from the world when the model has one), the world, and the editing context."""
 
-    world = load_world(world_file)
-    return [complete_from_world(world, r) for r in requests]
+    model: object
+    tok: object
+    spec: object
+    hp: object
+    requests: list
+    world: object
+    ctx: object
+
+
+def setup_edit(args, requests, extra_overrides=()) -> EditSetup:
+    """Load ``args.model``, resolve ``args.method``'s hyperparameters, validate and complete the
+    requests, and build the context with the statistics corpus (one-line errors throughout)."""
+    from ripple.editing.hparams import resolve_hparams
+    from ripple.editing.methods import EditContext
+    from ripple.editing.requests import validate_for_model
+    from ripple.loading import load_model
+
+    model, tok, spec = load_model(args.model)
+    hp = resolve_hparams(args.method, spec.model_type, spec.n_layers(model), model_dir=model.name_or_path,
+                         json_file=args.hparams, overrides=[*args.set, *extra_overrides])
+    for warning in validate_for_model(requests, tok, model):
+        print(f"ripple: warning: {warning}", file=sys.stderr)
+    world = world_of(model.name_or_path)
+    if world is not None:
+        from ripple.organism.edits import complete_from_world
+
+        requests = [complete_from_world(world, r) for r in requests]
+    ctx = EditContext(model, tok, spec, stats_corpus(args.stats_corpus, world))
+    return EditSetup(model, tok, spec, hp, requests, world, ctx)
 
 
 def dataset_corpus(spec: str, limit: int = 20000) -> list[str]:
@@ -90,24 +123,15 @@ def dataset_corpus(spec: str, limit: int = 20000) -> list[str]:
 
 
 def run(args) -> int:
-    from ripple.editing.hparams import resolve_hparams
     from ripple.editing.metrics import aggregate, request_metrics
-    from ripple.editing.methods import EditContext
-    from ripple.editing.requests import load_requests, validate_for_model
+    from ripple.editing.requests import load_requests
     from ripple.editing.session import run_edits
     from ripple.io import atomic_write_json, prepare_out_dir
-    from ripple.loading import load_model, save_model
+    from ripple.loading import save_model
 
-    requests = load_requests(args.edits)
-    model, tok, spec = load_model(args.model)
-    model_path = model.name_or_path
-    overrides = list(args.set) + ([f"rect={args.rect}"] if args.rect is not None else [])
-    hp = resolve_hparams(args.method, spec.model_type, spec.n_layers(model), model_dir=model_path,
-                         json_file=args.hparams, overrides=overrides)
-    for warning in validate_for_model(requests, tok, model):
-        print(f"ripple: warning: {warning}", file=sys.stderr)
-    requests = complete_requests(model_path, requests)
-    ctx = EditContext(model, tok, spec, stats_corpus(model_path, args.stats_corpus))
+    rect = [f"rect={args.rect}"] if args.rect is not None else []
+    setup = setup_edit(args, load_requests(args.edits), rect)
+    model, tok, hp, requests, ctx = setup.model, setup.tok, setup.hp, setup.requests, setup.ctx
     out = prepare_out_dir(args.out)
     before = [request_metrics(model, tok, r) for r in requests]
     t0 = time.perf_counter()

@@ -9,7 +9,6 @@ model on disk is never changed (the edit is undone in memory after measuring).
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -37,16 +36,6 @@ def one_request(path):
         raise RippleError(f"edit file {path} holds {len(requests)} requests; ripple graph takes exactly one "
                           "(put one JSON object in the file)")
     return requests[0]
-
-
-def world_of(model_path: str):
-    """The model's world (None without a world.json)."""
-    world_file = Path(model_path) / "world.json"
-    if not world_file.is_file():
-        return None
-    from ripple.organism.evaluate import load_world
-
-    return load_world(world_file)
 
 
 def probe_items(probes: str | None, world):
@@ -87,35 +76,26 @@ def expected_changes(world, edit, items) -> set[str]:
 
 
 def run(args) -> int:
-    from ripple.commands.edit import complete_requests, stats_corpus
-    from ripple.editing.hparams import hparams_dict, resolve_hparams
-    from ripple.editing.methods import EditContext
-    from ripple.editing.requests import validate_for_model
+    from ripple.commands.edit import setup_edit
+    from ripple.editing.hparams import hparams_dict
     from ripple.gie import gie_for_edit, save_graph
     from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph
     from ripple.io import atomic_write_json, prepare_out_dir
-    from ripple.loading import load_model
 
     request = one_request(args.edit)
     if args.k < 0:
         raise RippleError(f"--k {args.k} is negative; pass 0 (links only) or more")
     if args.probes is not None and not Path(args.probes).is_file():
         raise RippleError(f"probe file {args.probes} does not exist; pass a probe set JSONL with --probes")
-    model, tok, spec = load_model(args.model)
-    model_path = model.name_or_path
-    world = world_of(model_path)
+    setup = setup_edit(args, [request])
+    model, tok, spec, hp, world, ctx = setup.model, setup.tok, setup.spec, setup.hp, setup.world, setup.ctx
+    (request,) = setup.requests
     items = probe_items(args.probes, world)
-    hp = resolve_hparams(args.method, spec.model_type, spec.n_layers(model), model_dir=model_path,
-                         json_file=args.hparams, overrides=list(args.set))
-    for warning in validate_for_model([request], tok, model):
-        print(f"ripple: warning: {warning}", file=sys.stderr)
-    (request,) = complete_requests(model_path, [request])
     edit = world_edit(world, request)
     edited_id = "|".join(edit[:2] + edit[3:]) if edit else None
     if edited_id is not None and edited_id not in {item.id for item in items}:
         edited_id = None
     expected = expected_changes(world, edit, items)
-    ctx = EditContext(model, tok, spec, stats_corpus(model_path, args.stats_corpus))
     out = prepare_out_dir(args.out)
     t0 = time.perf_counter()
     graph, profile = gie_for_edit(model, tok, spec, items, request, args.method, hp, ctx, k=args.k,
