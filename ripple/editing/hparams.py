@@ -104,7 +104,7 @@ _INHERIT = {"emmet": "rome", "ft": "rome", "alphaedit": "memit"}
 def _cast(f, value: str):
     t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     if "tuple" in t:
-        items = [x for x in value.replace("(", "").replace(")", "").split(",") if x.strip()]
+        items = [x for x in value.strip("()[] ").split(",") if x.strip()]
         conv = int if "int" in t and "float" not in t else (float if "float" in t else str)
         return tuple(conv(x) for x in items)
     if value.lower() == "none" and "None" in t:
@@ -165,7 +165,8 @@ def resolve_hparams(method: str, model_type: str, n_layers: int | None = None, m
         try:
             hp = replace(hp, **{k: _cast(known[k], v)})
         except ValueError:
-            raise RippleError(f"bad value {v!r} for hyperparameter {k!r}") from None
+            raise RippleError(f"bad value {v!r} for hyperparameter {k!r}; write a number, or a list "
+                              f"as 3,4,5") from None
     if hp.fact_token not in ("subject_last", "subject_first", "last"):
         raise RippleError(f"unknown fact_token {hp.fact_token!r}; use subject_last, subject_first or last")
     if n_layers is not None:

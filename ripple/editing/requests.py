@@ -272,9 +272,17 @@ def validate_for_model(requests: list[EditRequest], tok, model=None) -> list[str
             subject_token_span(tok, req.prompt, req.subject)
         except RippleError as exc:
             raise RippleError(f"{_label(i, req)}: {exc}") from None
-        if not tok(" " + req.target_new, add_special_tokens=False)["input_ids"]:
-            raise RippleError(f"{_label(i, req)}: target_new {req.target_new!r} tokenizes to nothing; "
-                              "give an answer the tokenizer can encode")
+        for field_name in ("target_new", "target_true"):
+            target = getattr(req, field_name)
+            if target is None:
+                continue
+            ids = tok(" " + target, add_special_tokens=False)["input_ids"]
+            if not ids:
+                raise RippleError(f"{_label(i, req)}: {field_name} {target!r} tokenizes to nothing; "
+                                  "give an answer the tokenizer can encode")
+            if tok.unk_token_id is not None and tok.unk_token_id in ids:
+                raise RippleError(f"{_label(i, req)}: {field_name} {target!r} has words outside the model's "
+                                  "vocabulary (they tokenize to the unknown token); use words the model knows")
     if model is None:
         return []
     return [f"{_label(i, req)}: the model already predicts {req.target_new!r} after {req.rendered!r}; "

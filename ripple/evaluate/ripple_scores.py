@@ -59,13 +59,9 @@ def _as_query(prompt: str, answers) -> Query:
     return Query(prompt, "", tuple(answers), "", "")
 
 
-def ripple_eval(model, tok, world: World, request, run_edit, max_per_category: int = 10) -> dict:
-    """Score one organism edit on the RippleEdits categories (see the module docstring).
-
-    ``run_edit()`` applies the edit and returns a callable that undoes it. Returns
-    ``{"case_id", "relation", "categories": {cat: {"n", "correct", "accuracy", "total"}}, "queries": [...]}``
-    where ``n`` counts the counted queries, ``total`` all of them, and ``accuracy`` is None when none counted.
-    """
+def plan_ripple(model, tok, world: World, request, max_per_category: int = 10) -> dict:
+    """The BEFORE half of :func:`ripple_eval`: the ground-truth queries of ``request``, which of
+    them count (condition facts known, must-keep queries right), measured on the unedited model."""
     subject, relation, new = parse_case_id(request.case_id)
     gt = ripple_ground_truth(world, subject, relation, new, max_per_category=max_per_category)
     conds = sorted({c for q in gt for c in q.conditions}, key=lambda f: (f.subject, f.relation, f.object))
@@ -83,14 +79,16 @@ def ripple_eval(model, tok, world: World, request, run_edit, max_per_category: i
         rows.append({"category": q.category, "prompt": q.prompt, "answers": list(q.answers),
                      "conditions_known": cond_ok, "before": before,
                      "counted": cond_ok and (q.must_change or bool(before))})
-    counted = [(r, q) for r, q in zip(rows, gt) if r["counted"]]
-    undo = run_edit()
-    try:
-        after = query_correct(model, tok, [_as_query(q.prompt, q.answers) for _, q in counted])
-    finally:
-        if callable(undo):
-            undo()
-    for (r, _), ok in zip(counted, after):
+    return {"case_id": request.case_id, "relation": relation, "rows": rows}
+
+
+def score_ripple(model, tok, plan: dict) -> dict:
+    """The AFTER half of :func:`ripple_eval`: score a :func:`plan_ripple` plan on the model as it
+    is now (the edit applied)."""
+    rows = [dict(r) for r in plan["rows"]]
+    counted = [r for r in rows if r["counted"]]
+    after = query_correct(model, tok, [_as_query(r["prompt"], r["answers"]) for r in counted])
+    for r, ok in zip(counted, after):
         r["after"] = bool(ok)
     cats = {}
     for cat in CATEGORIES:
@@ -98,7 +96,23 @@ def ripple_eval(model, tok, world: World, request, run_edit, max_per_category: i
         hits = [r["after"] for r in mine if r["counted"]]
         cats[cat] = {"n": len(hits), "correct": sum(hits), "total": len(mine),
                      "accuracy": sum(hits) / len(hits) if hits else None}
-    return {"case_id": request.case_id, "relation": relation, "categories": cats, "queries": rows}
+    return {"case_id": plan["case_id"], "relation": plan["relation"], "categories": cats, "queries": rows}
+
+
+def ripple_eval(model, tok, world: World, request, run_edit, max_per_category: int = 10) -> dict:
+    """Score one organism edit on the RippleEdits categories (see the module docstring).
+
+    ``run_edit()`` applies the edit and returns a callable that undoes it. Returns
+    ``{"case_id", "relation", "categories": {cat: {"n", "correct", "accuracy", "total"}}, "queries": [...]}``
+    where ``n`` counts the counted queries, ``total`` all of them, and ``accuracy`` is None when none counted.
+    """
+    plan = plan_ripple(model, tok, world, request, max_per_category)
+    undo = run_edit()
+    try:
+        return score_ripple(model, tok, plan)
+    finally:
+        if callable(undo):
+            undo()
 
 
 def _mean(xs):

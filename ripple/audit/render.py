@@ -1,0 +1,148 @@
+"""The audit report as Markdown and as one self-contained HTML page (figures embedded as data URIs).
+
+>>> md = report_markdown({"verdict": {"status": "pass", "exit_code": 0, "findings": []},
+...                       "model": "organism", "method": "rome", "edits": [], "mode": "single"})
+>>> md.splitlines()[0]
+'# ripple audit: PASS'
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+
+STATUS_COLOUR = {"pass": "#1a7f37", "warn": "#9a6700", "fail": "#cf222e", "skip": "#6e7781"}
+FIGURE_TITLES = {"ripple_graph.png": "Ripple graph (GIE): colour is drift, red outline an answer that changed",
+                 "drift_by_hop.png": "Drift and changed answers by hop distance from the edited fact"}
+
+
+def fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    return str(value)
+
+
+def _edit_line(e: dict) -> str:
+    prompt = e["prompt"].replace("{}", e["subject"])
+    old = f" (was {e['target_true']})" if e.get("target_true") else ""
+    return f"{prompt} -> {e['target_new']}{old}"
+
+
+def _sections(report: dict) -> list[tuple[str, list[str], list[list]]]:
+    """(title, header, rows) of every table, shared by both renderings."""
+    out = []
+    findings = report["verdict"]["findings"]
+    out.append(("Verdict by rule", ["metric", "value", "status", "threshold", "rule"],
+                [[f["metric"], fmt(f["value"]), f["status"], fmt(f["threshold"]), f["rule_description"]]
+                 for f in findings]))
+    if report.get("batch"):
+        out.append(("Audits", ["audit", "verdict", "efficacy", "paraphrase", "neighbourhood", "unintended",
+                               "perplexity ratio", "report"],
+                    [[b["name"], b["status"], fmt(b["efficacy"]), fmt(b["paraphrase"]), fmt(b["neighborhood"]),
+                      fmt(b["unintended_changes"]), fmt(b["perplexity_ratio"]), b["report"]]
+                     for b in report["batch"]]))
+        return out
+    per_edit = report.get("per_edit", [])
+    if per_edit:
+        out.append(("Edit metrics (before -> after)", ["edit", "efficacy", "paraphrase", "neighbourhood"],
+                    [[p["prompt"] + " -> " + p["target_new"]]
+                     + [f"{fmt(p['before'].get(k))} -> {fmt(p['after'].get(k))}"
+                        for k in ("efficacy", "paraphrase", "neighborhood")] for p in per_edit]))
+    ripple = report.get("ripple")
+    if ripple:
+        out.append(("Ripple effects (world ground truth; counted queries only)", ["category", "correct", "n",
+                                                                                   "accuracy"],
+                    [[cat, c["correct"], c["n"], fmt(c["accuracy"])] for cat, c in ripple["categories"].items()]))
+    gie = report.get("gie")
+    if gie:
+        out.append((f"Drift by hop (layer {gie['layer']}, {gie['position']} token, {gie['n_probes']} probes)",
+                    ["hops", "items", "answers changed", "mean drift", "mean delta log p"],
+                    [[hop, b["n"], b["n_changed"], fmt(b["drift_mean"]), fmt(b["delta_logp_mean"])]
+                     for hop, b in gie["by_hop"].items() if b["n"]]))
+    rows = report.get("most_affected", [])
+    if rows:
+        out.append(("Most affected probe items", ["item", "prompt", "true", "before", "after", "role",
+                                                  "delta log p", "drift", "hops"],
+                    [[r["id"], r["prompt"], r["answer"], r["before"], r["after"], r["role"], fmt(r["delta_logp"]),
+                      fmt(r["drift"]), fmt(r["hops"])] for r in rows]))
+    ppl = report.get("perplexity")
+    if ppl:
+        out.append((f"General perplexity ({ppl['n_sentences']} {ppl['source']} sentences)",
+                    ["before", "after", "ratio"], [[fmt(ppl["before"]), fmt(ppl["after"]), fmt(ppl["ratio"])]]))
+    norms = report.get("update_norms")
+    if norms:
+        out.append(("Weight update ||dW|| / ||W||", ["weight", "ratio"], [[k, fmt(v)] for k, v in norms.items()]))
+    return out
+
+
+def _md_cell(x) -> str:
+    if isinstance(x, str) and x.endswith("/report.html"):
+        return f"[{x[:-5]}.md]({x[:-5]}.md)"
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def report_markdown(report: dict, figures: list[str] = ()) -> str:
+    v = report["verdict"]
+    lines = [f"# ripple audit: {v['status'].upper()}", "",
+             f"- model: `{report['model']}`, method: `{report['method']}`, mode: {report['mode']}",
+             f"- exit code: {v['exit_code']}"]
+    lines += [f"- edit: {_edit_line(e)}" for e in report["edits"]]
+    lines.append("")
+    for name in figures:
+        lines += [f"![{FIGURE_TITLES.get(name, name)}]({name})", ""]
+    for title, header, rows in _sections(report):
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
+color:#1f2328;padding:0 1em}
+h1{margin-bottom:.2em} .badge{display:inline-block;padding:.15em .6em;border-radius:.4em;color:#fff;font-weight:600}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em} th,td{border:1px solid #d0d7de;padding:.3em .6em;
+text-align:left;vertical-align:top} th{background:#f6f8fa} td.pass{color:#1a7f37;font-weight:600}
+td.warn{color:#9a6700;font-weight:600} td.fail{color:#cf222e;font-weight:600} td.skip{color:#6e7781}
+figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top} figcaption{font-size:.85em;color:#57606a;max-width:600px}
+img{max-width:600px;border:1px solid #d0d7de} ul.meta{color:#57606a}
+"""
+
+
+def _html_cell(c, tag: str) -> str:
+    text = html.escape(str(c))
+    if tag == "td" and isinstance(c, str) and c.endswith("/report.html"):
+        return f'<td><a href="{text}">{text}</a></td>'
+    cls = f' class="{c}"' if tag == "td" and c in STATUS_COLOUR else ""
+    return f"<{tag}{cls}>{text}</{tag}>"
+
+
+def _html_table(header: list[str], rows: list[list]) -> str:
+    cells = lambda row, tag: "".join(_html_cell(c, tag) for c in row)  # noqa: E731
+    body = "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows)
+    return f"<table><thead><tr>{cells(header, 'th')}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def report_html(report: dict, images: dict[str, bytes]) -> str:
+    """The whole report in one HTML file; ``images`` (file name -> PNG bytes) are embedded."""
+    v = report["verdict"]
+    colour = STATUS_COLOUR[v["status"]]
+    meta = [f"model <code>{html.escape(str(report['model']))}</code>, method <code>"
+            f"{html.escape(report['method'])}</code>, mode {html.escape(report['mode'])}, exit code {v['exit_code']}"]
+    meta += [html.escape(_edit_line(e)) for e in report["edits"]]
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>ripple audit: {v['status']}</title><style>{CSS}</style></head><body>",
+             f'<h1>ripple audit <span class="badge" style="background:{colour}">{v["status"].upper()}</span></h1>',
+             '<ul class="meta">' + "".join(f"<li>{m}</li>" for m in meta) + "</ul>"]
+    for name, data in images.items():
+        src = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+        title = html.escape(FIGURE_TITLES.get(name, name))
+        parts.append(f'<figure><img src="{src}" alt="{title}"><figcaption>{title}</figcaption></figure>')
+    for title, header, rows in _sections(report):
+        parts.append(f"<h2>{html.escape(title)}</h2>{_html_table(header, rows)}")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"

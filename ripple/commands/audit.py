@@ -1,0 +1,107 @@
+"""``ripple audit``: is a proposed edit safe to ship? Apply it in a sandbox, measure, give a verdict.
+
+    ripple audit --model organism --method rome --prompt "{} was born in" --subject "Brazouth Kaibour" \\
+        --target Qirund --out runs/audit
+    ripple audit --model organism --method memit --edit edits.jsonl --policy policy.toml --out runs/batch
+
+Writes report.html (self-contained), report.md and report.json into ``--out``. Exit code: 0 pass,
+1 fail (and warn when the policy sets ``warn_exit_code = 1``), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ripple.errors import RippleError
+
+
+def add_parser(sub) -> None:
+    from ripple.commands.edit import add_edit_options
+
+    p = sub.add_parser("audit", help="audit a proposed edit: sandboxed edit, measurements, pass/warn/fail verdict")
+    add_edit_options(p)
+    p.add_argument("--edit", default=None, help="JSON/JSONL file of edit requests (several: each audited alone "
+                   "and all together)")
+    p.add_argument("--prompt", default=None, help="edit prompt with {} for the subject (instead of --edit)")
+    p.add_argument("--subject", default=None, help="the edited subject (with --prompt)")
+    p.add_argument("--target", default=None, help="the new object (with --prompt)")
+    p.add_argument("--target-true", default=None, help="the current object (optional; the organism knows it)")
+    p.add_argument("--out", required=True, help="directory for report.html, report.md, report.json and figures")
+    p.add_argument("--policy", default=None, help="TOML file of verdict thresholds (default: the built-in policy)")
+    p.add_argument("--probes", default=None, help="probe set JSONL for the ripple graph (default: the world's facts)")
+    p.add_argument("--k", type=int, default=5, help="kNN edges per probe item in the ripple graph")
+    p.add_argument("--rect", type=float, default=None, help="RECT: keep this top share of the update (e.g. 0.4)")
+    p.add_argument("--seed", type=int, default=None, help="editing seed (hyperparameter seed; default 0)")
+    p.add_argument("--json", action="store_true", help="print report.json to stdout (nothing else on stdout)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def requests_from_args(args) -> list:
+    """The requests of ``--edit FILE`` or of ``--prompt/--subject/--target`` (exactly one of the two)."""
+    from ripple.editing.requests import load_requests, parse_request
+
+    inline = [args.prompt, args.subject, args.target]
+    if args.edit is not None:
+        if any(x is not None for x in inline + [args.target_true]):
+            raise RippleError("pass either --edit FILE or --prompt/--subject/--target, not both")
+        return load_requests(args.edit)
+    if not all(x is not None for x in inline):
+        missing = [n for n, x in zip(("--prompt", "--subject", "--target"), inline) if x is None]
+        raise RippleError(f"no edit given: pass --edit FILE, or --prompt, --subject and --target "
+                          f"(missing {', '.join(missing)})")
+    obj = {"prompt": args.prompt, "subject": args.subject, "target_new": args.target}
+    if args.target_true is not None:
+        obj["target_true"] = args.target_true
+    return [parse_request(obj, "the edit given on the command line")]
+
+
+def check_args(args) -> None:
+    """Bad input that needs no model: fail before loading anything."""
+    from ripple.editing.methods import get_editor
+
+    get_editor(args.method)
+    if args.k < 0:
+        raise RippleError(f"--k {args.k} is negative; pass 0 (links only) or more")
+    if args.probes is not None and not Path(args.probes).is_file():
+        raise RippleError(f"probe file {args.probes} does not exist; pass a probe set JSONL with --probes")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise RippleError(f"output path {out} is a file, not a directory; pass a directory for --out")
+
+
+def run(args) -> int:
+    from ripple.audit.policy import DEFAULT_POLICY, load_policy
+    from ripple.audit.run import run_audit
+    from ripple.commands.edit import setup_edit
+    from ripple.commands.graph import probe_items
+    from ripple.editing.hparams import hparams_dict
+    from ripple.evaluate.perplexity import general_sentences_for
+
+    check_args(args)
+    policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
+    requests = requests_from_args(args)
+    extra = [f"rect={args.rect}"] if args.rect is not None else []
+    extra += [f"seed={args.seed}"] if args.seed is not None else []
+    setup = setup_edit(args, requests, extra)
+    items = probe_items(args.probes, setup.world)
+    sentences = general_sentences_for(setup.world)
+    report = run_audit(setup, args.method, setup.requests, items, sentences, policy, args.out,
+                       model_name=str(args.model), hparams=hparams_dict(setup.hp), k=args.k, force=args.force,
+                       quiet=args.quiet)
+    verdict = report["verdict"]
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        failing = [f"{f['metric']}={_short(f['value'])}" for f in verdict["findings"] if f["status"] in ("warn", "fail")]
+        why = f" ({', '.join(failing)})" if failing else ""
+        print(f"ripple audit: {verdict['status'].upper()}{why}; report: {Path(args.out) / 'report.html'}")
+    if not args.quiet and args.json:
+        print(f"ripple audit: {verdict['status'].upper()}; report: {Path(args.out) / 'report.html'}", file=sys.stderr)
+    return verdict["exit_code"]
+
+
+def _short(value) -> str:
+    return "-" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,68 @@
+"""Per-sentence perplexity on a fixed set of general sentences: ripple's collapse indicator.
+
+A model that many edits are breaking loses fluency everywhere, which shows first as a rising
+perplexity on ordinary text. The sentences are the world's own (in-distribution) for a model
+that ships a ``world.json`` (the organism), else a bundled set of plain English sentences.
+
+>>> # doctest: +SKIP
+>>> sents = general_sentences_for(world)          # world=None: the bundled English set
+>>> before = mean_perplexity(model, tok, sents)
+>>> # ... edit ...
+>>> mean_perplexity(model, tok, sents) / before    # the perplexity ratio; >3 is an alarm by default
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+
+import torch
+
+from ripple.scoring import pad_ids
+
+#: The bundled English sentences (one per line) used for models without a world.
+ENGLISH_FILE = "general_sentences.txt"
+
+
+def english_sentences() -> list[str]:
+    text = resources.files("ripple.data").joinpath(ENGLISH_FILE).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def general_sentences_for(world, n: int = 40) -> list[str]:
+    """``n`` fixed world sentences when the model has a world, else the bundled English set."""
+    if world is not None:
+        from ripple.world.corpus import general_sentences
+
+        return general_sentences(world, n=n)
+    return english_sentences()
+
+
+@torch.no_grad()
+def sentence_nlls(model, tok, sentences: list[str], batch_size: int = 32) -> list[float]:
+    """Mean negative log-likelihood (nats per token) of each sentence. A beginning-of-text token,
+    when the tokenizer has one, is put in front so the first word is scored too."""
+    device = next(model.parameters()).device
+    bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+    out: list[float] = []
+    for i in range(0, len(sentences), batch_size):
+        enc = [bos + tok(s, add_special_tokens=False)["input_ids"] for s in sentences[i : i + batch_size]]
+        short = [s for s, e in zip(sentences[i : i + batch_size], enc) if len(e) < 2]
+        if short:
+            raise ValueError(f"sentence {short[0]!r} has fewer than two tokens; nothing to score")
+        ids, mask = pad_ids(enc, tok, device)
+        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
+        tgt_logp = logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+        m = mask[:, 1:].float()
+        out += (-(tgt_logp * m).sum(1) / m.sum(1)).tolist()
+    return out
+
+
+def sentence_perplexities(model, tok, sentences: list[str], batch_size: int = 32) -> list[float]:
+    return [math.exp(x) for x in sentence_nlls(model, tok, sentences, batch_size)]
+
+
+def mean_perplexity(model, tok, sentences: list[str], batch_size: int = 32) -> float:
+    """Mean over sentences of each sentence's perplexity (``exp`` of its mean token NLL)."""
+    ppl = sentence_perplexities(model, tok, sentences, batch_size)
+    return sum(ppl) / len(ppl)

@@ -1,0 +1,41 @@
+"""Progress bars on stderr for long work (tqdm), silenced by ``quiet``.
+
+>>> with Stages(["before", "edit", "after"], quiet=True) as stages:
+...     stages.next("before"); stages.next("edit"); stages.next("after")
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+class Stages:
+    """One bar over named stages; ``next(name)`` finishes the previous stage and starts ``name``."""
+
+    def __init__(self, names, desc: str = "", quiet: bool = False):
+        self.names = list(names)
+        self.desc = desc
+        self.quiet = quiet
+        self._bar = None
+        self._started = 0
+
+    def __enter__(self) -> "Stages":
+        if not self.quiet:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=len(self.names), desc=self.desc, file=sys.stderr, leave=False,
+                             dynamic_ncols=True, bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}]")
+        return self
+
+    def next(self, name: str) -> None:
+        if self._bar is not None:
+            if self._started:
+                self._bar.update(1)
+            self._bar.set_description(f"{self.desc}: {name}" if self.desc else name)
+        self._started += 1
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            if exc[0] is None and self._started:
+                self._bar.update(1)
+            self._bar.close()
