@@ -13,7 +13,6 @@ Exit code 0 when every report passed, 1 otherwise. The screenshot of ``X/report.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The sample audits in reports/audit/: one benign edit (ROME as the organism ships it: layer 5, last
+# token) and one that should fail (the same edit written at the subject's last token of layer 0,
+# which swaps the subject's identity), then the browser check and screenshots of both HTML reports.
+#   bash benchmarks/audit_samples.sh            (needs chromium and playwright for the last step)
+set -u
+cd "$(dirname "$0")/.."
+RIPPLE=${RIPPLE:-.venv/bin/ripple}
+PY=${PY:-.venv/bin/python}
+EDIT=(--prompt "{} was born in" --subject "Lodro Toudein" --target Kraile)
+$RIPPLE audit --model organism --method rome "${EDIT[@]}" --out reports/audit/benign --quiet
+echo "benign: exit $?"
+$RIPPLE audit --model organism --method rome "${EDIT[@]}" --set layers=0 fact_token=subject_last \
+    --out reports/audit/failing --quiet
+echo "failing: exit $?"
+$PY benchmarks/audit_browser_check.py reports/audit/benign/report.html reports/audit/failing/report.html \
+    --shots reports/audit --json reports/audit/browser_check.json

@@ -1,0 +1,239 @@
+"""``ripple audit`` on the bundled organism and on a saved tiny gpt2: verdicts and exit codes, the
+reports (self-contained HTML, Markdown, JSON), determinism, sandboxing, batch audits, one-line
+errors, and no partial report after an interruption."""
+
+import argparse
+import dataclasses
+import base64
+import json
+import re
+from html.parser import HTMLParser
+from types import SimpleNamespace
+
+import pytest
+import torch
+from test_cli import assert_one_line_error, cli
+from test_edit_cli import write_jsonl
+from test_gie import tiny_probe_items
+from test_graph_cli import digest, tiny_inputs  # noqa: F401 (a fixture)
+
+from ripple.audit.measure import answer_swaps, audit_edits
+from ripple.audit.policy import DEFAULT_POLICY
+from ripple.audit.run import REPORT_FILES, run_audit
+from ripple.commands.edit import setup_edit
+from ripple.editing.requests import EditRequest
+from ripple.evaluate.perplexity import general_sentences_for
+from ripple.organism.paths import model_dir
+from ripple.probes.sets import ProbeItem, world_probe_set
+
+BENIGN = ["--prompt", "{} was born in", "--subject", "Lodro Toudein", "--target", "Kraile"]
+# ROME at the subject's last token of layer 0 swaps the subject's identity (reports/edit_sweep_layers.md)
+HARMFUL = [*BENIGN, "--set", "layers=0", "fact_token=subject_last"]
+
+
+def audit(capfd, out, *extra, method="rome"):
+    return cli(capfd, "audit", "--model", "organism", "--method", method, "--out", out, "--quiet", *extra)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The benign edit audited twice and the harmful one once: {name: (code, stdout, stderr, out)}."""
+    tmp = tmp_path_factory.mktemp("audits")
+    capfd = SimpleNamespace(readouterr=lambda: ("", ""))  # the CLI's output is checked in other tests
+    disk = digest(model_dir())
+    res = {}
+    for name, args in (("benign", BENIGN), ("benign_again", BENIGN), ("harmful", HARMFUL)):
+        code, _, _ = audit(capfd, tmp / name, *args)
+        res[name] = (code, tmp / name)
+    res["disk"] = digest(model_dir()) == disk
+    return res
+
+
+def report(out):
+    return json.loads((out / "report.json").read_text())
+
+
+def test_benign_edit_passes_with_every_report_file(runs):
+    code, out = runs["benign"]
+    assert code == 0
+    for name in (*REPORT_FILES, "ripple_graph.png", "drift_by_hop.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    r = report(out)
+    assert r["verdict"]["status"] == "pass" and r["verdict"]["exit_code"] == 0
+    m = r["metrics"]
+    assert m["efficacy"] == 1.0 and m["paraphrase"] >= 0.8 and m["neighborhood"] >= 0.9
+    assert m["unintended_changes"] == len(r["gie"]["unintended"]) == 0
+    assert r["gie"]["edited_ids"] == ["person:100|born_in|city:45"]
+    assert r["most_affected"][0]["role"] == "edited" and r["most_affected"][0]["after"] == "Kraile"
+    # the perplexity ratio is after / before of the reported means
+    ppl = r["perplexity"]
+    assert ppl["source"] == "world" and ppl["ratio"] == pytest.approx(ppl["after"] / ppl["before"])
+    assert not list(out.glob(".audit-staging-*"))
+    assert runs["disk"]  # the model on disk was never written
+
+
+def test_same_inputs_same_report_bytes(runs):
+    a, b = runs["benign"][1], runs["benign_again"][1]
+    for name in REPORT_FILES:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_identity_swapping_edit_fails(runs):
+    code, out = runs["harmful"]
+    r = report(out)
+    assert code == 1 and r["verdict"]["status"] == "fail"
+    status = {f["metric"]: f["status"] for f in r["verdict"]["findings"]}
+    assert status["relation_specificity"] == "fail"
+    cat = r["ripple"]["categories"]["relation_specificity"]
+    assert r["metrics"]["relation_specificity"] == pytest.approx(cat["correct"] / cat["n"])
+    assert r["metrics"]["relation_specificity"] < 0.8
+    # the damage the verdict names is to the edited subject's own other facts
+    unintended = [row for row in r["most_affected"] if row["role"] == "unintended"]
+    assert unintended and all(row["prompt"].startswith("Lodro Toudein") for row in unintended)
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.src, self.href = [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.src.append(a["src"])
+        if "href" in a:
+            self.href.append(a["href"])
+
+
+def test_html_report_is_self_contained(runs):
+    _, out = runs["harmful"]
+    page = (out / "report.html").read_text()
+    parser = _Images()
+    parser.feed(page)
+    assert len(parser.src) == 2
+    for src in parser.src:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not re.search(r"(src|href)=\"(https?:)?//", page)
+    assert "FAIL" in page and "relation_specificity" in page
+
+
+def test_warn_exit_code_from_policy_and_json_stdout(capfd, tmp_path):
+    policy = tmp_path / "policy.toml"
+    policy.write_text("warn_exit_code = 1\n[efficacy]\nwarn = 2.0\n")  # efficacy 1.0 < 2.0: a warning
+    out = tmp_path / "run"
+    code, stdout, err = audit(capfd, out, *BENIGN, "--policy", policy, "--json")
+    assert code == 1, err
+    printed = json.loads(stdout)
+    assert printed == report(out) and printed["verdict"]["status"] == "warn"
+    assert {f["metric"]: f["status"] for f in printed["verdict"]["findings"]}["efficacy"] == "warn"
+
+
+def test_batch_audits_each_alone_and_together(capfd, tmp_path):
+    edits = tmp_path / "edits.jsonl"
+    write_jsonl(edits, [{"prompt": "{} was born in", "subject": "Lodro Toudein", "target_new": "Kraile"},
+                        {"prompt": "{} works for", "subject": "Baita Vazux", "target_new": "Setresco"}])
+    out = tmp_path / "batch"
+    code, stdout, err = audit(capfd, out, "--edit", edits, method="memit")
+    summary = report(out)
+    assert [row["name"] for row in summary["batch"]] == ["edit-01", "edit-02", "together"]
+    names = [row["name"] for row in summary["batch"]]
+    parts = {name: report(out / name) for name in names}
+    assert [len(parts[n]["edits"]) for n in names] == [1, 1, 2]
+    assert parts["together"]["mode"] == "batch" and parts[names[0]]["mode"] == "single"
+    assert code == max(p["verdict"]["exit_code"] for p in parts.values()) == summary["verdict"]["exit_code"]
+    assert [row["status"] for row in summary["batch"]] == [parts[n]["verdict"]["status"] for n in names]
+    assert (out / "report.html").is_file() and 'href="together/report.html"' in (out / "report.html").read_text()
+
+
+def test_sandbox_restores_weights_and_interruption_leaves_no_report(tmp_path, monkeypatch):
+    args = argparse.Namespace(model="organism", method="rome", hparams=None, set=[], stats_corpus=None)
+    request = EditRequest("{} was born in", "Lodro Toudein", "Kraile")
+    setup = setup_edit(args, [request])
+    weights = {k: v.clone() for k, v in setup.model.state_dict().items()}
+    items = [dataclasses.replace(it, links=()) for it in world_probe_set(setup.world)[:60]]
+    sentences = general_sentences_for(setup.world)[:5]
+    result = audit_edits(setup, "rome", setup.requests, items, sentences)
+    assert result.metrics["efficacy"] == 1.0
+    assert all(torch.equal(v, setup.model.state_dict()[k]) for k, v in weights.items())
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text("previous report\n")
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("ripple.audit.measure.score_ripple", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_audit(setup, "rome", setup.requests, items, sentences, DEFAULT_POLICY, out, "organism", {})
+    assert all(torch.equal(v, setup.model.state_dict()[k]) for k, v in weights.items())
+    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+    assert (out / "report.json").read_text() == "previous report\n"
+
+
+def test_answer_swaps_between_right_answers_are_not_damage():
+    items = [ProbeItem("a1", "X", "language", "{} speaks", "L1"), ProbeItem("a2", "X", "language", "{} speaks", "L2"),
+             ProbeItem("b", "Y", "born_in", "{} was born in", "C1")]
+    before = SimpleNamespace(greedy=("L1", "L1", "C1"), correct=(True, False, True))
+    swapped = SimpleNamespace(greedy=("L2", "L2", "C2"), correct=(False, True, False))
+    assert answer_swaps(items, before, swapped) == {"a1", "a2"}  # L1 -> L2: both right; C1 -> C2 is not
+    wrong = SimpleNamespace(greedy=("L9", "L9", "C1"), correct=(False, False, True))
+    assert answer_swaps(items, before, wrong) == set()
+
+
+CHEAP = ["--set", "v_steps=2", "context_prefixes=0", "stats_samples=300", "layers=0", "fact_token=last", "--force"]
+
+
+def test_model_without_world_uses_probe_file_and_english_sentences(capfd, tiny_inputs, tmp_path):  # noqa: F811
+    path, edit, probes, corpus = tiny_inputs
+    out = tmp_path / "run"
+    code, stdout, err = cli(capfd, "audit", "--model", path, "--method", "rome", "--edit", edit, "--out", out,
+                            "--probes", probes, "--stats-corpus", corpus, "--k", 2, "--quiet", *CHEAP)
+    assert code in (0, 1), err
+    r = report(out)
+    assert r["ripple"] is None and r["perplexity"]["source"] == "english"
+    assert {f["metric"]: f["status"] for f in r["verdict"]["findings"]}["relation_specificity"] == "skip"
+    assert r["gie"]["n_probes"] == len(tiny_probe_items()) and r["gie"]["edited_ids"] == ["e"]
+    assert code == r["verdict"]["exit_code"] and r["verdict"]["status"].upper() in stdout
+
+
+@pytest.mark.parametrize("case", ["unknown_model", "unknown_method", "bad_json", "prompt_without_subject",
+                                  "target_not_in_vocabulary", "out_is_a_file", "policy_unknown_key",
+                                  "no_target", "edit_and_prompt"])
+def test_bad_input_exits_2_with_one_line_and_no_report(capfd, tmp_path, case):
+    args, method, out = list(BENIGN), "rome", tmp_path / "out"
+    needle = {"unknown_model": "does not exist", "unknown_method": "unknown editing method 'romee'",
+              "bad_json": "not valid JSON", "prompt_without_subject": "'{}'",
+              "target_not_in_vocabulary": "outside the model's vocabulary", "out_is_a_file": "is a file",
+              "policy_unknown_key": "unknown key 'warm'", "no_target": "missing --target",
+              "edit_and_prompt": "not both"}[case]
+    model = "organism"
+    if case == "unknown_model":
+        model = str(tmp_path / "no-such-model")
+    elif case == "unknown_method":
+        method = "romee"
+    elif case == "bad_json":
+        bad = tmp_path / "e.json"
+        bad.write_text("{not json")
+        args = ["--edit", bad]
+    elif case == "prompt_without_subject":
+        args[1] = "somebody was born in"
+    elif case == "target_not_in_vocabulary":
+        args[5] = "Qwertyville"
+    elif case == "out_is_a_file":
+        out.write_text("x")
+    elif case == "policy_unknown_key":
+        policy = tmp_path / "p.toml"
+        policy.write_text("[efficacy]\nwarm = 0.5\n")
+        args += ["--policy", policy]
+    elif case == "no_target":
+        args = args[:4]
+    else:
+        edit = tmp_path / "e.json"
+        edit.write_text(json.dumps({"prompt": "{} was born in", "subject": "Lodro Toudein", "target_new": "Kraile"}))
+        args += ["--edit", edit]
+    code, _, err = cli(capfd, "audit", "--model", model, "--method", method, "--out", out, "--quiet", *args)
+    line = assert_one_line_error(code, err)
+    assert needle in line, line
+    assert not (out.is_dir() and any(out.glob("report.*")))
