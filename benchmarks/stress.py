@@ -1,0 +1,82 @@
+"""1,000 sequential edits on the organism for ROME, MEMIT, EMMET, AlphaEdit and FT, each with and
+without RECT: one ``ripple stress`` process per configuration (``--jobs`` at a time, one thread
+each), then the merged curves in reports/stress.png and the table in reports/stress_table.md.
+
+    python benchmarks/stress.py --edits 1000 --every 100 --jobs 2          # about 30 min on 2 cores
+    python benchmarks/stress.py --merge-only                                # redraw from the runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+METHODS = ("rome", "memit", "emmet", "alphaedit", "ft")
+
+
+def run_one(name: str, args) -> tuple[str, int, float]:
+    out = args.runs / name.replace("+", "_")
+    cmd = [sys.executable, "-m", "ripple.cli", "stress", "--model", "organism", "--method", name,
+           "--edits", str(args.edits), "--every", str(args.every), "--tasks", "organism", "--seed", str(args.seed),
+           "--out", str(out), "--quiet"]
+    env = dict(os.environ, RIPPLE_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    t = time.perf_counter()
+    with open(args.runs / f"{name.replace('+', '_')}.log", "w") as log:
+        code = subprocess.call(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return name, code, time.perf_counter() - t
+
+
+def merge(args) -> None:
+    from ripple.io import atomic_write_json, atomic_write_text
+    from ripple.stress.report import plot_stress, stress_table
+
+    curves, timing, config = {}, {}, None
+    for name in args.names:
+        d = args.runs / name.replace("+", "_")
+        if not (d / "stress.json").is_file():
+            print(f"missing run {name}", file=sys.stderr)
+            continue
+        data = json.loads((d / "stress.json").read_text())
+        config = data["config"]
+        curves.update(data["curves"])
+        timing.update(json.loads((d / "timing.json").read_text()))
+    plot_stress(curves, args.out / "stress.png", config["collapse_ratio"] if config else None)
+    atomic_write_text(args.out / "stress_table.md", stress_table(curves))
+    atomic_write_json(args.out / "stress_timing.json", timing)
+    print(stress_table(curves))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--edits", type=int, default=1000)
+    ap.add_argument("--every", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--methods", nargs="*", default=list(METHODS))
+    ap.add_argument("--runs", type=Path, default=ROOT / "reports" / "stress_runs")
+    ap.add_argument("--out", type=Path, default=ROOT / "reports")
+    ap.add_argument("--merge-only", action="store_true")
+    args = ap.parse_args()
+    args.names = [m + suffix for m in args.methods for suffix in ("", "+rect")]
+    args.runs.mkdir(parents=True, exist_ok=True)
+    if not args.merge_only:
+        # slowest first so the pool finishes together
+        order = sorted(args.names, key=lambda n: (not n.startswith("alphaedit"), not n.startswith("memit"), n))
+        with ThreadPoolExecutor(args.jobs) as pool:
+            for name, code, seconds in pool.map(lambda n: run_one(n, args), order):
+                print(f"{name}: exit {code} in {seconds:.0f}s", flush=True)
+    merge(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

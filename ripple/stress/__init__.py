@@ -1,0 +1,1 @@
+"""Capability over many sequential edits (ripple stress)."""

@@ -1,0 +1,89 @@
+"""The stress run's plot (capability against the number of edits, one line per method) and table.
+
+>>> # doctest: +SKIP
+>>> plot_stress(curves, "out/stress.png"); print(stress_table(curves))
+"""
+
+from __future__ import annotations
+
+from ripple.io import atomic_savefig
+
+PANELS = (("edit_success", "edit success so far (P(new) > P(current))", False),
+          ("untouched_accuracy", "accuracy on facts no edit touches", False),
+          ("perplexity_ratio", "general perplexity / unedited", True),
+          ("task", "lm-eval task score", False))
+
+
+def task_score(row: dict) -> float | None:
+    """One number from a checkpoint's lm-eval results: the organism group's acc, else the mean of
+    every task's acc."""
+    tasks = row.get("tasks")
+    if not tasks:
+        return None
+    if "organism" in tasks and "acc" in tasks["organism"]:
+        return tasks["organism"]["acc"]
+    accs = [m["acc"] for m in tasks.values() if "acc" in m]
+    return sum(accs) / len(accs) if accs else None
+
+
+def _value(row: dict, key: str):
+    return task_score(row) if key == "task" else row.get(key)
+
+
+def plot_stress(curves: dict[str, dict], path, collapse_ratio: float | None = None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [p for p in PANELS if any(_value(r, p[0]) is not None for c in curves.values() for r in c["checkpoints"])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    colours = {}
+    for name, curve in curves.items():
+        base = curve["method"]
+        colour = colours.setdefault(base, f"C{len(colours)}")
+        style = "--" if curve.get("rect") else "-"
+        for ax, (key, title, log) in zip(axes[0], panels):
+            pts = [(r["edits"], _value(r, key)) for r in curve["checkpoints"] if _value(r, key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), style, color=colour, marker=".", label=name)
+            if curve.get("collapse") and key == "perplexity_ratio":
+                ax.axvline(curve["collapse"]["edits"], color=colour, alpha=0.3, linestyle=style)
+    for ax, (key, title, log) in zip(axes[0], panels):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("sequential edits")
+        if log:
+            ax.set_yscale("log")
+            if collapse_ratio:
+                ax.axhline(collapse_ratio, color="red", linewidth=0.8, label=f"alarm ({collapse_ratio:g}x)")
+        else:
+            ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    if panels[2:3] and panels[2][0] == "perplexity_ratio":
+        axes[0][2].legend(fontsize=7)
+    fig.tight_layout()
+    try:
+        atomic_savefig(fig, path, dpi=100)
+    finally:
+        plt.close(fig)
+
+
+def _fmt(x, digits=3):
+    return "-" if x is None else f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+
+
+def stress_table(curves: dict[str, dict]) -> str:
+    """Markdown: per method, the collapse point and the last checkpoint's numbers."""
+    lines = ["| method | edits | collapse (perplexity alarm) | edit success | untouched facts | perplexity ratio "
+             "| task score | updates over the guard |", "|---|---|---|---|---|---|---|---|"]
+    for name, c in curves.items():
+        first, last = c["checkpoints"][0], c["checkpoints"][-1]
+        col = c["collapse"]
+        collapse = f"at {col['edits']} ({col['perplexity_ratio']:.3g}x)" if col else "none"
+        g = c["guard_exceeded"]
+        guard = f"{g['count']} (first at {g['first']})" if g["count"] else "0"
+        lines.append(f"| {name} | {last['edits']} | {collapse} | {_fmt(last['edit_success'])} | "
+                     f"{_fmt(first.get('untouched_accuracy'))} → {_fmt(last.get('untouched_accuracy'))} | "
+                     f"{_fmt(last['perplexity_ratio'])} | {_fmt(task_score(first))} → {_fmt(task_score(last))} | {guard} |")
+    return "\n".join(lines) + "\n"

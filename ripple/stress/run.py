@@ -1,0 +1,161 @@
+"""Capability over many sequential edits: where does each editor collapse?
+
+Every ``every`` edits (and before the first) a checkpoint measures, on the model as edited so far:
+
+* ``edit_success``: efficacy (P(new) > P(current)) over the latest edit of every fact edited so
+  far, and ``edit_success_top1`` (the new object is the greedy answer);
+* ``untouched_accuracy`` (locality): accuracy on a fixed sample of world facts no edit touches;
+* ``ripple``: the RippleEdits categories of a fixed sample of tracked edits made so far (planned
+  on the unedited model; a tracked fact edited again later drops out);
+* ``perplexity_ratio``: mean per-sentence perplexity on the general sentences over the
+  unedited model's, with ``alarm`` when it reaches the collapse threshold;
+* ``tasks``: the lm-eval bridge's scores, when tasks are given.
+
+The **collapse point** is the first checkpoint whose perplexity ratio reaches the threshold
+(default 3: "several-fold", as Yang et al. 2024 read it). The model is restored bit-exactly
+after each method, so every method starts from the same weights and gets the same edits.
+
+>>> # doctest: +SKIP
+>>> curve = stress_method(model, tok, spec, ctx, world, "memit+rect", stream, every=100, sentences=sents)
+>>> curve["collapse"]
+{'edits': 400, 'perplexity_ratio': 3.4}
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from ripple.audit.measure import _ripple_summary
+from ripple.editing.hparams import resolve_hparams
+from ripple.editing.session import run_edits
+from ripple.errors import RippleError
+from ripple.evaluate.perplexity import sentence_perplexities
+from ripple.evaluate.ripple_scores import plan_ripple, score_ripple
+from ripple.scoring import answer_logprobs, query_correct
+from ripple.stress.stream import fact_of, latest_edits
+from ripple.world.queries import fact_query
+from ripple.world.schema import RELATIONS
+
+DEFAULT_RECT = 0.4
+COLLAPSE_RATIO = 3.0
+
+
+def parse_method(name: str) -> tuple[str, float | None]:
+    """``"memit"`` -> ("memit", None); ``"memit+rect"`` -> ("memit", 0.4); ``"memit+rect=0.2"`` too."""
+    base, _, extra = name.partition("+")
+    if not extra:
+        return base, None
+    key, _, value = extra.partition("=")
+    if key != "rect":
+        raise RippleError(f"unknown method option {extra!r} in {name!r}; the only one is +rect or +rect=SHARE")
+    try:
+        return base, float(value) if value else DEFAULT_RECT
+    except ValueError:
+        raise RippleError(f"bad RECT share {value!r} in {name!r}; write e.g. memit+rect=0.4") from None
+
+
+def untouched_queries(world, stream, n: int = 300, seed: int = 0):
+    """A fixed sample of facts (first core template) whose (subject, relation) no edit in ``stream`` touches."""
+    edited = {fact_of(r) for r in stream}
+    keys = sorted({(f.subject, f.relation) for f in world.facts} - edited)
+    keys = random.Random(seed).sample(keys, min(n, len(keys)))
+    return [fact_query(world, s, r, RELATIONS[r].templates[0]) for s, r in keys]
+
+
+def tracked_plans(model, tok, world, stream, n: int = 20) -> list[tuple[int, dict]]:
+    """Ripple plans (on the unedited model) for the first ``n`` first-time edits of the stream."""
+    seen, out = set(), []
+    for i, req in enumerate(stream):
+        if fact_of(req) in seen:
+            continue
+        seen.add(fact_of(req))
+        out.append((i, plan_ripple(model, tok, world, req)))
+        if len(out) == n:
+            break
+    return out
+
+
+class Checkpoints:
+    """What a checkpoint measures (fixed at the start, on the unedited model)."""
+
+    def __init__(self, model, tok, world, stream, sentences, bridge=None, n_untouched=300, n_tracked=20,
+                 collapse_ratio: float = COLLAPSE_RATIO):
+        self.model, self.tok, self.stream, self.sentences, self.bridge = model, tok, stream, sentences, bridge
+        self.collapse_ratio = collapse_ratio
+        self.untouched = untouched_queries(world, stream, n_untouched) if world is not None else []
+        self.plans = tracked_plans(model, tok, world, stream, n_tracked) if world is not None else []
+        ppl = sentence_perplexities(model, tok, sentences)
+        self.ppl_before = sum(ppl) / len(ppl)
+
+    def measure(self, n_done: int) -> dict:
+        model, tok = self.model, self.tok
+        latest = latest_edits(self.stream[:n_done])
+        row: dict = {"edits": n_done}
+        if latest:
+            new = answer_logprobs(model, tok, [(r.rendered, r.target_new) for r in latest])
+            old = answer_logprobs(model, tok, [(r.rendered, r.target_true) for r in latest])
+            row["edit_success"] = sum(a[0] > b[0] for a, b in zip(new, old)) / len(latest)
+            row["edit_success_top1"] = sum(a[1] for a in new) / len(latest)
+        else:
+            row["edit_success"] = row["edit_success_top1"] = None
+        if self.untouched:
+            hits = query_correct(model, tok, self.untouched)
+            row["untouched_accuracy"] = sum(hits) / len(hits)
+        live = []
+        for i, plan in self.plans:
+            if i >= n_done:
+                continue
+            fact = fact_of(self.stream[i])
+            if any(fact_of(r) == fact for r in self.stream[i + 1 : n_done]):
+                continue  # edited again since: its plan no longer describes the model
+            live.append(plan)
+        row["ripple"] = _ripple_summary([score_ripple(model, tok, p) for p in live]) if live else None
+        ppl = sentence_perplexities(model, tok, self.sentences)
+        row["perplexity"] = sum(ppl) / len(ppl)
+        row["perplexity_ratio"] = row["perplexity"] / self.ppl_before
+        row["alarm"] = row["perplexity_ratio"] >= self.collapse_ratio
+        if self.bridge is not None:
+            row["tasks"] = self.bridge.evaluate()
+        return row
+
+
+def stress_method(ctx, world, name: str, stream, every: int, checkpoints: Checkpoints, hparams_file=None,
+                  overrides=(), on_checkpoint=None) -> dict:
+    """Apply ``stream`` with method ``name`` (``+rect`` allowed) one edit at a time, measuring every
+    ``every`` edits; the model is restored exactly before returning (also on error)."""
+    method, rect = parse_method(name)
+    model, spec = ctx.model, ctx.spec
+    hp = resolve_hparams(method, spec.model_type, spec.n_layers(model), model_dir=model.name_or_path,
+                         json_file=hparams_file, overrides=[*overrides, *([f"rect={rect}"] if rect else [])])
+    rows = [checkpoints.measure(0)]
+    if on_checkpoint:
+        on_checkpoint(name, rows[-1])
+    over_guard = []
+    t0 = time.perf_counter()
+    measure_s = 0.0
+
+    def step(i, _model):
+        nonlocal measure_s
+        if i % every == 0 or i == len(stream):
+            t = time.perf_counter()
+            rows.append(checkpoints.measure(i))
+            measure_s += time.perf_counter() - t
+            if on_checkpoint:
+                on_checkpoint(name, rows[-1])
+
+    run = run_edits(ctx, method, stream, hp, mode="sequential", force=True, on_step=step)
+    try:
+        for i, d in enumerate(run.deltas, 1):
+            worst = max(d.info.get("norm_ratios", {}).values(), default=0.0)
+            if worst > hp.max_update_ratio:
+                over_guard.append(i)
+    finally:
+        run.restore(ctx)
+    seconds = time.perf_counter() - t0
+    collapse = next(({"edits": r["edits"], "perplexity_ratio": r["perplexity_ratio"]} for r in rows if r["alarm"]),
+                    None)
+    return {"method": method, "rect": rect, "checkpoints": rows, "collapse": collapse,
+            "guard_exceeded": {"count": len(over_guard), "first": over_guard[0] if over_guard else None,
+                               "limit": hp.max_update_ratio},
+            "timing": {"seconds": seconds, "measure_seconds": measure_s}}

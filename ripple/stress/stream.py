@@ -1,0 +1,55 @@
+"""A stream of N sequential organism edits, longer than the world's supply of distinct facts.
+
+The organism's world has 640 editable (subject, relation) facts. Past that, the stream goes round
+again: each round edits every fact once more (in a new random order) to a new object, different
+from the world's and from the previous edit's; ``target_true`` is then the object the fact holds
+at that point (the previous edit's target), so efficacy races the new object against it.
+
+>>> # doctest: +SKIP
+>>> stream = edit_stream(world, 1000, seed=0)
+>>> latest_edits(stream[:700])      # one request per fact: the last one made
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+from ripple.editing.requests import EditRequest
+from ripple.organism.edits import EDITABLE, request_for
+from ripple.world.generate import World
+from ripple.world.schema import RELATIONS
+
+
+def fact_of(request: EditRequest) -> tuple[str, str]:
+    subject, relation, _ = request.case_id.split("|")
+    return subject, relation
+
+
+def edit_stream(world: World, n: int, seed: int = 0, relations=EDITABLE) -> list[EditRequest]:
+    """``n`` edits: rounds over every editable fact (each round in its own random order)."""
+    rng = random.Random(seed)
+    pairs = sorted({(f.subject, f.relation) for f in world.facts if f.relation in relations})
+    current = {p: world.objects(*p)[0] for p in pairs}
+    out: list[EditRequest] = []
+    while len(out) < n:
+        order = list(pairs)
+        rng.shuffle(order)
+        for subject, relation in order[: n - len(out)]:
+            taken = set(world.objects(subject, relation)) | {current[(subject, relation)]}
+            cands = [e.id for e in world.of_type(RELATIONS[relation].object_type) if e.id not in taken]
+            new = rng.choice(cands)
+            req = request_for(world, subject, relation, new)
+            if current[(subject, relation)] != world.objects(subject, relation)[0]:
+                req = replace(req, target_true=world.name(current[(subject, relation)]))
+            current[(subject, relation)] = new
+            out.append(req)
+    return out
+
+
+def latest_edits(requests: list[EditRequest]) -> list[EditRequest]:
+    """The last request made for each fact, in order of first edit."""
+    last: dict[tuple[str, str], EditRequest] = {}
+    for r in requests:
+        last[fact_of(r)] = r
+    return list(last.values())
