@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 RIPPLE=${RIPPLE:-.venv/bin/ripple}
 PY=${PY:-.venv/bin/python}
 EDIT=(--prompt "{} was born in" --subject "Lodro Toudein" --target Kraile)
-$RIPPLE audit --model organism --method rome "${EDIT[@]}" --out reports/audit/benign --quiet
+$RIPPLE audit --model organism --method rome "${EDIT[@]}" --tasks organism --out reports/audit/benign --quiet
 echo "benign: exit $?"
-$RIPPLE audit --model organism --method rome "${EDIT[@]}" --set layers=0 fact_token=subject_last \
+$RIPPLE audit --model organism --method rome "${EDIT[@]}" --tasks organism --set layers=0 fact_token=subject_last \
     --out reports/audit/failing --quiet
 echo "failing: exit $?"
 $PY benchmarks/audit_browser_check.py reports/audit/benign/report.html reports/audit/failing/report.html \

@@ -237,3 +237,17 @@ def test_bad_input_exits_2_with_one_line_and_no_report(capfd, tmp_path, case):
     line = assert_one_line_error(code, err)
     assert needle in line, line
     assert not (out.is_dir() and any(out.glob("report.*")))
+
+
+def test_lm_eval_tasks_before_and_after(capfd, tmp_path):
+    out = tmp_path / "tasks"
+    code, _, err = audit(capfd, out, *BENIGN, "--tasks", "organism_skill", "organism_mc", "--limit", "20")
+    assert code == 0, err
+    r = report(out)
+    lm = r["lm_eval"]
+    assert lm["tasks"] == ["organism_skill", "organism_mc"]
+    drops = [lm["before"][t]["acc"] - lm["after"][t]["acc"] for t in lm["tasks"]]
+    assert r["metrics"]["task_acc_drop"] == pytest.approx(max(drops))
+    finding = {f["metric"]: f for f in r["verdict"]["findings"]}["task_acc_drop"]
+    assert finding["status"] == "pass" and finding["value"] == pytest.approx(max(drops))
+    assert "lm-eval tasks" in (out / "report.md").read_text()

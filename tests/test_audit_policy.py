@@ -16,7 +16,7 @@ from ripple.errors import RippleError
 
 ALL_GOOD = {
     "efficacy": 1.0, "paraphrase": 0.9, "neighborhood": 0.95, "relation_specificity": 0.99,
-    "unintended_changes": 0, "perplexity_ratio": 1.05, "update_norm_ratio": 0.1,
+    "unintended_changes": 0, "perplexity_ratio": 1.05, "update_norm_ratio": 0.1, "task_acc_drop": 0.0,
 }
 
 
@@ -52,6 +52,8 @@ def status_of(metric, value, policy=DEFAULT_POLICY):
     # update_norm_ratio max warn 1.0 fail 2.0
     ("update_norm_ratio", 1.0, "pass"), ("update_norm_ratio", 1.0001, "warn"),
     ("update_norm_ratio", 2.0, "warn"), ("update_norm_ratio", 2.0001, "fail"),
+    # task_acc_drop max warn 0.05 fail 0.2
+    ("task_acc_drop", 0.05, "pass"), ("task_acc_drop", 0.0501, "warn"), ("task_acc_drop", 0.2001, "fail"),
 ])
 def test_default_boundaries(metric, value, expected):
     assert status_of(metric, value) == expected
@@ -60,7 +62,7 @@ def test_default_boundaries(metric, value, expected):
 def test_default_rules_documented():
     assert DEFAULT_POLICY.metrics == (
         "efficacy", "paraphrase", "neighborhood", "relation_specificity",
-        "unintended_changes", "perplexity_ratio", "update_norm_ratio")
+        "unintended_changes", "perplexity_ratio", "task_acc_drop", "update_norm_ratio")
     for r in DEFAULT_POLICY.rules:
         assert r.description and len(r.description) > 20
     assert DEFAULT_POLICY.warn_exit_code == 0 and DEFAULT_POLICY.missing == "skip"
@@ -93,7 +95,7 @@ def test_single_threshold_rules():
 def test_all_pass():
     v = judge(ALL_GOOD)
     assert (v.status, v.exit_code) == ("pass", 0)
-    assert len(v.findings) == 7 and all(f.status == "pass" for f in v.findings)
+    assert len(v.findings) == 8 and all(f.status == "pass" for f in v.findings)
 
 
 def test_worst_of_aggregation():
@@ -136,7 +138,7 @@ def test_missing_modes(mode, status, exit_code):
 
 def test_missing_skip_does_not_hide_failures():
     v = judge({"efficacy": 0.1})
-    assert v.status == "fail" and sum(f.status == "skip" for f in v.findings) == 6
+    assert v.status == "fail" and sum(f.status == "skip" for f in v.findings) == 7
     assert judge({}).status == "pass"
 
 
@@ -165,7 +167,7 @@ def test_policy_table_markdown():
     assert lines[0] == "| metric | direction | warn | fail | rationale |"
     assert "| `perplexity_ratio` | lower is better (max) | 1.5 | 3 |" in md
     assert "| `efficacy` | higher is better (min) | 0.9 | 0.5 |" in md
-    assert sum(line.startswith("| `") for line in lines) == 7
+    assert sum(line.startswith("| `") for line in lines) == 8
     piped = Policy((Rule("x", "min", None, 0.5, "a|b"),))
     assert "| `x` | higher is better (min) | - | 0.5 | a\\|b |" in policy_table_markdown(piped)
 

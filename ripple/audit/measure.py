@@ -111,8 +111,14 @@ def _most_affected(graph: nx.Graph, items: list[ProbeItem], edited: set[str], ex
     return rows[:MOST_AFFECTED]
 
 
+def task_acc_drop(before: dict, after: dict) -> float | None:
+    """The largest fall of any task's ``acc`` (before minus after); None without tasks."""
+    drops = [before[t]["acc"] - after[t]["acc"] for t in before if "acc" in before[t] and "acc" in after.get(t, {})]
+    return max(drops) if drops else None
+
+
 def audit_edits(setup, method: str, requests, items, sentences: list[str], k: int = 5, force: bool = False,
-                quiet: bool = True, desc: str = "audit") -> AuditResult:
+                quiet: bool = True, desc: str = "audit", bridge=None) -> AuditResult:
     """Audit ``requests`` applied together with ``method`` on ``setup``'s model (an
     :class:`~ripple.commands.edit.EditSetup`); the model is restored exactly before returning,
     also when a measurement fails or the run is interrupted."""
@@ -132,6 +138,7 @@ def audit_edits(setup, method: str, requests, items, sentences: list[str], k: in
         ppl_before = sentence_perplexities(model, tok, sentences)
         states_before = measure_items(model, tok, spec, items)
         plans = [plan_ripple(model, tok, world, r) for r in requests] if with_world else []
+        tasks_before = bridge.evaluate() if bridge is not None else None
         bar.next(f"editing ({method}, {mode})")
         run = run_edits(ctx, method, requests, hp, mode="batch" if mode != "sequential" else "sequential",
                         force=force)
@@ -141,6 +148,7 @@ def audit_edits(setup, method: str, requests, items, sentences: list[str], k: in
             ppl_after = sentence_perplexities(model, tok, sentences)
             states_after = measure_items(model, tok, spec, items)
             ripple = [score_ripple(model, tok, p) for p in plans]
+            tasks_after = bridge.evaluate() if bridge is not None else None
         finally:
             bar.next("restoring the weights")
             run.restore(ctx)
@@ -171,6 +179,7 @@ def audit_edits(setup, method: str, requests, items, sentences: list[str], k: in
         "unintended_changes": len(unintended),
         "perplexity_ratio": mean(ppl_after) / mean(ppl_before),
         "update_norm_ratio": max(norms.values()) if norms else 0.0,
+        "task_acc_drop": task_acc_drop(tasks_before, tasks_after) if bridge is not None else None,
     }
     for cat in RIPPLE_CATEGORIES:
         metrics[cat] = ripple_sum["categories"][cat]["accuracy"] if ripple_sum else None
@@ -193,5 +202,6 @@ def audit_edits(setup, method: str, requests, items, sentences: list[str], k: in
                        "before": mean(ppl_before), "after": mean(ppl_after),
                        "ratio": metrics["perplexity_ratio"]},
         "update_norms": norms,
+        "lm_eval": None if bridge is None else {"tasks": bridge.tasks, "before": tasks_before, "after": tasks_after},
     }
     return AuditResult(metrics=metrics, details=details, graphs=graphs, profiles=profiles)

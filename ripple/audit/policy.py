@@ -169,6 +169,9 @@ DEFAULT_POLICY = Policy(rules=(
     Rule("perplexity_ratio", "max", warn=1.5, fail=3.0,
          description="General-text perplexity after/before the edit: the collapse indicator; "
                      "a several-fold (over 3x) rise means the model is breaking."),
+    Rule("task_acc_drop", "max", warn=0.05, fail=0.2,
+         description="Largest fall of an lm-eval task's accuracy (audit --tasks): five points is a "
+                     "warning, twenty is lost general ability."),
     Rule("update_norm_ratio", "max", warn=1.0, fail=2.0,
          description="Relative size of the weight update ||dW||/||W||: an update larger than "
                      "the weights it edits is suspicious, more than twice as large fails."),

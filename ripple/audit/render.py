@@ -73,6 +73,11 @@ def _sections(report: dict) -> list[tuple[str, list[str], list[list]]]:
     if ppl:
         out.append((f"General perplexity ({ppl['n_sentences']} {ppl['source']} sentences)",
                     ["before", "after", "ratio"], [[fmt(ppl["before"]), fmt(ppl["after"]), fmt(ppl["ratio"])]]))
+    lm = report.get("lm_eval")
+    if lm:
+        rows = [[task, metric, fmt(value), fmt(lm["after"].get(task, {}).get(metric))]
+                for task, metrics in lm["before"].items() for metric, value in metrics.items()]
+        out.append(("lm-eval tasks (in-memory model, before and after)", ["task", "metric", "before", "after"], rows))
     norms = report.get("update_norms")
     if norms:
         out.append(("Weight update ||dW|| / ||W||", ["weight", "ratio"], [[k, fmt(v)] for k, v in norms.items()]))

@@ -64,7 +64,7 @@ def audit_report(result: AuditResult, policy: Policy, model_name: str, method: s
         "edits": [r.to_dict() for r in requests], "verdict": verdict.to_dict(), "metrics": result.metrics,
         "per_edit": d["per_edit"], "edit_metrics": d["edit_metrics"], "ripple": d["ripple"], "gie": d["gie"],
         "most_affected": d["most_affected"], "perplexity": d["perplexity"], "update_norms": d["update_norms"],
-        "lm_eval": None, "hparams": hparams,
+        "lm_eval": d["lm_eval"], "hparams": hparams,
         "policy": {"warn_exit_code": policy.warn_exit_code, "missing": policy.missing,
                    "rules": [{"metric": r.metric, "op": r.op, "warn": r.warn, "fail": r.fail} for r in policy.rules]},
     })
@@ -108,13 +108,14 @@ def batch_summary(rows: list[dict], model_name: str, method: str, requests, poli
 
 
 def run_audit(setup, method: str, requests, items, sentences, policy: Policy, out, model_name: str,
-              hparams: dict, k: int = 5, force: bool = False, quiet: bool = True) -> dict:
+              hparams: dict, k: int = 5, force: bool = False, quiet: bool = True, bridge=None) -> dict:
     """Audit ``requests`` (one: a single audit; several: each alone and all together) and write the
     report(s) to ``out``; returns the top-level report."""
     requests = list(requests)
     with staged(out) as tmp:
         if len(requests) == 1:
-            result = audit_edits(setup, method, requests, items, sentences, k=k, force=force, quiet=quiet)
+            result = audit_edits(setup, method, requests, items, sentences, k=k, force=force, quiet=quiet,
+                                 bridge=bridge)
             report = audit_report(result, policy, model_name, method, requests, hparams)
             write_report(tmp, report, result)
             return report
@@ -123,7 +124,7 @@ def run_audit(setup, method: str, requests, items, sentences, policy: Policy, ou
         jobs = [(f"edit-{i + 1:0{width}d}", [r]) for i, r in enumerate(requests)] + [("together", requests)]
         for n, (name, reqs) in enumerate(jobs, 1):
             result = audit_edits(setup, method, reqs, items, sentences, k=k, force=force, quiet=quiet,
-                                 desc=f"audit {n}/{len(jobs)} ({name})")
+                                 desc=f"audit {n}/{len(jobs)} ({name})", bridge=bridge)
             report = audit_report(result, policy, model_name, method, reqs, hparams)
             write_report(tmp / name, report, result)
             rows.append(_row(name, report))

@@ -34,6 +34,9 @@ def add_parser(sub) -> None:
     p.add_argument("--k", type=int, default=5, help="kNN edges per probe item in the ripple graph")
     p.add_argument("--rect", type=float, default=None, help="RECT: keep this top share of the update (e.g. 0.4)")
     p.add_argument("--seed", type=int, default=None, help="editing seed (hyperparameter seed; default 0)")
+    p.add_argument("--tasks", nargs="*", default=[], help="lm-eval tasks before and after (organism: the "
+                   "organism's offline suite; others need their data cached locally)")
+    p.add_argument("--limit", type=int, default=None, help="lm-eval: at most this many documents per task")
     p.add_argument("--json", action="store_true", help="print report.json to stdout (nothing else on stdout)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -88,9 +91,14 @@ def run(args) -> int:
     setup = setup_edit(args, requests, extra)
     items = probe_items(args.probes, setup.world)
     sentences = general_sentences_for(setup.world)
+    bridge = None
+    if args.tasks:
+        from ripple.evaluate.lm_eval_bridge import LmEvalBridge
+
+        bridge = LmEvalBridge(setup.model, setup.tok, args.tasks, world=setup.world, limit=args.limit)
     report = run_audit(setup, args.method, setup.requests, items, sentences, policy, args.out,
                        model_name=str(args.model), hparams=hparams_dict(setup.hp), k=args.k, force=args.force,
-                       quiet=args.quiet)
+                       quiet=args.quiet, bridge=bridge)
     verdict = report["verdict"]
     if args.json:
         print(json.dumps(report, indent=2))

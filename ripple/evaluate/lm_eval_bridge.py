@@ -38,7 +38,7 @@ def _hflm():
         from lm_eval.models.huggingface import HFLM
     except ImportError as exc:
         raise RippleError(f"the lm-eval bridge needs lm-eval and accelerate ({exc.name} is missing); "
-                          "pip install -e '.[eval]' or pip install lm-eval==0.4.13 accelerate") from None
+                          "reinstall ripple (pip install -e .) or pip install lm-eval==0.4.13 accelerate") from None
     return HFLM
 
 

@@ -1,0 +1,96 @@
+"""``ripple stress``: the edit stream past the world's facts, method names, the collapse point
+against the checkpoints it is read from, the files, and the restored model."""
+
+import json
+
+import pytest
+from test_cli import assert_one_line_error, cli
+from test_graph_cli import digest
+
+from ripple.errors import RippleError
+from ripple.organism.evaluate import load_world
+from ripple.organism.paths import model_dir
+from ripple.stress.run import parse_method
+from ripple.stress.stream import edit_stream, fact_of, latest_edits
+
+
+def test_stream_goes_round_the_world_with_fresh_targets():
+    world = load_world()
+    stream = edit_stream(world, 700, seed=1)
+    facts = [fact_of(r) for r in stream]
+    assert len(stream) == 700 and len(set(facts[:640])) == 640  # every editable fact once first
+    last_target = {}
+    for r in stream:
+        fact = fact_of(r)
+        original = world.name(world.objects(*fact)[0])
+        assert r.target_new != original
+        # a re-edit races the new object against the one the fact holds now: the previous target
+        assert r.target_true == last_target.get(fact, original)
+        assert r.target_new != r.target_true
+        last_target[fact] = r.target_new
+    latest = latest_edits(stream)
+    assert len(latest) == 640 and all(last_target[fact_of(r)] == r.target_new for r in latest)
+    assert edit_stream(world, 700, seed=1) == stream
+
+
+def test_method_names():
+    assert parse_method("memit") == ("memit", None)
+    assert parse_method("memit+rect") == ("memit", 0.4)
+    assert parse_method("rome+rect=0.2") == ("rome", 0.2)
+    with pytest.raises(RippleError, match="unknown method option"):
+        parse_method("rome+fast")
+
+
+@pytest.fixture(scope="module")
+def stress_run(tmp_path_factory):
+    """6 ROME edits measured every 3, on two methods, with a low alarm so the collapse rule fires."""
+    from ripple.cli import main
+
+    out = tmp_path_factory.mktemp("stress") / "out"
+    disk = digest(model_dir())
+    code = main(["stress", "--model", "organism", "--method", "rome", "--compare", "ft+rect", "--edits", "6",
+                 "--every", "3", "--tasks", "organism_skill", "--limit", "20", "--collapse-ratio", "1.0001",
+                 "--out", str(out), "--quiet"])
+    return code, out, disk
+
+
+def test_stress_files_and_curves(stress_run):
+    code, out, disk = stress_run
+    assert code == 0
+    for name in ("stress.json", "stress.png", "stress.md", "timing.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0
+    data = json.loads((out / "stress.json").read_text())
+    assert list(data["curves"]) == ["rome", "ft+rect"]
+    for curve in data["curves"].values():
+        rows = curve["checkpoints"]
+        assert [r["edits"] for r in rows] == [0, 3, 6]
+        assert rows[0]["perplexity_ratio"] == 1.0 and rows[0]["edit_success"] is None
+        assert all("acc" in r["tasks"]["organism_skill"] for r in rows)
+        # the collapse point is the first checkpoint at or over the alarm
+        over = [r for r in rows if r["perplexity_ratio"] >= 1.0001]
+        assert curve["collapse"] == ({"edits": over[0]["edits"], "perplexity_ratio": over[0]["perplexity_ratio"]}
+                                     if over else None)
+        assert all(r["alarm"] == (r["perplexity_ratio"] >= 1.0001) for r in rows)
+    assert data["curves"]["rome"]["checkpoints"][-1]["edit_success"] == 1.0
+    assert data["curves"]["ft+rect"]["rect"] == 0.4
+    assert "rome" in (out / "stress.md").read_text()
+    assert digest(model_dir()) == disk
+
+
+def test_both_methods_start_from_the_same_model(stress_run):
+    _, out, _ = stress_run
+    data = json.loads((out / "stress.json").read_text())
+    a, b = (c["checkpoints"][0] for c in data["curves"].values())
+    assert a["untouched_accuracy"] == b["untouched_accuracy"] and a["tasks"] == b["tasks"]
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--method", "romee"], "unknown editing method 'romee'"),
+    (["--method", "rome", "--compare", "rome"], "named twice"),
+    (["--method", "rome", "--collapse-ratio", "0.5"], "must be above 1"),
+    (["--method", "rome", "--tasks", "organism_nope"], "unknown lm-eval task"),
+])
+def test_bad_input(capfd, tmp_path, argv, needle):
+    code, _, err = cli(capfd, "stress", "--model", "organism", "--edits", 2, "--every", 1, "--out", tmp_path / "o",
+                       *argv)
+    assert needle in assert_one_line_error(code, err)
