@@ -5,7 +5,8 @@ import json
 
 import pytest
 from test_cli import assert_one_line_error, cli
-from test_graph_cli import digest
+from conftest import edit_requests
+from test_graph_cli import digest, tiny_inputs  # noqa: F401 (a fixture)
 
 from ripple.errors import RippleError
 from ripple.organism.evaluate import load_world
@@ -94,3 +95,27 @@ def test_bad_input(capfd, tmp_path, argv, needle):
     code, _, err = cli(capfd, "stress", "--model", "organism", "--edits", 2, "--every", 1, "--out", tmp_path / "o",
                        *argv)
     assert needle in assert_one_line_error(code, err)
+
+
+def test_model_without_world_takes_an_edit_file(capfd, tmp_path, tiny_inputs):  # noqa: F811
+    path, _, _, corpus = tiny_inputs
+    edits = tmp_path / "edits.jsonl"
+    edits.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in edit_requests()))
+    out = tmp_path / "out"
+    code, stdout, err = cli(capfd, "stress", "--model", path, "--method", "rome", "--edits", 2, "--every", 1,
+                            "--edit-file", edits, "--stats-corpus", corpus, "--out", out, "--quiet",
+                            "--set", "v_steps=2", "context_prefixes=0", "stats_samples=300", "layers=0",
+                            "fact_token=last")
+    assert code == 0, err
+    rows = json.loads((out / "stress.json").read_text())["curves"]["rome"]["checkpoints"]
+    assert [r["edits"] for r in rows] == [0, 1, 2]
+    assert all("untouched_accuracy" not in r and r["ripple"] is None for r in rows)
+    assert all(r["perplexity_ratio"] > 0 for r in rows)
+    assert "rome: " in stdout
+
+
+def test_model_without_world_needs_an_edit_file(capfd, tmp_path, tiny_inputs):  # noqa: F811
+    path, *_ = tiny_inputs
+    code, _, err = cli(capfd, "stress", "--model", path, "--method", "rome", "--edits", 2, "--every", 1,
+                       "--out", tmp_path / "o")
+    assert "no world.json to sample edits from; pass --edit-file FILE" in assert_one_line_error(code, err)

@@ -22,8 +22,12 @@ from ripple.world.schema import RELATIONS
 
 
 def fact_of(request: EditRequest) -> tuple[str, str]:
-    subject, relation, _ = request.case_id.split("|")
-    return subject, relation
+    """The fact a request rewrites: (subject id, relation) for a world edit (case_id
+    ``subject|relation|new``), else (subject, prompt)."""
+    parts = (request.case_id or "").split("|")
+    if len(parts) == 3 and all(parts):
+        return parts[0], parts[1]
+    return request.subject, request.prompt
 
 
 def edit_stream(world: World, n: int, seed: int = 0, relations=EDITABLE) -> list[EditRequest]:
