@@ -38,6 +38,7 @@ def run_one(name: str, args) -> tuple[str, int, float]:
 def merge(args) -> None:
     from ripple.io import atomic_write_json, atomic_write_text
     from ripple.stress.report import plot_stress, stress_table
+    from ripple.stress.run import collapse_points
 
     curves, timing, config = {}, {}, None
     for name in args.names:
@@ -47,7 +48,9 @@ def merge(args) -> None:
             continue
         data = json.loads((d / "stress.json").read_text())
         config = data["config"]
-        curves.update(data["curves"])
+        for key, curve in data["curves"].items():  # the collapse rules, recomputed from the checkpoints
+            curve.update(collapse_points(curve["checkpoints"], config["collapse_ratio"], args.task_floor))
+            curves[key] = curve
         timing.update(json.loads((d / "timing.json").read_text()))
     plot_stress(curves, args.out / "stress.png", config["collapse_ratio"] if config else None)
     atomic_write_text(args.out / "stress_table.md", stress_table(curves))
@@ -65,6 +68,7 @@ def main() -> int:
     ap.add_argument("--runs", type=Path, default=ROOT / "reports" / "stress_runs")
     ap.add_argument("--out", type=Path, default=ROOT / "reports")
     ap.add_argument("--merge-only", action="store_true")
+    ap.add_argument("--task-floor", type=float, default=0.5)
     args = ap.parse_args()
     args.names = [m + suffix for m in args.methods for suffix in ("", "+rect")]
     args.runs.mkdir(parents=True, exist_ok=True)

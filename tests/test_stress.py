@@ -51,7 +51,7 @@ def stress_run(tmp_path_factory):
     disk = digest(model_dir())
     code = main(["stress", "--model", "organism", "--method", "rome", "--compare", "ft+rect", "--edits", "6",
                  "--every", "3", "--tasks", "organism_skill", "--limit", "20", "--collapse-ratio", "1.0001",
-                 "--out", str(out), "--quiet"])
+                 "--task-floor", "0.999", "--out", str(out), "--quiet"])
     return code, out, disk
 
 
@@ -72,6 +72,10 @@ def test_stress_files_and_curves(stress_run):
         assert curve["collapse"] == ({"edits": over[0]["edits"], "perplexity_ratio": over[0]["perplexity_ratio"]}
                                      if over else None)
         assert all(r["alarm"] == (r["perplexity_ratio"] >= 1.0001) for r in rows)
+        base = rows[0]["tasks"]["organism_skill"]["acc"]
+        low = [r for r in rows if r["tasks"]["organism_skill"]["acc"] < 0.999 * base]
+        cap = curve["capability_collapse"]
+        assert (cap["edits"] if cap else None) == (low[0]["edits"] if low else None)
     assert data["curves"]["rome"]["checkpoints"][-1]["edit_success"] == 1.0
     assert data["curves"]["ft+rect"]["rect"] == 0.4
     assert "rome" in (out / "stress.md").read_text()
@@ -89,6 +93,7 @@ def test_both_methods_start_from_the_same_model(stress_run):
     (["--method", "romee"], "unknown editing method 'romee'"),
     (["--method", "rome", "--compare", "rome"], "named twice"),
     (["--method", "rome", "--collapse-ratio", "0.5"], "must be above 1"),
+    (["--method", "rome", "--task-floor", "1.5"], "must be between 0 and 1"),
     (["--method", "rome", "--tasks", "organism_nope"], "unknown lm-eval task"),
 ])
 def test_bad_input(capfd, tmp_path, argv, needle):

@@ -27,6 +27,8 @@ def add_parser(sub) -> None:
                    "organism's offline suite)")
     p.add_argument("--limit", type=int, default=None, help="lm-eval: at most this many documents per task")
     p.add_argument("--collapse-ratio", type=float, default=3.0, help="perplexity ratio that raises the alarm")
+    p.add_argument("--task-floor", type=float, default=0.5, help="capability collapse: task score below this "
+                   "share of the unedited model's")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled edits")
     p.add_argument("--hparams", default=None, help="JSON file of hyperparameters")
     p.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="hyperparameter overrides (all methods)")
@@ -50,6 +52,8 @@ def check_args(args) -> list[str]:
         raise RippleError("--edits and --every must be at least 1")
     if args.collapse_ratio <= 1:
         raise RippleError(f"--collapse-ratio {args.collapse_ratio} must be above 1 (a rise in perplexity)")
+    if not 0 < args.task_floor < 1:
+        raise RippleError(f"--task-floor {args.task_floor} must be between 0 and 1 (a share of the unedited score)")
     prepare_out_dir(args.out)
     return names
 
@@ -99,11 +103,12 @@ def run(args) -> int:
 
     curves, timing = {}, {}
     for name in names:
-        curve = stress_method(ctx, world, name, stream, args.every, checkpoints, args.hparams, args.set, progress)
+        curve = stress_method(ctx, world, name, stream, args.every, checkpoints, args.hparams, args.set, progress,
+                              task_floor=args.task_floor)
         timing[name] = curve.pop("timing")
         curves[name] = curve
     config = {"model": str(args.model), "edits": len(stream), "every": args.every, "seed": args.seed,
-              "tasks": args.tasks, "limit": args.limit, "collapse_ratio": args.collapse_ratio,
+              "tasks": args.tasks, "limit": args.limit, "collapse_ratio": args.collapse_ratio, "task_floor": args.task_floor,
               "source": args.edit_file or "world stream", "set": args.set}
     out = prepare_out_dir(args.out)
     atomic_write_json(out / "timing.json", timing)
@@ -111,8 +116,10 @@ def run(args) -> int:
     atomic_write_text(out / "stress.md", stress_table(curves))
     atomic_write_json(out / "stress.json", {"config": config, "curves": curves})
     for name, c in curves.items():
-        col = c["collapse"]
-        print(f"{name}: " + (f"collapse at {col['edits']} edits (perplexity x{col['perplexity_ratio']:.3g})"
-                             if col else f"no collapse in {len(stream)} edits"))
+        col, cap = c["collapse"], c["capability_collapse"]
+        print(f"{name}: " + (f"perplexity alarm at {col['edits']} edits (x{col['perplexity_ratio']:.3g})"
+                             if col else f"no perplexity alarm in {len(stream)} edits")
+              + (f"; capability collapse at {cap['edits']} edits (task score {cap['task_score']:.3g})"
+                 if cap else ""))
     print(f"wrote {out}")
     return 0

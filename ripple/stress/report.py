@@ -53,7 +53,11 @@ def plot_stress(curves: dict[str, dict], path, collapse_ratio: float | None = No
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("sequential edits")
         if log:
+            from matplotlib.ticker import FuncFormatter
+
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
             if collapse_ratio:
                 ax.axhline(collapse_ratio, color="red", linewidth=0.8, label=f"alarm ({collapse_ratio:g}x)")
         else:
@@ -75,15 +79,16 @@ def _fmt(x, digits=3):
 
 def stress_table(curves: dict[str, dict]) -> str:
     """Markdown: per method, the collapse point and the last checkpoint's numbers."""
-    lines = ["| method | edits | collapse (perplexity alarm) | edit success | untouched facts | perplexity ratio "
-             "| task score | updates over the guard |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | edits | perplexity alarm | capability collapse | edit success | untouched facts "
+             "| perplexity ratio | task score | updates over the guard |", "|---|---|---|---|---|---|---|---|---|"]
     for name, c in curves.items():
         first, last = c["checkpoints"][0], c["checkpoints"][-1]
-        col = c["collapse"]
+        col, cap = c["collapse"], c.get("capability_collapse")
         collapse = f"at {col['edits']} ({col['perplexity_ratio']:.3g}x)" if col else "none"
+        capability = f"at {cap['edits']} ({cap['task_score']:.3g})" if cap else ("none" if task_score(first) else "-")
         g = c["guard_exceeded"]
         guard = f"{g['count']} (first at {g['first']})" if g["count"] else "0"
-        lines.append(f"| {name} | {last['edits']} | {collapse} | {_fmt(last['edit_success'])} | "
+        lines.append(f"| {name} | {last['edits']} | {collapse} | {capability} | {_fmt(last['edit_success'])} | "
                      f"{_fmt(first.get('untouched_accuracy'))} → {_fmt(last.get('untouched_accuracy'))} | "
                      f"{_fmt(last['perplexity_ratio'])} | {_fmt(task_score(first))} → {_fmt(task_score(last))} | {guard} |")
     return "\n".join(lines) + "\n"

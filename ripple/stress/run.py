@@ -12,7 +12,8 @@ Every ``every`` edits (and before the first) a checkpoint measures, on the model
 * ``tasks``: the lm-eval bridge's scores, when tasks are given.
 
 The **collapse point** is the first checkpoint whose perplexity ratio reaches the threshold
-(default 3: "several-fold", as Yang et al. 2024 read it). The model is restored bit-exactly
+(default 3: "several-fold", as Yang et al. 2024 read it); the **capability collapse** is the
+first whose lm-eval task score falls below half the unedited model's (``task_floor``). The model is restored bit-exactly
 after each method, so every method starts from the same weights and gets the same edits.
 
 >>> # doctest: +SKIP
@@ -39,6 +40,7 @@ from ripple.world.schema import RELATIONS
 
 DEFAULT_RECT = 0.4
 COLLAPSE_RATIO = 3.0
+TASK_FLOOR = 0.5
 
 
 def parse_method(name: str) -> tuple[str, float | None]:
@@ -120,8 +122,25 @@ class Checkpoints:
         return row
 
 
+def collapse_points(rows: list[dict], collapse_ratio: float = COLLAPSE_RATIO, task_floor: float = TASK_FLOOR) -> dict:
+    """``collapse``: the first checkpoint whose perplexity ratio reaches ``collapse_ratio``;
+    ``capability_collapse``: the first whose lm-eval task score falls below ``task_floor`` times
+    the unedited model's (None without tasks). Each is None when it never happens."""
+    from ripple.stress.report import task_score
+
+    collapse = next(({"edits": r["edits"], "perplexity_ratio": r["perplexity_ratio"]} for r in rows
+                     if r["perplexity_ratio"] >= collapse_ratio), None)
+    base = task_score(rows[0]) if rows else None
+    capability = None
+    if base:
+        capability = next(({"edits": r["edits"], "task_score": task_score(r), "unedited": base} for r in rows
+                           if task_score(r) is not None and task_score(r) < task_floor * base), None)
+    return {"collapse": collapse, "capability_collapse": capability,
+            "collapse_rule": {"perplexity_ratio": collapse_ratio, "task_floor": task_floor}}
+
+
 def stress_method(ctx, world, name: str, stream, every: int, checkpoints: Checkpoints, hparams_file=None,
-                  overrides=(), on_checkpoint=None) -> dict:
+                  overrides=(), on_checkpoint=None, task_floor: float = 0.5) -> dict:
     """Apply ``stream`` with method ``name`` (``+rect`` allowed) one edit at a time, measuring every
     ``every`` edits; the model is restored exactly before returning (also on error)."""
     method, rect = parse_method(name)
@@ -153,9 +172,8 @@ def stress_method(ctx, world, name: str, stream, every: int, checkpoints: Checkp
     finally:
         run.restore(ctx)
     seconds = time.perf_counter() - t0
-    collapse = next(({"edits": r["edits"], "perplexity_ratio": r["perplexity_ratio"]} for r in rows if r["alarm"]),
-                    None)
-    return {"method": method, "rect": rect, "checkpoints": rows, "collapse": collapse,
+    return {"method": method, "rect": rect, "checkpoints": rows,
+            **collapse_points(rows, checkpoints.collapse_ratio, task_floor),
             "guard_exceeded": {"count": len(over_guard), "first": over_guard[0] if over_guard else None,
                                "limit": hp.max_update_ratio},
             "timing": {"seconds": seconds, "measure_seconds": measure_s}}
