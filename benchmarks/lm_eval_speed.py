@@ -90,6 +90,8 @@ def main() -> int:
     plain_loop(model, tok.pad_token_id, requests, args.batch_size)
     t_bridge = median_time(bridge.evaluate, args.repeats)
     t_plain = median_time(lambda: plain_loop(model, tok.pad_token_id, requests, args.batch_size), args.repeats)
+    by_length = sorted(requests, key=lambda r: -(len(r[0]) + len(r[1])))  # what lm-eval's collator does first
+    t_sorted = median_time(lambda: plain_loop(model, tok.pad_token_id, by_length, args.batch_size), args.repeats)
     ratio = t_bridge / t_plain
     lines = ["# lm-eval bridge speed", "",
              "`RIPPLE_THREADS=1 python benchmarks/lm_eval_speed.py --out reports/lm_eval_speed.md`", "",
@@ -98,7 +100,11 @@ def main() -> int:
              "| | seconds |", "|---|---|",
              f"| `LmEvalBridge.evaluate()` (whole lm-eval evaluation) | {t_bridge:.3f} |",
              f"| plain batched log-likelihood loop, same token sequences | {t_plain:.3f} |",
-             f"| **ratio** (target ≤ 1.2) | **{ratio:.2f}** |", ""]
+             f"| **ratio** (target ≤ 1.2) | **{ratio:.2f}** |",
+             f"| the same loop with requests sorted longest first (less padding) | {t_sorted:.3f} |",
+             f"| ratio to the sorted loop | {t_bridge / t_sorted:.2f} |", "",
+             "lm-eval's HFLM sorts requests by length before batching, which pads less than a loop in task "
+             "order; against a loop sorted the same way the ratio is the second one.", ""]
     text = "\n".join(lines)
     print(text)
     if args.out:
