@@ -27,7 +27,7 @@ def run_one(name: str, args) -> tuple[str, int, float]:
     out = args.runs / name.replace("+", "_")
     cmd = [sys.executable, "-m", "ripple.cli", "stress", "--model", "organism", "--method", name,
            "--edits", str(args.edits), "--every", str(args.every), "--tasks", "organism", "--seed", str(args.seed),
-           "--out", str(out), "--quiet"]
+           "--out", str(out)]
     env = dict(os.environ, RIPPLE_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     t = time.perf_counter()
     with open(args.runs / f"{name.replace('+', '_')}.log", "w") as log:

@@ -66,6 +66,7 @@ def test_stress_files_and_curves(stress_run):
         rows = curve["checkpoints"]
         assert [r["edits"] for r in rows] == [0, 3, 6]
         assert rows[0]["perplexity_ratio"] == 1.0 and rows[0]["edit_success"] is None
+        assert rows[0]["weight_drift"] == 0.0 and rows[-1]["weight_drift"] > 0
         assert all("acc" in r["tasks"]["organism_skill"] for r in rows)
         # the collapse point is the first checkpoint at or over the alarm
         over = [r for r in rows if r["perplexity_ratio"] >= 1.0001]
@@ -77,6 +78,10 @@ def test_stress_files_and_curves(stress_run):
         cap = curve["capability_collapse"]
         assert (cap["edits"] if cap else None) == (low[0]["edits"] if low else None)
     assert data["curves"]["rome"]["checkpoints"][-1]["edit_success"] == 1.0
+    # ROME writes only block 5's MLP output projection: no other matrix moves
+    drift = data["curves"]["rome"]["checkpoints"][-1]["weight_drift_by_matrix"]
+    assert drift["transformer.h.5.mlp.c_proj.weight"] > 0
+    assert all(v == 0.0 for k, v in drift.items() if k != "transformer.h.5.mlp.c_proj.weight")
     assert data["curves"]["ft+rect"]["rect"] == 0.4
     assert "rome" in (out / "stress.md").read_text()
     assert digest(model_dir()) == disk

@@ -94,7 +94,7 @@ def run(args) -> int:
         bridge = LmEvalBridge(model, tok, args.tasks, world=world, limit=args.limit)
     ctx = EditContext(model, tok, spec, stats_corpus(args.stats_corpus, world))
     checkpoints = Checkpoints(model, tok, world, stream, general_sentences_for(world), bridge,
-                              collapse_ratio=args.collapse_ratio)
+                              collapse_ratio=args.collapse_ratio, spec=spec)
 
     def progress(name, row):
         if not args.quiet:

@@ -11,6 +11,7 @@ from ripple.io import atomic_savefig
 PANELS = (("edit_success", "edit success so far (P(new) > P(current))", False),
           ("untouched_accuracy", "accuracy on facts no edit touches", False),
           ("perplexity_ratio", "general perplexity / unedited", True),
+          ("weight_drift", "accumulated edit, max ||W - W0|| / ||W0||", True),
           ("task", "lm-eval task score", False))
 
 
@@ -44,7 +45,8 @@ def plot_stress(curves: dict[str, dict], path, collapse_ratio: float | None = No
         colour = colours.setdefault(base, f"C{len(colours)}")
         style = "--" if curve.get("rect") else "-"
         for ax, (key, title, log) in zip(axes[0], panels):
-            pts = [(r["edits"], _value(r, key)) for r in curve["checkpoints"] if _value(r, key) is not None]
+            pts = [(r["edits"], _value(r, key)) for r in curve["checkpoints"]
+                   if _value(r, key) is not None and not (log and _value(r, key) <= 0)]
             if pts:
                 ax.plot(*zip(*pts), style, color=colour, marker=".", label=name)
             if curve.get("collapse") and key == "perplexity_ratio":
@@ -58,14 +60,15 @@ def plot_stress(curves: dict[str, dict], path, collapse_ratio: float | None = No
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
             ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-            if collapse_ratio:
+            if collapse_ratio and key == "perplexity_ratio":
                 ax.axhline(collapse_ratio, color="red", linewidth=0.8, label=f"alarm ({collapse_ratio:g}x)")
         else:
             ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    if panels[2:3] and panels[2][0] == "perplexity_ratio":
-        axes[0][2].legend(fontsize=7)
+    for ax, (key, _, _) in zip(axes[0], panels):
+        if key == "perplexity_ratio" and collapse_ratio:
+            ax.legend(handles=[h for h in ax.get_lines() if h.get_label().startswith("alarm")], fontsize=7)
     fig.tight_layout()
     try:
         atomic_savefig(fig, path, dpi=100)
@@ -80,7 +83,8 @@ def _fmt(x, digits=3):
 def stress_table(curves: dict[str, dict]) -> str:
     """Markdown: per method, the collapse point and the last checkpoint's numbers."""
     lines = ["| method | edits | perplexity alarm | capability collapse | edit success | untouched facts "
-             "| perplexity ratio | task score | updates over the guard |", "|---|---|---|---|---|---|---|---|---|"]
+             "| perplexity ratio | task score | accumulated edit ‖W−W₀‖/‖W₀‖ | updates over the guard |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, c in curves.items():
         first, last = c["checkpoints"][0], c["checkpoints"][-1]
         col, cap = c["collapse"], c.get("capability_collapse")
@@ -90,5 +94,6 @@ def stress_table(curves: dict[str, dict]) -> str:
         guard = f"{g['count']} (first at {g['first']})" if g["count"] else "0"
         lines.append(f"| {name} | {last['edits']} | {collapse} | {capability} | {_fmt(last['edit_success'])} | "
                      f"{_fmt(first.get('untouched_accuracy'))} → {_fmt(last.get('untouched_accuracy'))} | "
-                     f"{_fmt(last['perplexity_ratio'])} | {_fmt(task_score(first))} → {_fmt(task_score(last))} | {guard} |")
+                     f"{_fmt(last['perplexity_ratio'])} | {_fmt(task_score(first))} → {_fmt(task_score(last))} | "
+                     f"{_fmt(last.get('weight_drift'))} | {guard} |")
     return "\n".join(lines) + "\n"

@@ -7,6 +7,8 @@ Every ``every`` edits (and before the first) a checkpoint measures, on the model
 * ``untouched_accuracy`` (locality): accuracy on a fixed sample of world facts no edit touches;
 * ``ripple``: the RippleEdits categories of a fixed sample of tracked edits made so far (planned
   on the unedited model; a tracked fact edited again later drops out);
+* ``weight_drift``: ‖W − W₀‖/‖W₀‖ of the most changed MLP output projection, the accumulated
+  edit (norm growth, which Gupta et al. 2025 tie to collapse);
 * ``perplexity_ratio``: mean per-sentence perplexity on the general sentences over the
   unedited model's, with ``alarm`` when it reaches the collapse threshold;
 * ``tasks``: the lm-eval bridge's scores, when tasks are given.
@@ -82,8 +84,10 @@ class Checkpoints:
     """What a checkpoint measures (fixed at the start, on the unedited model)."""
 
     def __init__(self, model, tok, world, stream, sentences, bridge=None, n_untouched=300, n_tracked=20,
-                 collapse_ratio: float = COLLAPSE_RATIO):
+                 collapse_ratio: float = COLLAPSE_RATIO, spec=None):
         self.model, self.tok, self.stream, self.sentences, self.bridge = model, tok, stream, sentences, bridge
+        names = [spec.block(i, spec.mlp_out) + ".weight" for i in range(spec.n_layers(model))] if spec else []
+        self.w0 = {n: model.get_parameter(n).detach().float().clone() for n in names}
         self.collapse_ratio = collapse_ratio
         self.untouched = untouched_queries(world, stream, n_untouched) if world is not None else []
         self.plans = tracked_plans(model, tok, world, stream, n_tracked) if world is not None else []
@@ -117,6 +121,11 @@ class Checkpoints:
         row["perplexity"] = sum(ppl) / len(ppl)
         row["perplexity_ratio"] = row["perplexity"] / self.ppl_before
         row["alarm"] = row["perplexity_ratio"] >= self.collapse_ratio
+        if self.w0:
+            drift = {n: float((self.model.get_parameter(n).detach().float() - w).norm() / w.norm())
+                     for n, w in self.w0.items()}
+            row["weight_drift"] = max(drift.values())
+            row["weight_drift_by_matrix"] = drift
         if self.bridge is not None:
             row["tasks"] = self.bridge.evaluate()
         return row
