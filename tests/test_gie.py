@@ -240,3 +240,32 @@ def test_gie_for_edit_restores_every_weight_and_marks_the_edited_item(tiny_token
     assert max(g.nodes[n]["drift_cos_L1"] for n in g.nodes) > 0  # measured on the edited model
     assert g.nodes["e"]["delta_logp"] != 0
     assert profile["summary"]["n_items"] == 7 and profile["edited_id"] == "e"
+
+
+_PLOT_SCRIPT = """
+import sys, networkx as nx
+from ripple.gie.plots import plot_ripple_graph
+g = nx.Graph(edited_id="n000", layer=1)
+for i in range(200):
+    g.add_node(f"n{i:03d}", drift=(i * 37 % 101) / 101, changed=i % 17 == 0)
+for i in range(200):
+    g.add_edge(f"n{i:03d}", f"n{(i * 7 + 3) % 200:03d}", kind="knn" if i % 3 else "same_subject")
+    g.add_edge("n000", f"n{i:03d}", kind="knn") if i % 50 == 1 else None
+plot_ripple_graph(g, sys.argv[1])
+"""
+
+
+def test_ripple_graph_figure_is_the_same_in_every_process(tmp_path):
+    """More nodes than are drawn (a subgraph): its layout must not follow Python's per-process
+    string hashing, or the same audit gives a different report.html in each run."""
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"g{seed}.png"
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        subprocess.run([sys.executable, "-c", _PLOT_SCRIPT, str(out)], check=True, env=env)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]

@@ -26,7 +26,7 @@ from ripple.editing.metrics import aggregate, request_metrics
 from ripple.editing.session import run_edits
 from ripple.errors import RippleError
 from ripple.evaluate.perplexity import sentence_perplexities
-from ripple.evaluate.ripple_scores import RIPPLE_CATEGORIES, plan_ripple, score_ripple
+from ripple.evaluate.ripple_scores import RIPPLE_CATEGORIES, category_totals, plan_ripple, score_ripple
 from ripple.gie.graph import build_graph, ripple_profile
 from ripple.gie.measure import measure_items
 from ripple.gie.run import drift_position, find_edited_item
@@ -71,16 +71,6 @@ def edited_items(items: list[ProbeItem], requests, world) -> tuple[list[ProbeIte
             items.append(item)
             ids.append(item.id)
     return items, ids
-
-
-def _ripple_summary(results: list[dict]) -> dict:
-    cats = {}
-    for cat in (*RIPPLE_CATEGORIES, "edit", "neighbourhood"):
-        cells = [r["categories"][cat] for r in results if cat in r["categories"]]
-        n, correct = sum(c["n"] for c in cells), sum(c["correct"] for c in cells)
-        cats[cat] = {"n": n, "correct": correct, "accuracy": correct / n if n else None}
-    have = [cats[c]["accuracy"] for c in RIPPLE_CATEGORIES if cats[c]["accuracy"] is not None]
-    return {"categories": cats, "overall": sum(have) / len(have) if have else None}
 
 
 def answer_swaps(items: list[ProbeItem], before, after) -> set[str]:
@@ -170,7 +160,7 @@ def audit_edits(setup, method: str, requests, items, sentences: list[str], k: in
 
     before, after = aggregate(before_rows), aggregate(after_rows)
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    ripple_sum = _ripple_summary(ripple) if ripple else None
+    ripple_sum = category_totals(ripple) if ripple else None
     metrics = {
         "efficacy": after.get("efficacy"), "paraphrase": after.get("paraphrase"),
         "neighborhood": after.get("neighborhood"),

@@ -64,15 +64,14 @@ def requests_from_args(args) -> list:
 def check_args(args) -> None:
     """Bad input that needs no model: fail before loading anything."""
     from ripple.editing.methods import get_editor
+    from ripple.io import prepare_out_dir
 
     get_editor(args.method)
     if args.k < 0:
         raise RippleError(f"--k {args.k} is negative; pass 0 (links only) or more")
     if args.probes is not None and not Path(args.probes).is_file():
         raise RippleError(f"probe file {args.probes} does not exist; pass a probe set JSONL with --probes")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise RippleError(f"output path {out} is a file, not a directory; pass a directory for --out")
+    prepare_out_dir(args.out)
 
 
 def run(args) -> int:

@@ -103,7 +103,7 @@ def run(args) -> int:
 
     curves, timing = {}, {}
     for name in names:
-        curve = stress_method(ctx, world, name, stream, args.every, checkpoints, args.hparams, args.set, progress,
+        curve = stress_method(ctx, name, stream, args.every, checkpoints, args.hparams, args.set, progress,
                               task_floor=args.task_floor)
         timing[name] = curve.pop("timing")
         curves[name] = curve

@@ -120,16 +120,29 @@ def _mean(xs):
     return sum(xs) / len(xs) if xs else None
 
 
+def category_totals(results: list[dict]) -> dict:
+    """Counted queries pooled over edits: per category ``n``, ``correct`` and ``accuracy``
+    (correct / n, None when nothing counted); ``overall``: the mean of the six RippleEdits
+    categories' pooled accuracies (those with data). What an audit of one or several edits reports."""
+    cats = {}
+    for cat in (*RIPPLE_CATEGORIES, *(c for c in CATEGORIES if c not in RIPPLE_CATEGORIES)):
+        cells = [r["categories"][cat] for r in results]
+        n, correct = sum(c["n"] for c in cells), sum(c["correct"] for c in cells)
+        cats[cat] = {"n": n, "correct": correct, "accuracy": correct / n if n else None}
+    return {"categories": cats, "overall": _mean([cats[c]["accuracy"] for c in RIPPLE_CATEGORIES])}
+
+
 def aggregate(results: list[dict]) -> dict:
     """Per category: ``mean`` over edits of the per-edit accuracy (edits with a counted query),
     ``micro`` over all counted queries, ``n`` counted queries, ``edits`` edits that counted any;
     ``overall``: the mean of the six RippleEdits categories' means (those with data)."""
+    pooled = category_totals(results)["categories"]
     out = {}
     for cat in CATEGORIES:
         cells = [r["categories"][cat] for r in results]
-        n, correct = sum(c["n"] for c in cells), sum(c["correct"] for c in cells)
-        out[cat] = {"mean": _mean([c["accuracy"] for c in cells]), "micro": correct / n if n else None,
-                    "n": n, "edits": sum(c["n"] > 0 for c in cells), "total": sum(c["total"] for c in cells)}
+        out[cat] = {"mean": _mean([c["accuracy"] for c in cells]), "micro": pooled[cat]["accuracy"],
+                    "n": pooled[cat]["n"], "edits": sum(c["n"] > 0 for c in cells),
+                    "total": sum(c["total"] for c in cells)}
     return {"categories": out, "overall": _mean([out[c]["mean"] for c in RIPPLE_CATEGORIES]), "n_edits": len(results)}
 
 

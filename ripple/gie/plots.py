@@ -47,8 +47,12 @@ def plot_ripple_graph(g: nx.Graph, path) -> None:
     """Spring layout (seed 0), colour = drift at the graph's layer, red outline = answer changed,
     star = the edited item."""
     plt, fig, ax = _figure((7, 6))
-    sub = g.subgraph(drawn_nodes(g))
-    nodes = sorted(sub.nodes)
+    nodes = drawn_nodes(g)
+    # a fresh graph in sorted node and edge order: a subgraph view iterates its node set in hash
+    # order, which changes from process to process and with it the spring layout
+    sub = nx.Graph()
+    sub.add_nodes_from((n, g.nodes[n]) for n in nodes)
+    sub.add_edges_from(sorted((min(u, v), max(u, v), d) for u, v, d in g.subgraph(nodes).edges(data=True)))
     pos = nx.spring_layout(sub, seed=0)
     drift = [sub.nodes[n]["drift"] for n in nodes]
     edge_colors = ["0.6" if sub.edges[e]["kind"] == "knn" else "tab:blue" for e in sub.edges]

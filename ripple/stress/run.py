@@ -19,7 +19,7 @@ first whose lm-eval task score falls below half the unedited model's (``task_flo
 after each method, so every method starts from the same weights and gets the same edits.
 
 >>> # doctest: +SKIP
->>> curve = stress_method(model, tok, spec, ctx, world, "memit+rect", stream, every=100, sentences=sents)
+>>> curve = stress_method(ctx, "memit+rect", stream, every=100, checkpoints=Checkpoints(...))
 >>> curve["collapse"]
 {'edits': 400, 'perplexity_ratio': 3.4}
 """
@@ -29,12 +29,11 @@ from __future__ import annotations
 import random
 import time
 
-from ripple.audit.measure import _ripple_summary
 from ripple.editing.hparams import resolve_hparams
 from ripple.editing.session import run_edits
 from ripple.errors import RippleError
 from ripple.evaluate.perplexity import sentence_perplexities
-from ripple.evaluate.ripple_scores import plan_ripple, score_ripple
+from ripple.evaluate.ripple_scores import category_totals, plan_ripple, score_ripple
 from ripple.scoring import answer_logprobs, query_correct
 from ripple.stress.stream import fact_of, latest_edits
 from ripple.world.queries import fact_query
@@ -116,7 +115,7 @@ class Checkpoints:
             if any(fact_of(r) == fact for r in self.stream[i + 1 : n_done]):
                 continue  # edited again since: its plan no longer describes the model
             live.append(plan)
-        row["ripple"] = _ripple_summary([score_ripple(model, tok, p) for p in live]) if live else None
+        row["ripple"] = category_totals([score_ripple(model, tok, p) for p in live]) if live else None
         ppl = sentence_perplexities(model, tok, self.sentences)
         row["perplexity"] = sum(ppl) / len(ppl)
         row["perplexity_ratio"] = row["perplexity"] / self.ppl_before
@@ -148,8 +147,8 @@ def collapse_points(rows: list[dict], collapse_ratio: float = COLLAPSE_RATIO, ta
             "collapse_rule": {"perplexity_ratio": collapse_ratio, "task_floor": task_floor}}
 
 
-def stress_method(ctx, world, name: str, stream, every: int, checkpoints: Checkpoints, hparams_file=None,
-                  overrides=(), on_checkpoint=None, task_floor: float = 0.5) -> dict:
+def stress_method(ctx, name: str, stream, every: int, checkpoints: Checkpoints, hparams_file=None,
+                  overrides=(), on_checkpoint=None, task_floor: float = TASK_FLOOR) -> dict:
     """Apply ``stream`` with method ``name`` (``+rect`` allowed) one edit at a time, measuring every
     ``every`` edits; the model is restored exactly before returning (also on error)."""
     method, rect = parse_method(name)
