@@ -31,12 +31,6 @@ import torch
 N_RANDOM_DRAWS = 20
 
 
-def top_k(scores: Sequence[float], k: int, exclude: int) -> list[int]:
-    """Indices of the ``k`` highest ``scores`` (ties: lower index first), never ``exclude``."""
-    order = sorted((i for i in range(len(scores)) if i != exclude), key=lambda i: (-scores[i], i))
-    return order[:k]
-
-
 def recall_counts(ranked: Sequence[str], changed: set[str], ks: Sequence[int]) -> dict[int, int]:
     """For each k: how many of ``changed`` are among the first k of ``ranked``."""
     return {k: len(changed & set(ranked[:k])) for k in ks}
@@ -62,14 +56,17 @@ def _median_seconds(fn, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-def evaluate_method(model, tok, spec, world, ctx, items, method: str, requests, ks, log=print) -> dict:
-    from ripple.editing.hparams import resolve_hparams
-    from ripple.editing.session import run_edits
+def evaluate_method(setup, items, method: str, requests, ks, ranker: str = "similarity", log=print) -> dict:
+    from ripple.editing.session import edited
     from ripple.gie.measure import measure_items
+    from ripple.gie.rankers import RANKERS
     from ripple.gie.run import drift_position, find_edited_item
+    from ripple.gie.targets import edited_fact_id
 
+    model, tok, spec = setup.model, setup.tok, setup.spec
+    rank = RANKERS.get(ranker).rank
     n_layers = spec.n_layers(model)
-    hp = resolve_hparams(method, spec.model_type, n_layers, model_dir=model.name_or_path)
+    hp = setup.hparams_for(method)
     edit_layer = max(hp.layers_for(n_layers))
     mid_layer = n_layers // 2
     rankings = {"gie_edit": (edit_layer, drift_position(hp)), "gie_subject_mid": (mid_layer, "subject_last")}
@@ -77,32 +74,21 @@ def evaluate_method(model, tok, spec, world, ctx, items, method: str, requests, 
     ids = [item.id for item in items]
     index = {i: n for n, i in enumerate(ids)}
     before = measure_items(model, tok, spec, items, layers)
-    unit = {}
-    for name, (layer, pos) in rankings.items():
-        x = before.rep(layer, pos).double()
-        unit[name] = x / x.norm(dim=1, keepdim=True).clamp_min(1e-300)
     rng = random.Random(0)
     found = {name: {k: 0 for k in ks} for name in rankings}
     found_random = {k: 0.0 for k in ks}
     per_edit, first_ranked = [], None
     t_start = time.perf_counter()
     for req in requests:
-        subject, relation, _new = req.case_id.split("|")
-        edited_id = f"{subject}|{relation}|{world.objects(subject, relation)[0]}"
-        if edited_id not in index:
-            edited_id = find_edited_item(items, req)
+        edited_id = edited_fact_id(setup.world, req, items) or find_edited_item(items, req)
         e = index[edited_id]
-        run = run_edits(ctx, method, [req], hp, force=True)
-        try:
+        with edited(setup.ctx, method, [req], hp, force=True):
             after = measure_items(model, tok, spec, items, layers)
-        finally:
-            run.restore(ctx)
         changed = {ids[i] for i in range(len(ids)) if i != e and before.greedy[i] != after.greedy[i]}
         row = {"case_id": req.case_id, "edited_id": edited_id, "edited_changed": before.greedy[e] != after.greedy[e],
                "n_changed": len(changed), "changed": sorted(changed), "found": {}}
-        for name, u in unit.items():
-            sims = (u @ u[e]).tolist()
-            ranked = [ids[i] for i in top_k(sims, max(ks), e)]
+        for name, (layer, pos) in rankings.items():
+            ranked = [ids[i] for i in rank(before, e, layer, pos)[: max(ks)]]
             if first_ranked is None and name == "gie_edit":
                 first_ranked = ranked
             counts = recall_counts(ranked, changed, ks)
@@ -209,11 +195,9 @@ def run_examples(world, methods, out: Path, log=print) -> dict:
 
 
 def main(argv=None) -> None:
-    from ripple.editing.methods import EditContext
+    from ripple.editing.setup import load_setup
     from ripple.io import atomic_write_json, atomic_write_text, prepare_out_dir
-    from ripple.loading import load_model
-    from ripple.organism.edits import sample_edits, world_corpus
-    from ripple.organism.evaluate import load_world
+    from ripple.organism.edits import sample_edits
     from ripple.probes.sets import load_probe_set
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -227,14 +211,12 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     ks = sorted(set(args.ks))
     torch.set_num_threads(int(os.environ.get("RIPPLE_THREADS", "1")))
-    model, tok, spec = load_model(args.model)
-    world = load_world(Path(model.name_or_path) / "world.json")
+    setup = load_setup(args.model)
     items = load_probe_set(args.probes)
-    requests = sample_edits(world, args.n, seed=0)
-    ctx = EditContext(model, tok, spec, world_corpus(world))
+    requests = sample_edits(setup.world, args.n, seed=0)
     out = prepare_out_dir(args.out)
-    results = {m: evaluate_method(model, tok, spec, world, ctx, items, m, requests, ks) for m in args.methods}
-    examples = run_examples(world, args.examples, out) if args.examples else {}
+    results = {m: evaluate_method(setup, items, m, requests, ks) for m in args.methods}
+    examples = run_examples(setup.world, args.examples, out) if args.examples else {}
     command = (f"RIPPLE_THREADS={os.environ.get('RIPPLE_THREADS', '1')} python benchmarks/gie_estimate.py "
                f"--n {args.n} --methods {' '.join(args.methods)} --ks {' '.join(map(str, ks))} --out {args.out}")
     plain_k = 50 if 50 in ks else ks[len(ks) // 2]

@@ -209,3 +209,23 @@ def weight_as_out_in(W: torch.Tensor, spec: ArchSpec) -> torch.Tensor:
 def out_in_to_storage(delta: torch.Tensor, spec: ArchSpec) -> torch.Tensor:
     """Turn an [out, in] update into the stored layout: ``W += out_in_to_storage(delta, spec)``."""
     return delta.T if spec.mlp_out_transposed else delta
+
+
+def mlp_out_param(spec: ArchSpec, layer: int) -> str:
+    """The parameter name (as ``model.named_parameters()`` gives it) of block ``layer``'s MLP output
+    projection: the weight ROME, MEMIT and the other editors rewrite."""
+    return spec.block(layer, spec.mlp_out) + ".weight"
+
+
+def act_name(layer: int | None, site: str, position: str | None = None) -> str:
+    """The canonical name of an activation site, and with ``position`` its activation-cache key.
+
+    >>> act_name(3, "mlp.key")
+    'blocks.3.mlp.key'
+    >>> act_name(3, "out", "last")
+    'blocks.3.out@last'
+    >>> act_name(None, "final_norm", "subject_last")
+    'final_norm@subject_last'
+    """
+    name = site if layer is None else f"blocks.{layer}.{site}"
+    return name if position is None else f"{name}@{position}"

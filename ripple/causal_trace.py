@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ripple.arch import act_name
 from ripple.errors import RippleError
 from ripple.scoring import first_token_id
 from ripple.tokens import render_prompt, subject_token_span
 from ripple.trace import TraceDict
 
-KINDS = {"hidden": "blocks.{}.out", "mlp": "blocks.{}.mlp.out", "attn": "blocks.{}.attn.out"}
+KINDS = {"hidden": "out", "mlp": "mlp.out", "attn": "attn.out"}  # kind -> block site
 
 
 @dataclass
@@ -110,7 +111,7 @@ def causal_trace(model, tok, spec, prompt: str, subject: str, answer: str | None
         for layer in range(n_layers):
             lo, hi = (layer, layer + 1) if kind == "hidden" else (
                 max(0, layer - window // 2), min(n_layers, layer - window // 2 + window))
-            mods = [_module_of(spec, KINDS[kind].format(i)) for i in range(lo, hi)]
+            mods = [_module_of(spec, act_name(i, KINDS[kind])) for i in range(lo, hi)]
             for t in range(n_tok):
                 grid[t, layer] = run({m: t for m in mods}) - p_corrupt
         effects[kind] = grid

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import torch
 
+from ripple.tokens import answer_ids, text_ids
+
 
 def encode_batch(tok, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids and attention mask (positions stay absolute, as in training)."""
-    return pad_ids([tok(t, add_special_tokens=False)["input_ids"] for t in texts], tok, device)
+    return pad_ids([text_ids(tok, t) for t in texts], tok, device)
 
 
 def pad_ids(enc: list[list[int]], tok, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,8 +49,8 @@ def answer_logprobs(model, tok, pairs: list[tuple[str, str]], batch_size: int = 
     out: list[tuple[float, bool]] = []
     for i in range(0, len(pairs), batch_size):
         chunk = pairs[i : i + batch_size]
-        p_ids = [tok(p, add_special_tokens=False)["input_ids"] for p, _ in chunk]
-        a_ids = [tok(" " + a, add_special_tokens=False)["input_ids"] for _, a in chunk]
+        p_ids = [text_ids(tok, p) for p, _ in chunk]
+        a_ids = [answer_ids(tok, a) for _, a in chunk]
         if not all(a_ids):
             raise ValueError(f"an answer tokenizes to nothing: {[a for _, a in chunk if not a.strip()]!r}")
         ids, mask = pad_ids([p + a for p, a in zip(p_ids, a_ids)], tok, device)
@@ -77,7 +79,7 @@ def accuracy(model, tok, queries, batch_size: int = 128) -> float:
 
 def first_token_id(tok, answer: str) -> int:
     """The id of the first token of ``answer`` as it follows a prompt (with a leading space)."""
-    ids = tok(" " + answer.strip(), add_special_tokens=False)["input_ids"]
+    ids = answer_ids(tok, answer)
     if not ids:
         raise ValueError(f"answer {answer!r} tokenizes to nothing")
     return ids[0]

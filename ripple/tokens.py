@@ -1,8 +1,19 @@
-"""Where the subject sits in a tokenized prompt.
+"""Templates, tokenization conventions, and where the subject sits in a tokenized prompt.
 
->>> # doctest: +SKIP
->>> subject_token_span(tok, "The birthplace of Kalo Miren is", "Kalo Miren")
-(3, 5)                                   # tokens 3 and 4; the last subject token is 4
+The conventions, stated once here and used everywhere:
+
+* a prompt template has ``{}`` where the subject goes (:func:`fill`);
+* text is encoded without special tokens, so no BOS is added (:func:`text_ids`);
+* an answer follows its prompt after one space, so it is encoded with a leading space and
+  without its own surrounding whitespace (:func:`answer_ids`).
+
+::
+
+    subject_token_span(tok, "The birthplace of Kalo Miren is", "Kalo Miren")
+    (3, 5)                                   # tokens 3 and 4; the last subject token is 4
+
+>>> fill("{} was born in", "Kalo Miren")
+'Kalo Miren was born in'
 """
 
 from __future__ import annotations
@@ -10,11 +21,26 @@ from __future__ import annotations
 from ripple.errors import RippleError
 
 
+def fill(template: str, subject: str) -> str:
+    """``template`` with every ``{}`` replaced by ``subject`` (a template without ``{}`` is unchanged)."""
+    return template.replace("{}", subject)
+
+
+def text_ids(tok, text: str) -> list[int]:
+    """The token ids of ``text`` as ripple feeds it to a model: no special tokens (no BOS)."""
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def answer_ids(tok, answer: str) -> list[int]:
+    """The token ids of ``answer`` as it follows a prompt: one leading space, no special tokens."""
+    return text_ids(tok, " " + answer.strip())
+
+
 def render_prompt(prompt: str, subject: str) -> str:
-    """Fill a ``{}`` template with the subject; a prompt without ``{}`` is returned as is."""
+    """Fill a ``{}`` template with the subject, refusing an empty subject."""
     if not subject or not subject.strip():
         raise RippleError("the subject is empty; pass the entity whose fact you want to trace or edit")
-    return prompt.replace("{}", subject) if "{}" in prompt else prompt
+    return fill(prompt, subject)
 
 
 def _whole_word_rfind(text: str, sub: str) -> int:

@@ -2,7 +2,6 @@
 reports (self-contained HTML, Markdown, JSON), determinism, sandboxing, batch audits, one-line
 errors, and no partial report after an interruption."""
 
-import argparse
 import dataclasses
 import base64
 import json
@@ -20,7 +19,7 @@ from test_graph_cli import digest, tiny_inputs  # noqa: F401 (a fixture)
 from ripple.audit.measure import answer_swaps, audit_edits
 from ripple.audit.policy import DEFAULT_POLICY
 from ripple.audit.run import REPORT_FILES, run_audit
-from ripple.commands.edit import setup_edit
+from ripple.editing.setup import load_setup
 from ripple.editing.requests import EditRequest
 from ripple.evaluate.perplexity import general_sentences_for
 from ripple.organism.paths import model_dir
@@ -147,13 +146,12 @@ def test_batch_audits_each_alone_and_together(capfd, tmp_path):
 
 
 def test_sandbox_restores_weights_and_interruption_leaves_no_report(tmp_path, monkeypatch):
-    args = argparse.Namespace(model="organism", method="rome", hparams=None, set=[], stats_corpus=None)
     request = EditRequest("{} was born in", "Lodro Toudein", "Kraile")
-    setup = setup_edit(args, [request])
+    setup = load_setup("organism", "rome", [request])
     weights = {k: v.clone() for k, v in setup.model.state_dict().items()}
     items = [dataclasses.replace(it, links=()) for it in world_probe_set(setup.world)[:60]]
     sentences = general_sentences_for(setup.world)[:5]
-    result = audit_edits(setup, "rome", setup.requests, items, sentences)
+    result = audit_edits(setup, setup.requests, items, sentences)
     assert result.metrics["efficacy"] == 1.0
     assert all(torch.equal(v, setup.model.state_dict()[k]) for k, v in weights.items())
 
@@ -166,7 +164,7 @@ def test_sandbox_restores_weights_and_interruption_leaves_no_report(tmp_path, mo
 
     monkeypatch.setattr("ripple.audit.measure.score_ripple", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_audit(setup, "rome", setup.requests, items, sentences, DEFAULT_POLICY, out, "organism", {})
+        run_audit(setup, setup.requests, items, sentences, DEFAULT_POLICY, out, "organism")
     assert all(torch.equal(v, setup.model.state_dict()[k]) for k, v in weights.items())
     assert sorted(p.name for p in out.iterdir()) == ["report.json"]
     assert (out / "report.json").read_text() == "previous report\n"

@@ -2,6 +2,7 @@
 that ROME writes exactly its optimized vector, AlphaEdit's running key sums, atomic failure,
 the norm guard, and how hyperparameters resolve."""
 
+import dataclasses
 import json
 
 import pytest
@@ -9,11 +10,11 @@ import torch
 from conftest import MLP_OUT, edit_requests, hooked_io, make_tiny_model, stats_corpus, word_ids
 from test_delta import assert_state, state
 
-import ripple.editing.methods as methods
 from ripple.arch import SUPPORTED_MODEL_TYPES, get_spec
 from ripple.editing.compute import context_templates, optimize_delta
 from ripple.editing.hparams import resolve_hparams
-from ripple.editing.methods import EDITORS, EditContext, get_editor
+from ripple.editing.context import EditContext
+from ripple.editing.editor import EDITORS, get_editor
 from ripple.editing.session import run_edits
 from ripple.errors import RippleError
 
@@ -43,7 +44,7 @@ def weight_names(model_type, layers):
     return [MLP_OUT[model_type].format(layer) + ".weight" for layer in layers]
 
 
-@pytest.mark.parametrize("method", sorted(EDITORS))
+@pytest.mark.parametrize("method", EDITORS.names())
 @pytest.mark.parametrize("model_type", SUPPORTED_MODEL_TYPES)
 def test_every_editor_on_every_architecture(model_type, method, tiny_tokenizer):
     model = make_tiny_model(model_type)
@@ -51,7 +52,7 @@ def test_every_editor_on_every_architecture(model_type, method, tiny_tokenizer):
     ctx, reqs, hp = context(model, tiny_tokenizer), requests_for(method), hparams(method, model_type)
     planned = weight_names(model_type, (0, 1) if method in SPREAD else (0,))
 
-    pure = get_editor(method)(ctx, reqs, hp)
+    pure = get_editor(method).compute(ctx, reqs, hp)
     assert_state(model, before)  # computing an edit never changes the model
     assert sorted(pure.deltas) == planned
     for name in planned:
@@ -100,7 +101,7 @@ def test_sequential_alphaedit_sums_the_outer_products_of_each_edits_keys(tiny_to
     reqs, hp = edit_requests(), hparams("alphaedit")
     ctx = context(model, tiny_tokenizer)
     run = run_edits(ctx, "alphaedit", reqs, hp, mode="sequential")
-    assert len(run.deltas) == 2 and sorted(ctx.prev_key_outer) == [0, 1]
+    assert len(run.deltas) == 2 and sorted(ctx.editor_state("alphaedit")) == [0, 1]
 
     oracle = make_tiny_model("gpt2")  # the same weights, edited here by hand one delta at a time
     contexts = context_templates(oracle, tiny_tokenizer, hp.context_prefixes, hp.prefix_tokens, hp.seed)
@@ -114,7 +115,7 @@ def test_sequential_alphaedit_sums_the_outer_products_of_each_edits_keys(tiny_to
                              for t in texts]).mean(0)
             expected[layer] = expected[layer] + torch.outer(k, k)
     for layer, outer in expected.items():
-        assert torch.allclose(ctx.prev_key_outer[layer], outer, rtol=1e-5, atol=1e-9), layer
+        assert torch.allclose(ctx.editor_state("alphaedit")[layer], outer, rtol=1e-5, atol=1e-9), layer
 
 
 @pytest.mark.parametrize("method", ["rome", "alphaedit"])
@@ -123,21 +124,22 @@ def test_a_failing_sequential_step_leaves_model_and_context_as_they_were(method,
     before = state(model)
     ctx = context(model, tiny_tokenizer)
     earlier = {0: torch.eye(128, dtype=torch.float64)}
-    ctx.prev_key_outer.update(earlier)
-    real, calls = EDITORS[method], []
+    ctx.editor_state("alphaedit").update(earlier)
+    real, calls = get_editor(method), []
 
     def second_fails(ctx, group, hp):
         calls.append(group)
         if len(calls) == 2:
             raise RuntimeError("boom")
-        return real(ctx, group, hp)
+        return real.compute(ctx, group, hp)
 
-    monkeypatch.setitem(methods.EDITORS, method, second_fails)
+    monkeypatch.setitem(EDITORS._entries, method, dataclasses.replace(real, compute=second_fails))
     with pytest.raises(RuntimeError, match="boom"):
         run_edits(ctx, method, edit_requests(), hparams(method), mode="sequential", force=True)
     assert len(calls) == 2
     assert_state(model, before)
-    assert list(ctx.prev_key_outer) == [0] and torch.equal(ctx.prev_key_outer[0], earlier[0])
+    prev_key_outer = ctx.editor_state("alphaedit")
+    assert list(prev_key_outer) == [0] and torch.equal(prev_key_outer[0], earlier[0])
 
 
 def test_the_norm_guard_refuses_and_leaves_the_model_unchanged(tiny_tokenizer):

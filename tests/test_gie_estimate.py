@@ -1,8 +1,12 @@
-"""The pure helpers of benchmarks/gie_estimate.py, against hand-computed answers."""
+"""The pure helpers of benchmarks/gie_estimate.py and the ranker contract, against hand-computed answers."""
 
 import importlib.util
 import random
 from pathlib import Path
+
+import torch
+
+from ripple.gie.rankers import Ranker
 
 _spec = importlib.util.spec_from_file_location(
     "gie_estimate", Path(__file__).resolve().parents[1] / "benchmarks" / "gie_estimate.py")
@@ -12,9 +16,10 @@ _spec.loader.exec_module(ge)
 
 def test_top_k_excludes_edited_and_breaks_ties_by_index():
     scores = [0.9, 1.0, 0.5, 0.9, 0.1]
+    ranker = Ranker("fixed", lambda state, edited, layer, position: torch.tensor(scores))
     # without index 1: 0.9 (0), 0.9 (3), 0.5 (2), 0.1 (4)
-    assert ge.top_k(scores, 3, exclude=1) == [0, 3, 2]
-    assert ge.top_k(scores, 10, exclude=1) == [0, 3, 2, 4]
+    assert ranker.rank(None, 1, 0, "last")[:3] == [0, 3, 2]
+    assert ranker.rank(None, 1, 0, "last")[:10] == [0, 3, 2, 4]
 
 
 def test_recall_counts_by_hand():

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import html
 
+from ripple.tokens import fill
+
 STATUS_COLOUR = {"pass": "#1a7f37", "warn": "#9a6700", "fail": "#cf222e", "skip": "#6e7781"}
 FIGURE_TITLES = {"ripple_graph.png": "Ripple graph (GIE): colour is drift, red outline an answer that changed",
                  "drift_by_hop.png": "Drift and changed answers by hop distance from the edited fact"}
@@ -27,7 +29,7 @@ def fmt(value, digits: int = 3) -> str:
 
 
 def _edit_line(e: dict) -> str:
-    prompt = e["prompt"].replace("{}", e["subject"])
+    prompt = fill(e["prompt"], e["subject"])
     old = f" (was {e['target_true']})" if e.get("target_true") else ""
     return f"{prompt} -> {e['target_new']}{old}"
 

@@ -5,15 +5,18 @@ batch adds ``edit-01/ ... edit-NN/`` and ``together/`` (each a full report) unde
 Everything is written to a hidden staging directory first and moved in only when the whole audit
 succeeded, so an interrupted or failed run leaves no partial report behind.
 
->>> # doctest: +SKIP
->>> report = run_audit(setup, "rome", requests, items, sentences, policy, out="runs/audit", model_name="organism")
->>> report["verdict"]["exit_code"]
-0
+::
+
+    setup = load_setup("organism", "rome", [request])
+    report = run_audit(setup, setup.requests, items, sentences, DEFAULT_POLICY, out="runs/audit",
+                       model_name="organism")
+    report["verdict"]["exit_code"]     # 0
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import shutil
 import tempfile
@@ -107,15 +110,16 @@ def batch_summary(rows: list[dict], model_name: str, method: str, requests, poli
     })
 
 
-def run_audit(setup, method: str, requests, items, sentences, policy: Policy, out, model_name: str,
-              hparams: dict, k: int = 5, force: bool = False, quiet: bool = True, bridge=None) -> dict:
-    """Audit ``requests`` (one: a single audit; several: each alone and all together) and write the
-    report(s) to ``out``; returns the top-level report."""
+def run_audit(setup, requests, items, sentences, policy: Policy, out, model_name: str, k: int = 5,
+              force: bool = False, quiet: bool = True, bridge=None) -> dict:
+    """Audit ``requests`` with ``setup``'s editor and hyperparameters (one request: a single audit;
+    several: each alone and all together) and write the report(s) to ``out``; returns the
+    top-level report."""
     requests = list(requests)
+    method, hparams = setup.method, dataclasses.asdict(setup.hp)
     with staged(out) as tmp:
         if len(requests) == 1:
-            result = audit_edits(setup, method, requests, items, sentences, k=k, force=force, quiet=quiet,
-                                 bridge=bridge)
+            result = audit_edits(setup, requests, items, sentences, k=k, force=force, quiet=quiet, bridge=bridge)
             report = audit_report(result, policy, model_name, method, requests, hparams)
             write_report(tmp, report, result)
             return report
@@ -123,7 +127,7 @@ def run_audit(setup, method: str, requests, items, sentences, policy: Policy, ou
         width = max(2, len(str(len(requests))))
         jobs = [(f"edit-{i + 1:0{width}d}", [r]) for i, r in enumerate(requests)] + [("together", requests)]
         for n, (name, reqs) in enumerate(jobs, 1):
-            result = audit_edits(setup, method, reqs, items, sentences, k=k, force=force, quiet=quiet,
+            result = audit_edits(setup, reqs, items, sentences, k=k, force=force, quiet=quiet,
                                  desc=f"audit {n}/{len(jobs)} ({name})", bridge=bridge)
             report = audit_report(result, policy, model_name, method, reqs, hparams)
             write_report(tmp / name, report, result)

@@ -63,7 +63,7 @@ def requests_from_args(args) -> list:
 
 def check_args(args) -> None:
     """Bad input that needs no model: fail before loading anything."""
-    from ripple.editing.methods import get_editor
+    from ripple.editing.editor import get_editor
     from ripple.io import prepare_out_dir
 
     get_editor(args.method)
@@ -77,17 +77,16 @@ def check_args(args) -> None:
 def run(args) -> int:
     from ripple.audit.policy import DEFAULT_POLICY, load_policy
     from ripple.audit.run import run_audit
-    from ripple.commands.edit import setup_edit
-    from ripple.commands.graph import probe_items
-    from ripple.editing.hparams import hparams_dict
+    from ripple.commands.edit import setup_from_args
     from ripple.evaluate.perplexity import general_sentences_for
+    from ripple.probes.sets import probe_items
 
     check_args(args)
     policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
     requests = requests_from_args(args)
     extra = [f"rect={args.rect}"] if args.rect is not None else []
     extra += [f"seed={args.seed}"] if args.seed is not None else []
-    setup = setup_edit(args, requests, extra)
+    setup = setup_from_args(args, requests, extra)
     items = probe_items(args.probes, setup.world)
     sentences = general_sentences_for(setup.world)
     bridge = None
@@ -95,9 +94,8 @@ def run(args) -> int:
         from ripple.evaluate.lm_eval_bridge import LmEvalBridge
 
         bridge = LmEvalBridge(setup.model, setup.tok, args.tasks, world=setup.world, limit=args.limit)
-    report = run_audit(setup, args.method, setup.requests, items, sentences, policy, args.out,
-                       model_name=str(args.model), hparams=hparams_dict(setup.hp), k=args.k, force=args.force,
-                       quiet=args.quiet, bridge=bridge)
+    report = run_audit(setup, setup.requests, items, sentences, policy, args.out, model_name=str(args.model),
+                       k=args.k, force=args.force, quiet=args.quiet, bridge=bridge)
     verdict = report["verdict"]
     if args.json:
         print(json.dumps(report, indent=2))

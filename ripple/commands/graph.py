@@ -38,45 +38,29 @@ def one_request(path):
     return requests[0]
 
 
-def probe_items(probes: str | None, world):
-    if probes is not None:
-        from ripple.probes.sets import load_probe_set
-
-        return load_probe_set(probes)
-    if world is None:
-        raise RippleError("this model has no world.json to build probes from; pass --probes FILE "
-                          "(a probe set JSONL)")
-    from ripple.probes.sets import world_probe_set
-
-    return world_probe_set(world)
-
-
 def run(args) -> int:
-    from ripple.commands.edit import setup_edit
-    from ripple.editing.hparams import hparams_dict
-    from ripple.gie import gie_for_edit, save_graph
-    from ripple.gie.targets import expected_changes, world_edit
+    from dataclasses import asdict
+
+    from ripple.commands.edit import setup_from_args
+    from ripple.gie import edited_fact_id, gie_for_edit, save_graph
     from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph
+    from ripple.gie.targets import expected_changes, world_edit
     from ripple.io import atomic_write_json, prepare_out_dir
+    from ripple.probes.sets import probe_items
 
     request = one_request(args.edit)
     if args.k < 0:
         raise RippleError(f"--k {args.k} is negative; pass 0 (links only) or more")
     if args.probes is not None and not Path(args.probes).is_file():
         raise RippleError(f"probe file {args.probes} does not exist; pass a probe set JSONL with --probes")
-    setup = setup_edit(args, [request])
-    model, tok, spec, hp, world, ctx = setup.model, setup.tok, setup.spec, setup.hp, setup.world, setup.ctx
+    setup = setup_from_args(args, [request])
     (request,) = setup.requests
-    items = probe_items(args.probes, world)
-    edit = world_edit(world, request)
-    edited_id = "|".join(edit[:2] + edit[3:]) if edit else None
-    if edited_id is not None and edited_id not in {item.id for item in items}:
-        edited_id = None
-    expected = expected_changes(world, edit, items)
+    items = probe_items(args.probes, setup.world)
+    expected = expected_changes(setup.world, world_edit(setup.world, request), items)
     out = prepare_out_dir(args.out)
     t0 = time.perf_counter()
-    graph, profile = gie_for_edit(model, tok, spec, items, request, args.method, hp, ctx, k=args.k,
-                                  edited_id=edited_id, expected=expected, force=args.force)
+    graph, profile = gie_for_edit(setup.ctx, setup.method, setup.hp, items, request, k=args.k, force=args.force,
+                                  edited_id=edited_fact_id(setup.world, request, items), expected=expected)
     save_graph(graph, out)
     plot_ripple_graph(graph, out / "ripple_graph.png")
     plot_drift_by_hop(profile, out / "drift_by_hop.png")
@@ -84,7 +68,7 @@ def run(args) -> int:
     seconds = time.perf_counter() - t0
     summary = {"method": args.method, "model": str(args.model), "edit": request.to_dict(),
                "edited_id": profile["edited_id"], "expected": sorted(expected), "n_probes": len(items),
-               "seconds": round(seconds, 3), "hparams": hparams_dict(hp), "profile": profile}
+               "seconds": round(seconds, 3), "hparams": asdict(setup.hp), "profile": profile}
     atomic_write_json(out / "summary.json", summary)
     s = profile["summary"]
     print(f"{args.method} on {profile['edited_id']} ({len(items)} probes, layer {profile['layer']} "

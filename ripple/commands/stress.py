@@ -15,9 +15,12 @@ from ripple.errors import RippleError
 
 
 def add_parser(sub) -> None:
+    from ripple.commands.edit import add_model_options
+    from ripple.editing.editor import editor_help
+
     p = sub.add_parser("stress", help="capability loss over N sequential edits (collapse points per method)")
-    p.add_argument("--model", default="organism", help="'organism', a local transformers directory, or a hub id")
-    p.add_argument("--method", required=True, help="rome, memit, emmet, alphaedit or ft; +rect adds RECT (memit+rect)")
+    add_model_options(p)
+    p.add_argument("--method", required=True, help=f"the editor: {editor_help()}; +rect adds RECT (memit+rect)")
     p.add_argument("--compare", nargs="*", default=[], metavar="METHOD", help="more methods on the same edits")
     p.add_argument("--edits", type=int, required=True, help="number of sequential edits")
     p.add_argument("--every", type=int, required=True, help="measure every K edits")
@@ -30,22 +33,18 @@ def add_parser(sub) -> None:
     p.add_argument("--task-floor", type=float, default=0.5, help="capability collapse: task score below this "
                    "share of the unedited model's")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled edits")
-    p.add_argument("--hparams", default=None, help="JSON file of hyperparameters")
-    p.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="hyperparameter overrides (all methods)")
-    p.add_argument("--stats-corpus", default=None, help="text file or hf:NAME for key statistics")
     p.add_argument("--out", required=True, help="directory for stress.json, stress.png, stress.md, timing.json")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
 
 
 def check_args(args) -> list[str]:
-    from ripple.editing.methods import get_editor
     from ripple.io import prepare_out_dir
     from ripple.stress.run import parse_method
 
     names = [args.method, *args.compare]
     for name in names:
-        get_editor(parse_method(name)[0])
+        parse_method(name)
     if len(set(names)) != len(names):
         raise RippleError(f"a method is named twice in --method/--compare ({', '.join(names)}); name each once")
     if args.edits < 1 or args.every < 1:
@@ -59,59 +58,30 @@ def check_args(args) -> list[str]:
 
 
 def run(args) -> int:
-    from ripple.commands.edit import stats_corpus, world_of
-    from ripple.editing.methods import EditContext
-    from ripple.editing.requests import load_requests, validate_for_model
-    from ripple.evaluate.perplexity import general_sentences_for
+    from ripple.editing.setup import load_setup
     from ripple.io import atomic_write_json, atomic_write_text, prepare_out_dir
-    from ripple.loading import load_model
     from ripple.stress.report import plot_stress, stress_table
-    from ripple.stress.run import Checkpoints, stress_method
-    from ripple.stress.stream import edit_stream
+    from ripple.stress.run import run_stress, stress_stream
 
     names = check_args(args)
-    model, tok, spec = load_model(args.model)
-    world = world_of(model.name_or_path)
-    if args.edit_file:
-        stream = load_requests(args.edit_file)[: args.edits]
-        if world is not None:
-            from ripple.organism.edits import complete_from_world
-
-            stream = [complete_from_world(world, r) for r in stream]
-        if any(r.target_true is None for r in stream):
-            raise RippleError(f"{args.edit_file}: every request needs target_true (the object it replaces)")
-        if world is None or any(not r.case_id or r.case_id.count("|") != 2 for r in stream):
-            world = None  # ripple categories need world edits
-    elif world is None:
-        raise RippleError("this model has no world.json to sample edits from; pass --edit-file FILE")
-    else:
-        stream = edit_stream(world, args.edits, seed=args.seed)
-    validate_for_model(stream, tok)
-    bridge = None
-    if args.tasks:
-        from ripple.evaluate.lm_eval_bridge import LmEvalBridge
-
-        bridge = LmEvalBridge(model, tok, args.tasks, world=world, limit=args.limit)
-    ctx = EditContext(model, tok, spec, stats_corpus(args.stats_corpus, world))
-    checkpoints = Checkpoints(model, tok, world, stream, general_sentences_for(world), bridge,
-                              collapse_ratio=args.collapse_ratio, spec=spec)
+    setup = load_setup(args.model, hparams_file=args.hparams, context=False)
+    stream, world = stress_stream(setup, args.edits, args.edit_file, args.seed)
+    setup.make_context(args.stats_corpus)
 
     def progress(name, row):
         if not args.quiet:
             print(f"stress {name}: {row['edits']} edits, success {row['edit_success']}, untouched "
                   f"{row.get('untouched_accuracy')}, perplexity x{row['perplexity_ratio']:.3g}", file=sys.stderr)
 
-    curves, timing = {}, {}
-    for name in names:
-        curve = stress_method(ctx, name, stream, args.every, checkpoints, args.hparams, args.set, progress,
-                              task_floor=args.task_floor)
-        timing[name] = curve.pop("timing")
-        curves[name] = curve
+    result = run_stress(setup, names, stream, args.every, world=world, tasks=args.tasks, limit=args.limit,
+                        collapse_ratio=args.collapse_ratio, task_floor=args.task_floor, overrides=args.set,
+                        on_checkpoint=progress)
+    curves = result.curves
     config = {"model": str(args.model), "edits": len(stream), "every": args.every, "seed": args.seed,
               "tasks": args.tasks, "limit": args.limit, "collapse_ratio": args.collapse_ratio, "task_floor": args.task_floor,
               "source": args.edit_file or "world stream", "set": args.set}
     out = prepare_out_dir(args.out)
-    atomic_write_json(out / "timing.json", timing)
+    atomic_write_json(out / "timing.json", result.timing)
     plot_stress(curves, out / "stress.png", args.collapse_ratio)
     atomic_write_text(out / "stress.md", stress_table(curves))
     atomic_write_json(out / "stress.json", {"config": config, "curves": curves})

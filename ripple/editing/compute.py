@@ -16,10 +16,10 @@ from contextlib import contextmanager
 
 import torch
 
-from ripple.arch import resolve_site
+from ripple.arch import act_name, resolve_site
 from ripple.editing.requests import EditRequest
-from ripple.scoring import pad_ids
-from ripple.tokens import subject_token_span
+from ripple.scoring import encode_batch, pad_ids
+from ripple.tokens import answer_ids, fill, subject_token_span, text_ids
 from ripple.trace import Trace
 
 
@@ -59,20 +59,20 @@ def context_templates(model, tok, n: int, length: int, seed: int = 0) -> list[st
 def fact_position(tok, text: str, prompt: str, subject: str, fact_token: str) -> int:
     """Token index of the fact token in ``text`` (a context-prefixed rendering of ``prompt``)."""
     if fact_token == "last":
-        return len(tok(text, add_special_tokens=False)["input_ids"]) - 1
+        return len(text_ids(tok, text)) - 1
     s0, s1 = subject_token_span(tok, text, subject)
     return s0 if fact_token == "subject_first" else s1 - 1
 
 
 def _render(ctx: str, req: EditRequest) -> str:
-    return ctx.replace("{}", req.prompt.replace("{}", req.subject))
+    return fill(ctx, fill(req.prompt, req.subject))
 
 
 @torch.no_grad()
 def fact_keys(model, tok, spec, layer: int, requests: list[EditRequest], contexts: list[str],
               fact_token: str) -> torch.Tensor:
     """Keys ``[in, n_requests]`` at ``blocks.{layer}.mlp.key``, averaged over the contexts."""
-    site = resolve_site(spec, f"blocks.{layer}.mlp.key")[0]
+    site = resolve_site(spec, act_name(layer, "mlp.key"))[0]
     texts, where = [], []
     for i, r in enumerate(requests):
         for c in contexts:
@@ -80,7 +80,7 @@ def fact_keys(model, tok, spec, layer: int, requests: list[EditRequest], context
             texts.append(text)
             where.append((i, fact_position(tok, text, r.prompt, r.subject, fact_token)))
     device = next(model.parameters()).device
-    ids, mask = pad_ids([tok(t, add_special_tokens=False)["input_ids"] for t in texts], tok, device)
+    ids, mask = encode_batch(tok, texts, device)
     with Trace(model, site, retain_input=True, retain_output=False, stop=True) as t:
         model(input_ids=ids, attention_mask=mask)
     keys = torch.stack([t.input[j, p] for j, (_, p) in enumerate(where)]).double().cpu()
@@ -94,7 +94,7 @@ def site_values(model, tok, spec, site: str, requests: list[EditRequest], fact_t
     mod = resolve_site(spec, site)[0]
     texts = [r.rendered for r in requests]
     device = next(model.parameters()).device
-    ids, mask = pad_ids([tok(t, add_special_tokens=False)["input_ids"] for t in texts], tok, device)
+    ids, mask = encode_batch(tok, texts, device)
     pos = [fact_position(tok, t, r.prompt, r.subject, fact_token) for t, r in zip(texts, requests)]
     with Trace(model, mod, stop=True) as t:
         model(input_ids=ids, attention_mask=mask)
@@ -108,17 +108,17 @@ def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contex
     The model's weights and its train/eval mode are left as they were."""
     mod = resolve_site(spec, site)[0]
     device = next(model.parameters()).device
-    target = tok(" " + request.target_new.strip(), add_special_tokens=False)["input_ids"]
+    target = answer_ids(tok, request.target_new)
     rewrite = [_render(c, request) for c in contexts]
-    kl_texts = [p.replace("{}", request.subject) for p in hp.kl_prompts]
+    kl_texts = [fill(p, request.subject) for p in hp.kl_prompts]
     seqs, pos, ans = [], [], []
     for text in rewrite:
-        ids = tok(text, add_special_tokens=False)["input_ids"]
+        ids = text_ids(tok, text)
         seqs.append(ids + target[:-1])
         pos.append(fact_position(tok, text, request.prompt, request.subject, hp.fact_token))
         ans.append(len(ids) - 1)
     for text in kl_texts:
-        seqs.append(tok(text, add_special_tokens=False)["input_ids"])
+        seqs.append(text_ids(tok, text))
         pos.append(fact_position(tok, text, "{}", request.subject, hp.fact_token) if hp.fact_token != "last"
                    else len(seqs[-1]) - 1)
     ids, mask = pad_ids(seqs, tok, device)

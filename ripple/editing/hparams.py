@@ -1,9 +1,12 @@
-"""Typed hyperparameters of every editor, with defaults per architecture in one place.
+"""Typed hyperparameters: the fields every editor shares, and resolution from defaults to overrides.
 
-Resolution order (later wins): the dataclass defaults, :data:`ARCH_DEFAULTS` for the model's
-``model_type``, a ``ripple_hparams.json`` file inside the model directory (how the organism
-ships the settings its causal tracing chose), a user JSON file, then ``key=value`` overrides.
-Layers are given relative to depth (``layer_fracs``, 0 = first block, 1 = last) unless
+Each editor declares its own dataclass (in its file under :mod:`ripple.editing.editors`), built on
+:class:`TargetHParams` (how the target value is optimized) and :class:`LayeredHParams` (which
+layers it writes). Resolution order (later wins): the dataclass defaults, the editor's
+``arch_defaults`` for the model's ``model_type`` (an editor with ``layers_from`` first takes that
+editor's layer choice), a ``ripple_hparams.json`` file inside the model directory (how the
+organism ships the settings its causal tracing chose), a user JSON file, then ``key=value``
+overrides. Layers are given relative to depth (``layer_fracs``, 0 = first block, 1 = last) unless
 ``layers`` names them outright.
 
 >>> hp = resolve_hparams("rome", "gpt2", n_layers=48)
@@ -16,10 +19,13 @@ Layers are given relative to depth (``layer_fracs``, 0 = first block, 1 = last) 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from ripple.arch import fraction_to_layer
 from ripple.errors import RippleError
+
+LAYER_KEYS = ("layer_fracs", "layers")
 
 
 @dataclass(frozen=True)
@@ -43,62 +49,16 @@ class TargetHParams:
 
 
 @dataclass(frozen=True)
-class RomeHParams(TargetHParams):
+class LayeredHParams(TargetHParams):
+    """Which blocks' MLP output projections an editor writes."""
+
     layer_fracs: tuple[float, ...] = (0.35,)
     layers: tuple[int, ...] | None = None
-    C_reg: float = 1e-6  # relative ridge on C so that C⁻¹ exists on small corpora
 
     def layers_for(self, n_layers: int) -> tuple[int, ...]:
         if self.layers is not None:
             return tuple(self.layers)
-        from ripple.arch import fraction_to_layer
-
         return tuple(sorted({fraction_to_layer(n_layers, f) for f in self.layer_fracs}))
-
-
-@dataclass(frozen=True)
-class MemitHParams(RomeHParams):
-    layer_fracs: tuple[float, ...] = (0.27, 0.3, 0.33, 0.36, 0.4)
-    lam: float = 15000.0  # mom2_update_weight
-
-
-@dataclass(frozen=True)
-class EmmetHParams(RomeHParams):
-    eps: float = 0.1
-
-
-@dataclass(frozen=True)
-class AlphaEditHParams(MemitHParams):
-    null_threshold: float = 1e-2
-    reg: float = 1.0
-
-
-@dataclass(frozen=True)
-class FTHParams(TargetHParams):
-    layer_fracs: tuple[float, ...] = (0.35,)
-    layers: tuple[int, ...] | None = None
-    ft_steps: int = 25
-    ft_lr: float = 5e-4
-    norm_constraint: float = 5e-4  # L-infinity bound on each weight's change (FT-L)
-
-    layers_for = RomeHParams.layers_for
-
-
-HPARAMS: dict[str, type] = {"rome": RomeHParams, "memit": MemitHParams, "emmet": EmmetHParams,
-                            "alphaedit": AlphaEditHParams, "ft": FTHParams}
-
-#: The one place for per-architecture defaults (from the papers' settings, layers relative to depth).
-ARCH_DEFAULTS: dict[str, dict[str, dict]] = {
-    "gpt2": {"rome": {"layer_fracs": (17 / 47,)}, "memit": {"layer_fracs": (13 / 47, 14 / 47, 15 / 47, 16 / 47, 17 / 47),
-                                                            "lam": 20000.0}},
-    "gptj": {"rome": {"layer_fracs": (5 / 27,)}, "memit": {"layer_fracs": tuple(i / 27 for i in range(3, 9)),
-                                                           "lam": 15000.0}},
-    "gpt_neox": {"rome": {"layer_fracs": (0.3,)}},
-    "llama": {"rome": {"layer_fracs": (5 / 31,)}, "memit": {"layer_fracs": tuple(i / 31 for i in range(4, 9))}},
-    "mistral": {"rome": {"layer_fracs": (5 / 31,)}},
-    "qwen2": {"rome": {"layer_fracs": (5 / 27,)}},
-}
-_INHERIT = {"emmet": "rome", "ft": "rome", "alphaedit": "memit"}
 
 
 def _cast(f, value: str):
@@ -126,18 +86,21 @@ def _apply(hp, values: dict, where: str):
     return replace(hp, **conv)
 
 
+def _layers_only(values) -> dict:
+    return {k: v for k, v in (values or {}).items() if k in LAYER_KEYS}
+
+
 def resolve_hparams(method: str, model_type: str, n_layers: int | None = None, model_dir: str | Path | None = None,
                     json_file: str | Path | None = None, overrides: list[str] = ()):
-    """The hyperparameters for ``method`` on a ``model_type`` (see the module docstring)."""
-    if method not in HPARAMS:
-        raise RippleError(f"unknown editing method {method!r}; choose one of {', '.join(sorted(HPARAMS))}")
-    hp = HPARAMS[method]()
-    arch = ARCH_DEFAULTS.get(model_type, {})
-    base = _INHERIT.get(method)
-    layer_keys = {"layer_fracs", "layers"}
-    if base in arch:
-        hp = _apply(hp, {k: v for k, v in arch[base].items() if k in layer_keys}, f"{model_type} defaults")
-    hp = _apply(hp, arch.get(method, {}), f"{model_type} defaults")
+    """The hyperparameters for editor ``method`` on a ``model_type`` (see the module docstring)."""
+    from ripple.editing.editor import get_editor
+
+    editor = get_editor(method)
+    hp = editor.hparams()
+    base = get_editor(editor.layers_from) if editor.layers_from else None
+    if base is not None:
+        hp = _apply(hp, _layers_only(base.arch_defaults.get(model_type)), f"{model_type} defaults")
+    hp = _apply(hp, dict(editor.arch_defaults.get(model_type, {})), f"{model_type} defaults")
     if model_dir is not None and (Path(model_dir) / "ripple_hparams.json").exists():
         shipped_path = Path(model_dir) / "ripple_hparams.json"
         try:
@@ -145,7 +108,7 @@ def resolve_hparams(method: str, model_type: str, n_layers: int | None = None, m
         except json.JSONDecodeError as e:
             raise RippleError(f"{shipped_path} is not valid JSON (line {e.lineno}); fix or remove it") from None
         shipped = {k: v for k, v in shipped.items() if not k.startswith("_")}  # "_source" etc.: notes
-        inherited = {k: v for k, v in shipped.get(base, {}).items() if k in layer_keys} if base else {}
+        inherited = _layers_only(shipped.get(base.name)) if base is not None else {}
         hp = _apply(hp, {**shipped.get("all", {}), **inherited, **shipped.get(method, {})}, "ripple_hparams.json")
     if json_file is not None:
         p = Path(json_file)
@@ -174,8 +137,3 @@ def resolve_hparams(method: str, model_type: str, n_layers: int | None = None, m
         if bad:
             raise RippleError(f"layer {bad[0]} is out of range for a {n_layers}-layer model; use 0..{n_layers - 1}")
     return hp
-
-
-def hparams_dict(hp) -> dict:
-    return asdict(hp)
-

@@ -34,7 +34,7 @@ from typing import Any
 
 from ripple.errors import RippleError
 from ripple.scoring import answer_logprobs
-from ripple.tokens import _whole_word_rfind, subject_token_span
+from ripple.tokens import _whole_word_rfind, answer_ids, fill, subject_token_span
 
 #: Every accepted field name -> the EditRequest field it fills.
 FIELD_NAMES: dict[str, str] = {
@@ -96,7 +96,7 @@ class EditRequest:
     @property
     def rendered(self) -> str:
         """The prompt with the subject filled in."""
-        return self.prompt.replace("{}", self.subject)
+        return fill(self.prompt, self.subject)
 
     def to_dict(self) -> dict[str, Any]:
         """The flat form, which :func:`parse_request` reads back to an equal request."""
@@ -276,7 +276,7 @@ def validate_for_model(requests: list[EditRequest], tok, model=None) -> list[str
             target = getattr(req, field_name)
             if target is None:
                 continue
-            ids = tok(" " + target, add_special_tokens=False)["input_ids"]
+            ids = answer_ids(tok, target)
             if not ids:
                 raise RippleError(f"{_label(i, req)}: {field_name} {target!r} tokenizes to nothing; "
                                   "give an answer the tokenizer can encode")

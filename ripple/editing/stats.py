@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from ripple.arch import resolve_site
+from ripple.arch import act_name, resolve_site
 from ripple.errors import RippleError
 from ripple.scoring import pad_ids
+from ripple.tokens import text_ids
 from ripple.trace import Trace
 
 
@@ -54,11 +55,11 @@ def corpus_fingerprint(corpus: list[str]) -> str:
 def collect_keys(model, tok, spec, layer: int, corpus: list[str], n_samples: int,
                  batch_size: int = 64) -> torch.Tensor:
     """Up to ``n_samples`` MLP keys (one per real token) from the corpus, in order, ``[n, in]``."""
-    site = resolve_site(spec, f"blocks.{layer}.mlp.key")[0]
+    site = resolve_site(spec, act_name(layer, "mlp.key"))[0]
     device = next(model.parameters()).device
     keys, got = [], 0
     for i in range(0, len(corpus), batch_size):
-        enc = [tok(t, add_special_tokens=False)["input_ids"][: tok.model_max_length] for t in corpus[i : i + batch_size]]
+        enc = [text_ids(tok, t)[: tok.model_max_length] for t in corpus[i : i + batch_size]]
         enc = [e for e in enc if e]
         if not enc:
             continue

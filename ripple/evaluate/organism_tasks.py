@@ -29,7 +29,7 @@ from pathlib import Path
 from ripple.editing.stats import cache_dir
 from ripple.io import atomic_write_text
 from ripple.world.generate import World
-from ripple.world.queries import fill
+from ripple.tokens import fill
 from ripple.world.schema import RELATIONS
 
 TASKS = ("organism_mc", "organism_cloze", "organism_ppl", "organism_skill")

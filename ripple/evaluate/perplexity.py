@@ -19,6 +19,7 @@ from importlib import resources
 import torch
 
 from ripple.scoring import pad_ids
+from ripple.tokens import text_ids
 
 #: The bundled English sentences (one per line) used for models without a world.
 ENGLISH_FILE = "general_sentences.txt"
@@ -46,7 +47,7 @@ def sentence_nlls(model, tok, sentences: list[str], batch_size: int = 32) -> lis
     bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
     out: list[float] = []
     for i in range(0, len(sentences), batch_size):
-        enc = [bos + tok(s, add_special_tokens=False)["input_ids"] for s in sentences[i : i + batch_size]]
+        enc = [bos + text_ids(tok, s) for s in sentences[i : i + batch_size]]
         short = [s for s, e in zip(sentences[i : i + batch_size], enc) if len(e) < 2]
         if short:
             raise ValueError(f"sentence {short[0]!r} has fewer than two tokens; nothing to score")

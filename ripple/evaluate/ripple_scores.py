@@ -25,8 +25,8 @@ any of its phrasings is, as MQuAKE scores its three questions).
 
 from __future__ import annotations
 
-from ripple.errors import RippleError
 from ripple.scoring import query_correct
+from ripple.world.edits import WorldEdit
 from ripple.world.generate import Fact, World
 from ripple.world.ground_truth import CATEGORIES, ripple_ground_truth
 from ripple.world.queries import Query, fact_query
@@ -41,11 +41,8 @@ MULTIHOP_RELATIONS = ("citizen_of", "born_in", "works_for")
 
 def parse_case_id(case_id) -> tuple[str, str, str]:
     """``"subject|relation|new_object"`` -> its three parts (as :func:`ripple.organism.edits.request_for` makes)."""
-    parts = str(case_id or "").split("|")
-    if len(parts) != 3 or not all(parts):
-        raise RippleError(f"edit case_id {case_id!r} is not 'subject|relation|new_object'; "
-                          "make requests with ripple.organism.edits.request_for or sample_edits")
-    return parts[0], parts[1], parts[2]
+    edit = WorldEdit.require(case_id)
+    return edit.subject, edit.relation, edit.new
 
 
 def condition_query(world: World, fact: Fact) -> Query:

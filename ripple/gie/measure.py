@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ripple.arch import get_spec
+from ripple.arch import act_name, get_spec
 from ripple.errors import RippleError
 from ripple.probes.record import record
 from ripple.probes.sets import ProbeItem
@@ -80,8 +80,8 @@ def measure_items(model, tok, spec, items: Sequence[ProbeItem], layers: Sequence
     first = next_token_logits(model, tok, prompts, batch_size).argmax(-1).tolist()
     scored = answer_logprobs(model, tok, [(p, item.answer) for p, item in zip(prompts, items)], batch_size)
     return ItemState(ids=tuple(item.id for item in items),
-                     reps={layer: cache[f"blocks.{layer}.out@{POSITION}"] for layer in layers},
+                     reps={layer: cache[act_name(layer, "out", POSITION)] for layer in layers},
                      greedy=tuple(tok.decode([t]).strip() for t in first),
                      logp=torch.tensor([lp for lp, _ in scored], dtype=torch.float64),
                      correct=tuple(ok for _, ok in scored),
-                     last={layer: cache[f"blocks.{layer}.out@last"] for layer in layers})
+                     last={layer: cache[act_name(layer, "out", "last")] for layer in layers})

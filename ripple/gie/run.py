@@ -1,7 +1,8 @@
 """One edit's GIE end to end: measure, edit, measure, restore bit-exactly, build the graph.
 
->>> # doctest: +SKIP
->>> graph, profile = gie_for_edit(model, tok, spec, items, request, "rome", hp, ctx, layers=[5, 10])
+::
+
+    graph, profile = gie_for_edit(ctx, "rome", hp, items, request, layers=[5, 10])
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ from collections.abc import Iterable, Sequence
 
 import networkx as nx
 
-from ripple.arch import get_spec
-from ripple.editing.methods import EditContext
+from ripple.editing.context import EditContext
 from ripple.editing.requests import EditRequest
-from ripple.editing.session import run_edits
+from ripple.editing.session import edited
 from ripple.errors import RippleError
 from ripple.gie.graph import build_graph, ripple_profile
 from ripple.gie.measure import measure_items
@@ -43,25 +43,22 @@ def drift_position(hp) -> str:
     return "last" if getattr(hp, "fact_token", "subject_last") == "last" else "subject_last"
 
 
-def gie_for_edit(model, tok, spec, items: Sequence[ProbeItem], request: EditRequest, method: str, hp,
-                 ctx: EditContext, layers: Sequence[int] | None = None, k: int = 5, edited_id: str | None = None,
+def gie_for_edit(ctx: EditContext, method: str, hp, items: Sequence[ProbeItem], request: EditRequest,
+                 layers: Sequence[int] | None = None, k: int = 5, edited_id: str | None = None,
                  expected: Iterable[str] = (), layer: int | None = None, position: str | None = None,
                  force: bool = False) -> tuple[nx.Graph, dict]:
     """Measure ``items``, apply ``request`` with ``method``, measure again and undo the edit exactly
     (also on error); returns the GIE graph and its ripple profile (``expected``: ids that should change).
     By default drift is read at the last layer the edit writes (``layer`` overrides) and at the
     edit's fact token (``position`` overrides: ``subject_last`` or ``last``)."""
+    model, tok, spec = ctx.model, ctx.tok, ctx.spec
     items = list(items)
-    spec = get_spec(model) if spec is None else spec
     edit_layers = hp.layers_for(spec.n_layers(model))
     position = drift_position(hp) if position is None else position
     target = find_edited_item(items, request, edited_id)
     before = measure_items(model, tok, spec, items, layers)
-    run = run_edits(ctx, method, [request], hp, force=force)
-    try:
+    with edited(ctx, method, [request], hp, force=force):
         after = measure_items(model, tok, spec, items, layers)
-    finally:
-        run.restore(ctx)
     graph = build_graph(items, before, after, target, k=k, layer=layer, edit_layers=edit_layers, position=position)
     graph.graph["method"] = method
     return graph, ripple_profile(graph, expected)

@@ -1,8 +1,10 @@
 """Which probe items an organism edit rewrites and which it must change, from the world.
 
->>> # doctest: +SKIP
->>> edit = world_edit(world, request)          # (subject, relation, new, old) entity ids, or None
->>> expected_changes(world, edit, items)       # ids of items the ground truth says must change
+::
+
+    edit = world_edit(world, request)          # (subject, relation, new, old) entity ids, or None
+    expected_changes(world, edit, items)       # ids of items the ground truth says must change
+    edited_fact_id(world, request, items)      # the id of the probe item the request rewrites
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 def world_edit(world, request) -> tuple[str, str, str, str] | None:
     """``(subject, relation, new, old)`` entity ids of an organism request (case_id
     ``subject|relation|new``; old: the current object named ``target_true``, else the first)."""
-    if world is None or not request.case_id or request.case_id.count("|") != 2:
+    from ripple.world.edits import WorldEdit
+
+    edit = WorldEdit.of(request)
+    if world is None or edit is None:
         return None
-    subject, relation, new = request.case_id.split("|")
+    subject, relation, new = edit.subject, edit.relation, edit.new
     olds = world.objects(subject, relation) if subject in world.entities else []
     if not olds:
         return None
@@ -30,3 +35,15 @@ def expected_changes(world, edit, items) -> set[str]:
     gt = ripple_ground_truth(world, *edit)
     keys = {(q.subject, q.relation) for q in gt if q.must_change}
     return {item.id for item in items if (item.subject, item.relation) in keys}
+
+
+def edited_fact_id(world, request, items) -> str | None:
+    """The id of the world fact ``request`` rewrites (``subject|relation|old``) when ``items`` has
+    that item, else None."""
+    edit = world_edit(world, request)
+    if edit is None:
+        return None
+    from ripple.world.edits import fact_id
+
+    fid = fact_id(edit[0], edit[1], edit[3])
+    return fid if fid in {item.id for item in items} else None

@@ -14,7 +14,8 @@ import random
 from ripple.editing.requests import EditRequest
 from ripple.world.corpus import CorpusConfig, training_text
 from ripple.world.generate import World
-from ripple.world.queries import fill
+from ripple.tokens import fill
+from ripple.world.edits import WorldEdit
 from ripple.world.schema import RELATIONS
 
 EDITABLE = ("born_in", "citizen_of", "works_for", "studied_at")
@@ -30,7 +31,7 @@ def request_for(world: World, subject: str, relation: str, new_object: str, max_
     return EditRequest(prompt=rel.templates[0], subject=name, target_new=world.name(new_object),
                        target_true=world.name(old), paraphrase_prompts=tuple(paraphrases),
                        neighborhood_prompts=tuple(fill(rel.templates[0], world.name(s)) for s in neighbours),
-                       case_id=f"{subject}|{relation}|{new_object}")
+                       case_id=WorldEdit(subject, relation, new_object).case_id)
 
 
 def complete_from_world(world: World, request: EditRequest) -> EditRequest:
@@ -80,9 +81,10 @@ def specificity_queries(world: World, request: EditRequest):
     each (the request's ``case_id`` is ``subject|relation|new_object``, as :func:`request_for` makes)."""
     from ripple.world.ground_truth import ripple_ground_truth
 
-    subject, relation, new = request.case_id.split("|")
-    qs = [q for q in ripple_ground_truth(world, subject, relation, new) if q.category == "relation_specificity"]
-    return qs[:: len(RELATIONS[relation].templates)]  # five templates per relation, in order: the first of each
+    edit = WorldEdit.require(request)
+    qs = [q for q in ripple_ground_truth(world, edit.subject, edit.relation, edit.new)
+          if q.category == "relation_specificity"]
+    return qs[:: len(RELATIONS[edit.relation].templates)]  # five templates per relation, in order: the first of each
 
 
 def world_corpus(world: World) -> list[str]:

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from ripple.arch import get_spec, resolve_site
+from ripple.arch import act_name, get_spec, resolve_site
 from ripple.errors import RippleError
 from ripple.io import prepare_out_dir
 from ripple.probes.cache import ActivationCache
 from ripple.probes.sets import ProbeItem
 from ripple.scoring import pad_ids
-from ripple.tokens import subject_token_span
+from ripple.tokens import subject_token_span, text_ids
 from ripple.trace import SiteTrace
 
 POSITIONS = ("subject_first", "subject_last", "last")
@@ -37,7 +37,7 @@ def encode_items(tok, items: Sequence[ProbeItem]) -> tuple[list[list[int]], dict
     """Token ids of each rendered prompt (no special tokens) and the index of every position."""
     ids, where = [], {p: [] for p in POSITIONS}
     for item in items:
-        ids.append(tok(item.rendered, add_special_tokens=False)["input_ids"])
+        ids.append(text_ids(tok, item.rendered))
         start, end = subject_token_span(tok, item.prompt, item.subject)
         where["subject_first"].append(start)
         where["subject_last"].append(end - 1)
@@ -91,7 +91,7 @@ def _site_names(spec, sites, layers) -> list[str]:
         raise RippleError(f"unknown site kind {unknown[0]!r}; record one of {', '.join(SITE_KINDS)} "
                           "(block-relative, e.g. sites=('out', 'mlp.key'))")
     layers = range(spec.depth) if layers is None else layers
-    names = [f"blocks.{i}.{s}" for i in layers for s in sites]
+    names = [act_name(i, s) for i in layers for s in sites]
     for name in names:
         resolve_site(spec, name)  # one-line error for a layer out of range
     return names
@@ -115,7 +115,7 @@ def record(model, tok, spec, items: Sequence[ProbeItem], sites: Sequence[str] = 
         for n, (item_ids, ids, mask, where) in enumerate(batches):
             with SiteTrace(model, spec, names, stop=True) as st:
                 model(input_ids=ids, attention_mask=mask, use_cache=False)
-            chunk = ActivationCache({f"{name}@{p}": _gather(st[name], where[p]) for name in names
+            chunk = ActivationCache({act_name(None, name, p): _gather(st[name], where[p]) for name in names
                                      for p in positions}, item_ids)
             if out_dir is None:
                 chunks.append(chunk)
@@ -143,12 +143,12 @@ def plain_hidden_states(model, tok, items: Sequence[ProbeItem], batch_size: int 
     Sites are ``blocks.{i}.out@{position}`` for every block but the last, and ``final_norm@{position}``
     (HF's last hidden state is the final norm applied to the last block's output).
     """
-    names = [f"blocks.{i}.out" for i in range(get_spec(model).depth - 1)] + ["final_norm"]
+    names = [act_name(i, "out") for i in range(get_spec(model).depth - 1)] + ["final_norm"]
     chunks = []
     with _inference(model):
         for item_ids, ids, mask, where in _batches(model, tok, items, positions, batch_size):
             out = model(input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True)
-            chunks.append(ActivationCache({f"{name}@{p}": _gather(h, where[p])
+            chunks.append(ActivationCache({act_name(None, name, p): _gather(h, where[p])
                                            for name, h in zip(names, out.hidden_states[1:]) for p in positions},
                                           item_ids))
     return ActivationCache.concat(chunks)

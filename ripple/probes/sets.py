@@ -24,6 +24,8 @@ from pathlib import Path
 
 from ripple.errors import RippleError
 from ripple.io import atomic_write_text
+from ripple.tokens import fill
+from ripple.world.edits import fact_id
 
 LINK_TYPES = ("same_subject", "object_is_subject", "same_object", "inverse")
 REQUIRED = ("id", "subject", "relation", "prompt", "answer")
@@ -53,7 +55,7 @@ class ProbeItem:
     @property
     def rendered(self) -> str:
         """The prompt with the subject filled in."""
-        return self.prompt.replace("{}", self.subject)
+        return fill(self.prompt, self.subject)
 
     def to_json(self) -> dict:
         out = {k: getattr(self, k) for k in REQUIRED}
@@ -158,7 +160,7 @@ def facts_probe_set(facts: Sequence[tuple[str, str, str]], templates: Mapping[st
     - ``inverse``: the fact ``(object, r2, subject)`` for ``r2`` in ``inverses[relation]``.
     """
     facts = list(dict.fromkeys(facts))
-    ids = [f"{s}|{r}|{o}" for s, r, o in facts]
+    ids = [fact_id(s, r, o) for s, r, o in facts]
     by_subject: dict[str, list[int]] = {}
     by_rel_object: dict[tuple[str, str], list[int]] = {}
     index = {fact: i for i, fact in enumerate(facts)}
@@ -192,3 +194,13 @@ def slug(text: str) -> str:
     """An id-safe key: ``"São Paulo"`` -> ``"sao_paulo"``."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return "_".join("".join(c if c.isalnum() else " " for c in ascii_text.lower()).split())
+
+
+def probe_items(probes: str | None, world) -> list[ProbeItem]:
+    """The probe set of a file (``probes``), else every fact of the model's world."""
+    if probes is not None:
+        return load_probe_set(probes)
+    if world is None:
+        raise RippleError("this model has no world.json to build probes from; pass --probes FILE "
+                          "(a probe set JSONL)")
+    return world_probe_set(world)

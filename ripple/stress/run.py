@@ -18,24 +18,30 @@ The **collapse point** is the first checkpoint whose perplexity ratio reaches th
 first whose lm-eval task score falls below half the unedited model's (``task_floor``). The model is restored bit-exactly
 after each method, so every method starts from the same weights and gets the same edits.
 
->>> # doctest: +SKIP
->>> curve = stress_method(ctx, "memit+rect", stream, every=100, checkpoints=Checkpoints(...))
->>> curve["collapse"]
-{'edits': 400, 'perplexity_ratio': 3.4}
+::
+
+    setup = load_setup("organism")
+    result = run_stress(setup, ["memit", "memit+rect"], stress_stream(setup, 1000), every=100)
+    result.curves["memit+rect"]["collapse"]      # {'edits': 400, 'perplexity_ratio': 3.4} or None
 """
 
 from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass
 
-from ripple.editing.hparams import resolve_hparams
-from ripple.editing.session import run_edits
+from ripple.arch import mlp_out_param
+from ripple.editing.editor import get_editor
+from ripple.editing.requests import load_requests, validate_for_model
+from ripple.editing.session import edited
 from ripple.errors import RippleError
+from ripple.evaluate.perplexity import general_sentences_for
 from ripple.evaluate.perplexity import sentence_perplexities
 from ripple.evaluate.ripple_scores import category_totals, plan_ripple, score_ripple
 from ripple.scoring import answer_logprobs, query_correct
-from ripple.stress.stream import fact_of, latest_edits
+from ripple.stress.stream import edit_stream, fact_of, latest_edits
+from ripple.world.edits import WorldEdit
 from ripple.world.queries import fact_query
 from ripple.world.schema import RELATIONS
 
@@ -49,6 +55,7 @@ def parse_method(name: str) -> tuple[str, float | None]:
     base, _, extra = name.partition("+")
     if not extra:
         return base, None
+    get_editor(base)
     key, _, value = extra.partition("=")
     if key != "rect":
         raise RippleError(f"unknown method option {extra!r} in {name!r}; the only one is +rect or +rect=SHARE")
@@ -85,7 +92,7 @@ class Checkpoints:
     def __init__(self, model, tok, world, stream, sentences, bridge=None, n_untouched=300, n_tracked=20,
                  collapse_ratio: float = COLLAPSE_RATIO, spec=None):
         self.model, self.tok, self.stream, self.sentences, self.bridge = model, tok, stream, sentences, bridge
-        names = [spec.block(i, spec.mlp_out) + ".weight" for i in range(spec.n_layers(model))] if spec else []
+        names = [mlp_out_param(spec, i) for i in range(spec.n_layers(model))] if spec else []
         self.w0 = {n: model.get_parameter(n).detach().float().clone() for n in names}
         self.collapse_ratio = collapse_ratio
         self.untouched = untouched_queries(world, stream, n_untouched) if world is not None else []
@@ -147,18 +154,16 @@ def collapse_points(rows: list[dict], collapse_ratio: float = COLLAPSE_RATIO, ta
             "collapse_rule": {"perplexity_ratio": collapse_ratio, "task_floor": task_floor}}
 
 
-def stress_method(ctx, name: str, stream, every: int, checkpoints: Checkpoints, hparams_file=None,
-                  overrides=(), on_checkpoint=None, task_floor: float = TASK_FLOOR) -> dict:
-    """Apply ``stream`` with method ``name`` (``+rect`` allowed) one edit at a time, measuring every
-    ``every`` edits; the model is restored exactly before returning (also on error)."""
+def stress_method(setup, name: str, stream, every: int, checkpoints: Checkpoints, overrides=(),
+                  on_checkpoint=None, task_floor: float = TASK_FLOOR) -> dict:
+    """Apply ``stream`` with method ``name`` (``+rect`` allowed) one edit at a time on ``setup``'s
+    model, measuring every ``every`` edits; the model is restored exactly before returning (also on
+    error)."""
     method, rect = parse_method(name)
-    model, spec = ctx.model, ctx.spec
-    hp = resolve_hparams(method, spec.model_type, spec.n_layers(model), model_dir=model.name_or_path,
-                         json_file=hparams_file, overrides=[*overrides, *([f"rect={rect}"] if rect else [])])
+    hp = setup.hparams_for(method, [*overrides, *([f"rect={rect}"] if rect else [])])
     rows = [checkpoints.measure(0)]
     if on_checkpoint:
         on_checkpoint(name, rows[-1])
-    over_guard = []
     t0 = time.perf_counter()
     measure_s = 0.0
 
@@ -171,17 +176,61 @@ def stress_method(ctx, name: str, stream, every: int, checkpoints: Checkpoints, 
             if on_checkpoint:
                 on_checkpoint(name, rows[-1])
 
-    run = run_edits(ctx, method, stream, hp, mode="sequential", force=True, on_step=step)
-    try:
-        for i, d in enumerate(run.deltas, 1):
-            worst = max(d.info.get("norm_ratios", {}).values(), default=0.0)
-            if worst > hp.max_update_ratio:
-                over_guard.append(i)
-    finally:
-        run.restore(ctx)
+    with edited(setup.ctx, method, stream, hp, mode="sequential", force=True, on_step=step) as run:
+        over_guard = [i for i, d in enumerate(run.deltas, 1)
+                      if max(d.info.get("norm_ratios", {}).values(), default=0.0) > hp.max_update_ratio]
     seconds = time.perf_counter() - t0
     return {"method": method, "rect": rect, "checkpoints": rows,
             **collapse_points(rows, checkpoints.collapse_ratio, task_floor),
             "guard_exceeded": {"count": len(over_guard), "first": over_guard[0] if over_guard else None,
                                "limit": hp.max_update_ratio},
             "timing": {"seconds": seconds, "measure_seconds": measure_s}}
+
+
+def stress_stream(setup, n: int, edit_file=None, seed: int = 0) -> tuple[list, object]:
+    """The first ``n`` edits of ``edit_file``, else ``n`` sampled from the model's world (going
+    round its facts again); also the world to score ripple categories with (None when the edits
+    are not world edits)."""
+    world = setup.world
+    if edit_file:
+        stream = load_requests(edit_file)[:n]
+        if world is not None:
+            from ripple.organism.edits import complete_from_world
+
+            stream = [complete_from_world(world, r) for r in stream]
+        if any(r.target_true is None for r in stream):
+            raise RippleError(f"{edit_file}: every request needs target_true (the object it replaces)")
+        if world is None or any(WorldEdit.of(r) is None for r in stream):
+            world = None  # ripple categories need world edits
+    elif world is None:
+        raise RippleError("this model has no world.json to sample edits from; pass --edit-file FILE")
+    else:
+        stream = edit_stream(world, n, seed=seed)
+    validate_for_model(stream, setup.tok)
+    return stream, world
+
+
+@dataclass
+class StressResult:
+    curves: dict  # method name -> curve (checkpoints, collapse points, guard count)
+    timing: dict  # method name -> seconds (kept out of the curves so reruns match)
+
+
+def run_stress(setup, names, stream, every: int, world=None, tasks=(), limit: int | None = None,
+               collapse_ratio: float = COLLAPSE_RATIO, task_floor: float = TASK_FLOOR, overrides=(),
+               on_checkpoint=None) -> StressResult:
+    """Every method of ``names`` over the same ``stream`` from the same weights (see the module
+    docstring); ``world``: score ripple categories and untouched facts from it (None: skip them)."""
+    bridge = None
+    if tasks:
+        from ripple.evaluate.lm_eval_bridge import LmEvalBridge
+
+        bridge = LmEvalBridge(setup.model, setup.tok, list(tasks), world=world, limit=limit)
+    checkpoints = Checkpoints(setup.model, setup.tok, world, stream, general_sentences_for(world), bridge,
+                              collapse_ratio=collapse_ratio, spec=setup.spec)
+    curves, timing = {}, {}
+    for name in names:
+        curve = stress_method(setup, name, stream, every, checkpoints, overrides, on_checkpoint, task_floor)
+        timing[name] = curve.pop("timing")
+        curves[name] = curve
+    return StressResult(curves, timing)

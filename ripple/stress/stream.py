@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from ripple.editing.requests import EditRequest
 from ripple.organism.edits import EDITABLE, request_for
+from ripple.world.edits import WorldEdit
 from ripple.world.generate import World
 from ripple.world.schema import RELATIONS
 
@@ -24,10 +25,8 @@ from ripple.world.schema import RELATIONS
 def fact_of(request: EditRequest) -> tuple[str, str]:
     """The fact a request rewrites: (subject id, relation) for a world edit (case_id
     ``subject|relation|new``), else (subject, prompt)."""
-    parts = (request.case_id or "").split("|")
-    if len(parts) == 3 and all(parts):
-        return parts[0], parts[1]
-    return request.subject, request.prompt
+    edit = WorldEdit.of(request)
+    return edit.fact if edit is not None else (request.subject, request.prompt)
 
 
 def edit_stream(world: World, n: int, seed: int = 0, relations=EDITABLE) -> list[EditRequest]:

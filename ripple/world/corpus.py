@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 
 from ripple.world.generate import World
-from ripple.world.queries import fill
+from ripple.tokens import fill
 from ripple.world.schema import ALIAS_TEMPLATES, RELATIONS, TWO_HOPS
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from ripple.errors import RippleError
 from ripple.world.generate import Fact, World
-from ripple.world.queries import fill
+from ripple.tokens import fill
 from ripple.world.schema import RELATIONS, TWO_HOPS
 
 MUST_CHANGE = ("edit", "logical_generalization", "compositionality_1", "compositionality_2", "subject_aliasing")

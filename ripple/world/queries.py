@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from ripple.world.generate import World
 from ripple.world.schema import RELATIONS, TWO_HOPS
+from ripple.tokens import fill
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,6 @@ class Query:
     relation: str
     template: str
     meta: dict = field(default_factory=dict, compare=False, hash=False)
-
-
-def fill(template: str, subject: str) -> str:
-    return template.replace("{}", subject)
 
 
 def fact_query(world: World, subject_id: str, relation: str, template: str, subject_text: str | None = None,

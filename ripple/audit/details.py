@@ -1,0 +1,57 @@
+"""The JSON-ready details of an audit that the report shows (beside the verdict's metrics):
+per-edit metrics, ripple categories, the GIE profile, the most affected probe items, perplexity,
+update norms and lm-eval scores. :mod:`ripple.audit.render` turns them into Markdown and HTML."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from ripple.audit.metrics import mean
+from ripple.editing.metrics import aggregate
+from ripple.evaluate.ripple_scores import category_totals
+from ripple.probes.sets import ProbeItem
+
+MOST_AFFECTED = 12
+
+
+def most_affected(graph: nx.Graph, items: list[ProbeItem], edited: set[str], expected: set[str],
+                  swaps: set[str], n: int = MOST_AFFECTED) -> list[dict]:
+    """The ``n`` probe items the edit moved most: changed answers first, then by |Δ log p| and drift."""
+    rendered = {item.id: item.rendered for item in items}
+    rows = []
+    for node, d in graph.nodes(data=True):
+        role = "edited" if node in edited else "expected" if node in expected else (
+            "answer swap" if node in swaps else "unintended" if d["changed"] else "kept")
+        rows.append({"id": node, "prompt": rendered[node], "answer": d["answer"],
+                     "before": d["answer_before"], "after": d["answer_after"], "changed": d["changed"],
+                     "role": role, "delta_logp": round(d["delta_logp"], 4), "drift": round(d["drift"], 5),
+                     "hops": d["hops"]})
+    rows.sort(key=lambda r: (not r["changed"], -abs(r["delta_logp"]), -r["drift"], r["id"]))
+    return rows[:n]
+
+
+def report_details(mode: str, requests, plan, before, after, changes, graphs, profiles, metrics: dict,
+                   norms: dict, k: int, position: str, world, bridge=None) -> dict:
+    """The report's details of one audit (see the module docstring)."""
+    ripple_sum = category_totals(after.ripple) if after.ripple else None
+    first = profiles[0]
+    return {
+        "mode": mode,
+        "per_edit": [{"case_id": r.case_id, "subject": r.subject, "prompt": r.rendered, "target_new": r.target_new,
+                      "target_true": r.target_true, "before": b, "after": a}
+                     for r, b, a in zip(requests, before.requests, after.requests)],
+        "edit_metrics": {"before": aggregate(before.requests), "after": aggregate(after.requests)},
+        "ripple": None if ripple_sum is None else {
+            **ripple_sum, "per_edit": [{"case_id": r["case_id"], "categories": r["categories"]} for r in after.ripple]},
+        "gie": {"n_probes": len(plan.items), "layer": first["layer"], "position": position, "k": k,
+                "edited_ids": plan.target_ids, "expected": sorted(plan.expected), "unintended": changes.unintended,
+                "n_changed": len(changes.changed), "answer_swaps": sorted(changes.swaps), "by_hop": first["by_hop"],
+                "by_sim_rank": first["by_sim_rank"],
+                "per_edit": [{"edited_id": p["edited_id"], **p["summary"]} for p in profiles]},
+        "most_affected": most_affected(graphs[0], plan.items, set(plan.target_ids), plan.expected, changes.swaps),
+        "perplexity": {"n_sentences": len(before.perplexities), "source": "world" if world is not None else "english",
+                       "before": mean(before.perplexities), "after": mean(after.perplexities),
+                       "ratio": metrics["perplexity_ratio"]},
+        "update_norms": norms,
+        "lm_eval": None if bridge is None else {"tasks": bridge.tasks, "before": before.tasks, "after": after.tasks},
+    }

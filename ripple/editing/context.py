@@ -1,0 +1,57 @@
+"""What editors share across calls on one model: :class:`EditContext`.
+
+::
+
+    ctx = EditContext(model, tok, spec, corpus=world_text)
+    C = ctx.C(layer, hp)                    # key second moment, computed once (and cached on disk)
+    ctx.editor_state("alphaedit")           # an editor's running state between sequential edits
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ripple.editing.compute import context_templates
+from ripple.editing.stats import second_moment
+
+
+@dataclass
+class EditContext:
+    """The model, the statistics corpus, cached statistics and prefixes, and each editor's running
+    state (``state[name]``: e.g. AlphaEdit's sums of earlier edits' keys). The sandbox
+    (:func:`ripple.editing.session.edited`) rolls ``state`` back with the weights."""
+
+    model: torch.nn.Module
+    tok: object
+    spec: object
+    corpus: list[str]
+    use_disk_cache: bool = True
+    state: dict = field(default_factory=dict)
+    _C: dict = field(default_factory=dict)
+    _contexts: dict = field(default_factory=dict)
+
+    def C(self, layer: int, hp) -> torch.Tensor:
+        """Second moment at ``layer``, ridge-regularized (``C_reg`` relative to its mean eigenvalue)."""
+        key = (layer, hp.stats_samples)
+        if key not in self._C:
+            self._C[key] = second_moment(self.model, self.tok, self.spec, layer, self.corpus, hp.stats_samples,
+                                         use_cache=self.use_disk_cache)
+        C = self._C[key]
+        return C + hp.C_reg * C.diagonal().mean() * torch.eye(C.shape[0], dtype=C.dtype)
+
+    def contexts(self, hp) -> list[str]:
+        key = (hp.context_prefixes, hp.prefix_tokens, hp.seed)
+        if key not in self._contexts:
+            self._contexts[key] = context_templates(self.model, self.tok, hp.context_prefixes, hp.prefix_tokens,
+                                                    hp.seed)
+        return self._contexts[key]
+
+    def n_layers(self) -> int:
+        return self.spec.n_layers(self.model)
+
+    def editor_state(self, name: str) -> dict:
+        """The running state of editor ``name`` (a dict it owns; empty at first). An editor replaces
+        values in it rather than changing them in place, so a copy of the dict is a snapshot."""
+        return self.state.setdefault(name, {})

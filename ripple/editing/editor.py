@@ -1,0 +1,93 @@
+"""The :class:`Editor` record and the editor registry, :data:`EDITORS`.
+
+An editor is declared once, in its own file under :mod:`ripple.editing.editors`, and everything
+else (the session, the audit, stress, the CLI's help, the benchmarks) reads the registry.
+
+>>> get_editor("rome").one_request_per_solve
+True
+>>> sorted(EDITORS.names())
+['alphaedit', 'emmet', 'ft', 'memit', 'rome']
+>>> get_editor("romee")
+Traceback (most recent call last):
+...
+ripple.errors.RippleError: unknown editing method 'romee'; choose one of alphaedit, emmet, ft, memit, rome (RECT is an option on any of them: rect=0.4)
+
+Adding an editor is one file that builds an :class:`EditDelta` and registers itself::
+
+    @dataclass(frozen=True)
+    class ScaleHParams(RomeHParams):       # layers, fact token, guard, rect: inherited
+        factor: float = 0.01
+
+    def compute(ctx, requests, hp):
+        t0 = time.perf_counter()
+        (layer,) = hp.layers_for(ctx.n_layers())
+        name = mlp_out_param(ctx.spec, layer)
+        W = ctx.model.get_parameter(name).detach().float().cpu()
+        return make_delta(ctx, "scale", requests, hp, {name: hp.factor * W}, {"layers": [layer]}, t0)
+
+    EDITORS.register(Editor("scale", ScaleHParams, compute, one_request_per_solve=True))
+
+(tests/test_editor_registry.py runs such an editor through ``ripple edit`` and ``ripple audit``.)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping
+
+from ripple.editing.delta import EditDelta
+from ripple.editing.solvers import rect_mask
+from ripple.registry import Registry
+
+
+@dataclass(frozen=True)
+class Editor:
+    """One editing method.
+
+    * ``compute(ctx, requests, hp) -> EditDelta`` computes the edit and never changes the model;
+    * ``hparams``: its frozen hyperparameter dataclass (defaults are the dataclass's);
+    * ``arch_defaults``: ``{model_type: {field: value}}`` from the papers' settings;
+    * ``layers_from``: another editor whose per-architecture (and shipped) layer choice this one
+      shares (EMMET takes ROME's layer, AlphaEdit MEMIT's);
+    * ``one_request_per_solve``: several requests go in one after another, never as one batch;
+    * ``after_apply(ctx, requests, hp, delta)``: runs once the delta is applied in a run (AlphaEdit
+      adds the edit's keys to its running statistics, ``ctx.editor_state(name)``).
+    """
+
+    name: str
+    hparams: type
+    compute: Callable[..., EditDelta]
+    one_request_per_solve: bool = False
+    arch_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    layers_from: str | None = None
+    after_apply: Callable[..., None] | None = None
+    summary: str = ""
+
+
+#: Every editor, by name (the built-in ones register when :mod:`ripple.editing.editors` is imported).
+EDITORS: Registry[Editor] = Registry(
+    "editor", builtins="ripple.editing.editors",
+    unknown="unknown editing method {name!r}; choose one of {available} (RECT is an option on any of them: "
+            "rect=0.4)")
+
+
+def get_editor(name: str) -> Editor:
+    """The editor called ``name``; a one-line error listing the available ones otherwise."""
+    return EDITORS.get(name)
+
+
+def editor_help() -> str:
+    """The editors' names for a CLI help text (RECT is an option on each)."""
+    return ", ".join(EDITORS.names()) + " (RECT on any: --rect 0.4 or rect=0.4)"
+
+
+def make_delta(ctx, method: str, requests, hp, deltas: dict, info: dict, t0: float) -> EditDelta:
+    """The :class:`EditDelta` an editor returns: RECT applied when ``hp.rect`` is set (the method is
+    then named ``method+rect``), the requests and hyperparameters recorded, the seconds taken."""
+    if hp.rect is not None:
+        params = dict(ctx.model.named_parameters())
+        deltas = {n: rect_mask(d, params[n].detach().float().cpu(), hp.rect) for n, d in deltas.items()}
+    info["seconds"] = round(time.perf_counter() - t0, 4)
+    return EditDelta(method=method + ("+rect" if hp.rect is not None else ""), deltas=deltas,
+                     requests=[r.to_dict() for r in requests], hparams=asdict(hp), info=info)

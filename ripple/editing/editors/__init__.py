@@ -1,0 +1,11 @@
+"""The built-in editors, one file each; importing this package registers them in
+:data:`ripple.editing.editor.EDITORS`.
+
+* :mod:`.rome`: ROME, one fact at one layer (rank-one closed form);
+* :mod:`.memit`: MEMIT, many facts spread over a range of layers (least squares);
+* :mod:`.emmet`: EMMET, MEMIT's plan with ROME's equality constraint, batched;
+* :mod:`.alphaedit`: AlphaEdit, MEMIT's plan projected onto the null space of preserved keys;
+* :mod:`.ft`: FT-L, constrained fine-tuning of one MLP output projection.
+"""
+
+from ripple.editing.editors import alphaedit, emmet, ft, memit, rome  # noqa: F401 (they register)

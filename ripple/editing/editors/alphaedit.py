@@ -1,0 +1,55 @@
+"""AlphaEdit: MEMIT's plan with the update projected onto the null space of preserved keys.
+
+In a sequential run, each applied edit's keys (as the edited model computes them) join a running
+sum per layer, ``ctx.editor_state("alphaedit")[layer] = Σ K Kᵀ``, which later edits preserve too.
+It takes MEMIT's layer choice.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ripple.editing.compute import fact_keys
+from ripple.editing.editor import EDITORS, Editor, make_delta
+from ripple.editing.editors.memit import MemitHParams, spread
+from ripple.editing.solvers import alphaedit_update, null_space_projector
+
+NAME = "alphaedit"
+
+
+@dataclass(frozen=True)
+class AlphaEditHParams(MemitHParams):
+    null_threshold: float = 1e-2
+    reg: float = 1.0
+
+
+def compute_alphaedit(ctx, requests, hp: AlphaEditHParams):
+    t0 = time.perf_counter()
+    projectors = {}
+    earlier = ctx.editor_state(NAME)
+
+    def solve(layer, R, K):
+        if layer not in projectors:
+            projectors[layer] = null_space_projector(ctx.C(layer, hp), hp.null_threshold)
+        return alphaedit_update(R, K, projectors[layer], earlier.get(layer), hp.reg)
+
+    deltas, info = spread(ctx, requests, hp, solve)
+    info["null_space_dims"] = {str(k): int(round(torch.trace(P).item())) for k, P in projectors.items()}
+    return make_delta(ctx, NAME, requests, hp, deltas, info, t0)
+
+
+def remember_keys(ctx, requests, hp, delta) -> None:
+    """After the edit is applied: add the keys the edited model computes to the running sums
+    (new tensors, so a copy of the state dict is a snapshot)."""
+    state = ctx.editor_state(NAME)
+    for layer in hp.layers_for(ctx.n_layers()):
+        K = fact_keys(ctx.model, ctx.tok, ctx.spec, layer, requests, ctx.contexts(hp), hp.fact_token)
+        state[layer] = state.get(layer, 0) + K @ K.T
+
+
+ALPHAEDIT = EDITORS.register(Editor(
+    NAME, AlphaEditHParams, compute_alphaedit, layers_from="memit", after_apply=remember_keys,
+    summary="MEMIT projected onto the null space of preserved keys (Fang et al. 2025)"))

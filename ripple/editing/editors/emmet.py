@@ -1,0 +1,28 @@
+"""EMMET: the batched equality-constrained form on MEMIT's plan (one request, eps=0: ROME's closed
+form). It takes ROME's layer choice."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ripple.editing.editor import EDITORS, Editor, make_delta
+from ripple.editing.editors.memit import spread
+from ripple.editing.editors.rome import RomeHParams
+from ripple.editing.solvers import emmet_update
+
+
+@dataclass(frozen=True)
+class EmmetHParams(RomeHParams):
+    eps: float = 0.1
+
+
+def compute_emmet(ctx, requests, hp: EmmetHParams):
+    t0 = time.perf_counter()
+    deltas, info = spread(ctx, requests, hp, lambda layer, R, K: emmet_update(R, K, ctx.C(layer, hp), hp.eps))
+    return make_delta(ctx, "emmet", requests, hp, deltas, info, t0)
+
+
+EMMET = EDITORS.register(Editor(
+    "emmet", EmmetHParams, compute_emmet, layers_from="rome",
+    summary="batched equality-constrained edits, ROME's closed form generalized (Gupta et al. 2024)"))

@@ -1,0 +1,72 @@
+"""MEMIT: many facts, spread over a range of layers by least squares against ``lam·C``.
+
+:func:`spread` is MEMIT's plan, which EMMET and AlphaEdit share with their own solves.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ripple.arch import mlp_out_param, out_in_to_storage
+from ripple.editing.compute import fact_keys, optimize_delta, site_values
+from ripple.editing.delta import WeightSnapshot
+from ripple.editing.editor import EDITORS, Editor, make_delta
+from ripple.editing.editors.rome import RomeHParams
+from ripple.editing.solvers import memit_update
+from ripple.arch import act_name
+
+
+@dataclass(frozen=True)
+class MemitHParams(RomeHParams):
+    layer_fracs: tuple[float, ...] = (0.27, 0.3, 0.33, 0.36, 0.4)
+    lam: float = 15000.0  # mom2_update_weight
+
+
+def spread(ctx, requests, hp, solve) -> tuple[dict, dict]:
+    """MEMIT's plan: optimize targets at the last layer's output, then for each layer in order
+    recompute keys and residuals with the model updated so far and solve with
+    ``solve(layer, R, K) -> [out, in] update``. The model is restored before returning."""
+    layers = hp.layers_for(ctx.n_layers())
+    z_site = act_name(layers[-1], "out")
+    contexts = ctx.contexts(hp)
+    timing = {"values": 0.0, "keys": 0.0, "solve": 0.0}
+    t1 = time.perf_counter()
+    opts = [optimize_delta(ctx.model, ctx.tok, ctx.spec, r, z_site, hp, contexts) for r in requests]
+    Z = site_values(ctx.model, ctx.tok, ctx.spec, z_site, requests, hp.fact_token) + torch.stack(
+        [o["delta"] for o in opts], dim=1)
+    timing["values"] = time.perf_counter() - t1
+    deltas = {}
+    params = dict(ctx.model.named_parameters())
+    with WeightSnapshot.take(ctx.model, [mlp_out_param(ctx.spec, layer) for layer in layers]):
+        for i, layer in enumerate(layers):
+            t1 = time.perf_counter()
+            K = fact_keys(ctx.model, ctx.tok, ctx.spec, layer, requests, contexts, hp.fact_token)
+            cur = site_values(ctx.model, ctx.tok, ctx.spec, z_site, requests, hp.fact_token)
+            timing["keys"] += time.perf_counter() - t1
+            t1 = time.perf_counter()
+            R = (Z - cur) / (len(layers) - i)
+            delta_oi = solve(layer, R, K)
+            timing["solve"] += time.perf_counter() - t1
+            name = mlp_out_param(ctx.spec, layer)
+            deltas[name] = out_in_to_storage(delta_oi, ctx.spec).float().contiguous()
+            with torch.no_grad():
+                params[name].add_(deltas[name].to(params[name].dtype))
+    info = {"layers": list(layers), "v_steps": [o["steps"] for o in opts], "timing": timing}
+    return deltas, info
+
+
+def compute_memit(ctx, requests, hp: MemitHParams):
+    t0 = time.perf_counter()
+    deltas, info = spread(ctx, requests, hp, lambda layer, R, K: memit_update(R, K, ctx.C(layer, hp), hp.lam))
+    return make_delta(ctx, "memit", requests, hp, deltas, info, t0)
+
+
+MEMIT = EDITORS.register(Editor(
+    "memit", MemitHParams, compute_memit,
+    arch_defaults={"gpt2": {"layer_fracs": (13 / 47, 14 / 47, 15 / 47, 16 / 47, 17 / 47), "lam": 20000.0},
+                   "gptj": {"layer_fracs": tuple(i / 27 for i in range(3, 9)), "lam": 15000.0},
+                   "llama": {"layer_fracs": tuple(i / 31 for i in range(4, 9))}},
+    summary="many facts over a range of layers, least squares against lam*C (Meng et al. 2023)"))

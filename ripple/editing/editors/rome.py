@@ -1,0 +1,49 @@
+"""ROME: one fact, one layer, the rank-one closed form with the same k* in both places."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ripple.arch import mlp_out_param, out_in_to_storage
+from ripple.editing.compute import fact_keys, optimize_delta
+from ripple.editing.editor import EDITORS, Editor, make_delta
+from ripple.editing.hparams import LayeredHParams
+from ripple.editing.solvers import rank_one_update
+from ripple.errors import RippleError
+from ripple.arch import act_name
+
+
+@dataclass(frozen=True)
+class RomeHParams(LayeredHParams):
+    C_reg: float = 1e-6  # relative ridge on C so that C⁻¹ exists on small corpora
+
+
+def compute_rome(ctx, requests, hp: RomeHParams):
+    """The rank-one update at ``hp``'s layer that writes the optimized value for the request's key."""
+    if len(requests) != 1:
+        raise RippleError("rome edits one fact at a time; edit sequentially or use memit, emmet or alphaedit "
+                          "for a batch")
+    t0 = time.perf_counter()
+    (layer,) = hp.layers_for(ctx.n_layers())[:1]
+    contexts = ctx.contexts(hp)
+    t = {"keys": time.perf_counter()}
+    k = fact_keys(ctx.model, ctx.tok, ctx.spec, layer, requests, contexts, hp.fact_token)[:, 0]
+    t["keys"] = time.perf_counter() - t["keys"]
+    t1 = time.perf_counter()
+    opt = optimize_delta(ctx.model, ctx.tok, ctx.spec, requests[0], act_name(layer, "mlp.out"), hp, contexts)
+    t["values"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    delta_oi = rank_one_update(opt["delta"], ctx.C(layer, hp), k)
+    t["solve"] = time.perf_counter() - t1
+    info = {"layers": [layer], "v_steps": opt["steps"], "v_nll": opt["nll"][-1:], "timing": t}
+    deltas = {mlp_out_param(ctx.spec, layer): out_in_to_storage(delta_oi, ctx.spec).float().contiguous()}
+    return make_delta(ctx, "rome", requests, hp, deltas, info, t0)
+
+
+ROME = EDITORS.register(Editor(
+    "rome", RomeHParams, compute_rome, one_request_per_solve=True,
+    arch_defaults={"gpt2": {"layer_fracs": (17 / 47,)}, "gptj": {"layer_fracs": (5 / 27,)},
+                   "gpt_neox": {"layer_fracs": (0.3,)}, "llama": {"layer_fracs": (5 / 31,)},
+                   "mistral": {"layer_fracs": (5 / 31,)}, "qwen2": {"layer_fracs": (5 / 27,)}},
+    summary="one fact at one layer: the rank-one closed form (Meng et al. 2022)"))

@@ -1,0 +1,129 @@
+"""Everything an editing job needs, loaded once: :func:`load_setup`.
+
+::
+
+    setup = load_setup("organism", "rome", [EditRequest("{} was born in", "Lodro Toudein", "Kraile")])
+    setup.model, setup.hp, setup.requests    # the model, ROME's hyperparameters, the completed request
+    setup.hparams_for("memit")               # another editor's, on the same model
+    with edited(setup.ctx, "rome", setup.requests, setup.hp) as run:
+        ...
+
+The requests are checked against the tokenizer (one-line errors), and on a model with a world
+(the organism's ``world.json``) completed from it: ``target_true``, paraphrases, neighbourhood.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ripple.editing.context import EditContext
+from ripple.editing.hparams import resolve_hparams
+from ripple.editing.requests import validate_for_model
+from ripple.errors import RippleError
+
+
+def world_of(model_path: str):
+    """The world a model was trained on (its ``world.json``; the organism has one), else None."""
+    world_file = Path(model_path) / "world.json"
+    if not world_file.is_file():
+        return None
+    from ripple.organism.evaluate import load_world
+
+    return load_world(world_file)
+
+
+def dataset_corpus(spec: str, limit: int = 20000) -> list[str]:
+    """Text lines of a ``datasets`` dataset (its ``text`` column), e.g. ``wikitext:wikitext-103-raw-v1:train``."""
+    try:
+        import datasets
+    except ImportError:
+        raise RippleError("--stats-corpus hf:... needs the datasets package (pip install datasets); "
+                          "or pass a text file") from None
+    name, config, split = (spec.split(":") + [None, None])[:3]
+    try:
+        ds = datasets.load_dataset(name, config, split=split or "train")
+    except Exception as e:  # offline, unknown name, missing config: all the same to the user
+        raise RippleError(f"cannot load dataset {spec!r} ({type(e).__name__}); make it available locally "
+                          "(HF_DATASETS_OFFLINE needs a cached copy) or pass a text file") from None
+    if "text" not in ds.column_names:
+        raise RippleError(f"dataset {spec!r} has no 'text' column (it has {', '.join(ds.column_names)})")
+    return [t for t in ds["text"][:limit] if t and t.strip()]
+
+
+def stats_corpus(corpus_file: str | None, world) -> list[str]:
+    """The statistics corpus: a user file, a ``hf:NAME[:CONFIG[:SPLIT]]`` dataset, else the
+    world's text (the organism's)."""
+    if corpus_file and corpus_file.startswith("hf:"):
+        return dataset_corpus(corpus_file[3:])
+    if corpus_file:
+        p = Path(corpus_file)
+        if not p.is_file():
+            raise RippleError(f"statistics corpus {p} does not exist; pass a text file with one passage a line")
+        lines = [x.strip() for x in p.read_text().splitlines() if x.strip()]
+        if not lines:
+            raise RippleError(f"statistics corpus {p} is empty; pass a text file with one passage a line")
+        return lines
+    if world is not None:
+        from ripple.organism.edits import world_corpus
+
+        return world_corpus(world)
+    raise RippleError("this model has no world.json; pass --stats-corpus FILE with general text for the "
+                      "MLP key statistics")
+
+
+@dataclass
+class EditSetup:
+    """The model, its world (or None), the editing context and, for one editor, its
+    hyperparameters and the checked, completed requests."""
+
+    model: object
+    tok: object
+    spec: object
+    world: object
+    ctx: EditContext | None = None
+    method: str | None = None
+    hp: object = None
+    requests: list = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what the request check found (not errors)
+    hparams_file: str | None = None
+
+    def hparams_for(self, method: str, overrides=()):
+        """``method``'s hyperparameters on this model (its shipped file, then ``hparams_file``, then
+        ``overrides``)."""
+        return resolve_hparams(method, self.spec.model_type, self.spec.n_layers(self.model),
+                               model_dir=self.model.name_or_path, json_file=self.hparams_file,
+                               overrides=list(overrides))
+
+    def complete(self, requests) -> list:
+        """``requests`` checked against the tokenizer and completed from the world (when there is one);
+        warnings (an edit the model already makes) go to ``self.warnings``."""
+        self.warnings += validate_for_model(requests, self.tok, self.model)
+        if self.world is None:
+            return list(requests)
+        from ripple.organism.edits import complete_from_world
+
+        return [complete_from_world(self.world, r) for r in requests]
+
+    def make_context(self, stats_corpus_file: str | None = None) -> EditContext:
+        """Build ``self.ctx`` with the statistics corpus (a file, ``hf:NAME``, else the world's text)."""
+        self.ctx = EditContext(self.model, self.tok, self.spec, stats_corpus(stats_corpus_file, self.world))
+        return self.ctx
+
+
+def load_setup(model: str = "organism", method: str | None = None, requests=(), hparams_file: str | None = None,
+               overrides=(), stats_corpus_file: str | None = None, context: bool = True) -> EditSetup:
+    """Load ``model`` ('organism', a local directory or a hub id), resolve ``method``'s
+    hyperparameters (when given), check and complete ``requests``, and build the context with the
+    statistics corpus (``context=False``: later, with :meth:`EditSetup.make_context`); one-line
+    :class:`~ripple.errors.RippleError` for every bad input."""
+    from ripple.loading import load_model
+
+    model_, tok, spec = load_model(model)
+    setup = EditSetup(model_, tok, spec, world_of(model_.name_or_path), hparams_file=hparams_file)
+    if method is not None:
+        setup.method, setup.hp = method, setup.hparams_for(method, overrides)
+    setup.requests = setup.complete(requests) if requests else []
+    if context:
+        setup.make_context(stats_corpus_file)
+    return setup
