@@ -33,29 +33,25 @@ def parse_grid(grid: str) -> list[tuple[str, list[str]]]:
     return [(method, list(combo)) for combo in itertools.product(*options)]
 
 
-def run_sweep(model, tok, spec, world, requests, configs, extra=()) -> list[dict]:
-    from ripple.editing.hparams import resolve_hparams
-    from ripple.editing.methods import EditContext
+def run_sweep(setup, requests, configs, extra=()) -> list[dict]:
     from ripple.editing.metrics import aggregate, request_metrics
-    from ripple.editing.session import run_edits
-    from ripple.organism.edits import specificity_queries, world_corpus
+    from ripple.editing.session import edited
+    from ripple.organism.edits import specificity_queries
     from ripple.scoring import query_correct
 
-    ctx = EditContext(model, tok, spec, world_corpus(world))
+    model, tok, world = setup.model, setup.tok, setup.world
     spec_q = {r.case_id: specificity_queries(world, r) for r in requests}
     known = {cid: query_correct(model, tok, qs) for cid, qs in spec_q.items()}
     rows = []
     for method, overrides in configs:
-        hp = resolve_hparams(method, spec.model_type, spec.n_layers(model), model_dir=model.name_or_path,
-                             overrides=[*extra, *overrides])
+        hp = setup.hparams_for(method, [*extra, *overrides])
         metrics, kept, guarded, t0 = [], [], 0, time.perf_counter()
         for r in requests:
-            run = run_edits(ctx, method, [r], hp, force=True)
-            guarded += max(run.deltas[0].info["norm_ratios"].values()) > hp.max_update_ratio
-            metrics.append(request_metrics(model, tok, r))
-            after = query_correct(model, tok, spec_q[r.case_id])
+            with edited(setup.ctx, method, [r], hp, force=True) as run:
+                guarded += max(run.deltas[0].info["norm_ratios"].values()) > hp.max_update_ratio
+                metrics.append(request_metrics(model, tok, r))
+                after = query_correct(model, tok, spec_q[r.case_id])
             kept += [a for a, k in zip(after, known[r.case_id]) if k]
-            run.restore(ctx)
         agg = aggregate(metrics)
         agg["relation_specificity"] = round(sum(kept) / max(1, len(kept)), 4)
         rows.append({"method": method, "config": " ".join(overrides), **agg, "over_norm_guard": guarded,
@@ -65,10 +61,9 @@ def run_sweep(model, tok, spec, world, requests, configs, extra=()) -> list[dict
 
 
 def main(argv=None) -> None:
+    from ripple.editing.setup import load_setup
     from ripple.io import atomic_write_json, atomic_write_text
-    from ripple.loading import load_model
     from ripple.organism.edits import sample_edits
-    from ripple.organism.evaluate import load_world
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="organism")
@@ -79,11 +74,10 @@ def main(argv=None) -> None:
     ap.add_argument("--set", nargs="*", default=[], help="extra hyperparameter overrides")
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("RIPPLE_THREADS", "1")))
-    model, tok, spec = load_model(args.model)
-    world = load_world(Path(model.name_or_path) / "world.json")
-    requests = sample_edits(world, args.edits, seed=1)
+    setup = load_setup(args.model)
+    requests = sample_edits(setup.world, args.edits, seed=1)
     configs = [c for g in args.grid for c in parse_grid(g)]
-    rows = run_sweep(model, tok, spec, world, requests, configs, args.set)
+    rows = run_sweep(setup, requests, configs, args.set)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / f"edit_sweep_{args.name}.json", rows)

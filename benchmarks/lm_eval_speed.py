@@ -77,7 +77,7 @@ def main() -> int:
     import os
 
     torch.set_num_threads(int(os.environ.get("RIPPLE_THREADS", "1")))
-    from ripple.commands.edit import world_of
+    from ripple.editing.setup import world_of
     from ripple.evaluate.lm_eval_bridge import LmEvalBridge
     from ripple.loading import load_model
 

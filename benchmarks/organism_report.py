@@ -11,8 +11,8 @@ token, the first token after the subject, further tokens, and the last token.
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import random
 import sys
 import time

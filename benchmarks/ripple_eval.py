@@ -14,28 +14,18 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 import torch
 
-METHODS = ("rome", "memit", "emmet", "alphaedit", "ft")
 
-
-def evaluate_method(model, tok, spec, world, ctx, method: str, requests, log=print) -> dict:
-    from ripple.editing.hparams import resolve_hparams
-    from ripple.editing.session import run_edits
+def evaluate_method(setup, method: str, requests, log=print) -> dict:
+    from ripple.editing.session import edited
     from ripple.evaluate.ripple_scores import ripple_eval_many
 
-    hp = resolve_hparams(method, spec.model_type, spec.n_layers(model), model_dir=model.name_or_path)
-
-    def make_run_edit(req):
-        def run_edit():
-            run = run_edits(ctx, method, [req], hp, force=True)
-            return lambda: run.restore(ctx)
-        return run_edit
-
+    hp = setup.hparams_for(method)
     t0 = time.perf_counter()
-    out = ripple_eval_many(model, tok, world, requests, make_run_edit,
+    out = ripple_eval_many(setup.model, setup.tok, setup.world, requests,
+                           lambda req: edited(setup.ctx, method, [req], hp, force=True),
                            on_result=lambda r: log(f"{method} {r['case_id']} edit "
                                                    f"{r['categories']['edit']['accuracy']}"))
     out["seconds_per_edit"] = round((time.perf_counter() - t0) / max(1, len(requests)), 3)
@@ -77,31 +67,26 @@ def render(rows: dict, command: str, n: int) -> str:
 
 
 def main(argv=None) -> None:
-    from ripple.editing.methods import EditContext
-    from ripple.errors import RippleError
+    from ripple.editing.editor import EDITORS, get_editor
+    from ripple.editing.setup import load_setup
     from ripple.io import atomic_write_json, atomic_write_text, prepare_out_dir
-    from ripple.loading import load_model
-    from ripple.organism.edits import sample_edits, world_corpus
+    from ripple.organism.edits import sample_edits
     from ripple.world.schema import RELATIONS
-    from ripple.organism.evaluate import load_world
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="organism")
     ap.add_argument("--n", type=int, default=50, help="edits per editor")
-    ap.add_argument("--methods", nargs="+", default=list(METHODS))
+    ap.add_argument("--methods", nargs="+", default=list(EDITORS.names()))
     ap.add_argument("--out", default="reports")
     ap.add_argument("--relations", nargs="+", default=sorted(RELATIONS),
                     help="relations to sample edits from (default: all, so every RippleEdits category can occur)")
     args = ap.parse_args(argv)
-    bad = [m for m in args.methods if m not in METHODS]
-    if bad:
-        raise RippleError(f"unknown method {bad[0]!r}; choose from {', '.join(METHODS)}")
+    for m in args.methods:
+        get_editor(m)
     torch.set_num_threads(int(os.environ.get("RIPPLE_THREADS", "1")))
-    model, tok, spec = load_model(args.model)
-    world = load_world(Path(model.name_or_path) / "world.json")
-    requests = sample_edits(world, args.n, seed=0, relations=tuple(args.relations))
-    ctx = EditContext(model, tok, spec, world_corpus(world))
-    rows = {m: evaluate_method(model, tok, spec, world, ctx, m, requests) for m in args.methods}
+    setup = load_setup(args.model)
+    requests = sample_edits(setup.world, args.n, seed=0, relations=tuple(args.relations))
+    rows = {m: evaluate_method(setup, m, requests) for m in args.methods}
     out = prepare_out_dir(args.out)
     command = f"python benchmarks/ripple_eval.py --n {args.n} --methods {' '.join(args.methods)} --out {args.out}"
     atomic_write_json(out / "ripple_eval.json", {"command": command, "n": args.n, "methods": rows})

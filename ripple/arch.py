@@ -1,16 +1,20 @@
 """Where things live inside each supported architecture: one table, keyed by ``config.model_type``.
 
 Everything else in ripple names *abstract sites* and asks this module for the module path, so
-no other code ever branches on a model name or a tensor shape::
+no other code ever branches on a model name or a tensor shape:
 
-    >>> from ripple.arch import get_spec, resolve_site, mlp_out_weight, weight_as_out_in
-    >>> spec = get_spec(model)                       # a model, a config, or a model_type string
-    >>> spec.n_layers(model)
-    12
-    >>> resolve_site(spec, "blocks.3.mlp.key")       # the input of the rewritten projection
-    ('transformer.h.3.mlp.c_proj', 'input')
-    >>> W = weight_as_out_in(mlp_out_weight(model, spec, 3), spec)   # always [out, in]
-    >>> value = W @ key                              # ... whatever the storage layout
+>>> spec = get_spec("gpt2")                       # a model, a config, or a model_type string
+>>> resolve_site(spec, "blocks.3.mlp.key")        # the input of the rewritten projection
+('transformer.h.3.mlp.c_proj', 'input')
+>>> mlp_out_param(spec, 3)
+'transformer.h.3.mlp.c_proj.weight'
+
+With a model::
+
+    spec = get_spec(model)
+    spec.n_layers(model)                             # 12
+    W = weight_as_out_in(mlp_out_weight(model, spec, 3), spec)   # always [out, in]
+    value = W @ key                                  # ... whatever the storage layout
 
 Canonical sites (``i`` counts blocks from 0; kind is what resolve_site returns):
 
@@ -143,7 +147,7 @@ def site_names(spec: ArchSpec, n_layers: int | None = None) -> list[str]:
 def resolve_site(spec: ArchSpec, site: str) -> tuple[str, str]:
     """``(module_path, "input" | "output")`` for a canonical site name.
 
-    >>> resolve_site(get_spec(gpt2_model), "blocks.0.attn.out")
+    >>> resolve_site(get_spec("gpt2"), "blocks.0.attn.out")
     ('transformer.h.0.attn', 'output')
     """
     if site in _TOP_SITES:
@@ -166,20 +170,12 @@ def _check_layer(spec: ArchSpec, layer: int) -> int:
     return layer
 
 
-def layer_from_fraction(spec_or_model, frac: float) -> int:
-    """The block at relative depth ``frac`` (0.0 = first, 1.0 = last), halves round up.
+def fraction_to_layer(n_layers: int, frac: float) -> int:
+    """``frac`` of the way through ``n_layers`` blocks (0.0 = first, 1.0 = last), halves round up.
 
-    >>> layer_from_fraction(get_spec(model_with_12_layers), 0.5)
+    >>> fraction_to_layer(12, 0.5)
     6
     """
-    spec = spec_or_model if isinstance(spec_or_model, ArchSpec) else get_spec(spec_or_model)
-    if spec.depth is None:
-        raise RippleError("layer_from_fraction needs a model or a spec from get_spec(model)")
-    return fraction_to_layer(spec.depth, frac)
-
-
-def fraction_to_layer(n_layers: int, frac: float) -> int:
-    """``frac`` of the way through ``n_layers`` blocks (0.0 = first, 1.0 = last), halves round up."""
     if not 0.0 <= frac <= 1.0:
         raise RippleError(f"layer fraction {frac} is outside [0, 1]; pass e.g. 0.5 for mid-depth")
     return int(frac * (n_layers - 1) + 0.5)

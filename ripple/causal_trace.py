@@ -5,12 +5,13 @@ Run the prompt clean, then with Gaussian noise added to the subject's token embe
 output, an MLP output, or an attention output, at one token) inside the corrupted run.
 The indirect effect of a state is P(answer | restored) - P(answer | corrupted).
 
->>> # doctest: +SKIP
->>> from ripple.loading import load_model
->>> model, tok, spec = load_model("organism")
->>> r = causal_trace(model, tok, spec, "{} was born in", "Kalo Miren")
->>> r.effects["mlp"].shape            # [tokens, layers]
-(5, 6)
+::
+
+    from ripple.loading import load_model
+    model, tok, spec = load_model("organism")
+    r = causal_trace(model, tok, spec, "{} was born in", "Kalo Miren")
+    r.effects["mlp"].shape            # [tokens, layers]
+    # -> (5, 6)
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import torch
 
 from ripple.arch import act_name
 from ripple.errors import RippleError
+from ripple.hooks import TraceDict
 from ripple.scoring import first_token_id
 from ripple.tokens import render_prompt, subject_token_span
-from ripple.trace import TraceDict
 
 KINDS = {"hidden": "out", "mlp": "mlp.out", "attn": "attn.out"}  # kind -> block site
 

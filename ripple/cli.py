@@ -23,12 +23,12 @@ def _setup_torch(threads: int | None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ripple.commands import audit, edit, graph, organism, stress, trace
+    from ripple.commands import audit, causal_trace, edit, graph, organism, stress
 
     ap = argparse.ArgumentParser(prog="ripple", description="See what a knowledge edit breaks before you ship it.")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: $RIPPLE_THREADS or 1)")
     sub = ap.add_subparsers(dest="command", required=True)
-    for command in (organism, trace, edit, graph, audit, stress):
+    for command in (organism, causal_trace, edit, graph, audit, stress):
         command.add_parser(sub)
     return ap
 

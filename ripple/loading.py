@@ -1,10 +1,11 @@
 """Load a supported causal LM, its tokenizer and its :class:`~ripple.arch.ArchSpec` in one call.
 
-    >>> from ripple.loading import load_model
-    >>> model, tokenizer, spec = load_model()                    # the bundled organism
-    >>> lm = load_model("/models/gpt2-xl", dtype="float16")     # any local transformers directory
-    >>> lm.spec.mlp_out
-    'mlp.c_proj'
+::
+
+    from ripple.loading import load_model
+    model, tokenizer, spec = load_model()                    # the bundled organism
+    model, tokenizer, spec = load_model("/models/gpt2-xl", dtype="float16")   # a local directory
+    spec.mlp_out                                             # 'mlp.c_proj'
 
 Every failure a user can fix is a one-line :class:`~ripple.errors.RippleError`: a missing path, a
 directory without ``config.json``, an unsupported ``model_type`` (checked from the config before

@@ -1,8 +1,9 @@
 """Batched scoring of prompts and answers, the primitive under every accuracy metric.
 
->>> # doctest: +SKIP
->>> answer_logprobs(model, tok, [("Kalo Miren was born in", "Tesvar")])
-[(-0.01, True)]       # (log P(answer | prompt), answer is the greedy continuation)
+::
+
+    answer_logprobs(model, tok, [("Kalo Miren was born in", "Tesvar")])
+    # -> [(-0.01, True)]       # (log P(answer | prompt), answer is the greedy continuation)
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh) and run the whole test suite offline.
+# Set up (scripts/setup.sh) and run the whole test suite offline: tests/ and the docstring examples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RIPPLE_THREADS=${RIPPLE_THREADS:-1}
-exec .venv/bin/python -m pytest tests "$@"
+exec .venv/bin/python -m pytest "$@"   # testpaths: tests and ripple (docstring examples)

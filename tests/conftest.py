@@ -143,3 +143,21 @@ def hooked_io(model, module_name: str, ids: torch.Tensor) -> tuple[torch.Tensor,
 def word_ids(text: str) -> torch.Tensor:
     """The tiny tokenizer's ids of ``text`` (``w{i}`` is ``i + 3``), by hand, as a [1, n] batch."""
     return torch.tensor([[int(w[1:]) + 3 for w in text.split()]])
+
+
+@pytest.fixture
+def tiny_inputs(tmp_path, monkeypatch, saved_gpt2):
+    """``(model dir, edit.json, probes.jsonl, corpus.txt)`` for the first standard request on a tiny gpt2."""
+    import json
+
+    from ripple.probes.sets import save_probe_set
+
+    from helpers import tiny_probe_items
+
+    monkeypatch.setenv("RIPPLE_CACHE", str(tmp_path / "cache"))
+    path, _ = saved_gpt2
+    edit, probes, corpus = tmp_path / "edit.json", tmp_path / "probes.jsonl", tmp_path / "corpus.txt"
+    edit.write_text(json.dumps(edit_requests()[0].to_dict()))
+    save_probe_set(tiny_probe_items(), probes)
+    corpus.write_text("\n".join(stats_corpus()) + "\n")
+    return path, edit, probes, corpus

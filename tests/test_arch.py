@@ -4,12 +4,22 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import ARCH_TYPES
 
-from ripple.arch import (ARCH_TABLE, get_module, get_spec, layer_from_fraction, mlp_out_weight,
-                         out_in_to_storage, resolve_site, site_names, weight_as_out_in)
+from ripple.arch import (
+    ARCH_TABLE,
+    fraction_to_layer,
+    get_module,
+    get_spec,
+    mlp_out_weight,
+    out_in_to_storage,
+    resolve_site,
+    site_names,
+    weight_as_out_in,
+)
 from ripple.errors import RippleError
-from ripple.trace import SiteTrace, Trace
+from ripple.hooks import SiteTrace, Trace
+
+from conftest import ARCH_TYPES
 
 
 def test_table_covers_exactly_the_supported_types():
@@ -108,9 +118,10 @@ def test_out_in_update_lands_in_storage(tiny_model, model_type):
         mlp_out_weight(model, spec, 5)
 
 
-def test_layer_from_fraction(tiny_model):
+def test_fraction_to_layer(tiny_model):
     model = tiny_model("qwen2")
-    assert [layer_from_fraction(model, f) for f in (0.0, 0.4, 0.6, 1.0)] == [0, 0, 1, 1]
-    assert layer_from_fraction(get_spec(model), 1.0) == 1
+    n = get_spec(model).n_layers(model)
+    assert [fraction_to_layer(n, f) for f in (0.0, 0.4, 0.6, 1.0)] == [0, 0, 1, 1]
+    assert fraction_to_layer(get_spec(model).n_layers(model), 1.0) == 1
     with pytest.raises(RippleError, match="outside"):
-        layer_from_fraction(model, 1.5)
+        fraction_to_layer(n, 1.5)

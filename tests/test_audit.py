@@ -2,8 +2,8 @@
 reports (self-contained HTML, Markdown, JSON), determinism, sandboxing, batch audits, one-line
 errors, and no partial report after an interruption."""
 
-import dataclasses
 import base64
+import dataclasses
 import json
 import re
 from html.parser import HTMLParser
@@ -11,19 +11,17 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from test_cli import assert_one_line_error, cli
-from test_edit_cli import write_jsonl
-from test_gie import tiny_probe_items
-from test_graph_cli import digest, tiny_inputs  # noqa: F401 (a fixture)
 
 from ripple.audit.measure import answer_swaps, audit_edits
 from ripple.audit.policy import DEFAULT_POLICY
 from ripple.audit.run import REPORT_FILES, run_audit
-from ripple.editing.setup import load_setup
 from ripple.editing.requests import EditRequest
+from ripple.editing.setup import load_setup
 from ripple.evaluate.perplexity import general_sentences_for
 from ripple.organism.paths import model_dir
 from ripple.probes.sets import ProbeItem, world_probe_set
+
+from helpers import assert_one_line_error, cli, digest, tiny_probe_items, write_jsonl
 
 BENIGN = ["--prompt", "{} was born in", "--subject", "Lodro Toudein", "--target", "Kraile"]
 # ROME at the subject's last token of layer 0 swaps the subject's identity (reports/edit_sweep_layers.md)

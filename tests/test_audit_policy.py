@@ -10,7 +10,14 @@ import math
 import pytest
 
 from ripple.audit.policy import (
-    DEFAULT_POLICY, Finding, Policy, Rule, Verdict, judge, load_policy, policy_table_markdown,
+    DEFAULT_POLICY,
+    Finding,
+    Policy,
+    Rule,
+    Verdict,
+    judge,
+    load_policy,
+    policy_table_markdown,
 )
 from ripple.errors import RippleError
 

@@ -8,29 +8,16 @@ import torch
 import ripple.organism.paths
 from ripple.arch import get_spec
 from ripple.causal_trace import causal_trace
-from ripple.cli import main
+
+from helpers import assert_one_line_error, cli
 
 PROMPT, SUBJECT = "w10 w11 w12 w13", "w11 w12"
 TRACE_KEYS = {"prompt", "subject", "answer", "tokens", "subject_range", "p_clean", "p_corrupt", "indirect_effect",
               "model", "settings", "mlp_peak_layer_at_last_subject_token", "mlp_peak_effect_at_last_subject_token"}
 
 
-def cli(capfd, *argv):
-    capfd.readouterr()  # drop what fixtures printed (save_pretrained's progress bar)
-    code = main([str(a) for a in argv])
-    out, err = capfd.readouterr()
-    return code, out, err
-
-
 def trace_argv(model, out, prompt=PROMPT, subject=SUBJECT):
     return ["trace", "--model", model, "--prompt", prompt, "--subject", subject, "--out", out, "--samples", 2]
-
-
-def assert_one_line_error(code, err):
-    assert code == 2
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ripple: error:"), err
-    return lines[0]
 
 
 def test_trace_writes_json_and_three_pngs(capfd, saved_gpt2, tiny_tokenizer, tmp_path):

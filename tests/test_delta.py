@@ -11,19 +11,9 @@ from ripple.editing.delta import EditDelta, WeightSnapshot, snapshot_all
 from ripple.editing.requests import EditRequest
 from ripple.errors import RippleError
 
+from helpers import assert_state, state
+
 GPT2_MLP0 = "transformer.h.0.mlp.c_proj.weight"
-
-
-def state(model) -> dict[str, torch.Tensor]:
-    """Every entry of the state dict (gpt2's tied lm_head.weight included), cloned."""
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
-def assert_state(model, expected):
-    now = model.state_dict()
-    assert now.keys() == expected.keys()
-    for k, v in expected.items():
-        assert torch.equal(now[k], v), k
 
 
 def random_delta(model, scale=0.5, seed=0) -> EditDelta:

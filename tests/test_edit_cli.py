@@ -4,11 +4,12 @@ import json
 
 import pytest
 import torch
-from conftest import edit_requests, stats_corpus, word_ids
-from test_cli import assert_one_line_error, cli
 from transformers import AutoModelForCausalLM
 
 from ripple.editing.delta import EditDelta
+
+from conftest import edit_requests, stats_corpus, word_ids
+from helpers import assert_one_line_error, cli, write_jsonl
 
 EDITED = "transformer.h.0.mlp.c_proj.weight"
 CHEAP = ["--set", "v_steps=2", "context_prefixes=0", "stats_samples=300", "layers=(0,)", "--force"]
@@ -22,10 +23,6 @@ def inputs(tmp_path, monkeypatch):
     write_jsonl(edits, [r.to_dict() for r in edit_requests()])
     corpus.write_text("\n".join(stats_corpus()) + "\n")
     return edits, corpus
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def edit_argv(model, edits, out, method="memit", corpus=None):

@@ -7,16 +7,17 @@ import json
 
 import pytest
 import torch
-from conftest import MLP_OUT, edit_requests, hooked_io, make_tiny_model, stats_corpus, word_ids
-from test_delta import assert_state, state
 
 from ripple.arch import SUPPORTED_MODEL_TYPES, get_spec
 from ripple.editing.compute import context_templates, optimize_delta
-from ripple.editing.hparams import resolve_hparams
 from ripple.editing.context import EditContext
 from ripple.editing.editor import EDITORS, get_editor
+from ripple.editing.hparams import resolve_hparams
 from ripple.editing.session import run_edits
 from ripple.errors import RippleError
+
+from conftest import MLP_OUT, edit_requests, hooked_io, make_tiny_model, stats_corpus, word_ids
+from helpers import assert_state, state
 
 SPREAD = ("memit", "emmet", "alphaedit")  # MEMIT's plan over several layers
 

@@ -7,16 +7,18 @@ import math
 import networkx as nx
 import pytest
 import torch
-from conftest import edit_requests, make_tiny_model, stats_corpus, word_ids
 
 from ripple.arch import get_spec
-from ripple.editing.hparams import resolve_hparams
 from ripple.editing.context import EditContext
+from ripple.editing.hparams import resolve_hparams
 from ripple.errors import RippleError
 from ripple.gie import ItemState, build_graph, find_edited_item, gie_for_edit, measure_items, ripple_profile, save_graph
 from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph
 from ripple.probes.record import plain_hidden_states
 from ripple.probes.sets import ProbeItem, ProbeLink
+
+from conftest import edit_requests, make_tiny_model, stats_corpus, word_ids
+from helpers import tiny_probe_items
 
 
 def items_for(n, links=None):
@@ -197,16 +199,6 @@ def test_bad_inputs_raise_one_line_errors():
 
 
 # --- on a tiny model ----------------------------------------------------------------------------
-
-def tiny_probe_items():
-    """The first edit request's fact ("w10 w11" + "{} w20 w21") and six more over the same words."""
-    spec = [("e", "w10 w11", "{} w20 w21", "w51", [("s2", "same_subject")]),
-            ("s2", "w10 w11", "{} w22", "w52", [("e", "same_subject")]),
-            ("n1", "w12 w13", "{} w20 w21", "w53", [("e", "same_object")]),
-            ("n2", "w14", "{} w20 w21", "w54", []), ("n3", "w15 w16", "{} w23", "w55", [("n2", "inverse")]),
-            ("n4", "w30", "w31 {} w32", "w56", []), ("n5", "w51", "{} w24", "w57", [])]
-    return [ProbeItem(i, s, "r", p, a, links=tuple(ProbeLink(t, k) for t, k in links)) for i, s, p, a, links in spec]
-
 
 def test_measure_items_matches_plain_forward(tiny_tokenizer):
     model = make_tiny_model("gpt2")

@@ -2,31 +2,25 @@
 now read where the edit acts), one on a saved tiny gpt2 with a tiny probe file, and one-line errors."""
 
 import contextlib
-import hashlib
 import io
 import json
 
 import networkx as nx
 import pytest
-from conftest import edit_requests, stats_corpus
-from test_cli import assert_one_line_error, cli
-from test_edit_cli import write_jsonl
-from test_gie import tiny_probe_items
 
 from ripple.cli import main
 from ripple.organism.edits import request_for
 from ripple.organism.evaluate import load_world
 from ripple.organism.paths import model_dir
-from ripple.probes.sets import save_probe_set, world_probe_set
+from ripple.probes.sets import world_probe_set
+
+from conftest import edit_requests
+from helpers import assert_one_line_error, cli, digest, tiny_probe_items, write_jsonl
 
 FILES = ("graph.json", "graph.graphml", "ripple_graph.png", "drift_by_hop.png", "drift_vs_similarity.png",
          "summary.json")
 CHEAP = ["--set", "v_steps=2", "context_prefixes=0", "stats_samples=300", "layers=(0,)", "fact_token=last",
          "--force"]
-
-
-def digest(directory) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
 
 
 def node_link(path):
@@ -84,18 +78,6 @@ def test_organism_drift_is_read_where_the_edit_acts(organism_run):
     assert g.nodes[edited]["drift"] > 0
     assert sum(g.nodes[n]["drift"] > 0 for n in g.nodes) > 1
     assert all(g.nodes[n]["drift"] == g.nodes[n]["drift_cos_L5"] for n in g.nodes)
-
-
-@pytest.fixture
-def tiny_inputs(tmp_path, monkeypatch, saved_gpt2):
-    """``(model dir, edit.json, probes.jsonl, corpus.txt)`` for the first standard request on a tiny gpt2."""
-    monkeypatch.setenv("RIPPLE_CACHE", str(tmp_path / "cache"))
-    path, _ = saved_gpt2
-    edit, probes, corpus = tmp_path / "edit.json", tmp_path / "probes.jsonl", tmp_path / "corpus.txt"
-    edit.write_text(json.dumps(edit_requests()[0].to_dict()))
-    save_probe_set(tiny_probe_items(), probes)
-    corpus.write_text("\n".join(stats_corpus()) + "\n")
-    return path, edit, probes, corpus
 
 
 def graph_argv(model, edit, out, probes=None, corpus=None, method="rome"):

@@ -1,11 +1,12 @@
 """ripple_ground_truth on hand-picked edits; every expected answer is found by scanning ``world.facts``."""
 
 import pytest
-from conftest import scan, scan_one
 
 from ripple.errors import RippleError
 from ripple.world.ground_truth import ripple_ground_truth
 from ripple.world.schema import RELATIONS, TWO_HOPS
+
+from conftest import scan, scan_one
 
 
 def by_category(gt, category, relation=None):

@@ -9,7 +9,6 @@ import random
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_model
 
 from ripple.editing.delta import WeightSnapshot
 from ripple.errors import RippleError
@@ -19,6 +18,8 @@ from ripple.evaluate.perplexity import sentence_nlls
 from ripple.loading import load_model
 from ripple.organism.evaluate import load_world
 from ripple.scoring import answer_logprobs
+
+from conftest import make_tiny_model
 
 
 @pytest.fixture(scope="module")

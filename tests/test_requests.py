@@ -4,8 +4,14 @@ import json
 
 import pytest
 
-from ripple.editing.requests import (EditRequest, already_predicts, load_requests, parse_request,
-                                     to_template, validate_for_model)
+from ripple.editing.requests import (
+    EditRequest,
+    already_predicts,
+    load_requests,
+    parse_request,
+    to_template,
+    validate_for_model,
+)
 from ripple.errors import RippleError
 
 PARA = ["Kalo Miren, born long ago, is a citizen of"]

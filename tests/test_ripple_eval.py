@@ -1,6 +1,8 @@
 """RippleEdits / MQuAKE scoring on a hand-made situation: the model is an oracle that answers
 each prompt from a dict, one dict before the edit and one after, so every count is known."""
 
+import contextlib
+
 import pytest
 
 import ripple.evaluate.ripple_scores as RS
@@ -10,6 +12,15 @@ from ripple.world import build_world
 from ripple.world.ground_truth import ripple_ground_truth
 
 WRONG = "nobody"
+
+
+@contextlib.contextmanager
+def undoing(undo):
+    """A sandbox that edits nothing and calls ``undo`` on leaving, however the block ends."""
+    try:
+        yield
+    finally:
+        undo()
 
 
 class Oracle:
@@ -70,10 +81,14 @@ def test_counts_and_accuracies_exact(situation, monkeypatch):
         after[q.prompt] = WRONG
     undone = []
 
+    @contextlib.contextmanager
     def run_edit():
         assert oracle.calls, "the before-edit checks must run before the edit"
         oracle.answer = after
-        return lambda: undone.append(True)
+        try:
+            yield
+        finally:
+            undone.append(True)
 
     res = RS.ripple_eval(None, None, w, req, run_edit)
     assert undone == [True]
@@ -111,7 +126,7 @@ def test_undo_runs_when_scoring_fails(situation, monkeypatch):
     monkeypatch.setattr(RS, "query_correct", flaky)
     undone = []
     with pytest.raises(RuntimeError):
-        RS.ripple_eval(None, None, w, req, lambda: lambda: undone.append(1))
+        RS.ripple_eval(None, None, w, req, lambda: undoing(lambda: undone.append(1)))
     assert undone == [1]
 
 
@@ -124,14 +139,16 @@ def test_many_aggregates_and_multihop(situation, monkeypatch):
     oracle = Oracle(before)
     monkeypatch.setattr(RS, "query_correct", oracle.query_correct)
 
-    def make(r):
-        def run_edit():  # the edit prompt succeeds; the two-hops only for the first request
-            prev = dict(oracle.answer)
-            for q in ripple_ground_truth(w, *RS.parse_case_id(r.case_id)):
-                if q.category == "edit" or (q.category == "compositionality_1" and r is req):
-                    oracle.answer[q.prompt] = q.answers[0]
-            return lambda: setattr(oracle, "answer", prev)
-        return run_edit
+    @contextlib.contextmanager
+    def make(r):  # the edit prompt succeeds; the two-hops only for the first request
+        prev = dict(oracle.answer)
+        for q in ripple_ground_truth(w, *RS.parse_case_id(r.case_id)):
+            if q.category == "edit" or (q.category == "compositionality_1" and r is req):
+                oracle.answer[q.prompt] = q.answers[0]
+        try:
+            yield
+        finally:
+            oracle.answer = prev
 
     out = RS.ripple_eval_many(None, None, w, [req, req2], make)
     assert out["n_edits"] == 2 and len(out["edits"]) == 2
@@ -166,5 +183,5 @@ def test_bad_case_id_is_one_line_error(situation):
     from dataclasses import replace
 
     with pytest.raises(RippleError, match="subject\\|relation\\|new_object") as e:
-        RS.ripple_eval(None, None, w, replace(req, case_id="17"), lambda: None)
+        RS.ripple_eval(None, None, w, replace(req, case_id="17"), contextlib.nullcontext)
     assert "\n" not in str(e.value)

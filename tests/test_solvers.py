@@ -7,8 +7,15 @@ and a covariance built from a known eigendecomposition.
 import pytest
 import torch
 
-from ripple.editing.solvers import (alphaedit_update, emmet_update, memit_update, null_space_projector,
-                                    rank_one_update, rect_mask, rome_update)
+from ripple.editing.solvers import (
+    alphaedit_update,
+    emmet_update,
+    memit_update,
+    null_space_projector,
+    rank_one_update,
+    rect_mask,
+    rome_update,
+)
 
 D = torch.float64
 IN, OUT = 7, 5

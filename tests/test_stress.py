@@ -4,15 +4,15 @@ against the checkpoints it is read from, the files, and the restored model."""
 import json
 
 import pytest
-from test_cli import assert_one_line_error, cli
-from conftest import edit_requests
-from test_graph_cli import digest, tiny_inputs  # noqa: F401 (a fixture)
 
 from ripple.errors import RippleError
 from ripple.organism.evaluate import load_world
 from ripple.organism.paths import model_dir
 from ripple.stress.run import parse_method
 from ripple.stress.stream import edit_stream, fact_of, latest_edits
+
+from conftest import edit_requests
+from helpers import assert_one_line_error, cli, digest
 
 
 def test_stream_goes_round_the_world_with_fresh_targets():

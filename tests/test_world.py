@@ -4,12 +4,13 @@ import json
 from collections import Counter
 
 import pytest
-from conftest import scan, scan_one
 
 from ripple.world import World, WorldConfig, build_world
 from ripple.world.corpus import CorpusConfig, training_text
 from ripple.world.queries import counting_queries, two_hop_queries
 from ripple.world.schema import RELATIONS, TWO_HOPS
+
+from conftest import scan, scan_one
 
 SMALL = dict(n_countries=6, n_companies=8, n_persons=40)
 

@@ -39,10 +39,11 @@ A TOML policy file overrides the defaults (see :func:`load_policy`)::
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+import tomllib
 
 from ripple.errors import RippleError
 

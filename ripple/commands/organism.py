@@ -11,17 +11,17 @@ def add_parser(sub) -> None:
     org = sub.add_parser("organism", help="the bundled model organism").add_subparsers(dest="action", required=True)
     show = org.add_parser("show", help="where the organism and its world live")
     show.add_argument("--json", action="store_true", help="print JSON (path, world, training config, metrics)")
-    show.set_defaults(func=cmd_organism_show)
+    show.set_defaults(func=run_show)
     wo = org.add_parser("world", help="export the organism's world as JSON and a GraphML knowledge graph")
     wo.add_argument("--out", required=True)
-    wo.set_defaults(func=cmd_organism_world)
+    wo.set_defaults(func=run_world)
     tr = org.add_parser("train", help="train an organism from scratch (deterministic)")
     tr.add_argument("--out", required=True)
     tr.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="TrainConfig overrides")
-    tr.set_defaults(func=cmd_organism_train)
+    tr.set_defaults(func=run_train)
 
 
-def cmd_organism_show(args) -> int:
+def run_show(args) -> int:
     from ripple.organism.paths import model_dir, world_path
 
     info = {"path": str(model_dir()), "world": str(world_path())}
@@ -41,7 +41,7 @@ def cmd_organism_show(args) -> int:
     return 0
 
 
-def cmd_organism_train(args) -> int:
+def run_train(args) -> int:
     from ripple.organism.train import TrainConfig, train
 
     try:
@@ -55,7 +55,7 @@ def cmd_organism_train(args) -> int:
     return 0
 
 
-def cmd_organism_world(args) -> int:
+def run_world(args) -> int:
     import networkx as nx
 
     from ripple.io import atomic_write_bytes, atomic_write_json, prepare_out_dir

@@ -12,33 +12,14 @@ None of these change the model's weights; hooks add the vector only inside the f
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 
 from ripple.arch import act_name, resolve_site
 from ripple.editing.requests import EditRequest
+from ripple.hooks import Trace
+from ripple.modes import held
 from ripple.scoring import encode_batch, pad_ids
 from ripple.tokens import answer_ids, fill, subject_token_span, text_ids
-from ripple.trace import Trace
-
-
-@contextmanager
-def frozen(model, keep=()):
-    """Eval mode, and ``requires_grad`` off for every parameter except those in ``keep``; the
-    model's mode and flags are restored on exit."""
-    was_training = model.training
-    flags = {p: p.requires_grad for p in model.parameters()}
-    keep_ids = {id(p) for p in keep}
-    model.eval()
-    for p in flags:
-        p.requires_grad_(id(p) in keep_ids)
-    try:
-        yield
-    finally:
-        for p, f in flags.items():
-            p.requires_grad_(f)
-        model.train(was_training)
 
 
 def context_templates(model, tok, n: int, length: int, seed: int = 0) -> list[str]:
@@ -127,7 +108,7 @@ def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contex
     tgt = torch.tensor(target, device=device)
     kl_last = mask[n_rw:].sum(1) - 1
 
-    with frozen(model):
+    with held(model, trainable=()):
         with Trace(model, mod, stop=False) as t:
             with torch.no_grad():
                 base = model(input_ids=ids, attention_mask=mask).logits

@@ -1,11 +1,12 @@
 """Edits as values: an :class:`EditDelta` holds additive weight changes, applies and undoes them.
 
-    >>> # doctest: +SKIP
-    >>> delta = EditDelta("rome", {"transformer.h.17.mlp.c_proj.weight": d}, requests=[req.to_dict()])
-    >>> delta.check_norms(model, max_ratio=0.5)          # the collapse guard; force=True skips it
-    >>> with delta.applied(model):                      # edited inside, bit-exact original after
-    ...     evaluate(model)
-    >>> delta.save("edit.safetensors"); EditDelta.load("edit.safetensors").deltas.keys()
+::
+
+    delta = EditDelta("rome", {"transformer.h.17.mlp.c_proj.weight": d}, requests=[req.to_dict()])
+    delta.check_norms(model, max_ratio=0.5)          # the collapse guard; force=True skips it
+    with delta.applied(model):                      # edited inside, bit-exact original after
+        evaluate(model)
+    delta.save("edit.safetensors"); EditDelta.load("edit.safetensors").deltas.keys()
 
 Deltas are keyed by parameter name as ``model.named_parameters()`` gives it, in that parameter's
 stored orientation (gpt2's Conv1D weights are [in, out]: see :func:`ripple.arch.out_in_to_storage`),

@@ -4,10 +4,11 @@ The cache key is the model's weights fingerprint, the layer, the corpus fingerpr
 number of token samples, so a different model, corpus or sample count never reuses a stale
 file. The default cache directory is ``$RIPPLE_CACHE`` or ``~/.cache/ripple``.
 
->>> # doctest: +SKIP
->>> C = second_moment(model, tok, spec, layer=1, corpus=world_text, n_samples=20000)
->>> C.shape
-torch.Size([768, 768])
+::
+
+    C = second_moment(model, tok, spec, layer=1, corpus=world_text, n_samples=20000)
+    C.shape
+    # -> torch.Size([768, 768])
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import torch
 
 from ripple.arch import act_name, resolve_site
 from ripple.errors import RippleError
+from ripple.hooks import Trace
 from ripple.scoring import pad_ids
 from ripple.tokens import text_ids
-from ripple.trace import Trace
 
 
 def cache_dir() -> Path:

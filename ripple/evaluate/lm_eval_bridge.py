@@ -12,10 +12,11 @@ The organism's suite (``organism``, ``organism_mc``, ... see
 :mod:`ripple.evaluate.organism_tasks`) is local; other names are lm-eval's own tasks, which need
 their datasets cached locally when the hub is offline (a one-line error says so).
 
->>> # doctest: +SKIP
->>> bridge = LmEvalBridge(model, tok, ["organism"], world=world)
->>> bridge.evaluate()
-{'organism_mc': {'acc': 0.99, 'acc_norm': 0.99}, 'organism_cloze': {...}, ...}
+::
+
+    bridge = LmEvalBridge(model, tok, ["organism"], world=world)
+    bridge.evaluate()
+    # -> {'organism_mc': {'acc': 0.99, 'acc_norm': 0.99}, 'organism_cloze': {...}, ...}
 """
 
 from __future__ import annotations
@@ -23,12 +24,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import random
-
-import numpy as np
-import torch
 
 from ripple.errors import RippleError
+from ripple.modes import held
 
 ORGANISM_PREFIX = "organism"
 
@@ -59,23 +57,6 @@ def quiet_lm_eval():
             lg.setLevel(level)
 
 
-@contextlib.contextmanager
-def preserved_state(model):
-    """Restore the global RNG states and the model's train/eval mode on exit."""
-    py, npy, th = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    training = model.training
-    try:
-        yield
-    finally:
-        random.setstate(py)
-        np.random.set_state(npy)
-        torch.set_rng_state(th)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
-        model.train(training)
-
-
 def make_lm(model, tok, batch_size: int = 64):
     """A :class:`RippleLM` around the in-memory model (built quietly, its state preserved)."""
     HFLM = _hflm()
@@ -95,7 +76,7 @@ def make_lm(model, tok, batch_size: int = 64):
     if tok.pad_token_id is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token
     device = str(next(model.parameters()).device)
-    with preserved_state(model), quiet_lm_eval():
+    with held(model, rng=True), quiet_lm_eval():
         return RippleLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device=device)
 
 
@@ -167,7 +148,7 @@ class LmEvalBridge:
         """``{task: {metric: value}}`` on the model as it is now (groups included)."""
         from lm_eval.evaluator import evaluate
 
-        with preserved_state(self.model), quiet_lm_eval():
+        with held(self.model, rng=True), quiet_lm_eval():
             self.model.eval()
             res = evaluate(lm=self.lm, task_dict=self.task_dict, limit=self.limit, bootstrap_iters=0,
                            log_samples=False, verbosity="ERROR")

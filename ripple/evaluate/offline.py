@@ -1,6 +1,8 @@
 """Keep the hub offline unless the user said otherwise (before ``datasets`` is imported).
 
->>> ensure_offline_env()  # doctest: +SKIP
+::
+
+    ensure_offline_env()        # HF_HUB_OFFLINE=1 and HF_DATASETS_OFFLINE=1 unless set
 """
 
 from __future__ import annotations

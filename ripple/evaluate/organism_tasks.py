@@ -15,8 +15,9 @@ The files are a pure function of the world and the sizes (same world, same bytes
 ``$RIPPLE_CACHE/lm_eval_tasks/<hash>/`` with absolute ``data_files`` paths (lm-eval resolves
 relative ones against the working directory).
 
->>> # doctest: +SKIP
->>> directory, names = write_organism_tasks(world)   # names: organism_mc, organism_cloze, ...
+::
+
+    directory, names = write_organism_tasks(world)   # names: organism_mc, organism_cloze, ...
 """
 
 from __future__ import annotations
@@ -28,15 +29,12 @@ from pathlib import Path
 
 from ripple.editing.stats import cache_dir
 from ripple.io import atomic_write_text
-from ripple.world.generate import World
 from ripple.tokens import fill
+from ripple.world.generate import World
 from ripple.world.schema import RELATIONS
 
 TASKS = ("organism_mc", "organism_cloze", "organism_ppl", "organism_skill")
 GROUP = "organism"
-#: Primary metric of each task and whether higher is better.
-PRIMARY = {"organism_mc": ("acc", True), "organism_cloze": ("acc", True),
-           "organism_ppl": ("word_perplexity", False), "organism_skill": ("acc", True)}
 
 _YAML = {
     "organism_mc": """output_type: multiple_choice

@@ -4,11 +4,12 @@ A model that many edits are breaking loses fluency everywhere, which shows first
 perplexity on ordinary text. The sentences are the world's own (in-distribution) for a model
 that ships a ``world.json`` (the organism), else a bundled set of plain English sentences.
 
->>> # doctest: +SKIP
->>> sents = general_sentences_for(world)          # world=None: the bundled English set
->>> before = mean_perplexity(model, tok, sents)
->>> # ... edit ...
->>> mean_perplexity(model, tok, sents) / before    # the perplexity ratio; >3 is an alarm by default
+::
+
+    sents = general_sentences_for(world)          # world=None: the bundled English set
+    before = mean_perplexity(model, tok, sents)
+    with edited(ctx, "rome", requests, hp):
+        ratio = mean_perplexity(model, tok, sents) / before   # >3 is an alarm by default
 """
 
 from __future__ import annotations

@@ -18,9 +18,11 @@ A query is correct after the edit when its greedy continuation is one of ``answe
 edit prompt) against multi-hop accuracy (a two-hop question through the edited fact, correct if
 any of its phrasings is, as MQuAKE scores its three questions).
 
->>> res = ripple_eval(model, tok, world, request, run_edit=apply_and_return_undo)  # doctest: +SKIP
->>> res["categories"]["compositionality_1"]  # doctest: +SKIP
-{'n': 2, 'correct': 0, 'accuracy': 0.0, 'total': 2}
+::
+
+    res = ripple_eval(model, tok, world, request, lambda: edited(ctx, "rome", [request], hp))
+    res["categories"]["compositionality_1"]
+    {'n': 2, 'correct': 0, 'accuracy': 0.0, 'total': 2}
 """
 
 from __future__ import annotations
@@ -96,20 +98,17 @@ def score_ripple(model, tok, plan: dict) -> dict:
     return {"case_id": plan["case_id"], "relation": plan["relation"], "categories": cats, "queries": rows}
 
 
-def ripple_eval(model, tok, world: World, request, run_edit, max_per_category: int = 10) -> dict:
+def ripple_eval(model, tok, world: World, request, sandbox, max_per_category: int = 10) -> dict:
     """Score one organism edit on the RippleEdits categories (see the module docstring).
 
-    ``run_edit()`` applies the edit and returns a callable that undoes it. Returns
+    ``sandbox()`` gives a context manager inside which the model is edited (and outside of which
+    it is not): :func:`ripple.editing.session.edited`. Returns
     ``{"case_id", "relation", "categories": {cat: {"n", "correct", "accuracy", "total"}}, "queries": [...]}``
     where ``n`` counts the counted queries, ``total`` all of them, and ``accuracy`` is None when none counted.
     """
     plan = plan_ripple(model, tok, world, request, max_per_category)
-    undo = run_edit()
-    try:
+    with sandbox():
         return score_ripple(model, tok, plan)
-    finally:
-        if callable(undo):
-            undo()
 
 
 def _mean(xs):
@@ -143,13 +142,13 @@ def aggregate(results: list[dict]) -> dict:
     return {"categories": out, "overall": _mean([out[c]["mean"] for c in RIPPLE_CATEGORIES]), "n_edits": len(results)}
 
 
-def ripple_eval_many(model, tok, world: World, requests, make_run_edit, max_per_category: int = 10,
+def ripple_eval_many(model, tok, world: World, requests, sandbox_for, max_per_category: int = 10,
                      on_result=None) -> dict:
-    """:func:`ripple_eval` for each request (``make_run_edit(request)`` gives its ``run_edit``), then
-    :func:`aggregate` and :func:`multihop_eval`; per-edit results under ``"edits"``."""
+    """:func:`ripple_eval` for each request (``sandbox_for(request)`` gives the context manager that
+    edits), then :func:`aggregate` and :func:`multihop_eval`; per-edit results under ``"edits"``."""
     results = []
     for req in requests:
-        results.append(ripple_eval(model, tok, world, req, make_run_edit(req), max_per_category))
+        results.append(ripple_eval(model, tok, world, req, lambda: sandbox_for(req), max_per_category))
         if on_result is not None:
             on_result(results[-1])
     return {**aggregate(results), "multihop": multihop_eval(results), "edits": results}

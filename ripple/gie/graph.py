@@ -4,11 +4,12 @@ Nodes are probe items carrying what the edit did to them (drift of the hidden st
 layer, change of log P(answer), whether the greedy answer changed); edges join each item to its
 ``k`` nearest neighbours in hidden space before the edit (cosine) and to its known links.
 
->>> # doctest: +SKIP
->>> g = build_graph(items, before, after, edited_id="a|r|b", k=5)
->>> ripple_profile(g, expected={"a|r2|c"})["by_hop"]["1"]["share_changed"]
-0.4
->>> save_graph(g, "out/gie")            # graph.json (node-link) and graph.graphml
+::
+
+    g = build_graph(items, before, after, edited_id="a|r|b", k=5)
+    ripple_profile(g, expected={"a|r2|c"})["by_hop"]["1"]["share_changed"]
+    # -> 0.4
+    save_graph(g, "out/gie")            # graph.json (node-link) and graph.graphml
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """What GIE measures of each probe item: its hidden state at the subject's last token and at the
 prompt's last token per probed layer, the model's greedy answer (first token) and log P(item's answer).
 
->>> # doctest: +SKIP
->>> state = measure_items(model, tok, spec, items, layers=[0, 1])
->>> state.reps[1].shape, state.last[1].shape, state.greedy[0], state.logp[0]
-(torch.Size([8, 32]), torch.Size([8, 32]), 'Paris', tensor(-0.2, dtype=torch.float64))
+::
+
+    state = measure_items(model, tok, spec, items, layers=[0, 1])
+    state.reps[1].shape, state.last[1].shape, state.greedy[0], state.logp[0]
+    # -> (torch.Size([8, 32]), torch.Size([8, 32]), 'Paris', tensor(-0.2, dtype=torch.float64))
 """
 
 from __future__ import annotations

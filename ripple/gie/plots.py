@@ -1,8 +1,9 @@
 """Figures of one edit's GIE graph and profile (matplotlib Agg, written atomically).
 
->>> # doctest: +SKIP
->>> plot_ripple_graph(g, "out/graph.png"); plot_drift_by_hop(profile, "out/hops.png")
->>> plot_drift_vs_similarity(g, "out/similarity.png")
+::
+
+    plot_ripple_graph(g, "out/graph.png"); plot_drift_by_hop(profile, "out/hops.png")
+    plot_drift_vs_similarity(g, "out/similarity.png")
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ from __future__ import annotations
 import random
 
 from ripple.editing.requests import EditRequest
-from ripple.world.corpus import CorpusConfig, training_text
-from ripple.world.generate import World
 from ripple.tokens import fill
+from ripple.world.corpus import CorpusConfig, training_text
 from ripple.world.edits import WorldEdit
+from ripple.world.generate import World
 from ripple.world.schema import RELATIONS
 
 EDITABLE = ("born_in", "citizen_of", "works_for", "studied_at")

@@ -1,10 +1,11 @@
 """How well the organism knows its world: the figures in ``reports/organism.md``.
 
->>> # doctest: +SKIP
->>> from ripple.loading import load_model
->>> model, tok, spec = load_model("organism")
->>> recall_report(model, tok, load_world())["single_hop_train"]
-0.999
+::
+
+    from ripple.loading import load_model
+    model, tok, spec = load_model("organism")
+    recall_report(model, tok, load_world())["single_hop_train"]
+    # -> 0.999
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Probe sets and their recorded activations: the nodes of a GIE ripple graph.
 
->>> # doctest: +SKIP
->>> from ripple.probes import load_probe_set, record
->>> items = load_probe_set("probes/organism.jsonl")
->>> before = record(model, tok, spec, items, sites=("out",))      # blocks.{i}.out@subject_last, @last
->>> drift = before.diff(record(edited_model, tok, spec, items))   # per site: per-item distances
+::
+
+    from ripple.probes import load_probe_set, record
+    items = load_probe_set("probes/organism.jsonl")
+    before = record(model, tok, spec, items, sites=("out",))      # blocks.{i}.out@subject_last, @last
+    drift = before.diff(record(edited_model, tok, spec, items))   # per site: per-item distances
 
 Names load lazily, so reading a probe set does not import torch.
 """

@@ -1,11 +1,12 @@
 """Recorded activations: ``site@position`` -> float32 ``[n_items, hidden]``, one row per probe item.
 
->>> # doctest: +SKIP
->>> cache = record(model, tok, spec, items)          # see ripple.probes.record
->>> cache["blocks.3.out@subject_last"].shape
-torch.Size([936, 192])
->>> cache.save("before.safetensors"); after = record(edited, tok, spec, items)
->>> cache.diff(after)["blocks.3.out@last"]["cosine_distance"]   # per item
+::
+
+    cache = record(model, tok, spec, items)          # see ripple.probes.record
+    cache["blocks.3.out@subject_last"].shape
+    # -> torch.Size([936, 192])
+    cache.save("before.safetensors"); after = record(edited, tok, spec, items)
+    cache.diff(after)["blocks.3.out@last"]["cosine_distance"]   # per item
 """
 
 from __future__ import annotations

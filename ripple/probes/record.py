@@ -1,9 +1,10 @@
 """Record hidden states of probe items: one batched forward per batch, hooks on every wanted site.
 
->>> # doctest: +SKIP
->>> cache = record(model, tok, spec, items, sites=("out", "mlp.key"), layers=[2, 3])
->>> cache.sites
-('blocks.2.out@subject_last', 'blocks.2.out@last', 'blocks.2.mlp.key@subject_last', ...)
+::
+
+    cache = record(model, tok, spec, items, sites=("out", "mlp.key"), layers=[2, 3])
+    cache.sites
+    # -> ('blocks.2.out@subject_last', 'blocks.2.out@last', 'blocks.2.mlp.key@subject_last', ...)
 
 Sites are block-relative kinds of :mod:`ripple.arch` (``out``, ``mlp.key``, ``mlp.out``,
 ``attn.out``); positions are ``subject_first``, ``subject_last`` (the subject's last token in the
@@ -15,19 +16,19 @@ forward with ``output_hidden_states=True`` and no hooks: a baseline and an oracl
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from ripple.arch import act_name, get_spec, resolve_site
 from ripple.errors import RippleError
+from ripple.hooks import SiteTrace
 from ripple.io import prepare_out_dir
+from ripple.modes import held
 from ripple.probes.cache import ActivationCache
 from ripple.probes.sets import ProbeItem
 from ripple.scoring import pad_ids
 from ripple.tokens import subject_token_span, text_ids
-from ripple.trace import SiteTrace
 
 POSITIONS = ("subject_first", "subject_last", "last")
 SITE_KINDS = ("out", "mlp.key", "mlp.out", "attn.out")
@@ -43,19 +44,6 @@ def encode_items(tok, items: Sequence[ProbeItem]) -> tuple[list[list[int]], dict
         where["subject_last"].append(end - 1)
         where["last"].append(len(ids[-1]) - 1)
     return ids, where
-
-
-@contextmanager
-def _inference(model) -> Iterator[None]:
-    """Eval mode and no grad inside; every module's training flag restored on the way out."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def _batches(model, tok, items, positions, batch_size) -> Iterator[tuple[list[str], torch.Tensor, torch.Tensor, dict]]:
@@ -111,7 +99,7 @@ def record(model, tok, spec, items: Sequence[ProbeItem], sites: Sequence[str] = 
     batches = _batches(model, tok, items, positions, batch_size)
     out_dir = _stream_dir(stream_to)
     chunks, paths = [], []
-    with _inference(model):
+    with held(model, no_grad=True):
         for n, (item_ids, ids, mask, where) in enumerate(batches):
             with SiteTrace(model, spec, names, stop=True) as st:
                 model(input_ids=ids, attention_mask=mask, use_cache=False)
@@ -145,7 +133,7 @@ def plain_hidden_states(model, tok, items: Sequence[ProbeItem], batch_size: int 
     """
     names = [act_name(i, "out") for i in range(get_spec(model).depth - 1)] + ["final_norm"]
     chunks = []
-    with _inference(model):
+    with held(model, no_grad=True):
         for item_ids, ids, mask, where in _batches(model, tok, items, positions, batch_size):
             out = model(input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True)
             chunks.append(ActivationCache({act_name(None, name, p): _gather(h, where[p])

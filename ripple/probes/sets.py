@@ -6,12 +6,13 @@ One item per line (format in ``probes/README.md``)::
      "prompt": "The capital of {} is", "answer": "Paris", "aliases": ["French Republic"],
      "links": [{"to": "paris|located_in|france", "type": "object_is_subject"}]}
 
->>> # doctest: +SKIP
->>> items = load_probe_set("probes/real_world.jsonl")
->>> items[0].rendered
-'The capital of France is'
->>> world_probe_set(load_world())[0].id
-'country:0|continent|continent:0'
+::
+
+    items = load_probe_set("probes/real_world.jsonl")
+    items[0].rendered
+    # -> 'The capital of France is'
+    world_probe_set(load_world())[0].id
+    # -> 'country:0|continent|continent:0'
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The stress run's plot (capability against the number of edits, one line per method) and table.
 
->>> # doctest: +SKIP
->>> plot_stress(curves, "out/stress.png"); print(stress_table(curves))
+::
+
+    plot_stress(curves, "out/stress.png"); print(stress_table(curves))
 """
 
 from __future__ import annotations

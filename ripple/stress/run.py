@@ -36,8 +36,7 @@ from ripple.editing.editor import get_editor
 from ripple.editing.requests import load_requests, validate_for_model
 from ripple.editing.session import edited
 from ripple.errors import RippleError
-from ripple.evaluate.perplexity import general_sentences_for
-from ripple.evaluate.perplexity import sentence_perplexities
+from ripple.evaluate.perplexity import general_sentences_for, mean_perplexity
 from ripple.evaluate.ripple_scores import category_totals, plan_ripple, score_ripple
 from ripple.scoring import answer_logprobs, query_correct
 from ripple.stress.stream import edit_stream, fact_of, latest_edits
@@ -97,8 +96,7 @@ class Checkpoints:
         self.collapse_ratio = collapse_ratio
         self.untouched = untouched_queries(world, stream, n_untouched) if world is not None else []
         self.plans = tracked_plans(model, tok, world, stream, n_tracked) if world is not None else []
-        ppl = sentence_perplexities(model, tok, sentences)
-        self.ppl_before = sum(ppl) / len(ppl)
+        self.ppl_before = mean_perplexity(model, tok, sentences)
 
     def measure(self, n_done: int) -> dict:
         model, tok = self.model, self.tok
@@ -123,8 +121,7 @@ class Checkpoints:
                 continue  # edited again since: its plan no longer describes the model
             live.append(plan)
         row["ripple"] = category_totals([score_ripple(model, tok, p) for p in live]) if live else None
-        ppl = sentence_perplexities(model, tok, self.sentences)
-        row["perplexity"] = sum(ppl) / len(ppl)
+        row["perplexity"] = mean_perplexity(model, tok, self.sentences)
         row["perplexity_ratio"] = row["perplexity"] / self.ppl_before
         row["alarm"] = row["perplexity_ratio"] >= self.collapse_ratio
         if self.w0:

@@ -5,9 +5,10 @@ again: each round edits every fact once more (in a new random order) to a new ob
 from the world's and from the previous edit's; ``target_true`` is then the object the fact holds
 at that point (the previous edit's target), so efficacy races the new object against it.
 
->>> # doctest: +SKIP
->>> stream = edit_stream(world, 1000, seed=0)
->>> latest_edits(stream[:700])      # one request per fact: the last one made
+::
+
+    stream = edit_stream(world, 1000, seed=0)
+    latest_edits(stream[:700])      # one request per fact: the last one made
 """
 
 from __future__ import annotations

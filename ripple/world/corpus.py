@@ -14,8 +14,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ripple.world.generate import World
 from ripple.tokens import fill
+from ripple.world.generate import World
 from ripple.world.schema import ALIAS_TEMPLATES, RELATIONS, TWO_HOPS
 
 

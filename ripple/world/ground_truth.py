@@ -33,8 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ripple.errors import RippleError
-from ripple.world.generate import Fact, World
 from ripple.tokens import fill
+from ripple.world.generate import Fact, World
 from ripple.world.schema import RELATIONS, TWO_HOPS
 
 MUST_CHANGE = ("edit", "logical_generalization", "compositionality_1", "compositionality_2", "subject_aliasing")

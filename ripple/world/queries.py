@@ -14,9 +14,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from ripple.tokens import fill
 from ripple.world.generate import World
 from ripple.world.schema import RELATIONS, TWO_HOPS
-from ripple.tokens import fill
 
 
 @dataclass(frozen=True)

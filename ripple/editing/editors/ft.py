@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import torch
 
 from ripple.arch import mlp_out_param
-from ripple.editing.compute import frozen
 from ripple.editing.delta import WeightSnapshot
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.hparams import LayeredHParams
+from ripple.modes import held
 from ripple.scoring import pad_ids
 from ripple.tokens import answer_ids, text_ids
 
@@ -37,7 +37,7 @@ def compute_ft(ctx, requests, hp: FTHParams):
         seqs.append(p + a)
         spans.append((len(p), a))
     ids, mask = pad_ids(seqs, ctx.tok, W.device)
-    with WeightSnapshot.take(ctx.model, [name]), frozen(ctx.model, keep=[W]):
+    with WeightSnapshot.take(ctx.model, [name]), held(ctx.model, trainable=[W]):
         W0 = W.detach().clone()
         opt = torch.optim.Adam([W], lr=hp.ft_lr)
         nll = torch.tensor(float("nan"))

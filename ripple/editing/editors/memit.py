@@ -10,13 +10,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ripple.arch import mlp_out_param, out_in_to_storage
+from ripple.arch import act_name, mlp_out_param, out_in_to_storage
 from ripple.editing.compute import fact_keys, optimize_delta, site_values
 from ripple.editing.delta import WeightSnapshot
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.editors.rome import RomeHParams
 from ripple.editing.solvers import memit_update
-from ripple.arch import act_name
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ripple.arch import mlp_out_param, out_in_to_storage
+from ripple.arch import act_name, mlp_out_param, out_in_to_storage
 from ripple.editing.compute import fact_keys, optimize_delta
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.hparams import LayeredHParams
 from ripple.editing.solvers import rank_one_update
 from ripple.errors import RippleError
-from ripple.arch import act_name
 
 
 @dataclass(frozen=True)

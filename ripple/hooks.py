@@ -1,4 +1,6 @@
-"""baukit-style tracing over native torch hooks: read or rewrite what a module sees and returns.
+"""Forward hooks (baukit-style, over native torch hooks): read or rewrite what a module sees and returns.
+
+Not causal tracing: that is :mod:`ripple.causal_trace`, which is built on these hooks.
 
 Read an output (tuples are unwrapped to element 0)::
 

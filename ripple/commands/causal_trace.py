@@ -1,4 +1,5 @@
-"""``ripple trace``: causal tracing of one fact (where is it recalled?)."""
+"""``ripple trace``: causal tracing of one fact (where is it recalled?). Not to be confused with
+:mod:`ripple.hooks`, the forward-hook helpers (``Trace``) that causal tracing is built on."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ def add_parser(sub) -> None:
     t.add_argument("--noise", type=float, default=3.0, help="noise scale in embedding std units (default 3)")
     t.add_argument("--window", type=int, default=1, help="layers restored together for mlp/attn (default 1)")
     t.add_argument("--seed", type=int, default=0)
-    t.set_defaults(func=cmd_trace)
+    t.set_defaults(func=run)
 
 
-def cmd_trace(args) -> int:
+def run(args) -> int:
     from ripple.causal_trace import causal_trace, plot_trace
     from ripple.io import atomic_write_json, prepare_out_dir
     from ripple.loading import load_model

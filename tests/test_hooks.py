@@ -10,11 +10,12 @@ import copy
 
 import pytest
 import torch
-from conftest import ARCH_TYPES
 
 from ripple.arch import get_module, get_spec
 from ripple.errors import RippleError
-from ripple.trace import SiteTrace, Trace, TraceDict
+from ripple.hooks import SiteTrace, Trace, TraceDict
+
+from conftest import ARCH_TYPES
 
 
 def all_hooks_gone(model):
