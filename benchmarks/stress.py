@@ -20,7 +20,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-METHODS = ("rome", "memit", "emmet", "alphaedit", "ft")
 
 
 def run_one(name: str, args) -> tuple[str, int, float]:
@@ -59,12 +58,15 @@ def merge(args) -> None:
 
 
 def main() -> int:
+    from ripple.editing.editor import EDITORS, get_editor
+    from ripple.stress.run import parse_method
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--edits", type=int, default=1000)
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--methods", nargs="*", default=list(METHODS))
+    ap.add_argument("--methods", nargs="*", default=list(EDITORS.names()))
     ap.add_argument("--runs", type=Path, default=ROOT / "reports" / "stress_runs")
     ap.add_argument("--out", type=Path, default=ROOT / "reports")
     ap.add_argument("--merge-only", action="store_true")
@@ -73,8 +75,8 @@ def main() -> int:
     args.names = [m + suffix for m in args.methods for suffix in ("", "+rect")]
     args.runs.mkdir(parents=True, exist_ok=True)
     if not args.merge_only:
-        # slowest first so the pool finishes together
-        order = sorted(args.names, key=lambda n: (not n.startswith("alphaedit"), not n.startswith("memit"), n))
+        # the multi-layer (batch) editors are the slowest: first, so the pool finishes together
+        order = sorted(args.names, key=lambda n: (get_editor(parse_method(n)[0]).one_request_per_solve, n))
         with ThreadPoolExecutor(args.jobs) as pool:
             for name, code, seconds in pool.map(lambda n: run_one(n, args), order):
                 print(f"{name}: exit {code} in {seconds:.0f}s", flush=True)

@@ -325,3 +325,12 @@ def test_load_file_errors(tmp_path, make, fragment):
         load_policy(p)
     msg = str(err.value)
     assert fragment in msg and str(p) in msg and "\n" not in msg
+
+
+def test_british_spelling_of_neighbourhood_is_an_alias(tmp_path):
+    p = tmp_path / "p.toml"
+    p.write_text("[neighbourhood]\nwarn = 0.95\n")
+    assert load_policy(p).rule("neighborhood").warn == 0.95
+    p.write_text("[neighbourhood]\nwarn = 0.95\n[neighborhood]\nfail = 0.6\n")
+    with pytest.raises(RippleError, match=r"\[neighborhood\] is given twice"):
+        load_policy(p)

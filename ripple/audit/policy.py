@@ -14,7 +14,9 @@ checked) but not both.  A NaN value always fails: the measurement broke.
 Metrics absent from the measured dict (or ``None``) are handled per
 ``Policy.missing``: ``"skip"`` records a ``"skip"`` finding that does not affect
 the verdict, ``"warn"`` / ``"fail"`` record a finding with that status.
-Measured metrics that no rule mentions are ignored.
+Measured metrics that no rule mentions are ignored. The metrics an audit measures are
+:data:`ripple.audit.metrics.AUDIT_METRICS`; a policy file may spell ``neighborhood`` the British way
+(``[neighbourhood]``, :data:`METRIC_ALIASES`), the key stays CounterFact's.
 
 The overall status is the worst finding (fail > warn > pass); the exit code is 0
 for pass, 1 for fail and ``Policy.warn_exit_code`` (0 or 1) for warn.  Exit code
@@ -53,6 +55,9 @@ STATUSES = ("pass", "warn", "fail")
 _SEVERITY = {"skip": 0, "pass": 0, "warn": 1, "fail": 2}
 _TOP_LEVEL_KEYS = ("warn_exit_code", "missing")
 _RULE_KEYS = ("op", "warn", "fail", "description")
+_BAD_RULE = "bad audit rule: "
+#: Other spellings a policy file may use for a metric (CounterFact's keys are American).
+METRIC_ALIASES = {"neighbourhood": "neighborhood", "neighbourhood_top1": "neighborhood_top1"}
 
 
 def _is_number(value: Any) -> bool:
@@ -99,7 +104,7 @@ class Rule:
     def __post_init__(self) -> None:
         problem = _rule_problem(self.metric, self.op, self.warn, self.fail, self.description)
         if problem:
-            raise RippleError(f"bad audit rule: {problem}")
+            raise RippleError(_BAD_RULE + problem)
 
     def status_of(self, value: float) -> tuple[str, float | None]:
         """``(status, threshold)`` for a measured value; threshold is the one decisive for it."""
@@ -203,7 +208,10 @@ def load_policy(path: str | Path, base: Policy = DEFAULT_POLICY) -> Policy:
     missing = base.missing
     overrides: dict[str, dict[str, Any]] = {}
     for key, value in data.items():
+        key = METRIC_ALIASES.get(key, key)
         if isinstance(value, dict):
+            if key in overrides:
+                raise RippleError(f"{where}: [{key}] is given twice (once as a spelling of it); keep one section")
             overrides[key] = value
         elif key == "warn_exit_code":
             if not _is_number(value) or isinstance(value, float) or value not in (0, 1):
@@ -249,10 +257,10 @@ def load_policy(path: str | Path, base: Policy = DEFAULT_POLICY) -> Policy:
             fields = {"metric": metric, "op": old.op, "warn": section.get("warn", old.warn),
                       "fail": section.get("fail", old.fail),
                       "description": section.get("description", old.description)}
-        problem = _rule_problem(**fields)
-        if problem:
-            raise RippleError(f"{where}: {problem}")
-        new = Rule(**fields)
+        try:
+            new = Rule(**fields)  # validated once, by the rule itself
+        except RippleError as exc:
+            raise RippleError(f"{where}: {str(exc).removeprefix(_BAD_RULE)}") from None
         if old is None:
             rules.append(new)
         else:
