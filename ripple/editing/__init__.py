@@ -3,27 +3,25 @@
 - :mod:`ripple.editing.requests`: :class:`EditRequest` and loading CounterFact / ROME / EasyEdit files.
 - :mod:`ripple.editing.delta`: :class:`EditDelta` (apply, restore bit-exactly, save, load) and
   :class:`WeightSnapshot`.
-- :mod:`ripple.editing.hparams`: typed hyperparameters, per-architecture defaults, overrides.
+- :mod:`ripple.editing.editor`: the :class:`Editor` record and the registry :data:`EDITORS`.
+- :mod:`ripple.editing.editors`: the built-in editors, one file each (ROME, MEMIT, EMMET, AlphaEdit, FT-L).
+- :mod:`ripple.editing.hparams`: the shared hyperparameter fields and their resolution.
+- :mod:`ripple.editing.context`: :class:`EditContext` (cached statistics, editors' running state).
+- :mod:`ripple.editing.setup`: :func:`load_setup`, everything an editing job needs in one call.
+- :mod:`ripple.editing.session`: batch and sequential runs, atomic, and the sandbox :func:`edited`.
 - :mod:`ripple.editing.stats`: the MLP key second moment, cached on disk.
-- :mod:`ripple.editing.compute`: keys and target values (what every method computes first).
+- :mod:`ripple.editing.compute`: keys and target values (what every locate-then-edit method computes first).
 - :mod:`ripple.editing.solvers`: the closed forms (ROME, MEMIT, EMMET, AlphaEdit, RECT).
-- :mod:`ripple.editing.methods`: the editors, registered by name (:func:`get_editor`).
-- :mod:`ripple.editing.session`: batch and sequential runs, atomic (a failure restores the weights).
 - :mod:`ripple.editing.metrics`: CounterFact-style efficacy, paraphrase, neighbourhood, fluency.
 
 Typical use::
 
-    from ripple.loading import load_model
     from ripple.editing.requests import load_requests
-    from ripple.editing.hparams import resolve_hparams
-    from ripple.editing.methods import EditContext
-    from ripple.editing.session import run_edits
+    from ripple.editing.session import edited
+    from ripple.editing.setup import load_setup
 
-    model, tok, spec = load_model("organism")
-    requests = load_requests("edits.jsonl")
-    hp = resolve_hparams("memit", spec.model_type, spec.n_layers(model), model_dir=model.name_or_path)
-    ctx = EditContext(model, tok, spec, corpus=open("general.txt").read().splitlines())
-    run = run_edits(ctx, "memit", requests, hp, mode="batch")
-    ...                                      # the model is edited here
-    run.restore(ctx)                         # and exactly as before here
+    setup = load_setup("organism", "memit", load_requests("edits.jsonl"))
+    with edited(setup.ctx, "memit", setup.requests, setup.hp, mode="batch") as run:
+        ...                                  # the model is edited here
+    ...                                      # and exactly as before here
 """

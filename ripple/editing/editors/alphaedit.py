@@ -50,6 +50,6 @@ def remember_keys(ctx, requests, hp, delta) -> None:
         state[layer] = state.get(layer, 0) + K @ K.T
 
 
-ALPHAEDIT = EDITORS.register(Editor(
+EDITORS.register(Editor(
     NAME, AlphaEditHParams, compute_alphaedit, layers_from="memit", after_apply=remember_keys,
     summary="MEMIT projected onto the null space of preserved keys (Fang et al. 2025)"))

@@ -23,6 +23,6 @@ def compute_emmet(ctx, requests, hp: EmmetHParams):
     return make_delta(ctx, "emmet", requests, hp, deltas, info, t0)
 
 
-EMMET = EDITORS.register(Editor(
+EDITORS.register(Editor(
     "emmet", EmmetHParams, compute_emmet, layers_from="rome",
     summary="batched equality-constrained edits, ROME's closed form generalized (Gupta et al. 2024)"))

@@ -60,6 +60,6 @@ def compute_ft(ctx, requests, hp: FTHParams):
     return make_delta(ctx, "ft", requests, hp, {name: delta}, info, t0)
 
 
-FT = EDITORS.register(Editor(
+EDITORS.register(Editor(
     "ft", FTHParams, compute_ft, one_request_per_solve=True, layers_from="rome",
     summary="constrained fine-tuning of one MLP output projection (FT-L, Zhu et al. 2020)"))

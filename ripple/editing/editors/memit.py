@@ -63,7 +63,7 @@ def compute_memit(ctx, requests, hp: MemitHParams):
     return make_delta(ctx, "memit", requests, hp, deltas, info, t0)
 
 
-MEMIT = EDITORS.register(Editor(
+EDITORS.register(Editor(
     "memit", MemitHParams, compute_memit,
     arch_defaults={"gpt2": {"layer_fracs": (13 / 47, 14 / 47, 15 / 47, 16 / 47, 17 / 47), "lam": 20000.0},
                    "gptj": {"layer_fracs": tuple(i / 27 for i in range(3, 9)), "lam": 15000.0},

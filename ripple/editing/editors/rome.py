@@ -40,7 +40,7 @@ def compute_rome(ctx, requests, hp: RomeHParams):
     return make_delta(ctx, "rome", requests, hp, deltas, info, t0)
 
 
-ROME = EDITORS.register(Editor(
+EDITORS.register(Editor(
     "rome", RomeHParams, compute_rome, one_request_per_solve=True,
     arch_defaults={"gpt2": {"layer_fracs": (17 / 47,)}, "gptj": {"layer_fracs": (5 / 27,)},
                    "gpt_neox": {"layer_fracs": (0.3,)}, "llama": {"layer_fracs": (5 / 31,)},
