@@ -59,11 +59,18 @@ class ArchSpec:
     n_layers_attr: str
     mlp_out_transposed: bool
     depth: int | None = None
+    n_positions_attr: str = "max_position_embeddings"
 
     def n_layers(self, model_or_config) -> int:
         """Number of blocks, read from the config attribute named by ``n_layers_attr``."""
         config = getattr(model_or_config, "config", model_or_config)
         return int(getattr(config, self.n_layers_attr))
+
+    def context_length(self, model_or_config) -> int | None:
+        """The longest input in tokens, from the config attribute named by ``n_positions_attr``."""
+        config = getattr(model_or_config, "config", model_or_config)
+        value = getattr(config, self.n_positions_attr, None)
+        return int(value) if value else None
 
     def block(self, layer: int, rel: str = "") -> str:
         """Dotted path of block ``layer``, or of ``rel`` inside it: ``spec.block(2, spec.mlp_out)``."""
@@ -72,7 +79,7 @@ class ArchSpec:
 
 
 _GPT_STYLE = dict(blocks="transformer.h", embed="transformer.wte", final_norm="transformer.ln_f",
-                  unembed="lm_head", n_layers_attr="n_layer")
+                  unembed="lm_head", n_layers_attr="n_layer", n_positions_attr="n_positions")
 _LLAMA_STYLE = dict(blocks="model.layers", mlp="mlp", mlp_in="mlp.up_proj", mlp_out="mlp.down_proj",
                     attn="self_attn", attn_out="self_attn.o_proj", embed="model.embed_tokens",
                     final_norm="model.norm", unembed="lm_head", n_layers_attr="num_hidden_layers",

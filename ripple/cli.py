@@ -4,53 +4,135 @@
     ripple trace --model organism --prompt "{} was born in" --subject "Kalo Miren" --out runs/trace
     ripple edit --model organism --method memit --edits edits.jsonl --out runs/edit
 
-Every user error prints one line, ``ripple: error: ...``, and exits with code 2.
+Exit codes, for every command:
+
+* 0: success (an audit: pass, or warn unless the policy sets ``warn_exit_code = 1``);
+* 1: the audit failed its policy (or warned, with ``warn_exit_code = 1``);
+* 2: bad input, printed as one line ``ripple: error: ...`` naming the problem and the fix
+  (options, files that cannot be read or written, corrupt weights, a config.json that does not parse);
+* 3: a bug in ripple (``ripple: internal error: ...``; ``RIPPLE_DEBUG=1`` shows the traceback);
+* 130: interrupted (SIGINT, Ctrl-C); 143: terminated (SIGTERM). Either leaves ``--out`` as it was.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import warnings
 
 from ripple.errors import RippleError
 
 
-def _setup_torch(threads: int | None) -> None:
-    import torch
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that every cleanup runs as for Ctrl-C."""
 
-    torch.set_num_threads(threads or int(os.environ.get("RIPPLE_THREADS", "1")))
+
+class _Parser(argparse.ArgumentParser):
+    """An argument error is one line (and exit code 2), like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"ripple: error: {message} (see '{self.prog} --help')\n")
+
+
+def _threads(value: str | None) -> int | None:
+    """A thread count from ``--threads`` or ``$RIPPLE_THREADS``: an integer of at least 1 (None: not given)."""
+    if value is None:
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise RippleError(f"thread count {value!r} (--threads or RIPPLE_THREADS) is not a whole number of at "
+                          "least 1; pass e.g. --threads 1")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
     from ripple.commands import audit, causal_trace, edit, graph, organism, stress
 
-    ap = argparse.ArgumentParser(prog="ripple", description="See what a knowledge edit breaks before you ship it.")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: $RIPPLE_THREADS or 1)")
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = _Parser(prog="ripple", description="See what a knowledge edit breaks before you ship it.")
+    ap.add_argument("--threads", default=None, help="torch threads (default: $RIPPLE_THREADS or 1)")
+    ap.add_argument("--verbose", action="store_true", help="show library warnings (matplotlib, transformers)")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for command in (organism, causal_trace, edit, graph, audit, stress):
         command.add_parser(sub)
     return ap
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _quiet_libraries(verbose: bool):
+    """Library warnings (matplotlib's missing glyphs, transformers' notices) stay off stderr."""
+    if verbose:
+        yield
+        return
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("matplotlib", "transformers", "datasets", "lm_eval")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
-        if args.command != "organism":
-            _setup_torch(args.threads)
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or an argument error (2, one line already printed)
+        return e.code if isinstance(e.code, int) else 2
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
+    try:
+        with _quiet_libraries(args.verbose):
+            args.threads = _threads(args.threads if args.threads is not None else os.environ.get("RIPPLE_THREADS"))
+            if args.command != "organism":
+                import torch
+
+                torch.set_num_threads(args.threads or 1)
+            return args.func(args)
     except RippleError as e:
         print(f"ripple: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("ripple: terminated; the output directory is as it was", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
-        print("ripple: interrupted", file=sys.stderr)
+        print("ripple: interrupted; the output directory is as it was", file=sys.stderr)
         return 130
+    except OSError as e:  # a file ripple was told to read or write, named by the OS
+        if os.environ.get("RIPPLE_DEBUG"):
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        print(f"ripple: error: cannot use{where}: {e.strerror or e}; check the path and its permissions",
+              file=sys.stderr)
+        return 2
     except Exception as e:  # a bug in ripple, not bad input: still one line unless asked for more
         if os.environ.get("RIPPLE_DEBUG"):
             raise
         print(f"ripple: internal error: {type(e).__name__}: {e} (set RIPPLE_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return 3
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -63,16 +63,32 @@ def _local_dir(name_or_path: str) -> Path | None:
 
 def _check_local(path: Path) -> None:
     """Fail fast on an unsupported model_type or missing safetensors, before any weight is read."""
+    config = path / "config.json"
     try:
-        model_type = json.loads((path / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError) as exc:
-        raise RippleError(f"cannot read {path / 'config.json'}: {_one_line(exc)}") from exc
-    get_spec(str(model_type))
-    if not any(path.glob("*.safetensors")):
+        data = json.loads(config.read_bytes().decode("utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RippleError(f"{config} is not valid JSON (line {exc.lineno}: {exc.msg}); fix it or re-save the "
+                          "model with save_pretrained") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RippleError(f"cannot read {config}: {_one_line(exc)}; check the file and its permissions") from None
+    if not isinstance(data, dict):
+        raise RippleError(f"{config} must hold a JSON object (a transformers config); re-save the model")
+    get_spec(str(data.get("model_type")))
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
         if any(path.glob("*.bin")):
             raise RippleError(f"{path} has only PyTorch .bin weights; ripple loads safetensors only: "
                               "re-save with save_pretrained(dir, safe_serialization=True)")
         raise RippleError(f"no *.safetensors weights in {path}; pass a complete model directory")
+    from safetensors import safe_open
+
+    for f in weights:  # the header only: a truncated or empty file fails here, before loading
+        try:
+            with safe_open(str(f), "pt") as handle:
+                handle.keys()
+        except Exception as exc:  # SafetensorError, OSError: all the same to the user
+            raise RippleError(f"weights file {f} is corrupt or truncated ({_one_line(exc)}); re-save or "
+                              "re-download the model") from None
 
 
 def _torch_dtype(dtype) -> torch.dtype | str:
@@ -113,6 +129,17 @@ def save_model(model, tokenizer, path) -> None:
     with quiet_transformers():
         model.save_pretrained(path, safe_serialization=True)
         tokenizer.save_pretrained(path)
+
+
+def model_path(name_or_path: str) -> Path | None:
+    """The local directory ``name_or_path`` names ("organism": the bundled one), None for a hub id;
+    nothing is loaded (so the CLI can check ``--out`` against it first)."""
+    if name_or_path == "organism":
+        from ripple.organism.paths import model_dir
+
+        return model_dir()
+    path = Path(name_or_path).expanduser()
+    return path if path.exists() else None
 
 
 def load_model(name_or_path: str = "organism", device: str = "cpu", dtype=None,

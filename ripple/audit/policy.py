@@ -184,8 +184,11 @@ DEFAULT_POLICY = Policy(rules=(
 ))
 
 
-def load_policy(path: str | Path, base: Policy = DEFAULT_POLICY) -> Policy:
-    """Read a TOML policy file; its sections override ``base`` (the default policy)."""
+def load_policy(path: str | Path, base: Policy = DEFAULT_POLICY, known=None) -> Policy:
+    """Read a TOML policy file; its sections override ``base`` (the default policy). A section for
+    a metric outside ``known`` (default: what an audit measures, ``AUDIT_METRICS``) is an error."""
+    if known is None:
+        from ripple.audit.metrics import AUDIT_METRICS as known
     path = Path(path)
     where = f"policy file {path}"
     try:
@@ -244,6 +247,9 @@ def load_policy(path: str | Path, base: Policy = DEFAULT_POLICY) -> Policy:
                 raise RippleError(f"{where}: [{metric}].{key} must be a finite number, "
                                   f"got {type(section[key]).__name__} {section[key]!r}")
         old = base.rule(metric)
+        if old is None and metric not in known:
+            raise RippleError(f"{where}: [{metric}] is not a metric an audit measures; known: "
+                              f"{', '.join(sorted(known))}")
         if old is None:
             if "op" not in section:
                 raise RippleError(f"{where}: [{metric}] has no default rule so it must give "

@@ -2,8 +2,8 @@
 
 The output directory receives ``report.json``, ``report.md``, ``report.html`` and the figures; a
 batch adds ``edit-01/ ... edit-NN/`` and ``together/`` (each a full report) under a summary report.
-Everything is written to a hidden staging directory first and moved in only when the whole audit
-succeeded, so an interrupted or failed run leaves no partial report behind.
+Everything is written as one unit (:mod:`ripple.outputs`): staged, and switched in only when the
+whole audit succeeded, so an interrupted or failed run leaves the previous report as it was.
 
 ::
 
@@ -15,17 +15,15 @@ succeeded, so an interrupted or failed run leaves no partial report behind.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import shutil
-import tempfile
 from pathlib import Path
 
 from ripple.audit.measure import AuditResult, audit_edits
 from ripple.audit.policy import STATUSES, Policy, judge
 from ripple.audit.render import report_html, report_markdown
-from ripple.io import atomic_write_json, atomic_write_text, prepare_out_dir
+from ripple.io import atomic_write_json, atomic_write_text
+from ripple.outputs import output_unit
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
 FORMAT_VERSION = 1
@@ -40,22 +38,6 @@ def json_safe(obj):
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
     return obj
-
-
-@contextlib.contextmanager
-def staged(out):
-    """A hidden directory inside ``out``; its contents replace those in ``out`` only on success."""
-    out = prepare_out_dir(out)
-    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".audit-staging-"))
-    try:
-        yield tmp
-        for src in sorted(tmp.iterdir(), key=lambda p: p.name in REPORT_FILES):  # reports last
-            dst = out / src.name
-            if dst.is_dir() and not dst.is_symlink():
-                shutil.rmtree(dst)
-            src.replace(dst)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def audit_report(result: AuditResult, policy: Policy, model_name: str, method: str, requests, hparams: dict) -> dict:
@@ -117,7 +99,7 @@ def run_audit(setup, requests, items, sentences, policy: Policy, out, model_name
     top-level report."""
     requests = list(requests)
     method, hparams = setup.method, dataclasses.asdict(setup.hp)
-    with staged(out) as tmp:
+    with output_unit(out) as tmp:
         if len(requests) == 1:
             result = audit_edits(setup, requests, items, sentences, k=k, force=force, quiet=quiet, bridge=bridge)
             report = audit_report(result, policy, model_name, method, requests, hparams)

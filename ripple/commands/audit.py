@@ -19,6 +19,7 @@ from ripple.errors import RippleError
 
 def add_parser(sub) -> None:
     from ripple.commands.edit import add_edit_options
+    from ripple.commands.options import count, natural, share, text
 
     p = sub.add_parser("audit", help="audit a proposed edit: sandboxed edit, measurements, pass/warn/fail verdict")
     add_edit_options(p)
@@ -28,15 +29,18 @@ def add_parser(sub) -> None:
     p.add_argument("--subject", default=None, help="the edited subject (with --prompt)")
     p.add_argument("--target", default=None, help="the new object (with --prompt)")
     p.add_argument("--target-true", default=None, help="the current object (optional; the organism knows it)")
-    p.add_argument("--out", required=True, help="directory for report.html, report.md, report.json and figures")
+    p.add_argument("--out", required=True, type=text,
+                   help="directory for report.html, report.md, report.json and figures")
     p.add_argument("--policy", default=None, help="TOML file of verdict thresholds (default: the built-in policy)")
     p.add_argument("--probes", default=None, help="probe set JSONL for the ripple graph (default: the world's facts)")
-    p.add_argument("--k", type=int, default=5, help="kNN edges per probe item in the ripple graph")
-    p.add_argument("--rect", type=float, default=None, help="RECT: keep this top share of the update (e.g. 0.4)")
-    p.add_argument("--seed", type=int, default=None, help="editing seed (hyperparameter seed; default 0)")
-    p.add_argument("--tasks", nargs="*", default=[], help="lm-eval tasks before and after (organism: the "
+    p.add_argument("--k", type=natural, default=5, help="kNN edges per probe item in the ripple graph (0: links "
+                   "only)")
+    p.add_argument("--rect", type=share, default=None, help="RECT: keep this top share of the update, in (0, 1] "
+                   "(e.g. 0.4)")
+    p.add_argument("--seed", type=natural, default=None, help="editing seed (hyperparameter seed; default 0)")
+    p.add_argument("--tasks", nargs="*", default=None, help="lm-eval tasks before and after (organism: the "
                    "organism's offline suite; others need their data cached locally)")
-    p.add_argument("--limit", type=int, default=None, help="lm-eval: at most this many documents per task")
+    p.add_argument("--limit", type=count, default=None, help="lm-eval: at most this many documents per task")
     p.add_argument("--json", action="store_true", help="print report.json to stdout (nothing else on stdout)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -61,17 +65,27 @@ def requests_from_args(args) -> list:
     return [parse_request(obj, "the edit given on the command line")]
 
 
+def check_tasks(tasks) -> list[str]:
+    """``--tasks`` as given: None (not asked for) or at least one name."""
+    if tasks is None:
+        return []
+    if not tasks:
+        raise RippleError("--tasks needs at least one task name (e.g. --tasks organism); leave it out for none")
+    return list(tasks)
+
+
 def check_args(args) -> None:
     """Bad input that needs no model: fail before loading anything."""
+    from ripple.commands.edit import inputs_of
     from ripple.editing.editor import get_editor
-    from ripple.io import prepare_out_dir
+    from ripple.outputs import check_out
 
     get_editor(args.method)
-    if args.k < 0:
-        raise RippleError(f"--k {args.k} is negative; pass 0 (links only) or more")
     if args.probes is not None and not Path(args.probes).is_file():
         raise RippleError(f"probe file {args.probes} does not exist; pass a probe set JSONL with --probes")
-    prepare_out_dir(args.out)
+    args.tasks = check_tasks(args.tasks)
+    check_out(args.out, inputs_of(args, ("edit file", args.edit), ("policy file", args.policy),
+                                  ("probe set", args.probes)))
 
 
 def run(args) -> int:
@@ -88,6 +102,8 @@ def run(args) -> int:
     extra += [f"seed={args.seed}"] if args.seed is not None else []
     setup = setup_from_args(args, requests, extra)
     items = probe_items(args.probes, setup.world)
+    setup.check_probes(items)
+    check_k(args.k, items)
     sentences = general_sentences_for(setup.world)
     bridge = None
     if args.tasks:
@@ -106,6 +122,18 @@ def run(args) -> int:
     if not args.quiet and args.json:
         print(f"ripple audit: {verdict['status'].upper()}; report: {Path(args.out) / 'report.html'}", file=sys.stderr)
     return verdict["exit_code"]
+
+
+def check_k(k: int, items) -> None:
+    """``--k`` must leave neighbours to link: at most the probe set's size less one; a warning when
+    the graph files would be large."""
+    if k > max(0, len(items) - 1):
+        raise RippleError(f"--k {k} is more neighbours than the {len(items)}-item probe set has; pass at most "
+                          f"{max(0, len(items) - 1)}")
+    edges = k * len(items)
+    if edges > 200_000:
+        print(f"ripple: warning: --k {k} over {len(items)} probe items makes about {edges:,} graph edges "
+              "(large graph files); a smaller --k is usually enough", file=sys.stderr)
 
 
 def _short(value) -> str:

@@ -3,28 +3,43 @@
 
 from __future__ import annotations
 
+from ripple.errors import RippleError
+
 
 def add_parser(sub) -> None:
+    from ripple.commands.options import count, natural, positive, text
+
     t = sub.add_parser("trace", help="causal tracing of one fact: where is it recalled?")
-    t.add_argument("--model", default="organism", help="'organism', a local transformers directory, or a hub id")
-    t.add_argument("--prompt", required=True, help="prompt ending before the answer; '{}' marks the subject")
-    t.add_argument("--subject", required=True)
+    t.add_argument("--model", default="organism", type=text,
+                   help="'organism', a local transformers directory, or a hub id")
+    t.add_argument("--prompt", required=True, type=text, help="prompt ending before the answer; '{}' marks the subject")
+    t.add_argument("--subject", required=True, type=text)
     t.add_argument("--answer", default=None, help="answer to trace (default: the model's own prediction)")
-    t.add_argument("--out", required=True, help="directory for trace_*.png and trace.json")
-    t.add_argument("--samples", type=int, default=10, help="noise samples (default 10)")
-    t.add_argument("--noise", type=float, default=3.0, help="noise scale in embedding std units (default 3)")
-    t.add_argument("--window", type=int, default=1, help="layers restored together for mlp/attn (default 1)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, type=text, help="directory for trace_*.png and trace.json")
+    t.add_argument("--samples", type=count, default=10, help="noise samples, at least 1 (default 10)")
+    t.add_argument("--noise", type=positive, default=3.0, help="noise scale in embedding std units, above 0 "
+                   "(default 3)")
+    t.add_argument("--window", type=count, default=1, help="layers restored together for mlp/attn, at least 1 "
+                   "(default 1)")
+    t.add_argument("--seed", type=natural, default=0)
     t.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ripple.causal_trace import causal_trace, plot_trace
-    from ripple.io import atomic_write_json, prepare_out_dir
-    from ripple.loading import load_model
+    from ripple.editing.requests import check_length
+    from ripple.io import atomic_write_json
+    from ripple.loading import load_model, model_path
+    from ripple.outputs import check_out, output_unit
+    from ripple.tokens import answer_ids, render_prompt
 
-    out = prepare_out_dir(args.out)
+    check_out(args.out, [("model directory", model_path(args.model))])
     model, tok, spec = load_model(args.model)
+    check_length(tok, [render_prompt(args.prompt, args.subject)], spec.context_length(model), "prompt",
+                 room=8 if args.answer is None else 8 + len(answer_ids(tok, args.answer)))
+    if args.window > spec.n_layers(model):
+        raise RippleError(f"--window {args.window} is more layers than the model's {spec.n_layers(model)}; pass "
+                          f"at most {spec.n_layers(model)}")
     res = causal_trace(model, tok, spec, args.prompt, args.subject, answer=args.answer, samples=args.samples,
                        noise=args.noise, window=args.window, seed=args.seed)
     last = res.subject_range[1] - 1
@@ -35,10 +50,11 @@ def run(args) -> int:
         "mlp_peak_layer_at_last_subject_token": int(mlp_at_subject.argmax()),
         "mlp_peak_effect_at_last_subject_token": round(float(mlp_at_subject.max()), 6),
     }
-    for kind in res.effects:
-        plot_trace(res, out / f"trace_{kind}.png", kind)
-    atomic_write_json(out / "trace.json", summary)
+    with output_unit(args.out) as stage:
+        for kind in res.effects:
+            plot_trace(res, stage / f"trace_{kind}.png", kind)
+        atomic_write_json(stage / "trace.json", summary)
     print(f"P({res.answer}) clean {res.p_clean:.3f}, corrupted {res.p_corrupt:.3f}; MLP effect at the last "
           f"subject token peaks at layer {summary['mlp_peak_layer_at_last_subject_token']} "
-          f"({summary['mlp_peak_effect_at_last_subject_token']:.3f}); wrote {out}")
+          f"({summary['mlp_peak_effect_at_last_subject_token']:.3f}); wrote {args.out}")
     return 0

@@ -1,34 +1,41 @@
 """``ripple edit``: apply edits and write the edited model, the delta and the metrics.
 
     ripple edit --model organism --method memit --edits edits.jsonl --out runs/edit [--sequential]
+
+``--out`` receives the edited model (a transformers directory), ``delta.safetensors`` and
+``metrics.json`` as one unit (:mod:`ripple.outputs`): the model there is always the base model plus
+the delta saved beside it.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 import time
-from pathlib import Path
 
+from ripple.commands.options import count, share, text
 from ripple.editing.editor import editor_help
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("edit", help=f"apply knowledge edits ({editor_help()})")
     add_edit_options(p)
-    p.add_argument("--edits", required=True, help="JSON or JSONL of edit requests (CounterFact or EasyEdit fields)")
-    p.add_argument("--out", required=True, help="directory for the edited model, delta.safetensors, metrics.json")
+    p.add_argument("--edits", required=True, type=text,
+                   help="JSON or JSONL of edit requests (CounterFact or EasyEdit fields)")
+    p.add_argument("--out", required=True, type=text,
+                   help="directory for the edited model, delta.safetensors, metrics.json")
     p.add_argument("--sequential", action="store_true", help="edit one request after another (default: one batch)")
-    p.add_argument("--chunk", type=int, default=1, help="requests per step in sequential mode")
-    p.add_argument("--rect", type=float, default=None, help="RECT: keep this top share of the update (e.g. 0.4)")
+    p.add_argument("--chunk", type=count, default=1, help="requests per step in sequential mode (at least 1)")
+    p.add_argument("--rect", type=share, default=None, help="RECT: keep this top share of the update, in (0, 1] "
+                   "(e.g. 0.4)")
     p.set_defaults(func=run)
 
 
 def add_model_options(p) -> None:
     """The model and what editing it reads: hyperparameter file and overrides, statistics corpus."""
-    p.add_argument("--model", default="organism", help="'organism', a local transformers directory, or a hub id")
-    p.add_argument("--hparams", default=None, help="JSON file of hyperparameters")
+    p.add_argument("--model", default="organism", type=text,
+                   help="'organism', a local transformers directory, or a hub id")
+    p.add_argument("--hparams", default=None, help="JSON file of hyperparameters (flat, or laid out per method "
+                   "as a model's ripple_hparams.json)")
     p.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="hyperparameter overrides")
     p.add_argument("--stats-corpus", default=None, help="text file (one passage a line) or hf:NAME[:CONFIG[:SPLIT]] "
                    "for key statistics; the organism uses its world's text")
@@ -39,6 +46,15 @@ def add_edit_options(p) -> None:
     add_model_options(p)
     p.add_argument("--method", required=True, help=f"the editor: {editor_help()}")
     p.add_argument("--force", action="store_true", help="apply an update even past the norm guard")
+
+
+def inputs_of(args, *extra) -> list[tuple[str, object]]:
+    """The files a command reads, for :func:`ripple.outputs.check_out` (``extra``: ``(label, path)``)."""
+    from ripple.loading import model_path
+
+    corpus = args.stats_corpus if args.stats_corpus and not args.stats_corpus.startswith("hf:") else None
+    return [("model directory", model_path(args.model)), ("hyperparameter file", args.hparams),
+            ("statistics corpus", corpus), *extra]
 
 
 def setup_from_args(args, requests, extra_overrides=()):
@@ -54,35 +70,38 @@ def setup_from_args(args, requests, extra_overrides=()):
 
 
 def run(args) -> int:
+    from ripple.editing.editor import get_editor
     from ripple.editing.metrics import aggregate, request_metrics
     from ripple.editing.requests import load_requests
-    from ripple.editing.session import edited
-    from ripple.io import atomic_write_json, prepare_out_dir
+    from ripple.editing.session import edit_groups, edited
+    from ripple.io import atomic_write_json
     from ripple.loading import save_model
+    from ripple.outputs import check_out, output_unit
 
-    rect = [f"rect={args.rect}"] if args.rect is not None else []
-    setup = setup_from_args(args, load_requests(args.edits), rect)
-    model, tok, hp, requests, ctx = setup.model, setup.tok, setup.hp, setup.requests, setup.ctx
-    out = prepare_out_dir(args.out)
+    get_editor(args.method)
+    check_out(args.out, inputs_of(args, ("edit file", args.edits)))
     mode = "sequential" if args.sequential else "batch"
+    requests = load_requests(args.edits)
+    edit_groups(args.method, requests, mode, args.chunk)  # a batch the editor cannot take: before loading
+    rect = [f"rect={args.rect}"] if args.rect is not None else []
+    setup = setup_from_args(args, requests, rect)
+    model, tok, hp, requests, ctx = setup.model, setup.tok, setup.hp, setup.requests, setup.ctx
     before = [request_metrics(model, tok, r) for r in requests]
-    t0 = time.perf_counter()
-    with edited(ctx, args.method, requests, hp, mode=mode, chunk=args.chunk, force=args.force) as result:
-        seconds = time.perf_counter() - t0
-        after = [request_metrics(model, tok, r) for r in requests]
-        with tempfile.TemporaryDirectory(dir=out, prefix=".model-") as tmp:
-            save_model(model, tok, tmp)
-            for f in Path(tmp).iterdir():
-                shutil.move(str(f), out / f.name)
-    metrics = {"method": result.total.method, "mode": mode, "n_requests": len(requests), "seconds": round(seconds, 3),
-               "before": aggregate(before), "after": aggregate(after),
-               "per_request": [{"case_id": r.case_id, "subject": r.subject, **m} for r, m in zip(requests, after)],
-               "hparams": result.total.hparams}
-    metrics["norm_ratios"] = result.total.norm_ratios(model)  # relative to the unedited weights
-    result.total.save(out / "delta.safetensors")
-    atomic_write_json(out / "metrics.json", metrics)
+    with output_unit(args.out) as stage:
+        t0 = time.perf_counter()
+        with edited(ctx, args.method, requests, hp, mode=mode, chunk=args.chunk, force=args.force) as result:
+            seconds = time.perf_counter() - t0
+            after = [request_metrics(model, tok, r) for r in requests]
+            save_model(model, tok, stage)
+        metrics = {"method": result.total.method, "mode": mode, "n_requests": len(requests),
+                   "seconds": round(seconds, 3), "before": aggregate(before), "after": aggregate(after),
+                   "per_request": [{"case_id": r.case_id, "subject": r.subject, **m} for r, m in zip(requests, after)],
+                   "hparams": result.total.hparams,
+                   "norm_ratios": result.total.norm_ratios(model)}  # relative to the unedited weights
+        result.total.save(stage / "delta.safetensors")
+        atomic_write_json(stage / "metrics.json", metrics)
     a = metrics["after"]
     print(f"{metrics['method']} ({metrics['mode']}, {len(requests)} edits, {seconds:.1f}s): efficacy "
           f"{a.get('efficacy')}, paraphrase {a.get('paraphrase')}, neighbourhood {a.get('neighborhood')}; "
-          f"wrote {out}")
+          f"wrote {args.out}")
     return 0

@@ -17,13 +17,15 @@ from ripple.errors import RippleError
 
 def add_parser(sub) -> None:
     from ripple.commands.edit import add_edit_options
+    from ripple.commands.options import natural, text
 
     p = sub.add_parser("graph", help="the ripple graph of one edit: what else it moves (GIE)")
     add_edit_options(p)
     p.add_argument("--edit", required=True, help="JSON object or one-line JSONL holding one edit request")
-    p.add_argument("--out", required=True, help="directory for graph.json/.graphml, three PNGs and summary.json")
+    p.add_argument("--out", required=True, type=text,
+                   help="directory for graph.json/.graphml, three PNGs and summary.json")
     p.add_argument("--probes", default=None, help="probe set (JSONL); default: every fact of the model's world.json")
-    p.add_argument("--k", type=int, default=5, help="kNN edges per item (0: links only)")
+    p.add_argument("--k", type=natural, default=5, help="kNN edges per item (0: links only)")
     p.set_defaults(func=run)
 
 
@@ -41,35 +43,41 @@ def one_request(path):
 def run(args) -> int:
     from dataclasses import asdict
 
-    from ripple.commands.edit import setup_from_args
+    from ripple.commands.audit import check_k
+    from ripple.commands.edit import inputs_of, setup_from_args
+    from ripple.editing.editor import get_editor
     from ripple.gie import edited_fact_id, gie_for_edit, save_graph
     from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph
     from ripple.gie.targets import expected_changes, world_edit
-    from ripple.io import atomic_write_json, prepare_out_dir
+    from ripple.io import atomic_write_json
+    from ripple.outputs import check_out, output_unit
     from ripple.probes.sets import probe_items
 
-    request = one_request(args.edit)
-    if args.k < 0:
-        raise RippleError(f"--k {args.k} is negative; pass 0 (links only) or more")
+    get_editor(args.method)
     if args.probes is not None and not Path(args.probes).is_file():
         raise RippleError(f"probe file {args.probes} does not exist; pass a probe set JSONL with --probes")
+    check_out(args.out, inputs_of(args, ("edit file", args.edit), ("probe set", args.probes)))
+    request = one_request(args.edit)
     setup = setup_from_args(args, [request])
     (request,) = setup.requests
     items = probe_items(args.probes, setup.world)
+    setup.check_probes(items)
+    check_k(args.k, items)
     expected = expected_changes(setup.world, world_edit(setup.world, request), items)
-    out = prepare_out_dir(args.out)
     t0 = time.perf_counter()
     graph, profile = gie_for_edit(setup.ctx, setup.method, setup.hp, items, request, k=args.k, force=args.force,
                                   edited_id=edited_fact_id(setup.world, request, items), expected=expected)
-    save_graph(graph, out)
-    plot_ripple_graph(graph, out / "ripple_graph.png")
-    plot_drift_by_hop(profile, out / "drift_by_hop.png")
-    plot_drift_vs_similarity(graph, out / "drift_vs_similarity.png")
-    seconds = time.perf_counter() - t0
-    summary = {"method": args.method, "model": str(args.model), "edit": request.to_dict(),
-               "edited_id": profile["edited_id"], "expected": sorted(expected), "n_probes": len(items),
-               "seconds": round(seconds, 3), "hparams": asdict(setup.hp), "profile": profile}
-    atomic_write_json(out / "summary.json", summary)
+    with output_unit(args.out) as stage:
+        save_graph(graph, stage)
+        plot_ripple_graph(graph, stage / "ripple_graph.png")
+        plot_drift_by_hop(profile, stage / "drift_by_hop.png")
+        plot_drift_vs_similarity(graph, stage / "drift_vs_similarity.png")
+        seconds = time.perf_counter() - t0
+        summary = {"method": args.method, "model": str(args.model), "edit": request.to_dict(),
+                   "edited_id": profile["edited_id"], "expected": sorted(expected), "n_probes": len(items),
+                   "seconds": round(seconds, 3), "hparams": asdict(setup.hp), "profile": profile}
+        atomic_write_json(stage / "summary.json", summary)
+    out = args.out
     s = profile["summary"]
     print(f"{args.method} on {profile['edited_id']} ({len(items)} probes, layer {profile['layer']} "
           f"@{profile['position']}, {seconds:.1f}s): {s['n_changed_total']} answers changed, "

@@ -50,23 +50,32 @@ def run_train(args) -> int:
         raise RippleError(f"bad --set override ({e}); use NAME=VALUE with a TrainConfig field such as n_layer=6")
     import torch
 
+    from ripple.outputs import check_out, output_unit
+
+    check_out(args.out)
     torch.set_num_threads(args.threads or cfg.threads)
-    train(cfg, args.out)
+    with output_unit(args.out) as stage:
+        train(cfg, stage)
+    print(f"wrote {args.out}")
     return 0
 
 
 def run_world(args) -> int:
     import networkx as nx
 
-    from ripple.io import atomic_write_bytes, atomic_write_json, prepare_out_dir
+    from ripple.io import atomic_write_bytes, atomic_write_json
     from ripple.organism.evaluate import load_world
+    from ripple.organism.paths import world_path
+    from ripple.outputs import check_out, output_unit
 
-    out = prepare_out_dir(args.out)
+    check_out(args.out, [("organism's world", world_path())])
     world = load_world()
-    atomic_write_json(out / "world.json", world.to_dict())
     g = world.to_networkx()
     for _, data in g.nodes(data=True):
         data["aliases"] = "; ".join(data["aliases"])  # GraphML has no list type
-    atomic_write_bytes(out / "world.graphml", "\n".join(nx.generate_graphml(g)).encode())
+    with output_unit(args.out) as stage:
+        atomic_write_json(stage / "world.json", world.to_dict())
+        atomic_write_bytes(stage / "world.graphml", "\n".join(nx.generate_graphml(g)).encode())
+    out = args.out
     print(f"{g.number_of_nodes()} entities, {g.number_of_edges()} facts; wrote {out}/world.json and world.graphml")
     return 0

@@ -16,30 +16,35 @@ from ripple.errors import RippleError
 
 def add_parser(sub) -> None:
     from ripple.commands.edit import add_model_options
+    from ripple.commands.options import count, natural, open_share, ratio_above_one, text
     from ripple.editing.editor import editor_help
 
     p = sub.add_parser("stress", help="capability loss over N sequential edits (collapse points per method)")
     add_model_options(p)
     p.add_argument("--method", required=True, help=f"the editor: {editor_help()}; +rect adds RECT (memit+rect)")
     p.add_argument("--compare", nargs="*", default=[], metavar="METHOD", help="more methods on the same edits")
-    p.add_argument("--edits", type=int, required=True, help="number of sequential edits")
-    p.add_argument("--every", type=int, required=True, help="measure every K edits")
+    p.add_argument("--edits", type=count, required=True, help="number of sequential edits (at least 1)")
+    p.add_argument("--every", type=count, required=True, help="measure every K edits (at least 1)")
     p.add_argument("--edit-file", default=None, help="JSON/JSONL edit requests to use (default: sampled from "
                    "the world, going round its facts again past 640)")
-    p.add_argument("--tasks", nargs="*", default=[], help="lm-eval tasks at each checkpoint (organism: the "
+    p.add_argument("--tasks", nargs="*", default=None, help="lm-eval tasks at each checkpoint (organism: the "
                    "organism's offline suite)")
-    p.add_argument("--limit", type=int, default=None, help="lm-eval: at most this many documents per task")
-    p.add_argument("--collapse-ratio", type=float, default=3.0, help="perplexity ratio that raises the alarm")
-    p.add_argument("--task-floor", type=float, default=0.5, help="capability collapse: task score below this "
-                   "share of the unedited model's")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampled edits")
-    p.add_argument("--out", required=True, help="directory for stress.json, stress.png, stress.md, timing.json")
+    p.add_argument("--limit", type=count, default=None, help="lm-eval: at most this many documents per task")
+    p.add_argument("--collapse-ratio", type=ratio_above_one, default=3.0,
+                   help="perplexity ratio that raises the alarm (above 1)")
+    p.add_argument("--task-floor", type=open_share, default=0.5, help="capability collapse: task score below this "
+                   "share of the unedited model's (between 0 and 1)")
+    p.add_argument("--seed", type=natural, default=0, help="seed of the sampled edits")
+    p.add_argument("--out", required=True, type=text,
+                   help="directory for stress.json, stress.png, stress.md, timing.json")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
 
 
 def check_args(args) -> list[str]:
-    from ripple.io import prepare_out_dir
+    from ripple.commands.audit import check_tasks
+    from ripple.commands.edit import inputs_of
+    from ripple.outputs import check_out
     from ripple.stress.run import parse_method
 
     names = [args.method, *args.compare]
@@ -47,19 +52,15 @@ def check_args(args) -> list[str]:
         parse_method(name)
     if len(set(names)) != len(names):
         raise RippleError(f"a method is named twice in --method/--compare ({', '.join(names)}); name each once")
-    if args.edits < 1 or args.every < 1:
-        raise RippleError("--edits and --every must be at least 1")
-    if args.collapse_ratio <= 1:
-        raise RippleError(f"--collapse-ratio {args.collapse_ratio} must be above 1 (a rise in perplexity)")
-    if not 0 < args.task_floor < 1:
-        raise RippleError(f"--task-floor {args.task_floor} must be between 0 and 1 (a share of the unedited score)")
-    prepare_out_dir(args.out)
+    args.tasks = check_tasks(args.tasks)
+    check_out(args.out, inputs_of(args, ("edit file", args.edit_file)))
     return names
 
 
 def run(args) -> int:
     from ripple.editing.setup import load_setup
-    from ripple.io import atomic_write_json, atomic_write_text, prepare_out_dir
+    from ripple.io import atomic_write_json, atomic_write_text
+    from ripple.outputs import output_unit
     from ripple.stress.report import plot_stress, stress_table
     from ripple.stress.run import run_stress, stress_stream
 
@@ -80,16 +81,16 @@ def run(args) -> int:
     config = {"model": str(args.model), "edits": len(stream), "every": args.every, "seed": args.seed,
               "tasks": args.tasks, "limit": args.limit, "collapse_ratio": args.collapse_ratio, "task_floor": args.task_floor,
               "source": args.edit_file or "world stream", "set": args.set}
-    out = prepare_out_dir(args.out)
-    atomic_write_json(out / "timing.json", result.timing)
-    plot_stress(curves, out / "stress.png", args.collapse_ratio)
-    atomic_write_text(out / "stress.md", stress_table(curves))
-    atomic_write_json(out / "stress.json", {"config": config, "curves": curves})
+    with output_unit(args.out) as stage:
+        atomic_write_json(stage / "timing.json", result.timing)
+        plot_stress(curves, stage / "stress.png", args.collapse_ratio)
+        atomic_write_text(stage / "stress.md", stress_table(curves))
+        atomic_write_json(stage / "stress.json", {"config": config, "curves": curves})
     for name, c in curves.items():
         col, cap = c["collapse"], c["capability_collapse"]
         print(f"{name}: " + (f"perplexity alarm at {col['edits']} edits (x{col['perplexity_ratio']:.3g})"
                              if col else f"no perplexity alarm in {len(stream)} edits")
               + (f"; capability collapse at {cap['edits']} edits (task score {cap['task_score']:.3g})"
                  if cap else ""))
-    print(f"wrote {out}")
+    print(f"wrote {args.out}")
     return 0

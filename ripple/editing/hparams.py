@@ -21,8 +21,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import ClassVar
 
 from ripple.arch import fraction_to_layer
+from ripple.editing.limits import AT_LEAST_0, AT_LEAST_1, NON_NEGATIVE, POSITIVE, SHARE, UNIT, Limit, check_field
 from ripple.errors import RippleError
 
 LAYER_KEYS = ("layer_fracs", "layers")
@@ -47,6 +49,12 @@ class TargetHParams:
     max_update_ratio: float = 2.0  # the collapse guard: refuse ‖ΔW‖/‖W‖ above this unless forced
     rect: float | None = None  # keep only this top share of the update by relative change (RECT: 0.4)
 
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "v_steps": AT_LEAST_1, "v_lr": POSITIVE, "v_weight_decay": NON_NEGATIVE, "kl_factor": NON_NEGATIVE,
+        "clamp_norm_factor": POSITIVE, "context_prefixes": AT_LEAST_0, "prefix_tokens": AT_LEAST_1,
+        "early_stop_loss": NON_NEGATIVE, "seed": AT_LEAST_0, "stats_samples": AT_LEAST_1,
+        "max_update_ratio": POSITIVE, "rect": SHARE}
+
 
 @dataclass(frozen=True)
 class LayeredHParams(TargetHParams):
@@ -54,6 +62,8 @@ class LayeredHParams(TargetHParams):
 
     layer_fracs: tuple[float, ...] = (0.35,)
     layers: tuple[int, ...] | None = None
+
+    LIMITS: ClassVar[dict[str, Limit]] = {"layer_fracs": UNIT}  # layers: checked against the model's depth
 
     def layers_for(self, n_layers: int) -> tuple[int, ...]:
         if self.layers is not None:
@@ -78,12 +88,50 @@ def _cast(f, value: str):
 
 def _apply(hp, values: dict, where: str):
     known = {f.name: f for f in fields(hp)}
-    for k in values:
+    for k, v in values.items():
         if k not in known:
             raise RippleError(f"unknown hyperparameter {k!r} for {type(hp).__name__} in {where}; "
                               f"known: {', '.join(sorted(known))}")
+        check_field(type(hp), k, v, where)
     conv = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return replace(hp, **conv)
+
+
+def _for_method(data: dict, method: str, base) -> dict:
+    """A settings object laid out per method (``{"all": ..., "rome": ..., "_note": ...}``, as a model
+    directory's ``ripple_hparams.json``) narrowed to ``method``: ``all``, then the layer choice of
+    the editor it takes layers from, then its own section."""
+    data = {k: v for k, v in data.items() if not k.startswith("_")}  # "_source" etc.: notes
+    inherited = _layers_only(data.get(base.name)) if base is not None else {}
+    return {**data.get("all", {}), **inherited, **data.get(method, {})}
+
+
+def _is_per_method(data: dict) -> bool:
+    from ripple.editing.editor import EDITORS
+
+    keys = [k for k in data if not k.startswith("_")]
+    return bool(keys) and all(k == "all" or k in EDITORS for k in keys) and all(
+        isinstance(data[k], dict) for k in keys)
+
+
+def _read_json(path: Path, what: str) -> dict:
+    """The JSON object in ``path``; one-line errors for a folder, non-text, bad JSON, a non-object."""
+    if path.is_dir():
+        raise RippleError(f"{what} {path} is a directory; pass a JSON file")
+    if not path.is_file():
+        raise RippleError(f"{what} {path} does not exist")
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise RippleError(f"{what} {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at {e.start}); "
+                          "pass a JSON file") from None
+    except json.JSONDecodeError as e:
+        raise RippleError(f"{what} {path} is not valid JSON (line {e.lineno}); fix it") from None
+    except PermissionError:
+        raise RippleError(f"{what} {path} cannot be read (permission denied)") from None
+    if not isinstance(data, dict):
+        raise RippleError(f"{what} {path} must hold a JSON object of NAME: VALUE, got a {type(data).__name__}")
+    return data
 
 
 def _layers_only(values) -> dict:
@@ -103,21 +151,12 @@ def resolve_hparams(method: str, model_type: str, n_layers: int | None = None, m
     hp = _apply(hp, dict(editor.arch_defaults.get(model_type, {})), f"{model_type} defaults")
     if model_dir is not None and (Path(model_dir) / "ripple_hparams.json").exists():
         shipped_path = Path(model_dir) / "ripple_hparams.json"
-        try:
-            shipped = json.loads(shipped_path.read_text())
-        except json.JSONDecodeError as e:
-            raise RippleError(f"{shipped_path} is not valid JSON (line {e.lineno}); fix or remove it") from None
-        shipped = {k: v for k, v in shipped.items() if not k.startswith("_")}  # "_source" etc.: notes
-        inherited = _layers_only(shipped.get(base.name)) if base is not None else {}
-        hp = _apply(hp, {**shipped.get("all", {}), **inherited, **shipped.get(method, {})}, "ripple_hparams.json")
+        shipped = _read_json(shipped_path, "the model's hyperparameter file")
+        hp = _apply(hp, _for_method(shipped, method, base), str(shipped_path))
     if json_file is not None:
         p = Path(json_file)
-        if not p.is_file():
-            raise RippleError(f"hyperparameter file {p} does not exist")
-        try:
-            hp = _apply(hp, json.loads(p.read_text()), str(p))
-        except json.JSONDecodeError as e:
-            raise RippleError(f"hyperparameter file {p} is not valid JSON (line {e.lineno}); fix it") from None
+        data = _read_json(p, "hyperparameter file")
+        hp = _apply(hp, _for_method(data, method, base) if _is_per_method(data) else data, str(p))
     for pair in overrides:
         if "=" not in pair:
             raise RippleError(f"bad hyperparameter override {pair!r}; write NAME=VALUE, e.g. v_steps=30")
@@ -126,12 +165,17 @@ def resolve_hparams(method: str, model_type: str, n_layers: int | None = None, m
         if k not in known:
             raise RippleError(f"unknown hyperparameter {k!r} for {method}; known: {', '.join(sorted(known))}")
         try:
-            hp = replace(hp, **{k: _cast(known[k], v)})
+            value = _cast(known[k], v)
         except ValueError:
             raise RippleError(f"bad value {v!r} for hyperparameter {k!r}; write a number, or a list "
                               f"as 3,4,5") from None
+        check_field(type(hp), k, value, f"--set {pair}")
+        hp = replace(hp, **{k: value})
     if hp.fact_token not in ("subject_last", "subject_first", "last"):
         raise RippleError(f"unknown fact_token {hp.fact_token!r}; use subject_last, subject_first or last")
+    bad = [p for p in hp.kl_prompts if "{}" not in p]
+    if bad:
+        raise RippleError(f"kl_prompts {bad[0]!r} has no {{}} for the subject; write e.g. \"{{}} is a\"")
     if n_layers is not None:
         bad = [i for i in hp.layers_for(n_layers) if not 0 <= i < n_layers]
         if bad:

@@ -34,7 +34,7 @@ from typing import Any
 
 from ripple.errors import RippleError
 from ripple.scoring import answer_logprobs
-from ripple.tokens import _whole_word_rfind, answer_ids, fill, subject_token_span
+from ripple.tokens import _whole_word_rfind, answer_ids, fill, subject_token_span, text_ids
 
 #: Every accepted field name -> the EditRequest field it fills.
 FIELD_NAMES: dict[str, str] = {
@@ -220,9 +220,12 @@ def load_requests(path) -> list[EditRequest]:
         raise RippleError(f"edit request file {p} must end in .json (an object or a list) "
                           "or .jsonl (one object per line)")
     try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RippleError(f"cannot read edit request file {p}: {str(exc).splitlines()[0]}") from None
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RippleError(f"edit request file {p} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                          f"{exc.start}); pass a JSON or JSONL text file of edit requests") from None
+    except OSError as exc:
+        raise RippleError(f"cannot read edit request file {p}: {exc.strerror or exc}; check its permissions") from None
     if suffix == ".jsonl":
         requests = []
         for n, line in enumerate(text.split("\n"), 1):
@@ -261,13 +264,41 @@ def already_predicts(model, tok, requests: list[EditRequest]) -> list[bool]:
     return [greedy for _, greedy in answer_logprobs(model, tok, pairs)] if pairs else []
 
 
-def validate_for_model(requests: list[EditRequest], tok, model=None) -> list[str]:
-    """Check each request against the tokenizer; with ``model``, also warn about no-op edits.
+#: Tokens kept free for the context prefixes editors put before a prompt (ROME, MEMIT: ~5 words).
+PREFIX_ROOM = 16
 
-    Raises :class:`RippleError` when a subject is not found among the prompt's tokens or a target
-    tokenizes to nothing. Returns one warning per request whose target the model already predicts.
+
+def check_length(tok, texts, limit: int | None, what: str, room: int = 0) -> None:
+    """A one-line error for the first text whose tokens (plus ``room``) exceed ``limit``."""
+    if not limit:
+        return
+    for text in texts:
+        n = len(text_ids(tok, text)) + room
+        if n > limit:
+            short = text if len(text) <= 60 else text[:57] + "..."
+            raise RippleError(f"{what} {short!r} is {n} tokens long (with room for its answer and context), "
+                              f"more than the model's context of {limit}; shorten it")
+
+
+def validate_for_model(requests: list[EditRequest], tok, model=None, context: int | None = None,
+                       progress: bool = False) -> list[str]:
+    """Check each request against the tokenizer and the model's context length (``context``, or the
+    model's own); with ``model``, also warn about no-op edits.
+
+    Raises :class:`RippleError` when a subject is not found among the prompt's tokens, a target
+    tokenizes to nothing or to unknown words, or a prompt is too long. Returns one warning per
+    request whose target the model already predicts. ``progress``: a progress bar on stderr.
     """
-    for i, req in enumerate(requests, 1):
+    if context is None and model is not None:
+        from ripple.arch import get_spec
+
+        context = get_spec(model).context_length(model)
+    it = enumerate(requests, 1)
+    if progress and len(requests) > 1000:
+        from tqdm import tqdm
+
+        it = tqdm(it, total=len(requests), desc="checking edit requests", unit="request", leave=False)
+    for i, req in it:
         try:
             subject_token_span(tok, req.prompt, req.subject)
         except RippleError as exc:
@@ -283,6 +314,9 @@ def validate_for_model(requests: list[EditRequest], tok, model=None) -> list[str
             if tok.unk_token_id is not None and tok.unk_token_id in ids:
                 raise RippleError(f"{_label(i, req)}: {field_name} {target!r} has words outside the model's "
                                   "vocabulary (they tokenize to the unknown token); use words the model knows")
+        answer = max(len(answer_ids(tok, t)) for t in (req.target_new, req.target_true) if t is not None)
+        prompts = [req.rendered, *req.paraphrase_prompts, *req.neighborhood_prompts]
+        check_length(tok, prompts, context, f"{_label(i, req)}: prompt", room=answer + PREFIX_ROOM)
     if model is None:
         return []
     return [f"{_label(i, req)}: the model already predicts {req.target_new!r} after {req.rendered!r}; "

@@ -21,6 +21,7 @@ from ripple.editing.context import EditContext
 from ripple.editing.hparams import resolve_hparams
 from ripple.editing.requests import validate_for_model
 from ripple.errors import RippleError
+from ripple.tokens import answer_ids
 
 
 def world_of(model_path: str):
@@ -98,12 +99,25 @@ class EditSetup:
     def complete(self, requests) -> list:
         """``requests`` checked against the tokenizer and completed from the world (when there is one);
         warnings (an edit the model already makes) go to ``self.warnings``."""
-        self.warnings += validate_for_model(requests, self.tok, self.model)
+        self.warnings += validate_for_model(requests, self.tok, self.model, progress=True)
         if self.world is None:
             return list(requests)
         from ripple.organism.edits import complete_from_world
 
         return [complete_from_world(self.world, r) for r in requests]
+
+    @property
+    def context_length(self) -> int | None:
+        """The model's context in tokens (None when its config does not say)."""
+        return self.spec.context_length(self.model)
+
+    def check_probes(self, items) -> None:
+        """A one-line error for a probe item longer than the model's context."""
+        from ripple.editing.requests import check_length
+
+        for item in items:
+            check_length(self.tok, [item.rendered], self.context_length, f"probe item {item.id}:",
+                         room=len(answer_ids(self.tok, item.answer)))
 
     def make_context(self, stats_corpus_file: str | None = None) -> EditContext:
         """Build ``self.ctx`` with the statistics corpus (a file, ``hf:NAME``, else the world's text)."""

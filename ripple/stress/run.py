@@ -190,7 +190,11 @@ def stress_stream(setup, n: int, edit_file=None, seed: int = 0) -> tuple[list, o
     are not world edits)."""
     world = setup.world
     if edit_file:
-        stream = load_requests(edit_file)[:n]
+        stream = load_requests(edit_file)
+        if len(stream) < n:
+            raise RippleError(f"{edit_file} holds {len(stream)} edit request(s), fewer than the {n} edits asked for; "
+                              f"pass --edits {len(stream)} or a longer file")
+        stream = stream[:n]
         if world is not None:
             from ripple.organism.edits import complete_from_world
 
@@ -203,7 +207,7 @@ def stress_stream(setup, n: int, edit_file=None, seed: int = 0) -> tuple[list, o
         raise RippleError("this model has no world.json to sample edits from; pass --edit-file FILE")
     else:
         stream = edit_stream(world, n, seed=seed)
-    validate_for_model(stream, setup.tok)
+    validate_for_model(stream, setup.tok, context=setup.context_length, progress=True)
     return stream, world
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from ripple.editing.compute import fact_keys
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.editors.memit import MemitHParams, spread
+from ripple.editing.limits import NON_NEGATIVE, POSITIVE, Limit
 from ripple.editing.solvers import alphaedit_update, null_space_projector
 
 NAME = "alphaedit"
@@ -24,6 +26,8 @@ NAME = "alphaedit"
 class AlphaEditHParams(MemitHParams):
     null_threshold: float = 1e-2
     reg: float = 1.0
+
+    LIMITS: ClassVar[dict[str, Limit]] = {"null_threshold": POSITIVE, "reg": NON_NEGATIVE}
 
 
 def compute_alphaedit(ctx, requests, hp: AlphaEditHParams):

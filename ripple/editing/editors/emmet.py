@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.editors.memit import spread
 from ripple.editing.editors.rome import RomeHParams
+from ripple.editing.limits import NON_NEGATIVE, Limit
 from ripple.editing.solvers import emmet_update
 
 
 @dataclass(frozen=True)
 class EmmetHParams(RomeHParams):
     eps: float = 0.1
+
+    LIMITS: ClassVar[dict[str, Limit]] = {"eps": NON_NEGATIVE}
 
 
 def compute_emmet(ctx, requests, hp: EmmetHParams):

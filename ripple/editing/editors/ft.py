@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -13,6 +14,7 @@ from ripple.arch import mlp_out_param
 from ripple.editing.delta import WeightSnapshot
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.hparams import LayeredHParams
+from ripple.editing.limits import AT_LEAST_1, POSITIVE, Limit
 from ripple.modes import held
 from ripple.scoring import pad_ids
 from ripple.tokens import answer_ids, text_ids
@@ -23,6 +25,8 @@ class FTHParams(LayeredHParams):
     ft_steps: int = 25
     ft_lr: float = 5e-4
     norm_constraint: float = 5e-4  # L-infinity bound on each weight's change (FT-L)
+
+    LIMITS: ClassVar[dict[str, Limit]] = {"ft_steps": AT_LEAST_1, "ft_lr": POSITIVE, "norm_constraint": POSITIVE}
 
 
 def compute_ft(ctx, requests, hp: FTHParams):

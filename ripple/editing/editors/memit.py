@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -15,6 +16,7 @@ from ripple.editing.compute import fact_keys, optimize_delta, site_values
 from ripple.editing.delta import WeightSnapshot
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.editors.rome import RomeHParams
+from ripple.editing.limits import POSITIVE, Limit
 from ripple.editing.solvers import memit_update
 
 
@@ -22,6 +24,8 @@ from ripple.editing.solvers import memit_update
 class MemitHParams(RomeHParams):
     layer_fracs: tuple[float, ...] = (0.27, 0.3, 0.33, 0.36, 0.4)
     lam: float = 15000.0  # mom2_update_weight
+
+    LIMITS: ClassVar[dict[str, Limit]] = {"lam": POSITIVE}
 
 
 def spread(ctx, requests, hp, solve) -> tuple[dict, dict]:

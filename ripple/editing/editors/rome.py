@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ripple.arch import act_name, mlp_out_param, out_in_to_storage
 from ripple.editing.compute import fact_keys, optimize_delta
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.hparams import LayeredHParams
+from ripple.editing.limits import NON_NEGATIVE, Limit
 from ripple.editing.solvers import rank_one_update
 from ripple.errors import RippleError
 
@@ -16,6 +18,8 @@ from ripple.errors import RippleError
 @dataclass(frozen=True)
 class RomeHParams(LayeredHParams):
     C_reg: float = 1e-6  # relative ridge on C so that C⁻¹ exists on small corpora
+
+    LIMITS: ClassVar[dict[str, Limit]] = {"C_reg": NON_NEGATIVE}
 
 
 def compute_rome(ctx, requests, hp: RomeHParams):
