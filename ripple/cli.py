@@ -11,7 +11,8 @@ Exit codes, for every command:
 * 2: bad input, printed as one line ``ripple: error: ...`` naming the problem and the fix
   (options, files that cannot be read or written, corrupt weights, a config.json that does not parse);
 * 3: a bug in ripple (``ripple: internal error: ...``; ``RIPPLE_DEBUG=1`` shows the traceback);
-* 130: interrupted (SIGINT, Ctrl-C); 143: terminated (SIGTERM). Either leaves ``--out`` as it was.
+* 130: interrupted (SIGINT, Ctrl-C); 143: terminated (SIGTERM). ``--out`` then holds the previous
+  complete run, or the new one if the signal came as it was being switched in; never a mix.
 """
 
 from __future__ import annotations
@@ -89,12 +90,12 @@ def _quiet_libraries(verbose: bool):
 
 
 def main(argv=None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:  # --help (0) or an argument error (2, one line already printed)
-        return e.code if isinstance(e.code, int) else 2
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as e:  # --help (0) or an argument error (2, one line already printed)
+            return e.code if isinstance(e.code, int) else 2
         with _quiet_libraries(args.verbose):
             args.threads = _threads(args.threads if args.threads is not None else os.environ.get("RIPPLE_THREADS"))
             if args.command != "organism":
@@ -106,10 +107,10 @@ def main(argv=None) -> int:
         print(f"ripple: error: {e}", file=sys.stderr)
         return 2
     except Terminated:
-        print("ripple: terminated; the output directory is as it was", file=sys.stderr)
+        print("ripple: terminated (nothing half-written is left in --out)", file=sys.stderr)
         return 143
     except KeyboardInterrupt:
-        print("ripple: interrupted; the output directory is as it was", file=sys.stderr)
+        print("ripple: interrupted (nothing half-written is left in --out)", file=sys.stderr)
         return 130
     except OSError as e:  # a file ripple was told to read or write, named by the OS
         if os.environ.get("RIPPLE_DEBUG"):

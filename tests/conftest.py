@@ -62,8 +62,7 @@ def token_ids():
     return torch.randint(3, VOCAB, (2, 6), generator=torch.Generator().manual_seed(1))
 
 
-@pytest.fixture
-def tiny_tokenizer():
+def make_tiny_tokenizer():
     """A word-level fast tokenizer over ``w0 .. w96`` with eos but no pad token."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -75,14 +74,25 @@ def tiny_tokenizer():
                                    eos_token="</s>")
 
 
+def save_tiny_gpt2(directory):
+    """A tiny gpt2 and the tiny tokenizer saved (safetensors) in ``directory``; returns the model."""
+    model = make_tiny_model("gpt2")
+    model.save_pretrained(directory, safe_serialization=True)
+    make_tiny_tokenizer().save_pretrained(directory)
+    return model
+
+
 @pytest.fixture
-def saved_gpt2(tmp_path, tiny_model, tiny_tokenizer):
+def tiny_tokenizer():
+    """A word-level fast tokenizer over ``w0 .. w96`` with eos but no pad token."""
+    return make_tiny_tokenizer()
+
+
+@pytest.fixture
+def saved_gpt2(tmp_path):
     """A tiny gpt2 + tokenizer saved as safetensors in ``tmp_path / "gpt2"``; returns (dir, model)."""
-    model = tiny_model("gpt2")
     out = tmp_path / "gpt2"
-    model.save_pretrained(out, safe_serialization=True)
-    tiny_tokenizer.save_pretrained(out)
-    return out, model
+    return out, save_tiny_gpt2(out)
 
 
 @pytest.fixture(scope="session")

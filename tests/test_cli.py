@@ -121,3 +121,30 @@ def test_organism_show_bundled(capfd):
     person = world.persons[0]
     assert len(tok(" " + person.name, add_special_tokens=False)["input_ids"]) == world.config.name_tokens
     assert len(tok) <= model.config.vocab_size
+
+
+def test_library_warnings_stay_off_stderr_unless_verbose(capfd):
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ripple.cli import _quiet_libraries
+
+    def draw():
+        fig = plt.figure()
+        fig.text(0.5, 0.5, "\u6f22\u5b57 \U0001f600")  # glyphs the default font lacks
+        fig.canvas.draw()
+        plt.close(fig)
+
+    capfd.readouterr()
+    with _quiet_libraries(verbose=False):
+        draw()
+    assert capfd.readouterr().err == ""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _quiet_libraries(verbose=True):
+            draw()
+    assert any("Glyph" in str(w.message) for w in caught)

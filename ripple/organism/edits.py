@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 
 from ripple.editing.requests import EditRequest
+from ripple.errors import RippleError
 from ripple.tokens import fill
 from ripple.world.corpus import CorpusConfig, training_text
 from ripple.world.edits import WorldEdit
@@ -45,7 +46,12 @@ def complete_from_world(world: World, request: EditRequest) -> EditRequest:
         return request
     rel = next((r for r in RELATIONS.values() if request.prompt in r.paraphrases
                 and r.subject_type == world.entities[subject].type), None)
-    new = next((e.id for e in world.entities.values() if e.name == request.target_new), None)
+    named = [e for e in world.entities.values() if e.name == request.target_new]
+    new = next((e.id for e in named if rel is not None and e.type == rel.object_type), None)
+    if rel is not None and named and new is None:
+        example = world.name(world.of_type(rel.object_type)[0].id)
+        raise RippleError(f"target {request.target_new!r} is a {named[0].type}, but {request.prompt!r} asks for a "
+                          f"{rel.object_type}; give a {rel.object_type} (e.g. {example!r})")
     if rel is None or new is None or not world.objects(subject, rel.name):
         return request
     full = request_for(world, subject, rel.name, new)
@@ -58,8 +64,6 @@ def complete_from_world(world: World, request: EditRequest) -> EditRequest:
 def sample_edits(world: World, n: int, seed: int = 0, relations=EDITABLE) -> list[EditRequest]:
     """``n`` random counterfactual edits of distinct facts (never the same subject and relation
     twice), preferring distinct subjects; a one-line error if the world has fewer such facts."""
-    from ripple.errors import RippleError
-
     rng = random.Random(seed)
     pairs = sorted({(f.subject, f.relation) for f in world.facts if f.relation in relations})
     if n > len(pairs):
