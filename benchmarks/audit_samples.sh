@@ -8,10 +8,14 @@ cd "$(dirname "$0")/.."
 RIPPLE=${RIPPLE:-.venv/bin/ripple}
 PY=${PY:-.venv/bin/python}
 EDIT=(--prompt "{} was born in" --subject "Lodro Toudein" --target Kraile)
-$RIPPLE audit --model organism --method rome "${EDIT[@]}" --tasks organism --out reports/audit/benign --quiet
+RUNS=${RUNS:-runs/audit_samples}
+$RIPPLE audit --model organism --method rome "${EDIT[@]}" --tasks organism --out "$RUNS/benign" --quiet
 echo "benign: exit $?"
 $RIPPLE audit --model organism --method rome "${EDIT[@]}" --tasks organism --set layers=0 fact_token=subject_last \
-    --out reports/audit/failing --quiet
+    --out "$RUNS/failing" --quiet
 echo "failing: exit $?"
+# reports/ keeps plain files (an --out shows its run through links into .ripple/; see ripple/outputs.py)
+$PY -c "import sys; from ripple.outputs import copy_run; [copy_run(f'$RUNS/{n}', f'reports/audit/{n}') for n in sys.argv[1:]]" \
+    benign failing
 $PY benchmarks/audit_browser_check.py reports/audit/benign/report.html reports/audit/failing/report.html \
     --shots reports/audit --json reports/audit/browser_check.json

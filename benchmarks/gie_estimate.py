@@ -175,6 +175,7 @@ def run_examples(world, methods, out: Path, log=print) -> dict:
     from ripple.cli import main as cli_main
     from ripple.io import atomic_write_text
     from ripple.organism.edits import sample_edits
+    from ripple.outputs import copy_run
 
     req = sample_edits(world, 1, seed=5)[0]
     tmp = Path(tempfile.mkdtemp(prefix="gie_example_"))
@@ -183,14 +184,16 @@ def run_examples(world, methods, out: Path, log=print) -> dict:
     examples = {}
     for m in methods:
         d = f"gie_examples_{m}"
-        argv = ["graph", "--model", "organism", "--method", m, "--edit", str(edit_path), "--out", str(out / d),
+        argv = ["graph", "--model", "organism", "--method", m, "--edit", str(edit_path), "--out", str(tmp / d),
                 "--probes", "probes/organism.jsonl", "--force"]
         rc = cli_main(argv)
         if rc:
             log(f"ripple graph for {m} exited {rc}")
             continue
+        copy_run(tmp / d, out / d)  # plain files in reports/
         examples[m] = {"dir": d, "case_id": req.case_id,
-                       "command": "ripple " + " ".join(a if a != str(edit_path) else "edit.json" for a in argv)}
+                       "command": "ripple " + " ".join({str(edit_path): "edit.json", str(tmp / d): str(out / d)}.get(a, a)
+                                                         for a in argv)}
     return examples
 
 

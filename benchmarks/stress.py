@@ -23,14 +23,18 @@ sys.path.insert(0, str(ROOT))
 
 
 def run_one(name: str, args) -> tuple[str, int, float]:
-    out = args.runs / name.replace("+", "_")
+    from ripple.outputs import copy_run
+
+    work = ROOT / "runs" / "stress_benchmark" / name.replace("+", "_")  # the --out; reports/ gets plain files
     cmd = [sys.executable, "-m", "ripple.cli", "stress", "--model", "organism", "--method", name,
            "--edits", str(args.edits), "--every", str(args.every), "--tasks", "organism", "--seed", str(args.seed),
-           "--out", str(out)]
+           "--out", str(work)]
     env = dict(os.environ, RIPPLE_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     t = time.perf_counter()
     with open(args.runs / f"{name.replace('+', '_')}.log", "w") as log:
         code = subprocess.call(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if code == 0:
+        copy_run(work, args.runs / name.replace("+", "_"))
     return name, code, time.perf_counter() - t
 
 

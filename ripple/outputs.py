@@ -79,6 +79,15 @@ def check_out(out, inputs: Iterable[tuple[str, object]] = ()) -> Path:
     return p
 
 
+def _mkdtemp(parent, prefix: str) -> Path:
+    """A new folder with the usual permissions (``mkdtemp`` alone makes it private, 0700)."""
+    path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o777 & ~umask)
+    return path
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -160,7 +169,7 @@ def output_unit(out) -> Iterator[Path]:
             if not rdir.exists():
                 created.append(rdir)
             rdir.mkdir(exist_ok=True)
-            staging = Path(tempfile.mkdtemp(dir=rdir, prefix=f"staging-{os.getpid()}-"))
+            staging = _mkdtemp(rdir, f"staging-{os.getpid()}-")
         except PermissionError:
             raise RippleError(f"cannot write to {out} (permission denied); pass an --out you may write to") from None
         except FileExistsError:
@@ -175,3 +184,29 @@ def output_unit(out) -> Iterator[Path]:
             with contextlib.suppress(OSError):
                 path.rmdir()
         raise
+
+
+def copy_run(out, dest) -> Path:
+    """Copy the run ``out`` shows into ``dest`` as plain files (links followed, no ``.ripple``), e.g.
+    to publish it in a repository; ``dest`` is replaced as a whole, through a sibling folder."""
+    out, dest = Path(out), Path(dest)
+    tmp = _mkdtemp(dest.parent if dest.parent.exists() else None, f".{dest.name}-")
+    try:
+        for entry in sorted(out.iterdir()):
+            if entry.name == RIPPLE_DIR or not entry.exists():
+                continue
+            if entry.is_dir():
+                shutil.copytree(entry, tmp / entry.name, symlinks=False)
+            else:
+                shutil.copyfile(entry, tmp / entry.name)
+        old = None
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}-old-{os.getpid()}")
+            dest.rename(old)
+        tmp.rename(dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest

@@ -39,3 +39,17 @@ class Stages:
             if exc[0] is None and self._started:
                 self._bar.update(1)
             self._bar.close()
+
+
+#: Fewer items than this go by without a bar (they take seconds).
+MANY = 1000
+
+
+def each(items, desc: str, quiet: bool = False):
+    """``items`` with a bar on stderr when there are many of them (at least :data:`MANY`)."""
+    items = list(items)
+    if quiet or len(items) < MANY:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)

@@ -191,3 +191,25 @@ def test_killing_an_edit_at_many_points_leaves_one_complete_run(tiny_run, tmp_pa
     assert subprocess.run(command(edits[0], out), env=env, capture_output=True).returncode == 0
     assert one_complete_run(out, model) == "a"
     assert not list((out / RIPPLE_DIR).glob("staging-*"))
+
+
+def test_copy_run_publishes_plain_files(tmp_path):
+    out = tmp_path / "out"
+    write_run(out, {"a.json": "one", "sub/f": "two"})
+    dest = tmp_path / "reports" / "sample"
+    dest.parent.mkdir()
+    for _ in range(2):  # the second copy replaces the first
+        outputs.copy_run(out, dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["a.json", "sub"]
+    assert not (dest / "a.json").is_symlink() and (dest / "a.json").read_text() == "one"
+    assert (dest / "sub" / "f").read_text() == "two" and not (dest / "sub").is_symlink()
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["sample"]
+
+
+def test_a_run_folder_has_the_usual_permissions(tmp_path):
+    out = tmp_path / "out"
+    write_run(out, {"a.json": "x"})
+    umask = os.umask(0)
+    os.umask(umask)
+    run = (out / RIPPLE_DIR / "current").resolve()
+    assert run.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0700

@@ -77,6 +77,7 @@ def run(args) -> int:
     from ripple.io import atomic_write_json
     from ripple.loading import save_model
     from ripple.outputs import check_out, output_unit
+    from ripple.progress import each
 
     get_editor(args.method)
     check_out(args.out, inputs_of(args, ("edit file", args.edits)))
@@ -86,12 +87,12 @@ def run(args) -> int:
     rect = [f"rect={args.rect}"] if args.rect is not None else []
     setup = setup_from_args(args, requests, rect)
     model, tok, hp, requests, ctx = setup.model, setup.tok, setup.hp, setup.requests, setup.ctx
-    before = [request_metrics(model, tok, r) for r in requests]
+    before = [request_metrics(model, tok, r) for r in each(requests, "measuring the unedited model")]
     with output_unit(args.out) as stage:
         t0 = time.perf_counter()
         with edited(ctx, args.method, requests, hp, mode=mode, chunk=args.chunk, force=args.force) as result:
             seconds = time.perf_counter() - t0
-            after = [request_metrics(model, tok, r) for r in requests]
+            after = [request_metrics(model, tok, r) for r in each(requests, "measuring the edited model")]
             save_model(model, tok, stage)
         metrics = {"method": result.total.method, "mode": mode, "n_requests": len(requests),
                    "seconds": round(seconds, 3), "before": aggregate(before), "after": aggregate(after),

@@ -293,12 +293,9 @@ def validate_for_model(requests: list[EditRequest], tok, model=None, context: in
         from ripple.arch import get_spec
 
         context = get_spec(model).context_length(model)
-    it = enumerate(requests, 1)
-    if progress and len(requests) > 1000:
-        from tqdm import tqdm
+    from ripple.progress import MANY, each
 
-        it = tqdm(it, total=len(requests), desc="checking edit requests", unit="request", leave=False)
-    for i, req in it:
+    for i, req in each(enumerate(requests, 1), "checking edit requests", quiet=not progress):
         try:
             subject_token_span(tok, req.prompt, req.subject)
         except RippleError as exc:
@@ -319,6 +316,9 @@ def validate_for_model(requests: list[EditRequest], tok, model=None, context: in
         check_length(tok, prompts, context, f"{_label(i, req)}: prompt", room=answer + PREFIX_ROOM)
     if model is None:
         return []
+    hits = [hit for start in each(range(0, len(requests), MANY), "checking what the model already predicts",
+                                  quiet=not progress or len(requests) < 4 * MANY)
+            for hit in already_predicts(model, tok, requests[start : start + MANY])]
     return [f"{_label(i, req)}: the model already predicts {req.target_new!r} after {req.rendered!r}; "
             "this edit changes nothing measurable"
-            for i, (req, hit) in enumerate(zip(requests, already_predicts(model, tok, requests)), 1) if hit]
+            for i, (req, hit) in enumerate(zip(requests, hits), 1) if hit]

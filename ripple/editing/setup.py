@@ -103,8 +103,9 @@ class EditSetup:
         if self.world is None:
             return list(requests)
         from ripple.organism.edits import complete_from_world
+        from ripple.progress import each
 
-        return [complete_from_world(self.world, r) for r in requests]
+        return [complete_from_world(self.world, r) for r in each(requests, "completing requests from the world")]
 
     @property
     def context_length(self) -> int | None:
