@@ -91,7 +91,7 @@ def check_args(args) -> None:
 def run(args) -> int:
     from ripple.audit.policy import DEFAULT_POLICY, load_policy
     from ripple.audit.run import run_audit
-    from ripple.commands.edit import setup_from_args
+    from ripple.commands.edit import precheck_hparams, setup_from_args
     from ripple.evaluate.perplexity import general_sentences_for
     from ripple.probes.sets import probe_items
 
@@ -100,6 +100,7 @@ def run(args) -> int:
     requests = requests_from_args(args)
     extra = [f"rect={args.rect}"] if args.rect is not None else []
     extra += [f"seed={args.seed}"] if args.seed is not None else []
+    precheck_hparams(args, args.method, extra)
     setup = setup_from_args(args, requests, extra)
     items = probe_items(args.probes, setup.world)
     setup.check_probes(items)

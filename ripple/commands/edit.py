@@ -57,6 +57,26 @@ def inputs_of(args, *extra) -> list[tuple[str, object]]:
             ("statistics corpus", corpus), *extra]
 
 
+def precheck_hparams(args, method: str, extra_overrides=()) -> None:
+    """Resolve ``method``'s hyperparameters from the options before the model is loaded (its
+    ``config.json`` gives the architecture), so that a bad value fails at once; layer indices are
+    checked against the model's depth after loading."""
+    import json
+
+    from ripple.editing.hparams import resolve_hparams
+    from ripple.loading import model_path
+
+    path = model_path(args.model)
+    model_type = None
+    if path is not None and (path / "config.json").is_file():
+        try:
+            model_type = json.loads((path / "config.json").read_text()).get("model_type")
+        except (ValueError, OSError, AttributeError):
+            return  # the loader says what is wrong with it
+    resolve_hparams(method, str(model_type), None, model_dir=path, json_file=args.hparams,
+                    overrides=[*args.set, *extra_overrides])
+
+
 def setup_from_args(args, requests, extra_overrides=()):
     """The library's :func:`~ripple.editing.setup.load_setup` from the shared options; warnings
     about the requests go to stderr."""
@@ -85,6 +105,7 @@ def run(args) -> int:
     requests = load_requests(args.edits)
     edit_groups(args.method, requests, mode, args.chunk)  # a batch the editor cannot take: before loading
     rect = [f"rect={args.rect}"] if args.rect is not None else []
+    precheck_hparams(args, args.method, rect)
     setup = setup_from_args(args, requests, rect)
     model, tok, hp, requests, ctx = setup.model, setup.tok, setup.hp, setup.requests, setup.ctx
     before = [request_metrics(model, tok, r) for r in each(requests, "measuring the unedited model")]

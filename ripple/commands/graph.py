@@ -44,7 +44,7 @@ def run(args) -> int:
     from dataclasses import asdict
 
     from ripple.commands.audit import check_k
-    from ripple.commands.edit import inputs_of, setup_from_args
+    from ripple.commands.edit import inputs_of, precheck_hparams, setup_from_args
     from ripple.editing.editor import get_editor
     from ripple.gie import edited_fact_id, gie_for_edit, save_graph
     from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph
@@ -58,6 +58,7 @@ def run(args) -> int:
         raise RippleError(f"probe file {args.probes} does not exist; pass a probe set JSONL with --probes")
     check_out(args.out, inputs_of(args, ("edit file", args.edit), ("probe set", args.probes)))
     request = one_request(args.edit)
+    precheck_hparams(args, args.method)
     setup = setup_from_args(args, [request])
     (request,) = setup.requests
     items = probe_items(args.probes, setup.world)

@@ -58,13 +58,17 @@ def check_args(args) -> list[str]:
 
 
 def run(args) -> int:
+    from ripple.commands.edit import precheck_hparams
     from ripple.editing.setup import load_setup
     from ripple.io import atomic_write_json, atomic_write_text
     from ripple.outputs import output_unit
     from ripple.stress.report import plot_stress, stress_table
-    from ripple.stress.run import run_stress, stress_stream
+    from ripple.stress.run import parse_method, run_stress, stress_stream
 
     names = check_args(args)
+    for name in names:  # hyperparameters of every method, before the model is loaded
+        method, rect = parse_method(name)
+        precheck_hparams(args, method, [f"rect={rect}"] if rect else [])
     setup = load_setup(args.model, hparams_file=args.hparams, context=False)
     stream, world = stress_stream(setup, args.edits, args.edit_file, args.seed)
     setup.make_context(args.stats_corpus)
