@@ -138,6 +138,10 @@ def model_path(name_or_path: str) -> Path | None:
         from ripple.organism.paths import model_dir
 
         return model_dir()
+    from ripple.gguf import PACKAGES
+
+    if name_or_path in PACKAGES:
+        return None  # a file inside an installed package: never an --out
     path = Path(name_or_path).expanduser()
     return path if path.exists() else None
 
@@ -158,6 +162,11 @@ def load_model(name_or_path: str = "organism", device: str = "cpu", dtype=None,
         if not (model_dir() / "config.json").is_file():
             raise RippleError(f"the bundled organism is missing from {name_or_path}; build it with "
                               f"python -m ripple.organism.train --out {name_or_path}, or pass a model path")
+    from ripple.gguf import resolve
+
+    gguf_dir = resolve(name_or_path)  # smollm2, gemma3-270m, FILE.gguf: the cached converted directory
+    if gguf_dir is not None:
+        name_or_path = str(gguf_dir)
     source = _local_dir(name_or_path)
     if source is not None:
         _check_local(source)
