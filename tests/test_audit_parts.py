@@ -31,6 +31,10 @@ def test_classify_changes_by_hand():
     # every answer changed; e is edited, x expected, l1/l2 a swap of right answers, z damage
     assert got == Changes(changed=[0, 1, 2, 3, 4], swaps={"l1", "l2"}, unintended=["z"])
     assert classify_changes(plan, before, before) == Changes([], set(), [])
+    # a wrong answer that moves (z wrong before) is reported apart and not counted
+    wrong_z = states(["C1", "F1", "L1", "L1", "C4"], [True, True, True, False, False])
+    got = classify_changes(plan, wrong_z, after)
+    assert got.unintended == [] and got.wrong_flips == ["z"]
 
 
 def test_edited_items_adds_the_edited_fact_when_the_probe_set_lacks_it():

@@ -15,13 +15,14 @@ MOST_AFFECTED = 12
 
 
 def most_affected(graph: nx.Graph, items: list[ProbeItem], edited: set[str], expected: set[str],
-                  swaps: set[str], n: int = MOST_AFFECTED) -> list[dict]:
+                  swaps: set[str], unintended: set[str], n: int = MOST_AFFECTED) -> list[dict]:
     """The ``n`` probe items the edit moved most: changed answers first, then by |Δ log p| and drift."""
     rendered = {item.id: item.rendered for item in items}
     rows = []
     for node, d in graph.nodes(data=True):
         role = "edited" if node in edited else "expected" if node in expected else (
-            "answer swap" if node in swaps else "unintended" if d["changed"] else "kept")
+            "answer swap" if node in swaps else "unintended" if node in unintended else
+            "wrong answer moved" if d["changed"] else "kept")
         rows.append({"id": node, "prompt": rendered[node], "answer": d["answer"],
                      "before": d["answer_before"], "after": d["answer_after"], "changed": d["changed"],
                      "role": role, "delta_logp": round(d["delta_logp"], 4), "drift": round(d["drift"], 5),
@@ -45,10 +46,12 @@ def report_details(mode: str, requests, plan, before, after, changes, graphs, pr
             **ripple_sum, "per_edit": [{"case_id": r["case_id"], "categories": r["categories"]} for r in after.ripple]},
         "gie": {"n_probes": len(plan.items), "layer": first["layer"], "position": position, "k": k,
                 "edited_ids": plan.target_ids, "expected": sorted(plan.expected), "unintended": changes.unintended,
-                "n_changed": len(changes.changed), "answer_swaps": sorted(changes.swaps), "by_hop": first["by_hop"],
+                "n_changed": len(changes.changed), "answer_swaps": sorted(changes.swaps),
+                "wrong_answer_flips": changes.wrong_flips, "by_hop": first["by_hop"],
                 "by_sim_rank": first["by_sim_rank"],
                 "per_edit": [{"edited_id": p["edited_id"], **p["summary"]} for p in profiles]},
-        "most_affected": most_affected(graphs[0], plan.items, set(plan.target_ids), plan.expected, changes.swaps),
+        "most_affected": most_affected(graphs[0], plan.items, set(plan.target_ids), plan.expected, changes.swaps,
+                                       set(changes.unintended)),
         "perplexity": {"n_sentences": len(before.perplexities), "source": "world" if world is not None else "english",
                        "before": mean(before.perplexities), "after": mean(after.perplexities),
                        "ratio": metrics["perplexity_ratio"]},

@@ -76,7 +76,8 @@ class Changes:
 
     changed: list[int]  # indices into the plan's items
     swaps: set[str]  # ids: one right answer of a one-to-many relation traded for another
-    unintended: list[str]  # ids: neither edited, nor expected, nor a swap
+    unintended: list[str]  # ids: answered right before, wrong after, and neither edited nor expected
+    wrong_flips: list[str] = field(default_factory=list)  # ids: wrong before, and changed (not counted)
 
 
 def edited_items(items: list[ProbeItem], requests, world) -> tuple[list[ProbeItem], list[str]]:
@@ -131,12 +132,16 @@ def answer_swaps(items: list[ProbeItem], before, after) -> set[str]:
 
 
 def classify_changes(plan: AuditPlan, before: ItemState, after: ItemState) -> Changes:
-    """Which answers changed and which of those changes nobody asked for."""
+    """Which answers changed and which of those changes nobody asked for: damage is a fact the
+    model answered right before the edit and no longer does (a real model answers many probes
+    wrong; a wrong answer that moves is reported apart, ``wrong_flips``, and not counted)."""
     items = plan.items
     changed = [i for i, (a, b) in enumerate(zip(before.greedy, after.greedy)) if a != b]
     swaps = answer_swaps(items, before, after)
     allowed = plan.expected | set(plan.target_ids) | swaps
-    return Changes(changed, swaps, sorted(items[i].id for i in changed if items[i].id not in allowed))
+    others = [i for i in changed if items[i].id not in allowed]
+    return Changes(changed, swaps, sorted(items[i].id for i in others if before.correct[i] and not after.correct[i]),
+                   sorted(items[i].id for i in others if not before.correct[i]))
 
 
 def audit_edits(setup, requests, items, sentences: list[str], k: int = 5, force: bool = False,

@@ -19,7 +19,8 @@ _CF = {"efficacy": "the new object beats the old on the rewrite prompt (share of
 AUDIT_METRICS: dict[str, str] = {
     **_CF,
     **{f"{k}_top1": f"{v}, counted only when the winner is the greedy answer" for k, v in _CF.items()},
-    "unintended_changes": "probe answers that changed but neither were edited nor must change",
+    "unintended_changes": "probe facts answered right before the edit and wrong after, neither edited nor "
+                          "required to change",
     "perplexity_ratio": "mean per-sentence perplexity on general sentences, after over before",
     "update_norm_ratio": "the largest ||dW||/||W|| of an edited matrix",
     "task_acc_drop": "the largest fall of an lm-eval task's acc, before minus after (audit --tasks)",
