@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ripple.arch import act_name, get_spec
+from ripple.arch import act_name, get_spec, resolve_site
 from ripple.errors import RippleError
-from ripple.probes.record import record
+from ripple.hooks import SiteTrace
+from ripple.modes import held
+from ripple.probes.record import encode_items
 from ripple.probes.sets import ProbeItem
-from ripple.scoring import answer_logprobs, next_token_logits
+from ripple.scoring import pad_ids
+from ripple.tokens import answer_ids
 
 POSITION = "subject_last"
 POSITIONS = ("subject_last", "last")  # ItemState.reps and ItemState.last
@@ -69,20 +72,50 @@ class ItemState:
 
 def measure_items(model, tok, spec, items: Sequence[ProbeItem], layers: Sequence[int] | None = None,
                   batch_size: int = 64) -> ItemState:
-    """Measure every item on ``model`` as it is now (``layers`` None: every block)."""
+    """Measure every item on ``model`` as it is now (``layers`` None: every block), with one
+    forward pass per batch over prompt + answer: the hidden states at the subject's last token and
+    at the prompt's last token (causal attention: the answer after them does not change them), the
+    greedy first token after the prompt, and log P(answer) with whether greedy decoding gives it."""
     items = list(items)
     spec = get_spec(model) if spec is None else spec
     layers = tuple(range(spec.depth)) if layers is None else tuple(layers)
     if not layers:
         raise RippleError("no layers to probe; pass at least one layer, e.g. layers=[0]")
-    cache = record(model, tok, spec, items, sites=("out",), layers=layers, positions=POSITIONS,
-                   batch_size=batch_size)
-    prompts = [item.rendered for item in items]
-    first = next_token_logits(model, tok, prompts, batch_size).argmax(-1).tolist()
-    scored = answer_logprobs(model, tok, [(p, item.answer) for p, item in zip(prompts, items)], batch_size)
+    if not items:
+        raise RippleError("no probe items to measure; pass a non-empty probe set")
+    sites = [act_name(layer, "out") for layer in layers]
+    for site in sites:
+        resolve_site(spec, site)  # one-line error for a layer out of range
+    device = next(model.parameters()).device
+    reps = {layer: [] for layer in layers}
+    last = {layer: [] for layer in layers}
+    greedy, logp, correct = [], [], []
+    with held(model, no_grad=True):
+        for lo in range(0, len(items), batch_size):
+            chunk = items[lo : lo + batch_size]
+            prompts, where = encode_items(tok, chunk)
+            answers = [answer_ids(tok, item.answer) for item in chunk]
+            empty = [item.answer for item, a in zip(chunk, answers) if not a]
+            if empty:
+                raise RippleError(f"probe answer {empty[0]!r} tokenizes to nothing; give every item an answer")
+            ids, mask = pad_ids([p + a for p, a in zip(prompts, answers)], tok, device)
+            with SiteTrace(model, spec, sites) as st:
+                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            rows = torch.arange(len(chunk), device=device)
+            at_subject = torch.tensor(where["subject_last"], device=device)
+            at_last = torch.tensor(where["last"], device=device)
+            for layer, site in zip(layers, sites):
+                reps[layer].append(st[site][rows, at_subject].float().cpu())
+                last[layer].append(st[site][rows, at_last].float().cpu())
+            lsm = torch.log_softmax(logits.float(), -1)
+            greedy += lsm[rows, at_last].argmax(-1).tolist()
+            for j, (p, a) in enumerate(zip(prompts, answers)):
+                pos = torch.arange(len(p) - 1, len(p) + len(a) - 1, device=device)
+                target = torch.tensor(a, device=device)
+                logp.append(lsm[j, pos, target].sum().item())
+                correct.append(bool((lsm[j, pos].argmax(-1) == target).all()))
     return ItemState(ids=tuple(item.id for item in items),
-                     reps={layer: cache[act_name(layer, "out", POSITION)] for layer in layers},
-                     greedy=tuple(tok.decode([t]).strip() for t in first),
-                     logp=torch.tensor([lp for lp, _ in scored], dtype=torch.float64),
-                     correct=tuple(ok for _, ok in scored),
-                     last={layer: cache[act_name(layer, "out", "last")] for layer in layers})
+                     reps={layer: torch.cat(reps[layer]) for layer in layers},
+                     greedy=tuple(tok.decode([t]).strip() for t in greedy),
+                     logp=torch.tensor(logp, dtype=torch.float64), correct=tuple(correct),
+                     last={layer: torch.cat(last[layer]) for layer in layers})
