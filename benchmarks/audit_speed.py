@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from timing import median_seconds  # noqa: E402
 
 
 def sequences(tok, requests, items, sentences) -> list[list[int]]:
@@ -50,16 +51,6 @@ def one_forward(model, tok, seqs, batch_size: int = 64) -> None:
         model(input_ids=ids, attention_mask=mask, use_cache=False)
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def measure_model(name: str, probes: str | None, edit: str | None, repeats: int) -> dict:
     from ripple.audit.measure import measure, plan_audit
     from ripple.editing.requests import load_requests
@@ -79,8 +70,8 @@ def measure_model(name: str, probes: str | None, edit: str | None, repeats: int)
     plan = plan_audit(setup.model, setup.tok, None, requests, items)  # no ripple plan: what every model has
     seqs = sequences(setup.tok, requests, plan.items, sentences)
     t_measure = median_seconds(lambda: measure(setup.model, setup.tok, setup.spec, requests, plan, sentences),
-                               repeats)
-    t_forward = median_seconds(lambda: one_forward(setup.model, setup.tok, seqs), repeats)
+                               repeats, warmup=True)
+    t_forward = median_seconds(lambda: one_forward(setup.model, setup.tok, seqs), repeats, warmup=True)
     return {"model": name, "probes": len(plan.items), "requests": len(requests), "sentences": len(sentences),
             "sequences": len(seqs), "tokens": sum(map(len, seqs)), "measure_s": t_measure, "forward_s": t_forward,
             "ratio": t_measure / t_forward}

@@ -20,13 +20,17 @@ import argparse
 import json
 import os
 import random
-import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # timing, beside this file
+
+from timing import median_seconds  # noqa: E402
 
 N_RANDOM_DRAWS = 20
 
@@ -45,15 +49,6 @@ def random_found(ids: Sequence[str], changed: set[str], k: int, draws: int, rng:
     """Mean number of ``changed`` among ``k`` ids drawn uniformly without replacement, over ``draws``."""
     k = min(k, len(ids))
     return sum(len(changed & set(rng.sample(list(ids), k))) for _ in range(draws)) / draws
-
-
-def _median_seconds(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def evaluate_method(setup, items, method: str, requests, ks, ranker: str = "similarity", log=print) -> dict:
@@ -104,9 +99,9 @@ def evaluate_method(setup, items, method: str, requests, ks, ranker: str = "simi
     total_changed = sum(r["n_changed"] for r in per_edit)
     n_other = len(ids) - 1
     # scoring time: measure_items on the top-k items vs on all items (unedited model, first edit's ranking)
-    t_all = _median_seconds(lambda: measure_items(model, tok, spec, items, layers))
+    t_all = median_seconds(lambda: measure_items(model, tok, spec, items, layers))
     by_id = {item.id: item for item in items}
-    t_k = {k: _median_seconds(lambda k=k: measure_items(model, tok, spec, [by_id[i] for i in first_ranked[:k]],
+    t_k = {k: median_seconds(lambda k=k: measure_items(model, tok, spec, [by_id[i] for i in first_ranked[:k]],
                                                         layers)) for k in ks}
     table = [{"k": k, "share_of_items": k / n_other,
               "found": {name: found[name][k] for name in rankings},

@@ -10,15 +10,16 @@ encoding) with the same batch size on the same in-memory model; the bridge's tim
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from timing import median_seconds  # noqa: E402
 
 
 def token_requests(bridge) -> list[tuple[list[int], list[int]]]:
@@ -57,15 +58,6 @@ def plain_loop(model, pad_id: int, requests, batch_size: int) -> list[tuple[floa
     return out
 
 
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", nargs="*", default=["organism"])
@@ -88,10 +80,10 @@ def main() -> int:
     n_tokens = sum(len(c) + len(x) for c, x in requests)
     bridge.evaluate()  # warm-up
     plain_loop(model, tok.pad_token_id, requests, args.batch_size)
-    t_bridge = median_time(bridge.evaluate, args.repeats)
-    t_plain = median_time(lambda: plain_loop(model, tok.pad_token_id, requests, args.batch_size), args.repeats)
+    t_bridge = median_seconds(bridge.evaluate, args.repeats)
+    t_plain = median_seconds(lambda: plain_loop(model, tok.pad_token_id, requests, args.batch_size), args.repeats)
     by_length = sorted(requests, key=lambda r: -(len(r[0]) + len(r[1])))  # what lm-eval's collator does first
-    t_sorted = median_time(lambda: plain_loop(model, tok.pad_token_id, by_length, args.batch_size), args.repeats)
+    t_sorted = median_seconds(lambda: plain_loop(model, tok.pad_token_id, by_length, args.batch_size), args.repeats)
     ratio = t_bridge / t_plain
     lines = ["# lm-eval bridge speed", "",
              "`RIPPLE_THREADS=1 python benchmarks/lm_eval_speed.py --out reports/lm_eval_speed.md`", "",
