@@ -74,6 +74,10 @@ class Registry(Generic[T]):
         self._load()
         return tuple(sorted(self._entries))
 
+    def registered(self) -> tuple[str, ...]:
+        """The names registered so far, without loading the built-in ones."""
+        return tuple(sorted(self._entries))
+
     def __contains__(self, name: object) -> bool:
         self._load()
         return name in self._entries

@@ -56,12 +56,18 @@ def answer_logprobs(model, tok, pairs: list[tuple[str, str]], batch_size: int = 
             raise ValueError(f"an answer tokenizes to nothing: {[a for _, a in chunk if not a.strip()]!r}")
         ids, mask = pad_ids([p + a for p, a in zip(p_ids, a_ids)], tok, device)
         logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
-        for j, (p, a) in enumerate(zip(p_ids, a_ids)):
-            pos = torch.arange(len(p) - 1, len(p) + len(a) - 1, device=device)
-            tgt = torch.tensor(a, device=device)
-            lp = logp[j, pos, tgt].sum().item()
-            greedy = bool((logp[j, pos].argmax(-1) == tgt).all())
-            out.append((lp, greedy))
+        out += score_answers(logp, p_ids, a_ids)
+    return out
+
+
+def score_answers(logp: torch.Tensor, prompts: list[list[int]], answers: list[list[int]]) -> list[tuple[float, bool]]:
+    """From log-probabilities ``[batch, seq, vocab]`` of ``prompt + answer`` sequences (one a row):
+    each answer's total log-probability and whether greedy decoding gives exactly its tokens."""
+    out = []
+    for j, (p, a) in enumerate(zip(prompts, answers)):
+        pos = torch.arange(len(p) - 1, len(p) + len(a) - 1, device=logp.device)
+        target = torch.tensor(a, device=logp.device)
+        out.append((logp[j, pos, target].sum().item(), bool((logp[j, pos].argmax(-1) == target).all())))
     return out
 
 

@@ -32,13 +32,16 @@ Adding an editor is one file that builds an :class:`EditDelta` and registers its
 
 from __future__ import annotations
 
+import importlib.util
+import pkgutil
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from ripple.editing.delta import EditDelta
-from ripple.editing.solvers import rect_mask
 from ripple.registry import Registry
+
+if TYPE_CHECKING:  # torch stays out of the CLI's start-up (argument errors, --help, organism show)
+    from ripple.editing.delta import EditDelta
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,9 @@ class Editor:
 
 
 #: Every editor, by name (the built-in ones register when :mod:`ripple.editing.editors` is imported).
+EDITORS_PACKAGE = "ripple.editing.editors"
 EDITORS: Registry[Editor] = Registry(
-    "editor", builtins="ripple.editing.editors",
+    "editor", builtins=EDITORS_PACKAGE,
     unknown="unknown editing method {name!r}; choose one of {available} (RECT is an option on any of them: "
             "rect=0.4)")
 
@@ -78,13 +82,19 @@ def get_editor(name: str) -> Editor:
 
 
 def editor_help() -> str:
-    """The editors' names for a CLI help text (RECT is an option on each)."""
-    return ", ".join(EDITORS.names()) + " (RECT on any: --rect 0.4 or rect=0.4)"
+    """The editors' names for a CLI help text (RECT is an option on each), without importing them:
+    the built-in editors' files (each is named as its editor) and any editor registered already."""
+    spec = importlib.util.find_spec(EDITORS_PACKAGE)
+    builtin = {m.name for m in pkgutil.iter_modules(spec.submodule_search_locations)}
+    return ", ".join(sorted(builtin | set(EDITORS.registered()))) + " (RECT on any: --rect 0.4 or rect=0.4)"
 
 
 def make_delta(ctx, method: str, requests, hp, deltas: dict, info: dict, t0: float) -> EditDelta:
     """The :class:`EditDelta` an editor returns: RECT applied when ``hp.rect`` is set (the method is
     then named ``method+rect``), the requests and hyperparameters recorded, the seconds taken."""
+    from ripple.editing.delta import EditDelta
+    from ripple.editing.solvers import rect_mask
+
     if hp.rect is not None:
         params = dict(ctx.model.named_parameters())
         deltas = {n: rect_mask(d, params[n].detach().float().cpu(), hp.rect) for n, d in deltas.items()}

@@ -19,9 +19,9 @@ from ripple.arch import act_name, get_spec, resolve_site
 from ripple.errors import RippleError
 from ripple.hooks import SiteTrace
 from ripple.modes import held
-from ripple.probes.record import encode_items
+from ripple.probes.record import encode_items, gather
 from ripple.probes.sets import ProbeItem
-from ripple.scoring import pad_ids
+from ripple.scoring import pad_ids, score_answers
 from ripple.tokens import answer_ids
 
 POSITION = "subject_last"
@@ -105,15 +105,13 @@ def measure_items(model, tok, spec, items: Sequence[ProbeItem], layers: Sequence
             at_subject = torch.tensor(where["subject_last"], device=device)
             at_last = torch.tensor(where["last"], device=device)
             for layer, site in zip(layers, sites):
-                reps[layer].append(st[site][rows, at_subject].float().cpu())
-                last[layer].append(st[site][rows, at_last].float().cpu())
+                reps[layer].append(gather(st[site], at_subject))
+                last[layer].append(gather(st[site], at_last))
             lsm = torch.log_softmax(logits.float(), -1)
             greedy += lsm[rows, at_last].argmax(-1).tolist()
-            for j, (p, a) in enumerate(zip(prompts, answers)):
-                pos = torch.arange(len(p) - 1, len(p) + len(a) - 1, device=device)
-                target = torch.tensor(a, device=device)
-                logp.append(lsm[j, pos, target].sum().item())
-                correct.append(bool((lsm[j, pos].argmax(-1) == target).all()))
+            for lp, ok in score_answers(lsm, prompts, answers):
+                logp.append(lp)
+                correct.append(ok)
     return ItemState(ids=tuple(item.id for item in items),
                      reps={layer: torch.cat(reps[layer]) for layer in layers},
                      greedy=tuple(tok.decode([t]).strip() for t in greedy),

@@ -69,7 +69,8 @@ def _batches(model, tok, items, positions, batch_size) -> Iterator[tuple[list[st
     return map(batch, range(0, len(items), batch_size))
 
 
-def _gather(acts: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def gather(acts: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Row ``i`` of ``acts [batch, seq, ...]`` at position ``index[i]``, as float32 on the CPU."""
     return acts[torch.arange(acts.shape[0], device=acts.device), index].float().cpu()
 
 
@@ -103,7 +104,7 @@ def record(model, tok, spec, items: Sequence[ProbeItem], sites: Sequence[str] = 
         for n, (item_ids, ids, mask, where) in enumerate(batches):
             with SiteTrace(model, spec, names, stop=True) as st:
                 model(input_ids=ids, attention_mask=mask, use_cache=False)
-            chunk = ActivationCache({act_name(None, name, p): _gather(st[name], where[p]) for name in names
+            chunk = ActivationCache({act_name(None, name, p): gather(st[name], where[p]) for name in names
                                      for p in positions}, item_ids)
             if out_dir is None:
                 chunks.append(chunk)
@@ -136,7 +137,7 @@ def plain_hidden_states(model, tok, items: Sequence[ProbeItem], batch_size: int 
     with held(model, no_grad=True):
         for item_ids, ids, mask, where in _batches(model, tok, items, positions, batch_size):
             out = model(input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True)
-            chunks.append(ActivationCache({act_name(None, name, p): _gather(h, where[p])
+            chunks.append(ActivationCache({act_name(None, name, p): gather(h, where[p])
                                            for name, h in zip(names, out.hidden_states[1:]) for p in positions},
                                           item_ids))
     return ActivationCache.concat(chunks)

@@ -1,5 +1,5 @@
-"""The built-in editors, one file each; importing this package registers them in
-:data:`ripple.editing.editor.EDITORS`.
+"""The built-in editors, one file each, named as the editor (the CLI lists them by file name);
+importing this package registers them in :data:`ripple.editing.editor.EDITORS`.
 
 * :mod:`.rome`: ROME, one fact at one layer (rank-one closed form);
 * :mod:`.memit`: MEMIT, many facts spread over a range of layers (least squares);
