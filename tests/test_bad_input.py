@@ -135,7 +135,12 @@ CASES = [
     ("edit-too-long", [*TINY_EDIT[:6], "{long}", *TINY_EDIT[7:]], "more than the model's context of 64"),
     ("edit-corpus-missing", [*TINY_EDIT[:8], "{root}/nope.txt", *TINY_EDIT[9:]], "statistics corpus"),
     ("edit-corpus-empty", [*TINY_EDIT[:8], "{empty_corpus}", *TINY_EDIT[9:]], "is empty"),
-    ("edit-no-corpus", ["edit", "--model", M, "--method", "rome", "--edits", E, *CHEAP], "pass --stats-corpus"),
+    ("corpus-bad-count", ["edit", "--model", M, "--method", "rome", "--edits", E, "--stats-corpus", "samples:0",
+                          *CHEAP], "at least 1"),
+    ("corpus-world-not-organism", ["edit", "--model", M, "--method", "rome", "--edits", E, "--stats-corpus", "world",
+                                   *CHEAP], "needs a model trained on a world"),
+    ("corpus-missing-file", ["edit", "--model", M, "--method", "rome", "--edits", E, "--stats-corpus", "nothing.txt",
+                             *CHEAP], "does not exist"),
     # ---- edit: where the outputs go
     ("edit-out-is-model", [*TINY_EDIT, "--out", M], "is the model directory itself"),
     ("edit-out-is-file", [*TINY_EDIT, "--out", "{a_file}"], "is a file, not a directory"),
@@ -198,8 +203,9 @@ CASES = [
     ("stress-floor-0", [*STRESS, "--edits", "2", "--every", "1", "--task-floor", "0"], "must be between 0 and 1"),
     ("stress-method-option", [*STRESS[:4], "rome+foo", *STRESS[5:], "--edits", "2", "--every", "1"],
      "unknown method option"),
-    ("stress-no-world", ["stress", "--model", M, "--method", "rome", "--edits", "2", "--every", "1"],
-     "no world.json to sample edits from"),
+    # without a world.json, edits are sampled from the real-world graph: the tiny model cannot spell them
+    ("stress-graph-words-unknown", ["stress", "--model", M, "--method", "rome", "--edits", "2", "--every", "1"],
+     "use words the model knows"),
     ("stress-organism-twice", [*ORG_STRESS, "--compare", "rome", "--edits", "2", "--every", "1"], "named twice"),
     # ---- organism, and argparse itself
     ("organism-world-file", ["organism", "world", "--out", "{a_file}"], "is a file, not a directory"),

@@ -70,15 +70,30 @@ def test_edit_writes_the_model_the_delta_and_metrics(capfd, saved_gpt2, inputs, 
     assert set(metrics["norm_ratios"]) == {EDITED} and metrics["hparams"]["v_steps"] == 2
 
 
-@pytest.mark.parametrize("case", ["no_corpus", "unknown_method", "rome_batch", "subject_not_in_prompt",
+def test_default_corpus_without_world_is_model_samples(capfd, saved_gpt2, inputs, tmp_path, monkeypatch):
+    """A model without a world and without --stats-corpus gets the measured default: passages sampled
+    from the model itself, cached, and named in metrics.json."""
+    from ripple.editing.corpora import DEFAULT_REAL, parse_spec, sample_corpus_dir
+
+    monkeypatch.setenv("RIPPLE_CACHE", str(tmp_path / "cache"))
+    path, _ = saved_gpt2
+    edits, _ = inputs
+    out = tmp_path / "run"
+    code, _, err = cli(capfd, *edit_argv(path, edits, out, "memit", None))
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stats_corpus"] == {"source": DEFAULT_REAL, "passages": parse_spec(DEFAULT_REAL)[1]}
+    cached = list(sample_corpus_dir().glob("*.txt"))
+    assert len(cached) == 1 and len(cached[0].read_text().splitlines()) == parse_spec(DEFAULT_REAL)[1]
+
+
+@pytest.mark.parametrize("case", ["unknown_method", "rome_batch", "subject_not_in_prompt",
                                   "dataset_offline"])
 def test_bad_inputs_exit_2_with_one_line(capfd, saved_gpt2, inputs, tmp_path, case, monkeypatch):
     path, _ = saved_gpt2
     edits, corpus = inputs
     method, needle = "memit", None
-    if case == "no_corpus":
-        corpus, needle = None, "no world.json; pass --stats-corpus"
-    elif case == "unknown_method":
+    if case == "unknown_method":
         method, needle = "romee", "unknown editing method 'romee'"
     elif case == "rome_batch":
         method, needle = "rome", "pass --sequential for 2 requests"

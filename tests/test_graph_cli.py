@@ -102,7 +102,7 @@ def test_tiny_model_with_a_probe_file(capfd, tiny_inputs, tmp_path):
     assert digest(path) == disk
 
 
-@pytest.mark.parametrize("case", ["two_requests", "unknown_method", "probes_missing", "no_world_no_probes"])
+@pytest.mark.parametrize("case", ["two_requests", "unknown_method", "probes_missing"])
 def test_bad_inputs_exit_2_with_one_line(capfd, tiny_inputs, tmp_path, case):
     path, edit, probes, corpus = tiny_inputs
     method = "rome"
@@ -112,10 +112,8 @@ def test_bad_inputs_exit_2_with_one_line(capfd, tiny_inputs, tmp_path, case):
         needle = "holds 2 requests; ripple graph takes exactly one"
     elif case == "unknown_method":
         method, needle = "romee", "unknown editing method 'romee'"
-    elif case == "probes_missing":
-        probes, needle = tmp_path / "nope.jsonl", "does not exist; pass a probe set JSONL with --probes"
     else:
-        probes, needle = None, "no world.json to build probes from; pass --probes FILE"
+        probes, needle = tmp_path / "nope.jsonl", "does not exist; pass a probe set JSONL with --probes"
     out = tmp_path / "run"
     code, _, err = cli(capfd, *graph_argv(path, edit, out, probes, corpus, method))
     assert needle in assert_one_line_error(code, err)

@@ -124,8 +124,10 @@ def test_model_without_world_takes_an_edit_file(capfd, tmp_path, tiny_inputs):  
     assert "rome: " in stdout
 
 
-def test_model_without_world_needs_an_edit_file(capfd, tmp_path, tiny_inputs):  # noqa: F811
+def test_model_without_world_samples_from_the_real_world_graph(capfd, tmp_path, tiny_inputs):  # noqa: F811
+    """Without a world.json, stress samples its edits from the real-world graph; a model whose vocabulary
+    cannot spell them gets one line naming the word (the tiny test model knows only w1..w99)."""
     path, *_ = tiny_inputs
     code, _, err = cli(capfd, "stress", "--model", path, "--method", "rome", "--edits", 2, "--every", 1,
                        "--out", tmp_path / "o")
-    assert "no world.json to sample edits from; pass --edit-file FILE" in assert_one_line_error(code, err)
+    assert "outside the model's vocabulary" in assert_one_line_error(code, err)

@@ -52,7 +52,7 @@ def report_details(mode: str, requests, plan, before, after, changes, graphs, pr
                 "per_edit": [{"edited_id": p["edited_id"], **p["summary"]} for p in profiles]},
         "most_affected": most_affected(graphs[0], plan.items, set(plan.target_ids), plan.expected, changes.swaps,
                                        set(changes.unintended)),
-        "perplexity": {"n_sentences": len(before.perplexities), "source": "world" if world is not None else "english",
+        "perplexity": {"n_sentences": len(before.perplexities), "source": "world" if world is not None and world.kind == "synthetic" else "english",
                        "before": mean(before.perplexities), "after": mean(after.perplexities),
                        "ratio": metrics["perplexity_ratio"]},
         "update_norms": norms,

@@ -182,4 +182,6 @@ def audit_edits(setup, requests, items, sentences: list[str], k: int = 5, force:
     metrics = policy_metrics(before, after, changes, norms, with_tasks=bridge is not None)
     details = report_details(mode, requests, plan, before, after, changes, graphs, profiles, metrics, norms,
                              k=k, position=position, world=world, bridge=bridge)
+    corpus = getattr(setup, "corpus", None)
+    details["stats_corpus"] = corpus.describe() if corpus is not None else None
     return AuditResult(metrics=metrics, details=details, graphs=graphs, profiles=profiles)

@@ -75,6 +75,9 @@ def _sections(report: dict) -> list[tuple[str, list[str], list[list]]]:
     if ppl:
         out.append((f"General perplexity ({ppl['n_sentences']} {ppl['source']} sentences)",
                     ["before", "after", "ratio"], [[fmt(ppl["before"]), fmt(ppl["after"]), fmt(ppl["ratio"])]]))
+    corpus = report.get("stats_corpus")
+    if corpus:
+        out.append(("Key statistics corpus", ["source", "passages"], [[corpus["source"], corpus["passages"]]]))
     lm = report.get("lm_eval")
     if lm:
         rows = [[task, metric, fmt(value), fmt(lm["after"].get(task, {}).get(metric))]

@@ -47,8 +47,10 @@ def add_model_options(p) -> None:
     p.add_argument("--hparams", default=None, help="JSON file of hyperparameters (flat, or laid out per method "
                    "as a model's ripple_hparams.json)")
     p.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="hyperparameter overrides")
-    p.add_argument("--stats-corpus", default=None, help="text file (one passage a line) or hf:NAME[:CONFIG[:SPLIT]] "
-                   "for key statistics; the organism uses its world's text")
+    p.add_argument("--stats-corpus", default=None, help="the text for key statistics: a text file (one passage a line), "
+                   "hf:NAME[:CONFIG[:SPLIT]], samples:N (N passages sampled from the model, cached), graph (the "
+                   "knowledge graph's sentences) or english; default: the organism's world text, for other models "
+                   "the measured default (samples:256)")
 
 
 def add_edit_options(p) -> None:
@@ -60,9 +62,10 @@ def add_edit_options(p) -> None:
 
 def inputs_of(args, *extra) -> list[tuple[str, object]]:
     """The files a command reads, for :func:`ripple.outputs.check_out` (``extra``: ``(label, path)``)."""
+    from ripple.editing.corpora import parse_spec
     from ripple.loading import model_path
 
-    corpus = args.stats_corpus if args.stats_corpus and not args.stats_corpus.startswith("hf:") else None
+    corpus = args.stats_corpus if args.stats_corpus and parse_spec(args.stats_corpus)[0] == "file" else None
     return [("model directory", model_path(args.model)), ("hyperparameter file", args.hparams),
             ("statistics corpus", corpus), *extra]
 
@@ -130,6 +133,7 @@ def run(args) -> int:
                    "seconds": round(seconds, 3), "before": aggregate(before), "after": aggregate(after),
                    "per_request": [{"case_id": r.case_id, "subject": r.subject, **m} for r, m in zip(requests, after)],
                    "hparams": result.total.hparams,
+                   "stats_corpus": setup.corpus.describe() if setup.corpus is not None else None,
                    "norm_ratios": result.total.norm_ratios(model)}  # relative to the unedited weights
         result.total.save(stage / "delta.safetensors")
         atomic_write_json(stage / "metrics.json", metrics)

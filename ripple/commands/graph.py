@@ -43,10 +43,11 @@ def one_request(path):
 def run(args) -> int:
     from dataclasses import asdict
 
+    from ripple.audit.measure import edited_items
     from ripple.commands.audit import check_k
     from ripple.commands.edit import inputs_of, precheck_hparams, setup_from_args
     from ripple.editing.editor import get_editor
-    from ripple.gie import edited_fact_id, gie_for_edit, save_graph
+    from ripple.gie import gie_for_edit, save_graph
     from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph
     from ripple.gie.targets import expected_changes, world_edit
     from ripple.io import atomic_write_json
@@ -63,11 +64,12 @@ def run(args) -> int:
     (request,) = setup.requests
     items = probe_items(args.probes, setup.world)
     setup.check_probes(items)
+    items, (edited_id,) = edited_items(items, [request], setup.world)  # the edited fact joins when missing
     check_k(args.k, items)
     expected = expected_changes(setup.world, world_edit(setup.world, request), items)
     t0 = time.perf_counter()
     graph, profile = gie_for_edit(setup.ctx, setup.method, setup.hp, items, request, k=args.k, force=args.force,
-                                  edited_id=edited_fact_id(setup.world, request, items), expected=expected)
+                                  edited_id=edited_id, expected=expected)
     with output_unit(args.out) as stage:
         save_graph(graph, stage)
         plot_ripple_graph(graph, stage / "ripple_graph.png")

@@ -25,10 +25,13 @@ from ripple.tokens import answer_ids
 
 
 def world_of(model_path: str):
-    """The world a model was trained on (its ``world.json``; the organism has one), else None."""
+    """The world a model was trained on (its ``world.json``; the organism has one), else the
+    real-world knowledge graph (:func:`ripple.world.real.real_world`)."""
     world_file = Path(model_path) / "world.json"
     if not world_file.is_file():
-        return None
+        from ripple.world.real import real_world
+
+        return real_world()
     from ripple.organism.evaluate import load_world
 
     return load_world(world_file)
@@ -52,27 +55,6 @@ def dataset_corpus(spec: str, limit: int = 20000) -> list[str]:
     return [t for t in ds["text"][:limit] if t and t.strip()]
 
 
-def stats_corpus(corpus_file: str | None, world) -> list[str]:
-    """The statistics corpus: a user file, a ``hf:NAME[:CONFIG[:SPLIT]]`` dataset, else the
-    world's text (the organism's)."""
-    if corpus_file and corpus_file.startswith("hf:"):
-        return dataset_corpus(corpus_file[3:])
-    if corpus_file:
-        p = Path(corpus_file)
-        if not p.is_file():
-            raise RippleError(f"statistics corpus {p} does not exist; pass a text file with one passage a line")
-        lines = [x.strip() for x in p.read_text().splitlines() if x.strip()]
-        if not lines:
-            raise RippleError(f"statistics corpus {p} is empty; pass a text file with one passage a line")
-        return lines
-    if world is not None:
-        from ripple.organism.edits import world_corpus
-
-        return world_corpus(world)
-    raise RippleError("this model has no world.json; pass --stats-corpus FILE with general text for the "
-                      "MLP key statistics")
-
-
 @dataclass
 class EditSetup:
     """The model, its world (or None), the editing context and, for one editor, its
@@ -88,6 +70,7 @@ class EditSetup:
     requests: list = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # what the request check found (not errors)
     hparams_file: str | None = None
+    corpus: object = None  # the statistics corpus (ripple.editing.corpora.Corpus), once make_context ran
 
     def hparams_for(self, method: str, overrides=()):
         """``method``'s hyperparameters on this model (its shipped file, then ``hparams_file``, then
@@ -121,8 +104,13 @@ class EditSetup:
                          room=len(answer_ids(self.tok, item.answer)))
 
     def make_context(self, stats_corpus_file: str | None = None) -> EditContext:
-        """Build ``self.ctx`` with the statistics corpus (a file, ``hf:NAME``, else the world's text)."""
-        self.ctx = EditContext(self.model, self.tok, self.spec, stats_corpus(stats_corpus_file, self.world))
+        """Build ``self.ctx`` with the statistics corpus named by ``stats_corpus_file`` (a file,
+        ``hf:NAME``, ``samples:N``, ``graph``, ``english``; see :mod:`ripple.editing.corpora`),
+        by default the world's text for a model trained on one, else the measured default."""
+        from ripple.editing.corpora import load_corpus
+
+        self.corpus = load_corpus(stats_corpus_file, self.world, self.model, self.tok)
+        self.ctx = EditContext(self.model, self.tok, self.spec, list(self.corpus.lines))
         return self.ctx
 
 

@@ -103,7 +103,7 @@ class LmEvalBridge:
             raise RippleError("no lm-eval tasks given; name at least one (e.g. organism)")
         include = [include_path] if include_path else []
         if any(t.startswith(ORGANISM_PREFIX) for t in self.tasks):
-            if world is None:
+            if world is None or world.kind != "synthetic":
                 raise RippleError("the organism tasks need a model with a world.json (the organism); "
                                   "for other models name lm-eval tasks such as hellaswag")
             from ripple.evaluate.organism_tasks import write_organism_tasks

@@ -33,7 +33,7 @@ def english_sentences() -> list[str]:
 
 def general_sentences_for(world, n: int = 40) -> list[str]:
     """``n`` fixed world sentences when the model has a world, else the bundled English set."""
-    if world is not None:
+    if world is not None and world.kind == "synthetic":
         from ripple.world.corpus import general_sentences
 
         return general_sentences(world, n=n)

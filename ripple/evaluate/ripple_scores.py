@@ -32,7 +32,6 @@ from ripple.world.edits import WorldEdit
 from ripple.world.generate import Fact, World
 from ripple.world.ground_truth import CATEGORIES, ripple_ground_truth
 from ripple.world.queries import Query, fact_query
-from ripple.world.schema import RELATIONS
 
 #: The six RippleEdits categories, averaged into the overall score.
 RIPPLE_CATEGORIES = ("logical_generalization", "compositionality_1", "compositionality_2", "subject_aliasing",
@@ -51,7 +50,7 @@ def condition_query(world: World, fact: Fact) -> Query:
     """The condition fact asked on its relation's first core template. Every current object of
     (subject, relation) counts: greedy decoding gives one answer, so for a one-to-many relation
     (a country's languages) any of its objects shows the model knows the relation there."""
-    return fact_query(world, fact.subject, fact.relation, RELATIONS[fact.relation].templates[0])
+    return fact_query(world, fact.subject, fact.relation, world.relations[fact.relation].templates[0])
 
 
 def _as_query(prompt: str, answers) -> Query:

@@ -17,22 +17,24 @@ from ripple.tokens import fill
 from ripple.world.corpus import CorpusConfig, training_text
 from ripple.world.edits import WorldEdit
 from ripple.world.generate import World
-from ripple.world.schema import RELATIONS
 
 EDITABLE = ("born_in", "citizen_of", "works_for", "studied_at")
 
 
 def request_for(world: World, subject: str, relation: str, new_object: str, max_neighbours: int = 10) -> EditRequest:
     """The CounterFact-style request for one world edit (entity ids in)."""
-    rel = RELATIONS[relation]
+    rel = world.relations[relation]
     old = world.objects(subject, relation)[0]
     name = world.name(subject)
     paraphrases = [fill(t, name) for t in rel.templates[1:] + rel.heldout_templates]
-    neighbours = sorted(s for s in world.subjects_with(relation, old) if s != subject)[:max_neighbours]
+    neighbours = [(s, relation) for s in sorted(world.subjects_with(relation, old)) if s != subject]
+    if world.kind == "real":  # CounterFact's neighbourhood: prompts whose answer is the old object
+        neighbours += sorted((f.subject, f.relation) for f in world.facts
+                             if f.object == old and f.relation != relation and f.subject != subject)
+    prompts = [fill(world.relations[r].templates[0], world.name(s)) for s, r in neighbours[:max_neighbours]]
     return EditRequest(prompt=rel.templates[0], subject=name, target_new=world.name(new_object),
                        target_true=world.name(old), paraphrase_prompts=tuple(paraphrases),
-                       neighborhood_prompts=tuple(fill(rel.templates[0], world.name(s)) for s in neighbours),
-                       case_id=WorldEdit(subject, relation, new_object).case_id)
+                       neighborhood_prompts=tuple(prompts), case_id=WorldEdit(subject, relation, new_object).case_id)
 
 
 def complete_from_world(world: World, request: EditRequest) -> EditRequest:
@@ -44,9 +46,18 @@ def complete_from_world(world: World, request: EditRequest) -> EditRequest:
         subject = world.id_of(request.subject)
     except KeyError:
         return request
-    rel = next((r for r in RELATIONS.values() if request.prompt in r.paraphrases
-                and r.subject_type == world.entities[subject].type), None)
+    rel = next((r for r in world.relations.values() if request.prompt in r.paraphrases
+                and r.takes(world.entities[subject].type)), None)
     named = [e for e in world.entities.values() if e.name == request.target_new]
+    if not named and rel is not None and world.kind == "real":  # a new object the graph lacks
+        from ripple.probes.sets import slug
+        from ripple.world.generate import Entity
+
+        key = slug(request.target_new) or "new"
+        while key in world.entities:
+            key += "_"
+        world.add_entity(Entity(key, rel.object_type, request.target_new))
+        named = [world.entities[key]]
     new = next((e.id for e in named if rel is not None and e.type == rel.object_type), None)
     if rel is not None and named and new is None:
         example = world.name(world.of_type(rel.object_type)[0].id)
@@ -61,11 +72,18 @@ def complete_from_world(world: World, request: EditRequest) -> EditRequest:
                    case_id=request.case_id or full.case_id)
 
 
-def sample_edits(world: World, n: int, seed: int = 0, relations=EDITABLE) -> list[EditRequest]:
+def sample_edits(world: World, n: int, seed: int = 0, relations=None, pairs=None) -> list[EditRequest]:
     """``n`` random counterfactual edits of distinct facts (never the same subject and relation
-    twice), preferring distinct subjects; a one-line error if the world has fewer such facts."""
+    twice), preferring distinct subjects; a one-line error if the world has fewer such facts.
+    ``relations``: the editable relations (the organism's :data:`EDITABLE` by default; every
+    relation of a real-world graph); ``pairs``: only these ``(subject, relation)`` facts (those a
+    model knows). A real-world edit's new object is another object of the same relation."""
     rng = random.Random(seed)
-    pairs = sorted({(f.subject, f.relation) for f in world.facts if f.relation in relations})
+    if relations is None:
+        relations = EDITABLE if world.kind == "synthetic" else tuple(world.relations)
+    allowed = set(pairs) if pairs is not None else None
+    pairs = sorted({(f.subject, f.relation) for f in world.facts if f.relation in relations
+                    and (allowed is None or (f.subject, f.relation) in allowed)})
     if n > len(pairs):
         raise RippleError(f"the world has only {len(pairs)} editable facts ({', '.join(relations)}); ask for at most that")
     rng.shuffle(pairs)
@@ -74,8 +92,11 @@ def sample_edits(world: World, n: int, seed: int = 0, relations=EDITABLE) -> lis
     chosen = first[:n] + [p for p in pairs if p not in set(first)][: max(0, n - len(first))]
     out = []
     for subject, relation in chosen:
-        cands = [e.id for e in world.of_type(RELATIONS[relation].object_type)
-                 if e.id not in world.objects(subject, relation)]
+        if world.kind == "synthetic":
+            pool = [e.id for e in world.of_type(world.relations[relation].object_type)]
+        else:
+            pool = sorted({f.object for f in world.facts if f.relation == relation})
+        cands = [o for o in pool if o not in world.objects(subject, relation)]
         out.append(request_for(world, subject, relation, rng.choice(cands)))
     return out
 
@@ -88,7 +109,7 @@ def specificity_queries(world: World, request: EditRequest):
     edit = WorldEdit.require(request)
     qs = [q for q in ripple_ground_truth(world, edit.subject, edit.relation, edit.new)
           if q.category == "relation_specificity"]
-    return qs[:: len(RELATIONS[edit.relation].templates)]  # five templates per relation, in order: the first of each
+    return qs[:: len(world.relations[edit.relation].templates)]  # five templates per relation, in order: the first of each
 
 
 def world_corpus(world: World) -> list[str]:

@@ -182,12 +182,11 @@ def facts_probe_set(facts: Sequence[tuple[str, str, str]], templates: Mapping[st
 
 def world_probe_set(world) -> list[ProbeItem]:
     """Every fact of a :class:`~ripple.world.World` as an item on its relation's first core template."""
-    from ripple.world.schema import RELATIONS
-
+    relations = world.relations
     facts = [(f.subject, f.relation, f.object) for f in world.facts]
-    inverses = inverse_relations([(r.name, r.inverse) for r in RELATIONS.values() if r.inverse],
-                                 [r.name for r in RELATIONS.values() if r.kind == "symmetric"])
-    return facts_probe_set(facts, {r: rel.templates[0] for r, rel in RELATIONS.items()}, name=world.name,
+    inverses = inverse_relations([(r.name, r.inverse) for r in relations.values() if r.inverse],
+                                 [r.name for r in relations.values() if r.kind == "symmetric"])
+    return facts_probe_set(facts, {r: rel.templates[0] for r, rel in relations.items()}, name=world.name,
                            aliases=lambda key: world.entities[key].aliases, inverses=inverses)
 
 

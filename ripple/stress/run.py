@@ -42,7 +42,6 @@ from ripple.scoring import answer_logprobs, query_correct
 from ripple.stress.stream import edit_stream, fact_of, latest_edits
 from ripple.world.edits import WorldEdit
 from ripple.world.queries import fact_query
-from ripple.world.schema import RELATIONS
 
 DEFAULT_RECT = 0.4
 COLLAPSE_RATIO = 3.0
@@ -69,7 +68,7 @@ def untouched_queries(world, stream, n: int = 300, seed: int = 0):
     edited = {fact_of(r) for r in stream}
     keys = sorted({(f.subject, f.relation) for f in world.facts} - edited)
     keys = random.Random(seed).sample(keys, min(n, len(keys)))
-    return [fact_query(world, s, r, RELATIONS[r].templates[0]) for s, r in keys]
+    return [fact_query(world, s, r, world.relations[r].templates[0]) for s, r in keys]
 
 
 def tracked_plans(model, tok, world, stream, n: int = 20) -> list[tuple[int, dict]]:

@@ -20,7 +20,6 @@ from ripple.editing.requests import EditRequest
 from ripple.organism.edits import EDITABLE, request_for
 from ripple.world.edits import WorldEdit
 from ripple.world.generate import World
-from ripple.world.schema import RELATIONS
 
 
 def fact_of(request: EditRequest) -> tuple[str, str]:
@@ -30,9 +29,12 @@ def fact_of(request: EditRequest) -> tuple[str, str]:
     return edit.fact if edit is not None else (request.subject, request.prompt)
 
 
-def edit_stream(world: World, n: int, seed: int = 0, relations=EDITABLE) -> list[EditRequest]:
-    """``n`` edits: rounds over every editable fact (each round in its own random order)."""
+def edit_stream(world: World, n: int, seed: int = 0, relations=None) -> list[EditRequest]:
+    """``n`` edits: rounds over every editable fact (each round in its own random order);
+    ``relations``: the organism's :data:`EDITABLE` by default, every relation of a real-world graph."""
     rng = random.Random(seed)
+    if relations is None:
+        relations = EDITABLE if world.kind == "synthetic" else tuple(world.relations)
     pairs = sorted({(f.subject, f.relation) for f in world.facts if f.relation in relations})
     current = {p: world.objects(*p)[0] for p in pairs}
     out: list[EditRequest] = []
@@ -41,7 +43,7 @@ def edit_stream(world: World, n: int, seed: int = 0, relations=EDITABLE) -> list
         rng.shuffle(order)
         for subject, relation in order[: n - len(out)]:
             taken = set(world.objects(subject, relation)) | {current[(subject, relation)]}
-            cands = [e.id for e in world.of_type(RELATIONS[relation].object_type) if e.id not in taken]
+            cands = [e.id for e in world.of_type(world.relations[relation].object_type) if e.id not in taken]
             new = rng.choice(cands)
             req = request_for(world, subject, relation, new)
             if current[(subject, relation)] != world.objects(subject, relation)[0]:

@@ -69,6 +69,9 @@ class World:
     facts: list[Fact]
     heldout_two_hop: frozenset[str] = field(default_factory=frozenset)
     alias_trained: frozenset[tuple[str, str, str]] = field(default_factory=frozenset)
+    relations: dict = field(default_factory=lambda: RELATIONS)  # name -> schema.Relation
+    two_hops: dict = field(default_factory=lambda: TWO_HOPS)  # name -> schema.TwoHop
+    kind: str = "synthetic"  # "synthetic": a world a model was trained on; "real": the real-world graph
 
     def __post_init__(self) -> None:
         self._by_subject: dict[str, list[Fact]] = {}
@@ -80,6 +83,12 @@ class World:
                 self._by_name[n] = e.id
 
     # --- lookups -------------------------------------------------------------
+    def add_entity(self, entity: Entity) -> None:
+        """Add an entity without facts (an edit's new object the graph lacks)."""
+        self.entities[entity.id] = entity
+        for n in (entity.name, *entity.aliases):
+            self._by_name.setdefault(n, entity.id)
+
     def of_type(self, type_: str) -> list[Entity]:
         return [e for e in self.entities.values() if e.type == type_]
 
@@ -104,7 +113,7 @@ class World:
         return self._by_name[name]
 
     def two_hop_answers(self, subject_id: str, two_hop: str) -> list[str]:
-        th = TWO_HOPS[two_hop]
+        th = self.two_hops[two_hop]
         return sorted({o2 for o1 in self.objects(subject_id, th.first) for o2 in self.objects(o1, th.second)})
 
     # --- exports -------------------------------------------------------------
@@ -121,10 +130,10 @@ class World:
                 r.name: {"subject_type": r.subject_type, "object_type": r.object_type, "kind": r.kind,
                          "inverse": r.inverse, "train_templates": list(r.train_templates),
                          "heldout_templates": list(r.heldout_templates)}
-                for r in RELATIONS.values()
+                for r in self.relations.values()
             },
             "two_hops": {t.name: {"first": t.first, "second": t.second, "templates": list(t.templates)}
-                         for t in TWO_HOPS.values()},
+                         for t in self.two_hops.values()},
             "heldout_two_hop_subjects": sorted(self.heldout_two_hop),
             "alias_trained_facts": [list(x) for x in sorted(self.alias_trained)],
         }

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from ripple.errors import RippleError
 from ripple.tokens import fill
 from ripple.world.generate import Fact, World
-from ripple.world.schema import RELATIONS, TWO_HOPS
 
 MUST_CHANGE = ("edit", "logical_generalization", "compositionality_1", "compositionality_2", "subject_aliasing")
 MUST_KEEP = ("preservation", "relation_specificity", "neighbourhood")
@@ -60,10 +59,11 @@ class GroundTruthQuery:
 def _check_edit(world: World, subject: str, relation: str, new_object: str, old_object: str | None) -> str:
     if subject not in world.entities:
         raise RippleError(f"unknown subject {subject!r}; use an entity id such as {world.persons[0].id!r}")
-    if relation not in RELATIONS:
-        raise RippleError(f"unknown relation {relation!r}; known: {', '.join(RELATIONS)}")
-    rel = RELATIONS[relation]
-    if world.entities[subject].type != rel.subject_type:
+    relations = world.relations
+    if relation not in relations:
+        raise RippleError(f"unknown relation {relation!r}; known: {', '.join(relations)}")
+    rel = relations[relation]
+    if not rel.takes(world.entities[subject].type):
         raise RippleError(f"relation {relation!r} takes a {rel.subject_type} subject, not {subject!r}")
     if new_object not in world.entities or world.entities[new_object].type != rel.object_type:
         raise RippleError(f"new object {new_object!r} must be a {rel.object_type} entity id")
@@ -82,7 +82,7 @@ def ripple_ground_truth(world: World, subject: str, relation: str, new_object: s
                         old_object: str | None = None, max_per_category: int = 10) -> list[GroundTruthQuery]:
     """All ground-truth queries for the edit (entity ids in, names in the queries)."""
     old = _check_edit(world, subject, relation, new_object, old_object)
-    rel, n = RELATIONS[relation], world.name
+    rel, n = world.relations[relation], world.name
     s_name, new_name, old_name = n(subject), n(new_object), n(old)
     out: list[GroundTruthQuery] = []
 
@@ -99,13 +99,13 @@ def ripple_ground_truth(world: World, subject: str, relation: str, new_object: s
             add("logical_generalization", t, n(new_object), relation, [s_name],
                 [n(o) for o in world.objects(new_object, relation)])
     if rel.inverse and subject not in world.objects(new_object, rel.inverse):
-        inv = RELATIONS[rel.inverse]
+        inv = world.relations[rel.inverse]
         for t in inv.templates:
             add("logical_generalization", t, new_name, rel.inverse, [s_name],
                 [n(o) for o in world.objects(new_object, rel.inverse)])
 
     # compositionality I: the subject's two-hops through the new object
-    for th in TWO_HOPS.values():
+    for th in world.two_hops.values():
         if th.first != relation:
             continue
         new_ans = [n(o) for o in world.objects(new_object, th.second)]
@@ -116,7 +116,7 @@ def ripple_ground_truth(world: World, subject: str, relation: str, new_object: s
                 add("compositionality_1", t, s_name, th.name, new_ans, old_ans, conds)
 
     # compositionality II: other subjects whose two-hop passes through the edited fact
-    for th in TWO_HOPS.values():
+    for th in world.two_hops.values():
         if th.second != relation:
             continue
         for other in sorted(world.subjects_with(th.first, subject))[:max_per_category]:
@@ -140,7 +140,7 @@ def ripple_ground_truth(world: World, subject: str, relation: str, new_object: s
     # relation specificity: the subject's other relations keep their objects
     for r2 in sorted({f.relation for f in world.facts_of(subject)} - {relation}):
         objs = [n(o) for o in world.objects(subject, r2)]
-        for t in RELATIONS[r2].templates:
+        for t in world.relations[r2].templates:
             add("relation_specificity", t, s_name, r2, objs, objs,
                 [Fact(subject, r2, o) for o in world.objects(subject, r2)])
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 from ripple.tokens import fill
 from ripple.world.generate import World
-from ripple.world.schema import RELATIONS, TWO_HOPS
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ def single_hop(world: World, heldout: bool = False) -> list[Query]:
     held-out paraphrases."""
     out = []
     for s, r in sorted({(f.subject, f.relation) for f in world.facts}):
-        rel = RELATIONS[r]
+        rel = world.relations[r]
         for t in rel.heldout_templates if heldout else rel.templates:
             out.append(fact_query(world, s, r, t))
     return out
@@ -58,7 +57,7 @@ def alias_queries(world: World, trained: bool | None = None) -> list[Query]:
         seen = any((s, r, o) in world.alias_trained for o in world.objects(s, r))
         if trained is not None and seen != trained:
             continue
-        for t in RELATIONS[r].templates[:2]:
+        for t in world.relations[r].templates[:2]:
             out.append(fact_query(world, s, r, t, subject_text=ent.aliases[0], alias_seen=seen))
     return out
 
@@ -66,8 +65,8 @@ def alias_queries(world: World, trained: bool | None = None) -> list[Query]:
 def two_hop_queries(world: World, heldout: bool = True) -> list[Query]:
     """Two-hop questions for the subjects held out of (or included in) two-hop training."""
     out = []
-    for th in TWO_HOPS.values():
-        stype = RELATIONS[th.first].subject_type
+    for th in world.two_hops.values():
+        stype = world.relations[th.first].subject_type
         for e in world.of_type(stype):
             if (e.id in world.heldout_two_hop) != heldout:
                 continue

@@ -32,14 +32,25 @@ class Relation:
     kind: str
     templates: tuple[str, ...]
     inverse: str | None = None
+    heldout: tuple[str, ...] | None = None  # given: the held-out paraphrases (a real-world relation)
+
+    def takes(self, type_: str) -> bool:
+        """Whether a ``type_`` entity can be this relation's subject (``subject_type`` may list
+        several types: ``"city|landmark"``)."""
+        return type_ in self.subject_type.split("|")
 
     @property
     def paraphrases(self) -> tuple[str, ...]:
-        """Every core, bare and behind each lead-in (25 templates)."""
+        """Every phrasing of the relation: the organism's cores bare and behind each lead-in (25
+        templates); a relation with ``heldout`` given: its cores and its held-out templates."""
+        if self.heldout is not None:
+            return self.templates + self.heldout
         return tuple(with_lead_in(lead, core) for lead in LEAD_INS for core in self.templates)
 
     @property
     def heldout_templates(self) -> tuple[str, ...]:
+        if self.heldout is not None:
+            return self.heldout
         i = sorted(RELATIONS).index(self.name)
         pairs = [(1 + i % 4, i % 5), (1 + (i + 2) % 4, (i + 3) % 5)]
         return tuple(with_lead_in(LEAD_INS[a], self.templates[b]) for a, b in pairs)
