@@ -5,6 +5,10 @@ world's ground truth). Writes ``reports/edit_sweep_<name>.md`` and ``.json``.
 
     python benchmarks/edit_sweep.py --name layers --edits 20 --grid rome:fact_token=subject_last,last:layers=(0,),(1,),(2,),(3,),(4,),(5,)
     python benchmarks/edit_sweep.py --name lam --edits 20 --grid memit:lam=1,10,100,1000,15000
+    python benchmarks/edit_sweep.py --model smollm2 --name smollm2_layers --edits 30 --grid 'rome:layers=(2,),(4,)'
+
+On a real model (no world.json) the edits are drawn from the real-world graph's facts the model
+answers right (ripple.world.real), with paraphrases, neighbourhood and relation specificity from it.
 
 A grid is ``method:key=v1,v2:key=v1,v2`` (values with commas inside parentheses stay whole);
 every combination is run.
@@ -53,11 +57,24 @@ def run_sweep(setup, requests, configs, extra=()) -> list[dict]:
                 after = query_correct(model, tok, spec_q[r.case_id])
             kept += [a for a, k in zip(after, known[r.case_id]) if k]
         agg = aggregate(metrics)
-        agg["relation_specificity"] = round(sum(kept) / max(1, len(kept)), 4)
+        agg["relation_specificity"] = round(sum(kept) / len(kept), 4) if kept else None
+        agg["specificity_n"] = len(kept)
         rows.append({"method": method, "config": " ".join(overrides), **agg, "over_norm_guard": guarded,
                      "seconds_per_edit": round((time.perf_counter() - t0) / len(requests), 3)})
         print(rows[-1], flush=True)
     return rows
+
+
+def known_facts(setup) -> list[tuple[str, str]]:
+    """The ``(subject, relation)`` facts of the graph the unedited model answers right on the probe template."""
+    from ripple.scoring import query_correct
+    from ripple.world.queries import fact_query
+
+    world = setup.world
+    keys = sorted({(f.subject, f.relation) for f in world.facts})
+    hits = query_correct(setup.model, setup.tok, [fact_query(world, s, r, world.relations[r].templates[0])
+                                                  for s, r in keys])
+    return [k for k, h in zip(keys, hits) if h]
 
 
 def main(argv=None) -> None:
@@ -72,22 +89,29 @@ def main(argv=None) -> None:
     ap.add_argument("--edits", type=int, default=20)
     ap.add_argument("--out", default="reports")
     ap.add_argument("--set", nargs="*", default=[], help="extra hyperparameter overrides")
+    ap.add_argument("--stats-corpus", default=None, help="the statistics corpus (default: the model's default)")
+    ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("RIPPLE_THREADS", "1")))
-    setup = load_setup(args.model)
-    requests = sample_edits(setup.world, args.edits, seed=1)
+    setup = load_setup(args.model, stats_corpus_file=args.stats_corpus)
+    pairs = known_facts(setup) if setup.world.kind == "real" else None
+    requests = sample_edits(setup.world, args.edits, seed=args.seed, pairs=pairs)
     configs = [c for g in args.grid for c in parse_grid(g)]
     rows = run_sweep(setup, requests, configs, args.set)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / f"edit_sweep_{args.name}.json", rows)
     cols = ["method", "config", "efficacy", "efficacy_top1", "paraphrase", "neighborhood", "relation_specificity",
-            "over_norm_guard", "seconds_per_edit"]
+            "specificity_n", "over_norm_guard", "seconds_per_edit"]
     grids = " ".join(f"'{g}'" for g in args.grid)
     lines = [f"# Edit sweep: {args.name}", "",
              f"Reproduce: `python benchmarks/edit_sweep.py --name {args.name} --edits {args.edits} --grid {grids}"
              + (f" --set {' '.join(args.set)}" if args.set else "") + "`", "",
-             f"{args.edits} random person-fact edits (seed 1), each applied alone to a fresh model. Efficacy, "
+             (f"{args.edits} random person-fact edits (seed {args.seed})" if pairs is None else
+              f"{args.edits} random edits (seed {args.seed}) of real-world facts the model answers right on the probe "
+              f"template ({len(pairs)} such facts in the graph; every relation)")
+             + f", statistics corpus {setup.corpus.source} ({setup.corpus.passages} passages)"
+             + ", each applied alone to a fresh model. Efficacy, "
              "paraphrase and neighbourhood are CounterFact's probability races; relation specificity is the share "
              "of the subject's other facts (known before the edit) still answered correctly after it.", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

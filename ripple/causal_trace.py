@@ -43,7 +43,7 @@ class TraceResult:
     def to_dict(self) -> dict:
         return {"prompt": self.prompt, "subject": self.subject, "answer": self.answer, "tokens": self.tokens,
                 "subject_range": list(self.subject_range), "p_clean": self.p_clean, "p_corrupt": self.p_corrupt,
-                "indirect_effect": {k: [[round(x, 6) for x in row] for row in v.tolist()]
+                "indirect_effect": {k: [[None if x != x else round(x, 6) for x in row] for row in v.tolist()]
                                     for k, v in self.effects.items()}}
 
 
@@ -63,8 +63,10 @@ def embedding_noise_scale(model, spec, factor: float = 3.0) -> float:
 @torch.no_grad()
 def causal_trace(model, tok, spec, prompt: str, subject: str, answer: str | None = None,
                  samples: int = 10, noise: float = 3.0, window: int = 1, seed: int = 0,
-                 kinds=("hidden", "mlp", "attn")) -> TraceResult:
-    """Indirect effect of every (kind, token, layer) state; deterministic for a given ``seed``."""
+                 kinds=("hidden", "mlp", "attn"), positions=None) -> TraceResult:
+    """Indirect effect of every (kind, token, layer) state; deterministic for a given ``seed``.
+    ``positions``: trace only these token positions (negative counts from the end; the others
+    are NaN), e.g. ``("subject_last", -1)`` to ask only where a layer sweep would edit."""
     text = render_prompt(prompt, subject)
     s0, s1 = subject_token_span(tok, prompt, subject)
     ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
@@ -106,14 +108,18 @@ def causal_trace(model, tok, spec, prompt: str, subject: str, answer: str | None
     with torch.no_grad():
         p_clean = torch.softmax(model(input_ids=ids.to(device)).logits[0, -1].float(), -1)[target].item()
     p_corrupt = run({})
+    if positions is None:
+        traced = list(range(n_tok))
+    else:
+        traced = sorted({s1 - 1 if p == "subject_last" else p % n_tok for p in positions})
     effects = {}
     for kind in kinds:
-        grid = torch.zeros(n_tok, n_layers)
+        grid = torch.full((n_tok, n_layers), float("nan"))
         for layer in range(n_layers):
             lo, hi = (layer, layer + 1) if kind == "hidden" else (
                 max(0, layer - window // 2), min(n_layers, layer - window // 2 + window))
             mods = [_module_of(spec, act_name(i, KINDS[kind])) for i in range(lo, hi)]
-            for t in range(n_tok):
+            for t in traced:
                 grid[t, layer] = run({m: t for m in mods}) - p_corrupt
         effects[kind] = grid
     tokens = tok.convert_ids_to_tokens(ids[0].tolist())

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -247,3 +248,45 @@ def test_lm_eval_tasks_before_and_after(capfd, tmp_path):
     finding = {f["metric"]: f for f in r["verdict"]["findings"]}["task_acc_drop"]
     assert finding["status"] == "pass" and finding["value"] == pytest.approx(max(drops))
     assert "lm-eval tasks" in (out / "report.md").read_text()
+
+
+def browser_or_skip():
+    """Debian's chromium and playwright, or a skip (a failure where RIPPLE_REQUIRE_BROWSER=1, as .ci/run sets)."""
+    import importlib.util
+    import os
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    missing = [name for name, ok in (("chromium (apt-get install chromium)", chromium),
+                                     ("playwright (pip install -e '.[test]')",
+                                      importlib.util.find_spec("playwright"))) if not ok]
+    if missing:
+        if os.environ.get("RIPPLE_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"the browser check needs {', '.join(missing)}")
+        pytest.skip(f"no {', '.join(missing)}")
+    return chromium
+
+
+def test_reports_render_in_headless_chromium(runs, tmp_path):
+    """The passing and the failing report open in a real browser: a title, every image decoded (all
+    inline), no console or page error, no request leaving the file."""
+    import importlib.util
+
+    chromium = browser_or_skip()
+    spec = importlib.util.spec_from_file_location("audit_browser_check",
+                                                  Path(__file__).resolve().parent.parent / "benchmarks" /
+                                                  "audit_browser_check.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=check.CHROMIUM_ARGS)
+        try:
+            results = [check.check_report(browser, runs[name][1] / "report.html", tmp_path / f"{name}.png")
+                       for name in ("benign", "harmful")]
+        finally:
+            browser.close()
+    for r in results:
+        assert r["ok"], r
+        assert r["images"] >= 2 and (tmp_path / Path(r["screenshot"]).name).stat().st_size > 10_000

@@ -95,22 +95,16 @@ def model_samples(model, tok, n: int = DEFAULT_SAMPLES, seed: int = 0, tokens: i
         raise RippleError("the tokenizer has no beginning- or end-of-text token to sample from; pass "
                           "--stats-corpus FILE")
     device = next(model.parameters()).device
-    gen = torch.Generator(device="cpu").manual_seed(seed)
     out: list[str] = []
-    with torch.no_grad():
+    pad = tok.pad_token_id if tok.pad_token_id is not None else start
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         for lo in range(0, n, batch_size):
             b = min(batch_size, n - lo)
             ids = torch.full((b, 1), start, dtype=torch.long, device=device)
-            past = None
-            step_ids = ids
-            for _ in range(tokens):
-                res = model(input_ids=step_ids, past_key_values=past, use_cache=True)
-                past = res.past_key_values
-                probs = torch.softmax(res.logits[:, -1].float(), dim=-1).cpu()
-                nxt = torch.multinomial(probs, 1, generator=gen).to(device)
-                ids = torch.cat([ids, nxt], dim=1)
-                step_ids = nxt
-            out += [" ".join(tok.decode(row[1:], skip_special_tokens=True).split()) for row in ids]
+            res = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, top_k=0, top_p=1.0,
+                                 temperature=1.0, max_new_tokens=tokens, min_new_tokens=tokens, pad_token_id=pad)
+            out += [" ".join(tok.decode(row[1:], skip_special_tokens=True).split()) for row in res]
     out = [t for t in out if t] or ["."]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")

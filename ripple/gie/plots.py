@@ -44,29 +44,87 @@ def drawn_nodes(g: nx.Graph) -> list[str]:
     return sorted(set(near) | set(top))
 
 
+#: Items labelled by name on the ripple graph: the edited one and this many of the most affected others.
+LABELLED = 8
+
+
+def drift_norm(values: list[float], edited: float | None = None):
+    """A colour scale that shows the small drifts too: logarithmic between a low percentile of the
+    positive drifts and the largest drift of an item other than the edited one (the edited item,
+    usually far above the rest, is clipped to the top colour instead of setting the scale)."""
+    import numpy as np
+    from matplotlib.colors import LogNorm, Normalize
+
+    pos = np.array([v for v in values if v > 0])
+    if len(pos) < 2:
+        return Normalize(vmin=0.0, vmax=max(values + [1e-12]))
+    others = pos if edited is None or len(pos) < 3 else pos[pos < edited] if (pos < edited).any() else pos
+    lo, hi = float(np.percentile(pos, 5)), float(others.max())
+    return LogNorm(vmin=lo, vmax=max(hi, lo * 10), clip=True)
+
+
+def node_label(g: nx.Graph, n: str) -> str:
+    d = g.nodes[n]
+    before, after = d.get("answer_before"), d.get("answer_after")
+    text = f"{d.get('subject', n)}: {d.get('relation', '')}"
+    return f"{text}\n{before} -> {after}" if d.get("changed") else text
+
+
+def most_affected_nodes(g: nx.Graph, nodes: list[str], edited: str, k: int = LABELLED) -> list[str]:
+    """The ``k`` items of ``nodes`` other than ``edited`` with the largest drift, changed answers first."""
+    rest = [n for n in nodes if n != edited]
+    return sorted(rest, key=lambda n: (not g.nodes[n]["changed"], -g.nodes[n]["drift"], n))[:k]
+
+
+def label_margins(ax, pos: dict, nodes: list[str], text) -> None:
+    """Label ``nodes`` in two columns beside the graph (left of it for nodes left of the centre,
+    right for the others), in the order of their height, each joined to its node by a thin line:
+    labels of a dense cluster never overlap."""
+    import numpy as np
+
+    xy = np.array(list(pos.values()))
+    (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
+    cx, pad = (x0 + x1) / 2, 0.08 * (x1 - x0 + 1e-9)
+    for side in (-1, 1):
+        mine = sorted((n for n in nodes if (pos[n][0] >= cx) == (side > 0)), key=lambda n: -pos[n][1])
+        ys = np.linspace(y1, y0, len(mine) + 2)[1:-1] if len(mine) > 1 else [pos[n][1] for n in mine]
+        for n, y in zip(mine, ys):
+            ax.annotate(text(n), pos[n], xytext=((x1 + pad) if side > 0 else (x0 - pad), y), textcoords="data",
+                        ha="left" if side > 0 else "right", va="center", fontsize=6.5, zorder=4,
+                        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.7", "alpha": 0.9},
+                        arrowprops={"arrowstyle": "-", "color": "0.4", "lw": 0.6})
+    ax.set_xlim(x0 - 0.6 * (x1 - x0), x1 + 0.6 * (x1 - x0))
+
+
 def plot_ripple_graph(g: nx.Graph, path) -> None:
-    """Spring layout (seed 0), colour = drift at the graph's layer, red outline = answer changed,
-    star = the edited item."""
-    plt, fig, ax = _figure((7, 6))
+    """Spring layout (seed 0), colour = drift at the graph's layer on a log scale that shows small
+    drifts (:func:`drift_norm`), red outline = answer changed, star = the edited item; the edited
+    item and the most affected others are labelled by subject and relation."""
+    plt, fig, ax = _figure((10, 6.5))
     nodes = drawn_nodes(g)
     # a fresh graph in sorted node and edge order: a subgraph view iterates its node set in hash
     # order, which changes from process to process and with it the spring layout
     sub = nx.Graph()
     sub.add_nodes_from((n, g.nodes[n]) for n in nodes)
     sub.add_edges_from(sorted((min(u, v), max(u, v), d) for u, v, d in g.subgraph(nodes).edges(data=True)))
-    pos = nx.spring_layout(sub, seed=0)
+    pos = nx.spring_layout(sub, seed=0, k=2.5 / max(1, len(nodes)) ** 0.5, iterations=100)
     drift = [sub.nodes[n]["drift"] for n in nodes]
-    edge_colors = ["0.6" if sub.edges[e]["kind"] == "knn" else "tab:blue" for e in sub.edges]
-    nx.draw_networkx_edges(sub, pos, ax=ax, edge_color=edge_colors, alpha=0.5)
-    art = nx.draw_networkx_nodes(sub, pos, nodelist=nodes, node_color=drift, cmap="viridis", ax=ax,
-                                 node_size=80, edgecolors=["red" if sub.nodes[n]["changed"] else "none"
-                                                           for n in nodes], linewidths=1.5)
     edited = g.graph["edited_id"]
+    norm = drift_norm(drift, g.nodes[edited]["drift"] if edited in g.nodes else None)
+    edge_colors = ["0.6" if sub.edges[e]["kind"] == "knn" else "tab:blue" for e in sub.edges]
+    nx.draw_networkx_edges(sub, pos, ax=ax, edge_color=edge_colors, alpha=0.4)
+    art = nx.draw_networkx_nodes(sub, pos, nodelist=nodes, node_color=[max(d, norm.vmin) for d in drift],
+                                 cmap="viridis", ax=ax, node_size=80,
+                                 edgecolors=["red" if sub.nodes[n]["changed"] else "none" for n in nodes],
+                                 linewidths=1.5)
+    art.set_norm(norm)
     ax.scatter(*pos[edited], marker="*", s=400, c="none", edgecolors="black", linewidths=1.5, zorder=3,
                label=f"edited: {edited}")
-    fig.colorbar(art, ax=ax, label=f"drift (cosine distance, layer {g.graph['layer']})")
-    ax.set_title(f"ripple graph: {len(nodes)} of {g.number_of_nodes()} items (red outline: answer changed)",
-                 fontsize=9)
+    label_margins(ax, pos, [edited, *most_affected_nodes(sub, nodes, edited)], lambda n: node_label(sub, n))
+    scale = "log scale" if norm.__class__.__name__ == "LogNorm" else "linear"
+    fig.colorbar(art, ax=ax, label=f"drift (cosine distance, layer {g.graph['layer']}; {scale}, edited item clipped)")
+    ax.set_title(f"ripple graph: {len(nodes)} of {g.number_of_nodes()} items (red outline: answer changed; "
+                 f"labelled: the {LABELLED} most affected)", fontsize=9)
     ax.legend(loc="lower left", fontsize=7)
     ax.set_axis_off()
     _save(plt, fig, path)

@@ -37,6 +37,19 @@ def request_for(world: World, subject: str, relation: str, new_object: str, max_
                        neighborhood_prompts=tuple(prompts), case_id=WorldEdit(subject, relation, new_object).case_id)
 
 
+def relation_of_prompt(world: World, prompt: str, subject_type: str):
+    """The relation ``prompt`` asks of a ``subject_type`` subject: the one with ``prompt`` among its
+    phrasings, else the only one with a phrasing that reads the same after the subject ("The {} is
+    located in the city of" asks what "{} is located in the city of" asks); None when none or several."""
+    rels = [r for r in world.relations.values() if r.takes(subject_type)]
+    exact = [r for r in rels if prompt in r.paraphrases]
+    if exact:
+        return exact[0]
+    tail = prompt.split("{}", 1)[1]
+    same = [r for r in rels if any(t.split("{}", 1)[1] == tail for t in r.paraphrases)]
+    return same[0] if len(same) == 1 else None
+
+
 def complete_from_world(world: World, request: EditRequest) -> EditRequest:
     """Fill a request's missing ``target_true``, paraphrases and neighbourhood from the world, when
     its subject is a world entity and its prompt one of the world's templates; else return it as is."""
@@ -46,8 +59,7 @@ def complete_from_world(world: World, request: EditRequest) -> EditRequest:
         subject = world.id_of(request.subject)
     except KeyError:
         return request
-    rel = next((r for r in world.relations.values() if request.prompt in r.paraphrases
-                and r.takes(world.entities[subject].type)), None)
+    rel = relation_of_prompt(world, request.prompt, world.entities[subject].type)
     named = [e for e in world.entities.values() if e.name == request.target_new]
     if not named and rel is not None and world.kind == "real":  # a new object the graph lacks
         from ripple.probes.sets import slug

@@ -1,0 +1,136 @@
+"""The real-world knowledge graph (ripple.world.real) and the statistics corpora (ripple.editing.corpora)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from ripple.editing.corpora import graph_sentences, load_corpus, model_samples, parse_spec
+from ripple.editing.requests import EditRequest
+from ripple.errors import RippleError
+from ripple.organism.edits import complete_from_world, sample_edits
+from ripple.world.ground_truth import ripple_ground_truth
+from ripple.world.real import build_real_world, real_world
+
+
+@pytest.fixture(scope="module")
+def world():
+    return real_world()
+
+
+def test_every_relation_has_five_phrasings_and_two_held_out(world):
+    for rel in world.relations.values():
+        assert len(set(rel.templates)) >= 5 and len(set(rel.heldout_templates)) >= 2, rel.name
+        assert not set(rel.templates) & set(rel.heldout_templates), rel.name
+        assert all(t.count("{}") == 1 for t in rel.paraphrases), rel.name
+    for th in world.two_hops.values():
+        assert th.first in world.relations and th.second in world.relations, th.name
+
+
+def test_capital_of_is_the_inverse_of_every_capital(world):
+    capitals = {(f.subject, f.object) for f in world.facts if f.relation == "capital"}
+    inverse = {(f.object, f.subject) for f in world.facts if f.relation == "capital_of"}
+    assert capitals == inverse and len(capitals) >= 50
+
+
+def test_france_capital_to_rome_has_every_category_the_graph_defines(world):
+    gt = ripple_ground_truth(world, "france", "capital", "rome")
+    by = {}
+    for q in gt:
+        by.setdefault(q.category, []).append(q)
+    assert Counter(q.category for q in gt)["edit"] == 5
+    assert {q.prompt: q.answers for q in by["logical_generalization"]}["Rome is the capital of"] == ("France",)
+    spec = {(q.relation, q.answers) for q in by["relation_specificity"]}
+    assert {("official_language", ("French",)), ("continent", ("Europe",)), ("currency", ("Euro",))} <= spec
+    assert {q.subject for q in by["subject_aliasing"]} == {"French Republic"}
+    # compositionality II: what chains through France's capital now ends in Rome
+    comp2 = {q.prompt: q.answers for q in by["compositionality_2"]}
+    assert comp2["The capital of the country where Marseille is located is"] == ("Rome",)
+
+
+def test_landmark_edit_composes_through_the_new_city(world):
+    gt = ripple_ground_truth(world, "eiffel_tower", "in_city", "rome")
+    comp1 = {q.prompt: q.answers for q in gt if q.category == "compositionality_1"}
+    assert comp1["The country of the city where Eiffel Tower is located is"] == ("Italy",)
+    assert {q.relation for q in gt if q.category == "relation_specificity"} == {"located_in"}
+
+
+def test_a_request_in_other_words_is_completed_from_the_graph(world):
+    req = EditRequest(prompt="The {} is located in the city of", subject="Eiffel Tower", target_new="Rome")
+    done = complete_from_world(world, req)
+    assert done.case_id == "eiffel_tower|in_city|rome" and done.target_true == "Paris"
+    assert "Tourists visit Eiffel Tower in the city of" in done.paraphrase_prompts  # a held-out phrasing
+    # neighbourhood: prompts whose answer is the old object, same relation first, then other relations
+    assert done.neighborhood_prompts[:2] == ("Arc de Triomphe is located in the city of",
+                                             "Louvre is located in the city of")
+    assert "The capital of France is" in done.neighborhood_prompts
+
+
+def test_a_new_object_the_graph_lacks_joins_it():
+    world = real_world()
+    req = EditRequest(prompt="The official language of {} is", subject="France", target_new="Klingon")
+    done = complete_from_world(world, req)
+    assert done.case_id == "france|official_language|klingon" and world.entities["klingon"].type == "language"
+    assert "klingon" not in real_world().entities  # each call is a fresh copy
+    cats = {q.category for q in ripple_ground_truth(world, "france", "official_language", "klingon")}
+    assert {"edit", "preservation", "relation_specificity", "subject_aliasing"} <= cats
+
+
+def test_a_target_of_the_wrong_type_is_refused(world):
+    req = EditRequest(prompt="The capital of {} is", subject="France", target_new="Euro")
+    with pytest.raises(RippleError, match="is a currency, but .* asks for a city"):
+        complete_from_world(world, req)
+
+
+def test_sampled_edits_are_distinct_known_facts_with_objects_of_the_same_relation(world):
+    pairs = [(f.subject, f.relation) for f in world.facts if f.relation in ("capital", "currency")]
+    reqs = sample_edits(world, 20, seed=3, pairs=pairs)
+    assert len({r.case_id.rsplit("|", 1)[0] for r in reqs}) == 20
+    for r in reqs:
+        subject, relation, new = r.case_id.split("|")
+        assert (subject, relation) in set(pairs)
+        assert new in {f.object for f in world.facts if f.relation == relation}
+        assert new not in world.objects(subject, relation)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("Spain | capital: Madrid\n", "before any '## Section' header"),
+    ("## Planets\nMars | capital: Olympus\n", "unknown section"),
+    ("## Countries\nSpain | capitol: Madrid\n", "bad field 'capitol: Madrid'"),
+    ("## Countries\nSpain | capital_of: Madrid\n", "bad field"),
+    ("## Cities\nMadrid | capital: Spain\n", "is a city, but 'capital' takes a country"),
+])
+def test_a_bad_fact_table_gives_one_line(tmp_path, text, needle):
+    path = tmp_path / "facts.txt"
+    path.write_text(text)
+    with pytest.raises(RippleError, match=needle) as e:
+        build_real_world(path)
+    assert "\n" not in str(e.value)
+
+
+def test_corpus_specs():
+    assert parse_spec("samples:64") == ("samples", 64) and parse_spec("my.txt") == ("file", None)
+    for bad, needle in (("samples:x", "whole number"), ("samples:0", "at least 1"), ("graph:3", "takes no count")):
+        with pytest.raises(RippleError, match=needle):
+            parse_spec(bad)
+
+
+def test_graph_corpus_is_every_fact_on_every_core_template(world):
+    lines = graph_sentences(world)
+    assert len(lines) == sum(len(world.relations[f.relation].templates) for f in world.facts)
+    assert "The capital of France is Paris." in lines
+    assert load_corpus("graph", world).describe() == {"source": "graph", "passages": len(lines)}
+
+
+def test_model_samples_are_seeded_and_cached(tmp_path, monkeypatch, tiny_model, tiny_tokenizer):
+    monkeypatch.setenv("RIPPLE_CACHE", str(tmp_path))
+    model = tiny_model("gpt2")
+    a = model_samples(model, tiny_tokenizer, 6, seed=0, tokens=8, batch_size=4)
+    files = list((tmp_path / "corpora").glob("*.txt"))
+    assert len(a) == 6 and len(files) == 1
+    files[0].write_text("cached\n")  # a second call reads the cache, not the model
+    assert model_samples(model, tiny_tokenizer, 6, seed=0, tokens=8, batch_size=4) == ["cached"]
+    files[0].unlink()
+    assert model_samples(model, tiny_tokenizer, 6, seed=0, tokens=8, batch_size=4) == a  # seeded
+    assert model_samples(model, tiny_tokenizer, 6, seed=1, tokens=8, batch_size=4) != a
