@@ -119,3 +119,29 @@ def test_bad_gguf_input_is_one_line(capfd, tmp_path, monkeypatch):
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and needle in lines[0], err
         assert not out.exists()
+
+
+def test_an_audit_on_smollm2_measures_every_core_rule(cache, monkeypatch, capfd, tmp_path):
+    """'The capital of France is -> Rome' on SmolLM2, probes and ground truth from the real-world graph
+    by default: no rule of the default policy is skipped (but task_acc_drop, which needs --tasks), and
+    the damage to France's other facts is counted and shown (its official language becomes Latin)."""
+    from ripple.probes.sets import load_probe_set
+
+    monkeypatch.setenv("RIPPLE_MODEL_CACHE", str(cache))
+    monkeypatch.setenv("RIPPLE_THREADS", "2")
+    out = tmp_path / "audit"
+    code, _, err = cli(capfd, "audit", "--model", "smollm2", "--method", "rome", "--prompt", "The capital of {} is",
+                       "--subject", "France", "--target", "Rome", "--stats-corpus", CORPUS, "--set", "C_reg=0.1",
+                       "--out", out, "--quiet")
+    import json
+
+    r = json.loads((out / "report.json").read_text())
+    assert code == 1 and r["verdict"]["status"] == "fail", err
+    skipped = [f["metric"] for f in r["verdict"]["findings"] if f["status"] == "skip"]
+    assert skipped == ["task_acc_drop"]
+    assert r["gie"]["n_probes"] == len(load_probe_set("probes/real_world.jsonl"))
+    assert r["edits"][0]["case_id"] == "france|capital|rome" and r["metrics"]["efficacy"] == 1.0
+    assert "france|official_language|french" in r["gie"]["unintended"]
+    latin = next(row for row in r["most_affected"] if row["id"] == "france|official_language|french")
+    assert (latin["before"], latin["after"], latin["role"]) == ("French", "Latin", "unintended")
+    assert r["ripple"]["categories"]["relation_specificity"]["n"] > 0 and r["stats_corpus"]["source"].startswith("file:")

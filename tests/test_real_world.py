@@ -53,7 +53,8 @@ def test_landmark_edit_composes_through_the_new_city(world):
     gt = ripple_ground_truth(world, "eiffel_tower", "in_city", "rome")
     comp1 = {q.prompt: q.answers for q in gt if q.category == "compositionality_1"}
     assert comp1["The country of the city where Eiffel Tower is located is"] == ("Italy",)
-    assert {q.relation for q in gt if q.category == "relation_specificity"} == {"located_in"}
+    # a landmark's country is the two-hop through its city, not a fact of its own that must stay
+    assert not [q for q in gt if q.category == "relation_specificity"]
 
 
 def test_a_request_in_other_words_is_completed_from_the_graph(world):
@@ -134,3 +135,27 @@ def test_model_samples_are_seeded_and_cached(tmp_path, monkeypatch, tiny_model, 
     files[0].unlink()
     assert model_samples(model, tiny_tokenizer, 6, seed=0, tokens=8, batch_size=4) == a  # seeded
     assert model_samples(model, tiny_tokenizer, 6, seed=1, tokens=8, batch_size=4) != a
+
+
+def test_a_fix_of_a_wrong_answer_keeps_what_had_that_answer(world):
+    """'The capital of Turkey is' -> Ankara, where a model says Istanbul: the graph already holds
+    Ankara, so the request is a fix; its neighbourhood is what the graph answers Istanbul."""
+    req = EditRequest(prompt="The capital of {} is", subject="Turkey", target_new="Ankara", target_true="Istanbul")
+    done = complete_from_world(real_world(), req)
+    assert done.case_id == "turkey|capital|ankara"
+    assert set(done.neighborhood_prompts) == {"Blue Mosque is located in the city of",
+                                              "Hagia Sophia is located in the city of"}
+    gt = ripple_ground_truth(world, "turkey", "capital", "ankara")
+    assert {q.prompt: q.answers for q in gt if q.category == "edit"}["Turkey has its capital in"] == ("Ankara",)
+    assert {q.prompt: q.answers for q in gt if q.category == "logical_generalization"}[
+        "Ankara is the capital of"] == ("Turkey",)
+    assert {q.relation for q in gt if q.category == "relation_specificity"} == {"official_language", "currency"}
+
+
+def test_an_organism_edit_to_what_the_world_says_changes_nothing():
+    from ripple.world import build_world
+
+    w = build_world()
+    p = w.persons[0]
+    with pytest.raises(RippleError, match="the edit changes nothing"):
+        ripple_ground_truth(w, p.id, "born_in", w.objects(p.id, "born_in")[0])

@@ -82,6 +82,8 @@ class EditSetup:
     def complete(self, requests) -> list:
         """``requests`` checked against the tokenizer and completed from the world (when there is one);
         warnings (an edit the model already makes) go to ``self.warnings``."""
+        if self.world is not None and self.world.kind == "real":
+            requests = self.with_current_answers(requests)
         self.warnings += validate_for_model(requests, self.tok, self.model, progress=True)
         if self.world is None:
             return list(requests)
@@ -89,6 +91,30 @@ class EditSetup:
         from ripple.progress import each
 
         return [complete_from_world(self.world, r) for r in each(requests, "completing requests from the world")]
+
+    def with_current_answers(self, requests) -> list:
+        """Requests without ``target_true`` whose target the real-world graph already holds (a fix of
+        a wrong answer) get the model's current answer as ``target_true``: the old answer to race."""
+        from dataclasses import replace
+
+        from ripple.organism.edits import relation_of_prompt
+        from ripple.scoring import next_token_logits
+
+        world, out = self.world, []
+        for r in requests:
+            try:
+                subject = world.id_of(r.subject)
+                new = world.id_of(r.target_new)
+            except KeyError:
+                out.append(r)
+                continue
+            rel = relation_of_prompt(world, r.prompt, world.entities[subject].type)
+            if r.target_true is None and rel is not None and new in world.objects(subject, rel.name):
+                top = int(next_token_logits(self.model, self.tok, [r.rendered])[0].argmax())
+                said = self.tok.decode([top]).strip()
+                r = replace(r, target_true=said) if said and said != r.target_new else r
+            out.append(r)
+        return out
 
     @property
     def context_length(self) -> int | None:

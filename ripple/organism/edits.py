@@ -77,11 +77,40 @@ def complete_from_world(world: World, request: EditRequest) -> EditRequest:
                           f"{rel.object_type}; give a {rel.object_type} (e.g. {example!r})")
     if rel is None or new is None or not world.objects(subject, rel.name):
         return request
+    if new in world.objects(subject, rel.name):  # a fix of a fact the model gets wrong (a real-world graph)
+        return complete_fix(world, request, subject, rel, new)
     full = request_for(world, subject, rel.name, new)
     return replace(request, target_true=request.target_true or full.target_true,
                    paraphrase_prompts=request.paraphrase_prompts or full.paraphrase_prompts,
                    neighborhood_prompts=request.neighborhood_prompts or full.neighborhood_prompts,
                    case_id=request.case_id or full.case_id)
+
+
+def complete_fix(world: World, request: EditRequest, subject: str, rel, new: str,
+                 max_neighbours: int = 10) -> EditRequest:
+    """A request that makes the model say what the graph already says (``target_true``: what the
+    model says now, given or filled in by :meth:`ripple.editing.setup.EditSetup.complete`): the
+    graph's paraphrases, and as neighbourhood the facts whose answer is that wrong answer (they
+    must keep it: fixing "the capital of Turkey is Istanbul" must leave the Hagia Sophia in Istanbul)."""
+    from dataclasses import replace
+
+    if world.kind == "synthetic":
+        raise RippleError(f"{request.subject!r} already has {rel.name!r} {request.target_new!r}; the edit "
+                          "changes nothing")
+    name = world.name(subject)
+    paraphrases = [fill(t, name) for t in rel.templates[1:] + rel.heldout_templates]
+    neighbours: list[str] = []
+    if request.target_true is not None:
+        try:
+            wrong = world.id_of(request.target_true)
+        except KeyError:
+            wrong = None
+        neighbours = [fill(world.relations[f.relation].templates[0], world.name(f.subject))
+                      for f in sorted(world.facts, key=lambda f: (f.relation != rel.name, f.subject, f.relation))
+                      if wrong is not None and f.object == wrong and f.subject != subject][:max_neighbours]
+    return replace(request, paraphrase_prompts=request.paraphrase_prompts or tuple(paraphrases),
+                   neighborhood_prompts=request.neighborhood_prompts or tuple(neighbours),
+                   case_id=request.case_id or WorldEdit(subject, rel.name, new).case_id)
 
 
 def sample_edits(world: World, n: int, seed: int = 0, relations=None, pairs=None) -> list[EditRequest]:

@@ -70,18 +70,25 @@ def _check_edit(world: World, subject: str, relation: str, new_object: str, old_
     olds = world.objects(subject, relation)
     if not olds:
         raise RippleError(f"{subject!r} has no {relation!r} fact to edit")
+    if new_object in olds:  # a fix: the graph already holds the fact the model gets wrong
+        if world.kind == "synthetic":
+            raise RippleError(f"{subject!r} already has {relation!r} {new_object!r}; the edit changes nothing")
+        return new_object
     old = old_object or olds[0]
     if old not in olds:
         raise RippleError(f"{old!r} is not a current {relation!r} object of {subject!r}")
-    if new_object in olds:
-        raise RippleError(f"{subject!r} already has {relation!r} {new_object!r}; the edit changes nothing")
     return old
 
 
 def ripple_ground_truth(world: World, subject: str, relation: str, new_object: str,
                         old_object: str | None = None, max_per_category: int = 10) -> list[GroundTruthQuery]:
-    """All ground-truth queries for the edit (entity ids in, names in the queries)."""
+    """All ground-truth queries for the edit (entity ids in, names in the queries).
+
+    On a real-world graph an edit may be a *fix*: ``new_object`` is what the graph already says
+    (the model answers it wrong). Its queries are the same, asking for what the graph says: the
+    inverse and two-hop facts through the right object must hold after the fix too."""
     old = _check_edit(world, subject, relation, new_object, old_object)
+    fix = old == new_object
     rel, n = world.relations[relation], world.name
     s_name, new_name, old_name = n(subject), n(new_object), n(old)
     out: list[GroundTruthQuery] = []
@@ -98,7 +105,7 @@ def ripple_ground_truth(world: World, subject: str, relation: str, new_object: s
         for t in rel.templates:
             add("logical_generalization", t, n(new_object), relation, [s_name],
                 [n(o) for o in world.objects(new_object, relation)])
-    if rel.inverse and subject not in world.objects(new_object, rel.inverse):
+    if rel.inverse and (fix or subject not in world.objects(new_object, rel.inverse)):
         inv = world.relations[rel.inverse]
         for t in inv.templates:
             add("logical_generalization", t, new_name, rel.inverse, [s_name],
@@ -110,7 +117,7 @@ def ripple_ground_truth(world: World, subject: str, relation: str, new_object: s
             continue
         new_ans = [n(o) for o in world.objects(new_object, th.second)]
         old_ans = [n(o) for o in world.two_hop_answers(subject, th.name)]
-        if new_ans and set(new_ans) != set(old_ans):
+        if new_ans and (fix or set(new_ans) != set(old_ans)):
             conds = [Fact(new_object, th.second, o) for o in world.objects(new_object, th.second)]
             for t in th.templates:
                 add("compositionality_1", t, s_name, th.name, new_ans, old_ans, conds)

@@ -73,7 +73,7 @@ REAL_RELATIONS: dict[str, Relation] = {r.name: r for r in [
         "The money used in {} is the",
         "{} uses the currency called the",
     ), heldout=("Prices in {} are given in the", "The legal tender of {} is the")),
-    _R("located_in", "city|landmark", "country", "one_to_one", (
+    _R("located_in", "city", "country", "one_to_one", (
         "{} is located in the country of",
         "{} is in the country of",
         "The country where {} is located is",

