@@ -69,10 +69,14 @@ def trace_section(model: str) -> list[str]:
     hid_s = d["mean_relative_effect"]["hidden"]["subject_last"]
     hid_l = d["mean_relative_effect"]["hidden"]["last"]
     peak = max(range(len(mlp)), key=mlp.__getitem__)
+    first = d["window"] // 2 + 1  # the first window without layer 0's MLP
+    later = max(range(first, len(mlp)), key=mlp.__getitem__)
     cross = next((i for i in range(len(hid_s)) if hid_l[i] > hid_s[i]), None)
     out = [f"**{model}**: {d['facts_traced']} of {d['facts_sampled']} sampled known facts traced "
            f"({d['samples']} noise samples, MLP window {d['window']}; the others: corruption did not lower P(answer) "
-           f"by 0.05). Mean MLP effect at the subject's last token peaks at layer {peak}; the block output at the "
+           f"by 0.05). Mean MLP effect at the subject's last token peaks at layer {peak} (a window holding layer 0's "
+           f"MLP); among windows without it, at layer {later} (layers {later - d['window'] // 2}-"
+           f"{later + d['window'] // 2}). The block output at the "
            f"last token overtakes the subject's from layer {cross}. `python benchmarks/real_trace.py --model "
            f"{model} --facts {d['facts_sampled']}`", "", f"![causal trace of {model}](real_trace_{name}.png)", ""]
     rows = [[i, mlp[i], hid_s[i], hid_l[i]] for i in range(len(mlp))]
