@@ -107,7 +107,7 @@ def corpus_section(model: str) -> list[str]:
            f"`python benchmarks/stats_corpus.py --model {model} --edits {d['edits']}"
            + (f" --set '{' '.join(d['set'])}'" if d["set"] else "") + "`", ""]
     cols = ["corpus", "passages", "efficacy", "paraphrase", "neighborhood", "relation_specificity", "specificity_n",
-            "score", "seconds_per_edit"]
+            "score", "seconds_per_edit", "note"]
     return out + table(cols, [[r.get(c) for c in cols] for r in d["rows"]]) + [""]
 
 

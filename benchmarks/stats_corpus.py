@@ -56,7 +56,6 @@ def main(argv=None) -> None:
     from edit_sweep import known_facts, run_sweep
 
     from ripple.editing.setup import load_setup
-    from ripple.io import atomic_write_json, atomic_write_text
     from ripple.organism.edits import sample_edits
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -74,30 +73,40 @@ def main(argv=None) -> None:
     setup = load_setup(args.model, context=False)
     pairs = known_facts(setup)
     requests = sample_edits(setup.world, args.edits, seed=args.seed, pairs=pairs)
-    rows = []
-    for spec in args.corpora:
+    name = Path(args.model).stem.replace(".", "_")
+    path = args.out / f"stats_corpus_{name}.json"
+    for spec in args.corpora:  # each corpus's row is written as soon as it is measured
         setup.make_context(user_file if spec == "file" else spec)
         (row,) = run_sweep(setup, requests, [("rome", [])], args.set)
         row["corpus"] = "file" if spec == "file" else spec
         row["passages"] = setup.corpus.passages
-        rows.append(row)
-    name = Path(args.model).stem.replace(".", "_")
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / f"stats_corpus_{name}.json", {"model": args.model, "edits": args.edits,
-                                                               "known_facts": len(pairs), "set": args.set,
-                                                               "rows": rows})
+        write(path, args, len(pairs), row)
+
+
+def write(path: Path, args, known: int, row: dict) -> None:
+    """Merge ``row`` into the JSON at ``path`` (one row per corpus; a rerun replaces its corpus's row)
+    and render the markdown beside it."""
+    import json
+
+    from ripple.io import atomic_write_json, atomic_write_text
+
+    old = json.loads(path.read_text()) if path.exists() else {}
+    same = old.get("edits") == args.edits and old.get("set") == args.set and old.get("seed") == args.seed
+    rows = [r for r in (old.get("rows", []) if same else []) if r["corpus"] != row["corpus"]] + [row]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"model": args.model, "edits": args.edits, "seed": args.seed, "known_facts": known,
+                             "set": args.set, "rows": rows})
     cols = ["corpus", "passages", "efficacy", "paraphrase", "neighborhood", "relation_specificity", "specificity_n",
-            "score", "over_norm_guard", "seconds_per_edit"]
+            "score", "over_norm_guard", "seconds_per_edit", "note"]
     lines = [f"# Statistics corpus comparison: {args.model}", "",
              f"Reproduce: `python benchmarks/stats_corpus.py --model {args.model} --edits {args.edits}"
-             + (f" --set {' '.join(repr(s) for s in args.set)}" if args.set else "") + "`", "",
+             + (f" --set {' '.join(repr(s) for s in args.set)}" if args.set else "") + " --corpora CORPUS...`", "",
              f"The same {args.edits} ROME edits (seed {args.seed}) of real-world facts the model answers right on the "
-             f"probe template ({len(pairs)} such facts; every relation), each alone; only the key-statistics corpus "
+             f"probe template ({known} such facts; every relation), each alone; only the key-statistics corpus "
              "changes. 'file': standard-library prose standing in for a user's text file.", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r.get(c)) for c in cols) + " |" for r in rows]
-    atomic_write_text(args.out / f"stats_corpus_{name}.md", "\n".join(lines) + "\n")
-
+    atomic_write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
 
 if __name__ == "__main__":
     main()

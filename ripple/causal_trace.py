@@ -24,7 +24,7 @@ from ripple.arch import act_name
 from ripple.errors import RippleError
 from ripple.hooks import TraceDict
 from ripple.scoring import first_token_id
-from ripple.tokens import render_prompt, subject_token_span
+from ripple.tokens import render_prompt, subject_token_span, text_ids
 
 KINDS = {"hidden": "out", "mlp": "mlp.out", "attn": "attn.out"}  # kind -> block site
 
@@ -69,7 +69,7 @@ def causal_trace(model, tok, spec, prompt: str, subject: str, answer: str | None
     are NaN), e.g. ``("subject_last", -1)`` to ask only where a layer sweep would edit."""
     text = render_prompt(prompt, subject)
     s0, s1 = subject_token_span(tok, prompt, subject)
-    ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    ids = torch.tensor([text_ids(tok, text)])
     device = next(model.parameters()).device
     n_tok, n_layers = ids.shape[1], spec.n_layers(model)
     batch = ids.repeat(samples + 1, 1).to(device)

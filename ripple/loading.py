@@ -146,6 +146,11 @@ def model_path(name_or_path: str) -> Path | None:
     return path if path.exists() else None
 
 
+#: Model types that read a prompt well only after their beginning-of-text token (Gemma: without it
+#: Gemma-3-270M answers "The capital of Japan is the city of" with " Kyoto"-like noise; with it, " Tokyo").
+BOS_FIRST = ("gemma", "gemma2", "gemma3_text")
+
+
 def load_model(name_or_path: str = "organism", device: str = "cpu", dtype=None,
                trust_remote_code: bool = False) -> LoadedModel:
     """Load ``name_or_path`` ("organism", a local directory, or a hub id) as a :class:`LoadedModel`.
@@ -196,4 +201,7 @@ def load_model(name_or_path: str = "organism", device: str = "cpu", dtype=None,
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
-    return LoadedModel(model, tokenizer, get_spec(model))
+    spec = get_spec(model)
+    if spec.model_type in BOS_FIRST and tokenizer.bos_token_id is not None:
+        tokenizer.ripple_bos = True  # ripple's encoders put the BOS token first (ripple.tokens)
+    return LoadedModel(model, tokenizer, spec)

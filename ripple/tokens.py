@@ -3,7 +3,9 @@
 The conventions, stated once here and used everywhere:
 
 * a prompt template has ``{}`` where the subject goes (:func:`fill`);
-* text is encoded without special tokens, so no BOS is added (:func:`text_ids`);
+* text is encoded without special tokens, so no BOS is added (:func:`text_ids`), except for a
+  tokenizer marked ``ripple_bos`` (:data:`ripple.loading.BOS_FIRST`: Gemma), whose BOS token
+  comes first in every prompt and passage;
 * an answer follows its prompt after one space, so it is encoded with a leading space and
   without its own surrounding whitespace (:func:`answer_ids`).
 
@@ -26,14 +28,20 @@ def fill(template: str, subject: str) -> str:
     return template.replace("{}", subject)
 
 
+def bos_prefix(tok) -> list[int]:
+    """``[bos]`` for a tokenizer marked ``ripple_bos`` (its model needs the BOS token first), else ``[]``."""
+    return [tok.bos_token_id] if getattr(tok, "ripple_bos", False) else []
+
+
 def text_ids(tok, text: str) -> list[int]:
-    """The token ids of ``text`` as ripple feeds it to a model: no special tokens (no BOS)."""
-    return tok(text, add_special_tokens=False)["input_ids"]
+    """The token ids of ``text`` as ripple feeds it to a model: no special tokens, but the BOS token
+    first where the model needs it (:func:`bos_prefix`)."""
+    return bos_prefix(tok) + tok(text, add_special_tokens=False)["input_ids"]
 
 
 def answer_ids(tok, answer: str) -> list[int]:
     """The token ids of ``answer`` as it follows a prompt: one leading space, no special tokens."""
-    return text_ids(tok, " " + answer.strip())
+    return tok(" " + answer.strip(), add_special_tokens=False)["input_ids"]
 
 
 def render_prompt(prompt: str, subject: str) -> str:
@@ -67,4 +75,5 @@ def subject_token_span(tok, prompt: str, subject: str) -> tuple[int, int]:
     idx = [i for i, (s, e) in enumerate(enc["offset_mapping"]) if s < hi and e > lo and e > s]
     if not idx:
         raise RippleError(f"subject {subject!r} maps to no token of prompt {prompt!r}; check the tokenizer")
-    return idx[0], idx[-1] + 1
+    shift = len(bos_prefix(tok))  # positions in text_ids(tok, text)
+    return idx[0] + shift, idx[-1] + 1 + shift

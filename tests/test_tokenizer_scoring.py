@@ -119,3 +119,18 @@ def test_right_padded_batch_equals_one_at_a_time(gpt2, tiny_tokenizer):
     with torch.no_grad():
         for (p, a), (lp, _) in zip(pairs, alone):
             assert lp == pytest.approx(hand_score(gpt2, ids(tiny_tokenizer, p), ids(tiny_tokenizer, a))[0], abs=1e-5)
+
+
+def test_a_tokenizer_marked_for_bos_gets_it_first_in_prompts_not_in_answers(tiny_tokenizer):
+    """Gemma reads prompts well only after its BOS token (ripple.loading.BOS_FIRST): a tokenizer marked
+    ``ripple_bos`` gets it in front of every prompt, the subject's span moves with it, answers stay bare."""
+    from ripple.tokens import answer_ids, subject_token_span, text_ids
+
+    plain = text_ids(tiny_tokenizer, "w1 w2 w3")
+    span = subject_token_span(tiny_tokenizer, "w1 w2 w3", "w2")
+    answer = answer_ids(tiny_tokenizer, "w4")
+    tiny_tokenizer.bos_token = tiny_tokenizer.eos_token
+    tiny_tokenizer.ripple_bos = True
+    assert text_ids(tiny_tokenizer, "w1 w2 w3") == [tiny_tokenizer.bos_token_id, *plain]
+    assert subject_token_span(tiny_tokenizer, "w1 w2 w3", "w2") == (span[0] + 1, span[1] + 1)
+    assert answer_ids(tiny_tokenizer, "w4") == answer

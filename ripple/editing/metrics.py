@@ -19,6 +19,7 @@ import torch
 
 from ripple.editing.requests import EditRequest
 from ripple.scoring import answer_logprobs
+from ripple.tokens import text_ids
 
 
 def _race(model, tok, prompts: list[str], first: str, second: str | None) -> tuple[list[bool], list[bool]]:
@@ -82,7 +83,7 @@ def fluency(model, tok, prompts: list[str], max_new_tokens: int = 30) -> float:
     device = next(model.parameters()).device
     texts = []
     for p in prompts:
-        ids = tok(p, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
+        ids = torch.tensor([text_ids(tok, p)], device=device)
         out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new_tokens,
                              pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
         texts.append(tok.decode(out[0], skip_special_tokens=True))

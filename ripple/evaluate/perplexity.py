@@ -20,7 +20,7 @@ from importlib import resources
 import torch
 
 from ripple.scoring import pad_ids
-from ripple.tokens import text_ids
+from ripple.tokens import bos_prefix, text_ids
 
 #: The bundled English sentences (one per line) used for models without a world.
 ENGLISH_FILE = "general_sentences.txt"
@@ -45,7 +45,7 @@ def sentence_nlls(model, tok, sentences: list[str], batch_size: int = 32) -> lis
     """Mean negative log-likelihood (nats per token) of each sentence. A beginning-of-text token,
     when the tokenizer has one, is put in front so the first word is scored too."""
     device = next(model.parameters()).device
-    bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+    bos = [tok.bos_token_id] if tok.bos_token_id is not None and not bos_prefix(tok) else []  # text_ids has it
     out: list[float] = []
     for i in range(0, len(sentences), batch_size):
         enc = [bos + text_ids(tok, s) for s in sentences[i : i + batch_size]]
