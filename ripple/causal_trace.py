@@ -54,10 +54,14 @@ def _module_of(spec, site: str) -> str:
 
 
 def embedding_noise_scale(model, spec, factor: float = 3.0) -> float:
-    """``factor`` times the standard deviation of the token embedding entries (ROME used 3x)."""
+    """``factor`` times the standard deviation of the embedding entries the blocks receive (ROME
+    used 3x): the weight's, times the module's ``embed_scale`` where it scales its output (Gemma
+    multiplies by sqrt(width), so noise sized on the weight alone would be 25x too small there)."""
     from ripple.arch import get_module
 
-    return factor * get_module(model, spec.embed).weight.detach().float().std().item()
+    module = get_module(model, spec.embed)
+    scale = float(getattr(module, "embed_scale", 1.0))
+    return factor * module.weight.detach().float().std().item() * scale
 
 
 @torch.no_grad()

@@ -147,3 +147,20 @@ def test_default_answer_is_the_models_own_top_token(model, byte_level_tok):
         assert r.answer == top.removeprefix("Ġ")
         assert r.p_clean == pytest.approx(probs.max().item(), abs=TOL)
     assert bare_tops > 0  # the case that needs the top token's id, not its re-encoded text
+
+
+def test_noise_is_sized_on_what_the_blocks_receive(tiny_model):
+    """Gemma's embedding multiplies its output by sqrt(width): the trace's noise follows that scale."""
+    from ripple.arch import get_module, get_spec
+    from ripple.causal_trace import embedding_noise_scale
+
+    for model_type in ("gpt2", "gemma3_text"):
+        model = tiny_model(model_type)
+        spec = get_spec(model)
+        module = get_module(model, spec.embed)
+        ids = torch.arange(3, 40)[None]
+        with torch.no_grad():
+            out_std = module(ids).float().std().item()
+        weight_std = module.weight.detach().float().std().item()
+        expect = out_std / weight_std  # 1 for gpt2, sqrt(width) for gemma
+        assert embedding_noise_scale(model, spec, 3.0) == pytest.approx(3.0 * weight_std * expect, rel=0.25)
