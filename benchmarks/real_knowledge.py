@@ -21,6 +21,7 @@ import torch
 
 def knowledge(model, tok, world) -> dict:
     from ripple.scoring import query_correct
+    from ripple.tokens import fill
     from ripple.world.queries import Query, fact_query
 
     keys = sorted({(f.subject, f.relation) for f in world.facts})
@@ -54,7 +55,7 @@ def knowledge(model, tok, world) -> dict:
                 continue
             bridges = world.objects(s, th.first)
             both.append(known[(s, r)] and all(known.get((b, th.second), False) for b in bridges))
-            qs += [Query(t.replace("{}", world.name(s)), world.name(s), tuple(world.name(a) for a in answers),
+            qs += [Query(fill(t, world.name(s)), world.name(s), tuple(world.name(a) for a in answers),
                          th_name, t) for t in th.templates]
         hits = query_correct(model, tok, qs)
         per_q = [any(hits[i * len(th.templates):(i + 1) * len(th.templates)]) for i in range(len(both))]

@@ -23,7 +23,6 @@ names the corpus it used and its size (:class:`Corpus`).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,8 +161,3 @@ def load_corpus(spec: str | None, world, model=None, tok=None, seed: int = 0) ->
     if model is None:
         raise RippleError("--stats-corpus samples needs the model; load it first")
     return Corpus(f"samples:{count}", tuple(model_samples(model, tok, count, seed=seed)))
-
-
-def corpus_digest(corpus: Corpus) -> str:
-    """A short digest of the corpus text (reports name it so two runs can be compared)."""
-    return hashlib.sha256("\n".join(corpus.lines).encode()).hexdigest()[:12]

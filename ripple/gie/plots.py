@@ -58,8 +58,8 @@ def drift_norm(values: list[float], edited: float | None = None):
     pos = np.array([v for v in values if v > 0])
     if len(pos) < 2:
         return Normalize(vmin=0.0, vmax=max(values + [1e-12]))
-    others = pos if edited is None or len(pos) < 3 else pos[pos < edited] if (pos < edited).any() else pos
-    lo, hi = float(np.percentile(pos, 5)), float(others.max())
+    below = pos[pos < edited] if edited is not None else pos  # the others: drifts under the edited item's
+    lo, hi = float(np.percentile(pos, 5)), float((below if len(below) else pos).max())
     return LogNorm(vmin=lo, vmax=max(hi, lo * 10), clip=True)
 
 
