@@ -37,7 +37,7 @@ def parse_grid(grid: str) -> list[tuple[str, list[str]]]:
     return [(method, list(combo)) for combo in itertools.product(*options)]
 
 
-def run_sweep(setup, requests, configs, extra=()) -> list[dict]:
+def run_sweep(setup, requests, configs, extra=(), on_row=None) -> list[dict]:
     from ripple.editing.metrics import aggregate, request_metrics
     from ripple.editing.session import edited
     from ripple.organism.edits import specificity_queries
@@ -62,6 +62,8 @@ def run_sweep(setup, requests, configs, extra=()) -> list[dict]:
         rows.append({"method": method, "config": " ".join(overrides), **agg, "over_norm_guard": guarded,
                      "seconds_per_edit": round((time.perf_counter() - t0) / len(requests), 3)})
         print(rows[-1], flush=True)
+        if on_row is not None:
+            on_row(rows)
     return rows
 
 
@@ -97,27 +99,32 @@ def main(argv=None) -> None:
     pairs = known_facts(setup) if setup.world.kind == "real" else None
     requests = sample_edits(setup.world, args.edits, seed=args.seed, pairs=pairs)
     configs = [c for g in args.grid for c in parse_grid(g)]
-    rows = run_sweep(setup, requests, configs, args.set)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / f"edit_sweep_{args.name}.json", rows)
     cols = ["method", "config", "efficacy", "efficacy_top1", "paraphrase", "neighborhood", "relation_specificity",
             "specificity_n", "over_norm_guard", "seconds_per_edit"]
     grids = " ".join(f"'{g}'" for g in args.grid)
-    lines = [f"# Edit sweep: {args.name}", "",
-             f"Reproduce: `python benchmarks/edit_sweep.py --name {args.name} --edits {args.edits} --grid {grids}"
-             + (f" --set {' '.join(args.set)}" if args.set else "") + "`", "",
-             (f"{args.edits} random person-fact edits (seed {args.seed})" if pairs is None else
-              f"{args.edits} random edits (seed {args.seed}) of real-world facts the model answers right on the probe "
-              f"template ({len(pairs)} such facts in the graph; every relation)")
-             + f", statistics corpus {setup.corpus.source} ({setup.corpus.passages} passages)"
-             + ", each applied alone to a fresh model. Efficacy, "
-             "paraphrase and neighbourhood are CounterFact's probability races; relation specificity is the share "
-             "of the subject's other facts (known before the edit) still answered correctly after it.", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r.get(c)) for c in cols) + " |" for r in rows]
-    atomic_write_text(out / f"edit_sweep_{args.name}.md", "\n".join(lines) + "\n")
+    model = "" if args.model == "organism" else f" --model {args.model}"
 
+    def write(rows: list[dict]) -> None:  # after every configuration: a stopped sweep keeps its rows
+        atomic_write_json(out / f"edit_sweep_{args.name}.json", rows)
+        lines = [f"# Edit sweep: {args.name}", "",
+                 f"Reproduce: `python benchmarks/edit_sweep.py{model} --name {args.name} --edits {args.edits} "
+                 f"--grid {grids}" + (f" --set {' '.join(args.set)}" if args.set else "") + "`", "",
+                 (f"{args.edits} random person-fact edits (seed {args.seed})" if pairs is None else
+                  f"{args.edits} random edits (seed {args.seed}) of real-world facts the model answers right on the "
+                  f"probe template ({len(pairs)} such facts in the graph; every relation)")
+                 + f", statistics corpus {setup.corpus.source} ({setup.corpus.passages} passages)"
+                 + ", each applied alone to a fresh model. Efficacy, "
+                 "paraphrase and neighbourhood are CounterFact's probability races; relation specificity is the share "
+                 "of the subject's other facts (known before the edit) still answered correctly after it."
+                 + (f" {len(rows)} of {len(configs)} configurations measured so far." if len(rows) < len(configs)
+                    else ""), "",
+                 "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(str(r.get(c)) for c in cols) + " |" for r in rows]
+        atomic_write_text(out / f"edit_sweep_{args.name}.md", "\n".join(lines) + "\n")
+
+    run_sweep(setup, requests, configs, args.set, on_row=write)
 
 if __name__ == "__main__":
     main()

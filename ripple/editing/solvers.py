@@ -87,3 +87,51 @@ def rect_mask(delta: torch.Tensor, W: torch.Tensor, keep: float = 0.4) -> torch.
     k = max(1, int(round(keep * rel.numel())))
     cut = rel.flatten().kthvalue(rel.numel() - k + 1).values
     return delta * (rel >= cut)
+
+
+def c_cosine(C: torch.Tensor, K: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Cosine of each column of ``K`` with ``k`` in the ``C⁻¹`` metric (the metric of the rank-one
+    update: a key with cosine 1 receives the whole edit, one with cosine 0 none of it)."""
+    C, K, k = _f64(C, K, k)
+    Cik = torch.linalg.solve(C, k)
+    CiK = torch.linalg.solve(C, K)
+    num = K.T @ Cik
+    return num / ((K * CiK).sum(0).clamp(min=1e-300).sqrt() * (k @ Cik).clamp(min=1e-300).sqrt())
+
+
+def keep_and_zero_correction(delta: torch.Tensor, K_keep: torch.Tensor, K_zero: torch.Tensor, C: torch.Tensor,
+                             rows: torch.Tensor | None = None, ridge: float = 0.0) -> torch.Tensor:
+    """SIR's re-solve: the correction ``E`` of least ``C``-norm (``tr(E C Eᵀ)``), non-zero only in
+    ``rows`` (all rows when None), such that ``(delta + E)`` maps every column of ``K_keep`` as
+    ``delta`` does and every column of ``K_zero`` to zero, on those rows:
+
+        E[rows] = B (Kᵀ C⁻¹ K)⁻¹ Kᵀ C⁻¹,   K = [K_keep, K_zero],   B = [0, -delta[rows] K_zero]
+
+    ``ridge`` (relative to the Gram matrix's mean diagonal) trades exactness for stability when keys
+    are nearly parallel. For a ROME update (``delta`` the least-norm map of ``k*`` to its residual),
+    ``delta + E`` is the least-norm update meeting all the constraints (EMMET's form with ε = 0)."""
+    delta, K_keep, K_zero, C = _f64(delta, K_keep, K_zero, C)
+    out = torch.zeros_like(delta)
+    if K_zero.shape[1] == 0:
+        return out
+    rows = torch.arange(delta.shape[0]) if rows is None else rows
+    K = torch.cat([K_keep, K_zero], dim=1)
+    CiK = torch.linalg.solve(C, K)
+    G = K.T @ CiK
+    if ridge:
+        G = G + ridge * G.diagonal().mean() * torch.eye(G.shape[0], dtype=G.dtype)
+    B = torch.cat([torch.zeros(len(rows), K_keep.shape[1], dtype=delta.dtype), -(delta[rows] @ K_zero)], dim=1)
+    out[rows] = torch.linalg.solve(G, B.T).T @ CiK.T  # B G⁻¹ (C⁻¹K)ᵀ; G symmetric
+    return out
+
+
+def select_rows(harm: torch.Tensor, share: float) -> torch.Tensor:
+    """The fewest indices whose ``harm`` (non-negative) adds up to at least ``share`` of the total,
+    largest first; empty when there is no harm."""
+    harm = harm.clamp(min=0)
+    total = harm.sum()
+    if total <= 0:
+        return torch.zeros(0, dtype=torch.long)
+    order = torch.argsort(harm, descending=True)
+    need = int(torch.searchsorted(torch.cumsum(harm[order], 0), share * total).item()) + 1
+    return order[: min(need, len(order))].sort().values

@@ -1,14 +1,17 @@
 """Mitigations: methods that revise an applied edit to undo its unintended impact (SIR, issue 13).
 
 A :class:`Mitigation` is declared once, in its own file in this package, and registered in
-:data:`MITIGATIONS`; none is built in yet.
+:data:`MITIGATIONS` (the built-in ones are imported on the first look-up):
+
+* :mod:`.sir`: SIR, selective impact revision (one revision step);
+* :mod:`.run`: the GIE -> mitigation loop every mitigation shares (:func:`~ripple.mitigation.run.mitigate`).
 
 >>> MITIGATIONS.names()
-()
->>> MITIGATIONS.get("sir")
+('sir',)
+>>> MITIGATIONS.get("sirr")
 Traceback (most recent call last):
 ...
-ripple.errors.RippleError: unknown mitigation 'sir'; available: none yet
+ripple.errors.RippleError: unknown mitigation 'sirr'; available: sir
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from ripple.registry import Registry
 
 @dataclass(frozen=True)
 class Mitigation:
-    """``compute(ctx, run, hp) -> EditDelta``: a correction to apply on top of the edit ``run``
-    (an :class:`~ripple.editing.session.EditRun`); like an editor, it never changes the model."""
+    """``compute(ctx, method, requests, edit_hp, plain, damaged, hp, world) -> (EditDelta, info)``:
+    one revision of the plain edit ``plain`` (an :class:`~ripple.editing.delta.EditDelta` made by
+    editor ``method`` with ``edit_hp``) given the damaged probe items; like an editor, it leaves the
+    model as it found it. ``hparams``: its hyperparameter dataclass."""
 
     name: str
     hparams: type
@@ -30,4 +35,4 @@ class Mitigation:
     summary: str = ""
 
 
-MITIGATIONS: Registry[Mitigation] = Registry("mitigation")
+MITIGATIONS: Registry[Mitigation] = Registry("mitigation", builtins="ripple.mitigation.sir")

@@ -1,0 +1,292 @@
+"""SIR, selective impact revision: re-revise the neurons that carried an edit's unintended impact.
+
+One revision step (:func:`revise`) takes the plain edit (an :class:`EditDelta` of any
+locate-then-edit editor: its updates to MLP output projections) and the damaged items (answered
+right before the edit, wrong after, and not required to change by the ground truth) and returns
+a revised :class:`EditDelta`. :func:`ripple.mitigation.run.mitigate` repeats GIE's measurement
+and this step until no damage is left or a budget is spent. Per edited layer ``l`` (ΔW in the
+``[out, in]`` orientation, keys read on the model as edited, so a later MEMIT layer sees the
+earlier layers' updates):
+
+1. **Split the damage.** A damaged item of the edited subject whose key is close to the edit's
+   key ``k*`` (``C⁻¹``-cosine at least ``same_subject_cos`` at the first edited layer) is damaged
+   through the subject's own representation: no update can keep ``k*``'s new value and leave a
+   nearly parallel key alone. For those, the target value is re-optimized (the editor runs again)
+   with the damaged prompts, and ``paraphrases`` of their relations' training templates, added to
+   the KL term that keeps the subject's other predictions (weight ``kl_factor``).
+2. **Attribution.** For every other damaged item ``d``: its key ``k_d``, the edit's contribution
+   to its MLP output ``c_d = ΔW k_d``, and the gradient ``g_d`` of log P(its right answer) with
+   respect to that output. ``g_d ⊙ c_d`` is each output neuron's first-order effect on the answer;
+   a neuron's harm is the sum over damaged items of its negative effects. The responsible neurons
+   are the fewest carrying ``neuron_share`` of the harm (:func:`~ripple.editing.solvers.select_rows`).
+3. **Re-solve.** On the responsible rows only, the least ``C``-norm correction ``E`` with
+   ``(ΔW + E) k = ΔW k`` for the edit's keys (the request averaged over the editor's contexts, and
+   each paraphrase prompt) and ``(ΔW + E) k_d = 0`` for the damaged keys
+   (:func:`~ripple.editing.solvers.keep_and_zero_correction`). Other rows keep ΔW's.
+
+::
+
+    revised, info = revise(ctx, "rome", requests, edit_hp, plain, damaged, SirHParams(), world)
+    info["layers"]["5"]["neurons"], info["kl_items"]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+import torch
+
+from ripple.arch import act_name, mlp_out_param, out_in_to_storage, weight_as_out_in
+from ripple.editing.compute import fact_keys
+from ripple.editing.delta import EditDelta
+from ripple.editing.editor import get_editor
+from ripple.editing.limits import AT_LEAST_0, NON_NEGATIVE, POSITIVE, SHARE, UNIT, Limit
+from ripple.editing.solvers import c_cosine, keep_and_zero_correction, select_rows
+from ripple.errors import RippleError
+from ripple.hooks import SiteTrace, Trace
+from ripple.mitigation import MITIGATIONS, Mitigation
+from ripple.modes import held
+from ripple.probes.record import encode_items
+from ripple.scoring import pad_ids
+from ripple.tokens import answer_ids, bos_prefix, text_ids
+
+NAME = "sir"
+
+
+@dataclass(frozen=True)
+class SirHParams:
+    iterations: int = 3  # GIE -> SIR rounds at most (ripple.mitigation.run)
+    neuron_share: float = 0.9  # re-solve the fewest output neurons carrying this share of the harm
+    same_subject_cos: float = 0.8  # C⁻¹-cosine to k* from which a same-subject item is re-optimized, not constrained
+    kl_factor: float = 1.0  # weight of the damaged prompts' KL term when the value is re-optimized
+    paraphrases: int = 3  # training templates of each damaged relation added to the KL prompts
+    max_norm_growth: float = 3.0  # budget: |revised| / |plain| at any edited parameter
+    ridge: float = 1e-9  # relative ridge on the constraint Gram matrix (0: exact)
+    positions: str = "all"  # where damaged items' keys are constrained: all (every scored position) | fact
+
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "iterations": AT_LEAST_0, "neuron_share": SHARE, "same_subject_cos": UNIT, "kl_factor": NON_NEGATIVE,
+        "paraphrases": AT_LEAST_0, "max_norm_growth": POSITIVE, "ridge": NON_NEGATIVE}
+
+
+def _position(where: dict, fact_token: str) -> list[int]:
+    return where["last"] if fact_token == "last" else where[fact_token]
+
+
+@torch.no_grad()
+def item_keys(model, tok, spec, layers, items, fact_token: str) -> dict[int, torch.Tensor]:
+    """Each item's MLP key ``[in, n]`` (float64) at each layer, at its fact token, on its own prompt."""
+    prompts, where = encode_items(tok, items)
+    pos = torch.tensor(_position(where, fact_token))
+    sites = [act_name(layer, "mlp.key") for layer in layers]
+    device = next(model.parameters()).device
+    ids, mask = pad_ids(prompts, tok, device)
+    with SiteTrace(model, spec, sites) as st:
+        model(input_ids=ids, attention_mask=mask, use_cache=False)
+    rows = torch.arange(len(items))
+    return {layer: st[site][rows, pos.to(st[site].device)].double().cpu().T for layer, site in zip(layers, sites)}
+
+
+def _cells(seqs: list[list[int]], skip: int, exclude=frozenset()) -> tuple[list[tuple[int, int]], list[int], dict]:
+    """The positions ``(row, index)`` of ``seqs`` from ``skip`` on, each with the column of its token
+    prefix (a key depends only on the tokens up to it, so one prefix is one key), leaving out the
+    prefixes in ``exclude``; and the prefix -> column map."""
+    slot: dict[tuple, int] = {}
+    cells, owner = [], []
+    for j, s in enumerate(seqs):
+        for p in range(skip, len(s)):
+            prefix = tuple(s[: p + 1])
+            if prefix not in exclude:
+                cells.append((j, p))
+                owner.append(slot.setdefault(prefix, len(slot)))
+    return cells, owner, slot
+
+
+def _run_traced(model, ids, mask, traces) -> torch.Tensor:
+    for t in traces:
+        t.open()
+    try:
+        return model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    finally:
+        for t in traces:
+            t.close()
+
+
+@torch.no_grad()
+def keep_terms(ctx, hp, requests, layers) -> tuple[dict[int, torch.Tensor], set]:
+    """The keys whose MLP output the revision must keep, per layer ``[in, n]``: each request's key
+    averaged over the editor's contexts (what the editor solved for), then every position of the
+    rewrite prompt and of each paraphrase prompt, followed by the new object but its last token (the
+    positions whose outputs predict it); and the token prefixes of those positions."""
+    model, tok, spec = ctx.model, ctx.tok, ctx.spec
+    seqs = []
+    for r in requests:
+        target = answer_ids(tok, r.target_new)[:-1]
+        seqs += [text_ids(tok, t) + target for t in (r.rendered, *r.paraphrase_prompts)]
+    cells, owner, slot = _cells(seqs, len(bos_prefix(tok)))
+    device = next(model.parameters()).device
+    ids, mask = pad_ids(seqs, tok, device)
+    traces = {layer: Trace(model, spec.block(layer, spec.mlp_out), retain_input=True, retain_output=False)
+              for layer in layers}
+    _run_traced(model, ids, mask, traces.values())
+    rows = torch.tensor([j for j, _ in cells], device=device)
+    pos = torch.tensor([p for _, p in cells], device=device)
+    first = torch.tensor([owner.index(c) for c in range(len(slot))], device=device)  # one cell per prefix
+    out = {}
+    for layer in layers:
+        k_star = fact_keys(model, tok, spec, layer, list(requests), ctx.contexts(hp), hp.fact_token)
+        k = traces[layer].input[rows[first], pos[first]].double().cpu()
+        out[layer] = torch.cat([k_star, k.T], dim=1)
+    return out, set(slot)
+
+
+def damage_terms(model, tok, spec, layers, items, fact_token: str, positions: str = "all", exclude=frozenset()
+                 ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer ``(K, G)``: the MLP keys ``[in, P]`` where the edit can reach the items' answers and
+    the gradient of log P(item's answer) with respect to the MLP output there ``[out, P]`` (float64).
+
+    ``positions="fact"``: each item's fact token only; ``"all"``: every position whose output
+    predicts an answer token or feeds one (the prompt and the answer but its last token), a lone BOS
+    token left out (its key never changes). A position shared by several items (the same token
+    prefix: the same key) is taken once with its gradients added; prefixes in ``exclude`` (keys the
+    edit must keep) are left out. Empty when no position is left."""
+    prompts, where = encode_items(tok, items)
+    answers = [answer_ids(tok, item.answer) for item in items]
+    seqs = [p + a for p, a in zip(prompts, answers)]
+    device = next(model.parameters()).device
+    ids, mask = pad_ids(seqs, tok, device)
+    if positions == "fact":
+        cells, owner, slot = [], [], {}
+        for j, p in enumerate(_position(where, fact_token)):
+            prefix = tuple(seqs[j][: p + 1])
+            if prefix not in exclude:
+                cells.append((j, p))
+                owner.append(slot.setdefault(prefix, len(slot)))
+    else:
+        cells, owner, slot = _cells([s[:-1] for s in seqs], len(bos_prefix(tok)), exclude)
+    if not cells:
+        return {}
+    rows_t = torch.tensor([j for j, _ in cells], device=device)
+    pos_t = torch.tensor([p for _, p in cells], device=device)
+    probes: dict[int, torch.Tensor] = {}
+
+    def hook(layer):
+        def edit(out, name):
+            z = torch.zeros_like(out, requires_grad=True)
+            probes[layer] = z
+            return out + z
+        return edit
+
+    traces = {layer: Trace(model, spec.block(layer, spec.mlp_out), retain_input=True, retain_output=False,
+                           edit_output=hook(layer)) for layer in layers}
+    with held(model, trainable=()):
+        logp = torch.log_softmax(_run_traced(model, ids, mask, traces.values()).float(), -1)
+        total = 0
+        for j, (p, a) in enumerate(zip(prompts, answers)):
+            at = torch.arange(len(p) - 1, len(p) + len(a) - 1, device=device)
+            total = total + logp[j, at, torch.tensor(a, device=device)].sum()
+        grads = torch.autograd.grad(total, [probes[layer] for layer in layers])
+    index = torch.tensor(owner)
+    out = {}
+    for layer, g in zip(layers, grads):
+        k = traces[layer].input[rows_t, pos_t].double().cpu()
+        g = g[rows_t, pos_t].double().cpu()
+        K = torch.zeros(len(slot), k.shape[1], dtype=torch.float64).index_copy_(0, index, k)
+        G = torch.zeros(len(slot), g.shape[1], dtype=torch.float64).index_add_(0, index, g)
+        out[layer] = (K.T, G.T)
+    return out
+
+
+def kl_prompts_for(items, world, n_paraphrases: int) -> tuple[str, ...]:
+    """The damaged prompts (templates with ``{}`` for the subject), with up to ``n_paraphrases``
+    training templates of each one's relation when the world defines it."""
+    out = []
+    for item in items:
+        out.append(item.prompt)
+        rel = (getattr(world, "relations", None) or {}).get(item.relation)
+        if rel is not None:
+            out += [t for t in rel.train_templates if t.count("{}") == 1][:n_paraphrases]
+    return tuple(dict.fromkeys(out))
+
+
+def _out_in(delta: EditDelta, spec, layer: int) -> torch.Tensor:
+    return weight_as_out_in(delta.deltas[mlp_out_param(spec, layer)], spec).double()
+
+
+def revise(ctx, method: str, requests, edit_hp, plain: EditDelta, damaged, hp: SirHParams, world=None,
+           cache: dict | None = None) -> tuple[EditDelta, dict]:
+    """One SIR step (see the module docstring): the revised delta for ``plain`` given the damaged
+    probe items, computed on ``ctx.model`` unedited (it is left as it was). ``cache``: a dict kept
+    across the rounds of one mitigation (re-optimized edits by KL prompts)."""
+    t0 = time.perf_counter()
+    model, tok, spec = ctx.model, ctx.tok, ctx.spec
+    layers = tuple(edit_hp.layers_for(ctx.n_layers()))
+    names = [mlp_out_param(spec, layer) for layer in layers]
+    missing = [n for n in names if n not in plain.deltas]
+    if missing:
+        raise RippleError(f"sir revises updates of MLP output projections; the {plain.method} delta has none for "
+                          f"{missing[0]!r}; use a locate-then-edit editor (rome, memit, emmet, alphaedit)")
+    if hp.positions not in ("all", "fact"):
+        raise RippleError(f"unknown sir positions {hp.positions!r}; use all or fact")
+    damaged = list(damaged)
+    info: dict = {"damaged": [d.id for d in damaged], "kl_items": [], "layers": {}}
+    if not damaged:
+        info["seconds"] = round(time.perf_counter() - t0, 4)
+        return plain, info
+
+    # 1. which damage flows through the subject's own representation
+    subjects = {r.subject for r in requests}
+    with plain.applied(model):
+        k_star = fact_keys(model, tok, spec, layers[0], list(requests), ctx.contexts(edit_hp), edit_hp.fact_token)
+        k_dam = item_keys(model, tok, spec, layers[:1], damaged, edit_hp.fact_token)[layers[0]]
+    C0 = ctx.C(layers[0], edit_hp)
+    cos = torch.stack([c_cosine(C0, k_dam, k_star[:, i]) for i in range(k_star.shape[1])]).max(0).values
+    info["key_cos"] = {d.id: round(float(c), 4) for d, c in zip(damaged, cos)}
+    close = [d for d, c in zip(damaged, cos) if d.subject in subjects and c >= hp.same_subject_cos]
+    constrained = [d for d in damaged if d not in close]
+
+    base = plain
+    if close:
+        kl = kl_prompts_for(close, world, hp.paraphrases)
+        hp2 = replace(edit_hp, kl_prompts=tuple(dict.fromkeys((*edit_hp.kl_prompts, *kl))),
+                      kl_factor=max(edit_hp.kl_factor, hp.kl_factor))
+        cache = {} if cache is None else cache
+        if hp2.kl_prompts not in cache:  # a later round with the same prompts reuses the re-optimized edit
+            cache[hp2.kl_prompts] = get_editor(method).compute(ctx, list(requests), hp2)
+        base = cache[hp2.kl_prompts]
+        info["kl_items"], info["kl_prompts"] = [d.id for d in close], list(kl)
+
+    # 2-3. attribution and the re-solve, on the model with the base update applied
+    deltas = {n: d.clone() for n, d in base.deltas.items()}
+    if constrained:
+        with base.applied(model):
+            keep, kept_prefixes = keep_terms(ctx, edit_hp, requests, layers)
+            terms = damage_terms(model, tok, spec, layers, constrained, edit_hp.fact_token, hp.positions,
+                                 exclude=kept_prefixes)
+        for layer, name in zip(layers, names) if terms else ():
+            D = _out_in(base, spec, layer)
+            K_d, G_d = terms[layer]
+            effect = G_d * (D @ K_d)  # [out, P]: each neuron's first-order effect on the answers, per key
+            harm = (-effect).clamp(min=0).sum(1)
+            rows = select_rows(harm, hp.neuron_share)
+            E = keep_and_zero_correction(D, keep[layer], K_d, ctx.C(layer, edit_hp), rows, hp.ridge)
+            deltas[name] = out_in_to_storage(D + E, spec).float().contiguous()
+            info["layers"][str(layer)] = {"neurons": int(len(rows)), "of": int(D.shape[0]), "keys": int(K_d.shape[1]),
+                                          "harm_share_selected": round(float(harm[rows].sum() / harm.sum()), 4)
+                                          if harm.sum() > 0 else 0.0,
+                                          "correction_norm": round(float(E.norm()), 6)}
+    growth = {n: float(deltas[n].norm() / plain.deltas[n].norm().clamp(min=1e-30)) for n in names}
+    info["norm_growth"] = round(max(growth.values()), 4)
+    info["constrained"] = [d.id for d in constrained]
+    info["seconds"] = round(time.perf_counter() - t0, 4)
+    revised = EditDelta(f"{plain.method}+{NAME}", deltas, requests=list(plain.requests),
+                        hparams={"edit": plain.hparams, NAME: hp.__dict__}, info={"plain": plain.info, NAME: info})
+    return revised, info
+
+
+MITIGATIONS.register(Mitigation(
+    NAME, SirHParams, revise,
+    summary="selective impact revision: re-solve the responsible neurons so damaged items' keys keep their values, "
+            "re-optimizing the target where the damage runs through the edited subject"))

@@ -1,0 +1,200 @@
+"""SIR against oracles: the re-solve's constraints and least-norm property on a random case, damage
+made by hand and repaired, no damage left alone, bit-exact restore, and a failing mitigation that
+leaves the model as it was."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from ripple.editing.delta import EditDelta
+from ripple.editing.solvers import c_cosine, emmet_update, keep_and_zero_correction, rome_update, select_rows
+from ripple.errors import RippleError
+from ripple.mitigation import MITIGATIONS, Mitigation
+from ripple.mitigation.run import mitigate
+from ripple.mitigation.sir import SirHParams, damage_terms, revise
+
+
+def _case(seed=0, out=7, inn=6, m=2):
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(out, inn, generator=g, dtype=torch.float64)
+    A = torch.randn(inn, inn, generator=g, dtype=torch.float64)
+    C = A @ A.T + 0.5 * torch.eye(inn, dtype=torch.float64)
+    k = torch.randn(inn, generator=g, dtype=torch.float64)
+    v = torch.randn(out, generator=g, dtype=torch.float64)
+    Kd = torch.randn(inn, m, generator=g, dtype=torch.float64)
+    return W, C, k, v, Kd
+
+
+def test_correction_meets_its_constraints_exactly_on_the_selected_rows():
+    W, C, k, v, Kd = _case()
+    D = rome_update(W, C, k, v)
+    rows = torch.tensor([0, 2, 3, 6])
+    E = keep_and_zero_correction(D, k[:, None], Kd, C, rows)
+    revised = D + E
+    assert torch.allclose(revised @ k, D @ k, atol=1e-10)  # the edit's key keeps its new value
+    assert torch.allclose(revised[rows] @ Kd, torch.zeros(len(rows), Kd.shape[1], dtype=torch.float64), atol=1e-10)
+    others = torch.tensor([1, 4, 5])
+    assert torch.equal(revised[others], D[others])  # rows not selected are untouched
+    assert (revised[others] @ Kd).abs().max() > 1e-3  # ... and still reach the damaged keys
+
+
+def test_correction_is_the_least_c_norm_one():
+    """Oracle: whiten with C = L Lᵀ; the least-norm E with E K = B is B pinv(L⁻¹K) L⁻¹ (pinv, not solve)."""
+    W, C, k, v, Kd = _case(seed=1)
+    D = rome_update(W, C, k, v)
+    E = keep_and_zero_correction(D, k[:, None], Kd, C)
+    K = torch.cat([k[:, None], Kd], 1)
+    B = torch.cat([torch.zeros(D.shape[0], 1, dtype=torch.float64), -D @ Kd], 1)
+    L = torch.linalg.cholesky(C)
+    Li = torch.linalg.inv(L)
+    oracle = B @ torch.linalg.pinv(Li @ K) @ Li
+    assert torch.allclose(E, oracle, atol=1e-9)
+    # any other correction meeting the constraints has a larger C-norm
+    null = torch.linalg.svd(K.T).Vh[K.shape[1]:]  # directions n with K^T n = 0
+    other = E + torch.randn(D.shape[0], null.shape[0], dtype=torch.float64) @ null
+    assert torch.allclose(other @ K, E @ K, atol=1e-9)
+    assert torch.trace(other @ C @ other.T) > torch.trace(E @ C @ E.T)
+
+
+def test_on_a_rome_update_the_revision_is_emmet_with_all_the_constraints():
+    W, C, k, v, Kd = _case(seed=2)
+    D = rome_update(W, C, k, v)
+    R = torch.cat([(v - W @ k)[:, None], torch.zeros(W.shape[0], Kd.shape[1], dtype=torch.float64)], 1)
+    assert torch.allclose(D + keep_and_zero_correction(D, k[:, None], Kd, C),
+                          emmet_update(R, torch.cat([k[:, None], Kd], 1), C, eps=0.0), atol=1e-9)
+
+
+def test_no_damaged_keys_no_correction_and_row_selection():
+    W, C, k, v, Kd = _case()
+    D = rome_update(W, C, k, v)
+    assert torch.equal(keep_and_zero_correction(D, k[:, None], Kd[:, :0], C), torch.zeros_like(D))
+    assert select_rows(torch.tensor([0.1, 5.0, 1.0, 3.0]), 0.9).tolist() == [1, 2, 3]
+    assert select_rows(torch.tensor([0.0, -1.0]), 0.9).numel() == 0
+    cos = c_cosine(C, torch.stack([k, -2 * k], 1), k)
+    assert torch.allclose(cos, torch.tensor([1.0, -1.0], dtype=torch.float64))
+
+
+# --- on the organism ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def organism():
+    from ripple.editing.setup import load_setup
+    from ripple.organism.edits import sample_edits
+    from ripple.probes.sets import world_probe_set
+
+    setup = load_setup("organism", "rome")
+    items = world_probe_set(setup.world)
+    (request,) = setup.complete(sample_edits(setup.world, 1, seed=3))
+    return setup, items, request
+
+
+def _weights(model):
+    return {n: p.detach().clone() for n, p in model.state_dict().items()}
+
+
+def _same(a, b):
+    return all(torch.equal(a[n], b[n]) for n in a)
+
+
+def hand_damage(setup, items, request, plain):
+    """A delta that also hits a known key: plain + a rank-one term writing, at the key of a right
+    answer about another subject (at the edited layer), a value that lowers that answer."""
+    from ripple.arch import mlp_out_param, out_in_to_storage
+    from ripple.gie.measure import measure_items
+
+    model, tok, spec, hp = setup.model, setup.tok, setup.spec, setup.hp
+    (layer,) = hp.layers_for(setup.ctx.n_layers())
+    state = measure_items(model, tok, spec, items, layers=[layer])
+    victim = next(it for it, ok in zip(items, state.correct) if ok and it.subject != request.subject)
+    (K, G) = damage_terms(model, tok, spec, [layer], [victim], hp.fact_token, positions="fact")[layer]
+    k, g = K[:, 0], G[:, 0]
+    C = setup.ctx.C(layer, hp)
+    hit = -32.0 * g / g.norm()  # a value pushing against the right answer
+    cik = torch.linalg.solve(C, k)
+    extra = torch.outer(hit, cik) / (cik @ k)  # maps the victim's key to that value
+    name = mlp_out_param(spec, layer)
+    deltas = {name: plain.deltas[name] + out_in_to_storage(extra, spec).float()}
+    return EditDelta("rome", deltas, plain.requests, plain.hparams, dict(plain.info)), victim
+
+
+def test_hand_made_damage_is_found_and_repaired(organism):
+    from ripple.editing.editor import get_editor
+
+    setup, items, request = organism
+    before = _weights(setup.model)
+    plain = get_editor("rome").compute(setup.ctx, [request], setup.hp)
+    damaged_delta, victim = hand_damage(setup, items, request, plain)
+    out = mitigate(setup.ctx, "rome", [request], setup.hp, items, setup.world, plain=damaged_delta)
+    assert victim.id in out.damaged["plain"]  # the hand-made damage is there ...
+    assert victim.id not in out.damaged["revised"]  # ... and repaired
+    assert len(out.damaged["revised"]) < len(out.damaged["plain"])
+    assert out.rounds[out.chosen]["efficacy"] == 1.0  # the edit still takes
+    assert out.revised.method == "rome+sir" and out.chosen >= 1
+    assert _same(before, _weights(setup.model))
+
+
+def test_no_damage_returns_the_edit_unchanged(organism):
+    from ripple.editing.editor import get_editor
+
+    setup, items, request = organism
+    plain = get_editor("rome").compute(setup.ctx, [request], setup.hp)
+    revised, info = revise(setup.ctx, "rome", [request], setup.hp, plain, [], SirHParams(), setup.world)
+    assert revised is plain and info["damaged"] == []
+    out = mitigate(setup.ctx, "rome", [request], setup.hp, items, setup.world, plain=plain)
+    assert out.damaged["plain"] == [] and out.stopped == "no damage left"
+    assert out.revised is plain and out.chosen == 0
+
+
+def test_mitigated_delta_restores_bit_exactly_and_round_trips(organism, tmp_path):
+    from ripple.editing.editor import get_editor
+
+    setup, items, request = organism
+    plain = get_editor("rome").compute(setup.ctx, [request], setup.hp)
+    damaged_delta, _ = hand_damage(setup, items, request, plain)
+    out = mitigate(setup.ctx, "rome", [request], setup.hp, items, setup.world, plain=damaged_delta)
+    before = _weights(setup.model)
+    with out.revised.applied(setup.model):
+        assert not _same(before, _weights(setup.model))
+    assert _same(before, _weights(setup.model))
+    out.revised.save(tmp_path / "sir.safetensors")
+    back = EditDelta.load(tmp_path / "sir.safetensors")
+    assert back.method == "rome+sir" and all(torch.equal(back.deltas[n], d) for n, d in out.revised.deltas.items())
+
+
+def test_a_failing_mitigation_leaves_the_model_as_it_was(organism):
+    from ripple.editing.editor import get_editor
+
+    setup, items, request = organism
+    plain = get_editor("rome").compute(setup.ctx, [request], setup.hp)
+    damaged_delta, _ = hand_damage(setup, items, request, plain)
+
+    def broken(ctx, method, requests, edit_hp, plain, damaged, hp, world=None, cache=None):
+        with torch.no_grad():  # writes into the model, then fails
+            next(ctx.model.parameters()).add_(1.0)
+        raise RippleError("broken on purpose")
+
+    MITIGATIONS.register(Mitigation("broken", SirHParams, broken))
+    try:
+        before = _weights(setup.model)
+        with pytest.raises(RippleError, match="broken on purpose"):
+            mitigate(setup.ctx, "rome", [request], setup.hp, items, setup.world, mitigation="broken",
+                     plain=damaged_delta)
+        assert _same(before, _weights(setup.model))
+    finally:
+        MITIGATIONS.unregister("broken")
+
+
+def test_bad_sir_settings_are_one_line_errors(organism):
+    from ripple.editing.editor import get_editor
+
+    setup, items, request = organism
+    plain = get_editor("rome").compute(setup.ctx, [request], setup.hp)
+    with pytest.raises(RippleError, match="unknown sir positions"):
+        revise(setup.ctx, "rome", [request], setup.hp, plain, items[:1], replace(SirHParams(), positions="mid"))
+    ft = EditDelta("ft", {"transformer.wte.weight": torch.zeros_like(setup.model.transformer.wte.weight)})
+    with pytest.raises(RippleError, match="revises updates of MLP output projections"):
+        revise(setup.ctx, "rome", [request], setup.hp, ft, items[:1], SirHParams())
