@@ -3,6 +3,8 @@
     ripple organism show --json
     ripple trace --model organism --prompt "{} was born in" --subject "Kalo Miren" --out runs/trace
     ripple edit --model organism --method memit --edits edits.jsonl --out runs/edit
+    ripple mitigate --model smollm2 --method rome --prompt "The capital of {} is" --subject France \\
+        --target Rome --out runs/sir
 
 Exit codes, for every command:
 
@@ -53,13 +55,13 @@ def _threads(value: str | None) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ripple.commands import audit, causal_trace, edit, graph, organism, stress
+    from ripple.commands import audit, causal_trace, edit, graph, mitigate, organism, stress
 
     ap = _Parser(prog="ripple", description="See what a knowledge edit breaks before you ship it.")
     ap.add_argument("--threads", default=None, help="torch threads (default: $RIPPLE_THREADS or 1)")
     ap.add_argument("--verbose", action="store_true", help="show library warnings (matplotlib, transformers)")
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for command in (organism, causal_trace, edit, graph, audit, stress):
+    for command in (organism, causal_trace, edit, graph, audit, mitigate, stress):
         command.add_parser(sub)
     return ap
 

@@ -198,3 +198,83 @@ def test_bad_sir_settings_are_one_line_errors(organism):
     ft = EditDelta("ft", {"transformer.wte.weight": torch.zeros_like(setup.model.transformer.wte.weight)})
     with pytest.raises(RippleError, match="revises updates of MLP output projections"):
         revise(setup.ctx, "rome", [request], setup.hp, ft, items[:1], SirHParams())
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+DAMAGING = ["--prompt", "{} is a citizen of", "--subject", "Treimair Mouzis", "--target", "Noutusia"]  # damages 1
+
+
+def test_audit_with_mitigation_shows_both_edits(capfd, tmp_path):
+    import json
+
+    from helpers import cli
+
+    out = tmp_path / "audit"
+    code, stdout, _ = cli(capfd, "audit", "--model", "organism", "--method", "rome", *DAMAGING, "--mitigate", "sir",
+                          "--out", out, "--quiet")
+    report = json.loads((out / "report.json").read_text())
+    plain = json.loads((out / "plain" / "report.json").read_text())
+    mit = report["mitigation"]
+    assert report["method"] == "rome+sir" and plain["method"] == "rome"
+    assert plain["metrics"]["unintended_changes"] == len(mit["damaged"]["plain"]) >= 1
+    assert report["metrics"]["unintended_changes"] == len(mit["damaged"]["mitigated"]) < len(mit["damaged"]["plain"])
+    assert mit["plain"]["verdict"] == plain["verdict"]["status"]
+    assert code == report["verdict"]["exit_code"]  # the verdict is the mitigated edit's
+    assert {r["id"] for r in mit["items"]} >= set(mit["damaged"]["plain"])
+    assert all(r["before_correct"] and not r["plain_correct"] for r in mit["items"] if r["id"] in mit["damaged"]["plain"])
+    html = (out / "report.html").read_text()
+    assert "Mitigation: the plain edit" in html and html.count("data:image/png;base64,") == 3
+    assert (out / "plain_ripple_graph.png").is_file() and (out / "plain" / "report.html").is_file()
+    assert "mitigated with sir" in stdout
+
+
+def test_mitigate_writes_a_loadable_revised_model(capfd, tmp_path):
+    import json
+
+    from transformers import AutoModelForCausalLM
+
+    from helpers import cli
+    from ripple.organism.paths import model_dir
+
+    out = tmp_path / "sir"
+    code, stdout, _ = cli(capfd, "mitigate", "--model", "organism", "--method", "rome", *DAMAGING, "--out", out,
+                          "--quiet")
+    assert code == 0 and "damaged items 1 -> 0" in stdout
+    record = json.loads((out / "mitigation.json").read_text())
+    assert record["mitigated"] == "rome+sir" and record["damaged"]["revised"] == []
+    assert record["metrics"]["revised"]["efficacy"] == 1.0
+    revised = EditDelta.load(out / "delta.safetensors")
+    assert revised.method == "rome+sir" and EditDelta.load(out / "plain_delta.safetensors").method == "rome"
+    base = AutoModelForCausalLM.from_pretrained(model_dir())
+    loaded = AutoModelForCausalLM.from_pretrained(out)
+    revised.apply(base)
+    assert all(torch.equal(a, b) for a, b in zip(base.state_dict().values(), loaded.state_dict().values()))
+
+
+@pytest.mark.parametrize("argv, problem", [
+    (["--mitigation", "nosuch"], "unknown mitigation 'nosuch'"),
+    (["--mitigation-set", "neuron_share=2"], "neuron_share must be a share"),
+    (["--mitigation-set", "bogus=1"], "unknown hyperparameter 'bogus' for sir"),
+])
+def test_mitigate_bad_input_is_one_line(capfd, tmp_path, argv, problem):
+    from helpers import assert_one_line_error, cli
+
+    code, _, err = cli(capfd, "mitigate", "--model", "organism", "--method", "rome", *DAMAGING, "--out",
+                       tmp_path / "x", *argv)
+    assert problem in assert_one_line_error(code, err)
+    assert not (tmp_path / "x").exists()
+
+
+def test_mitigate_refuses_a_sequential_batch_and_audit_needs_mitigate(capfd, tmp_path):
+    from helpers import assert_one_line_error, cli, write_jsonl
+
+    edits = tmp_path / "two.jsonl"
+    write_jsonl(edits, [{"prompt": "{} is a citizen of", "subject": "Treimair Mouzis", "target_new": "Noutusia"},
+                        {"prompt": "{} was born in", "subject": "Lodro Toudein", "target_new": "Kraile"}])
+    code, _, err = cli(capfd, "mitigate", "--model", "organism", "--method", "rome", "--edit", edits, "--out",
+                       tmp_path / "x")
+    assert "rome edits one fact per solve" in assert_one_line_error(code, err)
+    code, _, err = cli(capfd, "audit", "--model", "organism", "--method", "rome", *DAMAGING, "--out", tmp_path / "y",
+                       "--mitigation-set", "iterations=1")
+    assert "--mitigation-set needs --mitigate" in assert_one_line_error(code, err)

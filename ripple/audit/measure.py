@@ -27,7 +27,7 @@ import networkx as nx
 from ripple.audit.details import report_details
 from ripple.audit.metrics import policy_metrics
 from ripple.editing.metrics import request_metrics
-from ripple.editing.session import auto_mode, edited
+from ripple.editing.session import applied_run, auto_mode, edited
 from ripple.errors import RippleError
 from ripple.evaluate.perplexity import sentence_perplexities
 from ripple.evaluate.ripple_scores import plan_ripple, score_ripple
@@ -47,6 +47,9 @@ class AuditResult:
     details: dict  # JSON-ready: per-edit metrics, ripple categories, GIE profile, perplexity, norms
     graphs: list[nx.Graph] = field(default_factory=list)
     profiles: list[dict] = field(default_factory=list)
+    delta: object = None  # the EditDelta audited (the sum of a sequential run's)
+    plan: object = None  # the AuditPlan
+    states_before: ItemState | None = None  # the probe items on the unedited model
 
 
 @dataclass
@@ -146,10 +149,11 @@ def classify_changes(plan: AuditPlan, before: ItemState, after: ItemState) -> Ch
 
 def audit_edits(setup, requests, items, sentences: list[str], k: int = 5, force: bool = False,
                 quiet: bool = True, desc: str = "audit", bridge=None, method: str | None = None,
-                hp=None) -> AuditResult:
+                hp=None, delta=None) -> AuditResult:
     """Audit ``requests`` applied together with ``setup``'s editor (or ``method`` with ``hp``) on
-    its model (an :class:`~ripple.editing.setup.EditSetup`); the model is restored exactly before
-    returning, also when a measurement fails or the run is interrupted."""
+    its model (an :class:`~ripple.editing.setup.EditSetup`), or the computed ``delta`` for them
+    (a mitigated edit); the model is restored exactly before returning, also when a measurement
+    fails or the run is interrupted."""
     model, tok, spec, world = setup.model, setup.tok, setup.spec, setup.world
     method = method or setup.method
     hp = hp if hp is not None else setup.hp
@@ -159,9 +163,10 @@ def audit_edits(setup, requests, items, sentences: list[str], k: int = 5, force:
         bar.next("measuring the unedited model")
         plan = plan_audit(model, tok, world, requests, items)
         before = measure(model, tok, spec, requests, plan, sentences, bridge)
-        bar.next(f"editing ({method}, {mode})")
-        with edited(setup.ctx, method, requests, hp, mode="sequential" if mode == "sequential" else "batch",
-                    force=force) as run:
+        bar.next(f"editing ({method}, {mode})" if delta is None else f"applying the {delta.method} edit")
+        sandbox = edited(setup.ctx, method, requests, hp, mode="sequential" if mode == "sequential" else "batch",
+                         force=force) if delta is None else applied_run(setup.ctx, delta)
+        with sandbox as run:
             try:
                 bar.next("measuring the edited model")
                 after = measure(model, tok, spec, requests, plan, sentences, bridge, score_plans=True)
@@ -184,4 +189,5 @@ def audit_edits(setup, requests, items, sentences: list[str], k: int = 5, force:
                              k=k, position=position, world=world, bridge=bridge)
     corpus = getattr(setup, "corpus", None)
     details["stats_corpus"] = corpus.describe() if corpus is not None else None
-    return AuditResult(metrics=metrics, details=details, graphs=graphs, profiles=profiles)
+    return AuditResult(metrics=metrics, details=details, graphs=graphs, profiles=profiles, delta=run.total,
+                       plan=plan, states_before=before.states)

@@ -15,6 +15,7 @@ from ripple.tokens import fill
 
 STATUS_COLOUR = {"pass": "#1a7f37", "warn": "#9a6700", "fail": "#cf222e", "skip": "#6e7781"}
 FIGURE_TITLES = {"ripple_graph.png": "Ripple graph (GIE): colour is drift, red outline an answer that changed",
+                 "plain_ripple_graph.png": "Ripple graph of the plain edit, before the mitigation",
                  "drift_by_hop.png": "Drift and changed answers by hop distance from the edited fact"}
 
 
@@ -48,6 +49,9 @@ def _sections(report: dict) -> list[tuple[str, list[str], list[list]]]:
                       fmt(b["unintended_changes"]), fmt(b["perplexity_ratio"]), b["report"]]
                      for b in report["batch"]]))
         return out
+    mit = report.get("mitigation")
+    if mit:
+        out += _mitigation_sections(report, mit)
     per_edit = report.get("per_edit", [])
     if per_edit:
         out.append(("Edit metrics (before -> after)", ["edit", "efficacy", "paraphrase", "neighbourhood"],
@@ -86,6 +90,27 @@ def _sections(report: dict) -> list[tuple[str, list[str], list[list]]]:
     norms = report.get("update_norms")
     if norms:
         out.append(("Weight update ||dW|| / ||W||", ["weight", "ratio"], [[k, fmt(v)] for k, v in norms.items()]))
+    return out
+
+
+def _mitigation_sections(report: dict, mit: dict) -> list[tuple[str, list[str], list[list]]]:
+    """The plain and the mitigated edit side by side, the loop's rounds, and the damaged items."""
+    plain, now = mit["plain"]["metrics"], report["metrics"]
+    keys = [k for k in now if k in plain]
+    rows = [["verdict", mit["plain"]["verdict"], report["verdict"]["status"]]]
+    rows += [[k, fmt(plain[k]), fmt(now[k])] for k in keys]
+    out = [(f"Mitigation: the plain edit ({mit['plain']['report']}) and the mitigated one ({mit['mitigated']}; "
+            f"stopped: {mit['stopped']}, round {mit['chosen_round']} kept)", ["metric", "plain edit", "mitigated"], rows)]
+    out.append(("Mitigation rounds (0: the plain edit)", ["round", "constrained items", "damaged", "efficacy",
+                                                          "paraphrase", "neighbourhood", "norm growth", "rejected"],
+                [[r["round"], fmt(r["constrained"]), fmt(r["damaged"]), fmt(r["efficacy"]), fmt(r["paraphrase"]),
+                  fmt(r["neighborhood"]), fmt(r["norm_growth"]), r["rejected"] or "-"] for r in mit["rounds"]]))
+    if mit["items"]:
+        out.append(("Damaged items, before and after the mitigation", ["item", "prompt", "right answer",
+                                                                       "unedited", "plain edit", "mitigated"],
+                    [[r["id"], r["prompt"], r["answer"], r["before"], r["plain"]
+                      + ("" if r["plain_correct"] else " (wrong)"), r["mitigated"]
+                      + ("" if r["mitigated_correct"] else " (wrong)")] for r in mit["items"]]))
     return out
 
 

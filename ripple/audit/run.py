@@ -22,6 +22,7 @@ from pathlib import Path
 from ripple.audit.measure import AuditResult, audit_edits
 from ripple.audit.policy import STATUSES, Policy, judge
 from ripple.audit.render import report_html, report_markdown
+from ripple.editing.editor import get_editor
 from ripple.io import atomic_write_json, atomic_write_text
 from ripple.outputs import output_unit
 
@@ -56,8 +57,11 @@ def audit_report(result: AuditResult, policy: Policy, model_name: str, method: s
     })
 
 
-def write_report(directory: Path, report: dict, result: AuditResult | None) -> None:
-    """Figures (for a single audit), then report.md, report.html and report.json."""
+def write_report(directory: Path, report: dict, result: AuditResult | None, extra: dict | None = None) -> None:
+    """Figures (for a single audit), then report.md, report.html and report.json; ``extra``: more
+    figures to show (name -> PNG file), copied in after the ripple graph."""
+    import shutil
+
     from ripple.gie.plots import plot_drift_by_hop, plot_ripple_graph
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -66,6 +70,10 @@ def write_report(directory: Path, report: dict, result: AuditResult | None) -> N
         plot_ripple_graph(result.graphs[0], directory / "ripple_graph.png")
         plot_drift_by_hop(result.profiles[0], directory / "drift_by_hop.png")
         figures = ["ripple_graph.png", "drift_by_hop.png"]
+    for name, src in (extra or {}).items():
+        if Path(src).is_file():
+            shutil.copyfile(src, directory / name)
+            figures.insert(1, name)
     atomic_write_text(directory / "report.md", report_markdown(report, figures))
     images = {name: (directory / name).read_bytes() for name in figures}
     atomic_write_text(directory / "report.html", report_html(report, images))
@@ -93,27 +101,69 @@ def batch_summary(rows: list[dict], model_name: str, method: str, requests, poli
     })
 
 
+def mitigation_summary(mit, plan, plain_report: dict) -> dict:
+    """The report's ``mitigation`` section: how the loop went (no timings), the plain edit's verdict
+    and metrics, and every item damaged by the plain or the mitigated edit with its answers."""
+    from ripple.commands.mitigate import item_table
+
+    damaged = sorted(set(mit.damaged["plain"]) | set(mit.damaged["revised"]))
+    rounds = [{k: r.get(k) for k in ("round", "constrained", "efficacy", "paraphrase", "neighborhood",
+                                     "norm_growth", "rejected")} | {"damaged": len(r["damaged"]) if "damaged" in r
+                                                                    else None} for r in mit.rounds]
+    return {"name": mit.revised.method.split("+")[-1] if mit.chosen else None, "mitigated": mit.revised.method,
+            "stopped": mit.stopped, "chosen_round": mit.chosen, "rounds": rounds,
+            "plain": {"verdict": plain_report["verdict"]["status"], "exit_code": plain_report["verdict"]["exit_code"],
+                      "metrics": plain_report["metrics"], "report": "plain/report.html"},
+            "damaged": {"plain": mit.damaged["plain"], "mitigated": mit.damaged["revised"]},
+            "items": item_table(plan.items, damaged, {"before": mit.states["before"], "plain": mit.states["plain"],
+                                                      "mitigated": mit.states["revised"]})}
+
+
+def _audit_one(setup, requests, items, sentences, policy, model_name, method, hparams, directory: Path, k, force,
+               quiet, bridge, mitigation, desc="audit") -> dict:
+    """One audit written to ``directory``; with ``mitigation`` (``(name, hparams)``): the plain edit's
+    audit goes to ``directory/plain`` and the report in ``directory`` is the mitigated edit's, with
+    the two side by side."""
+    result = audit_edits(setup, requests, items, sentences, k=k, force=force, quiet=quiet, bridge=bridge, desc=desc)
+    report = audit_report(result, policy, model_name, method, requests, hparams)
+    if mitigation is None:
+        write_report(directory, report, result)
+        return report
+    from ripple.mitigation.run import mitigate
+
+    name, hp_m = mitigation
+    mit = mitigate(setup.ctx, method, requests, setup.hp, items, setup.world, name, hp_m, plan=result.plan,
+                   before=result.states_before, plain=result.delta, force=force)
+    mitigated = audit_edits(setup, requests, items, sentences, k=k, force=force, quiet=quiet, bridge=bridge,
+                            desc=f"{desc} ({name})", delta=mit.revised)
+    out = audit_report(mitigated, policy, model_name, mit.revised.method, requests, hparams)
+    out["mitigation"] = json_safe(mitigation_summary(mit, result.plan, report))
+    write_report(directory / "plain", report, result)
+    write_report(directory, out, mitigated, extra={"plain_ripple_graph.png": directory / "plain" / "ripple_graph.png"})
+    return out
+
+
 def run_audit(setup, requests, items, sentences, policy: Policy, out, model_name: str, k: int = 5,
-              force: bool = False, quiet: bool = True, bridge=None) -> dict:
+              force: bool = False, quiet: bool = True, bridge=None, mitigation=None) -> dict:
     """Audit ``requests`` with ``setup``'s editor and hyperparameters (one request: a single audit;
     several: each alone and all together) and write the report(s) to ``out``; returns the
-    top-level report."""
+    top-level report. ``mitigation``: ``(name, hparams)`` to audit the mitigated edit beside the
+    plain one (the verdict is then the mitigated edit's: what would ship)."""
     requests = list(requests)
     method, hparams = setup.method, dataclasses.asdict(setup.hp)
     with output_unit(out) as tmp:
         if len(requests) == 1:
-            result = audit_edits(setup, requests, items, sentences, k=k, force=force, quiet=quiet, bridge=bridge)
-            report = audit_report(result, policy, model_name, method, requests, hparams)
-            write_report(tmp, report, result)
-            return report
+            return _audit_one(setup, requests, items, sentences, policy, model_name, method, hparams, tmp, k,
+                              force, quiet, bridge, mitigation)
         rows = []
         width = max(2, len(str(len(requests))))
         jobs = [(f"edit-{i + 1:0{width}d}", [r]) for i, r in enumerate(requests)] + [("together", requests)]
         for n, (name, reqs) in enumerate(jobs, 1):
-            result = audit_edits(setup, reqs, items, sentences, k=k, force=force, quiet=quiet,
-                                 desc=f"audit {n}/{len(jobs)} ({name})", bridge=bridge)
-            report = audit_report(result, policy, model_name, method, reqs, hparams)
-            write_report(tmp / name, report, result)
+            # a sequential editor's together job is one solve per request: audited plain, not revised
+            sequential = get_editor(method).one_request_per_solve and len(reqs) > 1
+            report = _audit_one(setup, reqs, items, sentences, policy, model_name, method, hparams, tmp / name, k,
+                                force, quiet, bridge, None if sequential else mitigation,
+                                desc=f"audit {n}/{len(jobs)} ({name})")
             rows.append(_row(name, report))
         summary = batch_summary(rows, model_name, method, requests, policy)
         write_report(tmp, summary, None)

@@ -19,16 +19,12 @@ from ripple.errors import RippleError
 
 def add_parser(sub) -> None:
     from ripple.commands.edit import add_edit_options
+    from ripple.commands.mitigate import add_mitigation_options
     from ripple.commands.options import count, natural, share, text
 
     p = sub.add_parser("audit", help="audit a proposed edit: sandboxed edit, measurements, pass/warn/fail verdict")
     add_edit_options(p)
-    p.add_argument("--edit", default=None, help="JSON/JSONL file of edit requests (several: each audited alone "
-                   "and all together)")
-    p.add_argument("--prompt", default=None, help="edit prompt with {} for the subject (instead of --edit)")
-    p.add_argument("--subject", default=None, help="the edited subject (with --prompt)")
-    p.add_argument("--target", default=None, help="the new object (with --prompt)")
-    p.add_argument("--target-true", default=None, help="the current object (optional; the organism knows it)")
+    add_request_options(p, "JSON/JSONL file of edit requests (several: each audited alone and all together)")
     p.add_argument("--out", required=True, type=text,
                    help="directory for report.html, report.md, report.json and figures")
     p.add_argument("--policy", default=None, help="TOML file of verdict thresholds (default: the built-in policy)")
@@ -41,9 +37,20 @@ def add_parser(sub) -> None:
     p.add_argument("--tasks", nargs="*", default=None, help="lm-eval tasks before and after (organism: the "
                    "organism's offline suite; others need their data cached locally)")
     p.add_argument("--limit", type=count, default=None, help="lm-eval: at most this many documents per task")
+    add_mitigation_options(p, flag="--mitigate", default=None)
     p.add_argument("--json", action="store_true", help="print report.json to stdout (nothing else on stdout)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
+
+
+def add_request_options(p, edit_help: str) -> None:
+    """``--edit FILE`` or ``--prompt/--subject/--target`` (read back by :func:`requests_from_args`)."""
+    p.add_argument("--edit", default=None, help=edit_help)
+    p.add_argument("--prompt", default=None, help="edit prompt with {} for the subject (instead of --edit)")
+    p.add_argument("--subject", default=None, help="the edited subject (with --prompt)")
+    p.add_argument("--target", default=None, help="the new object (with --prompt)")
+    p.add_argument("--target-true", default=None, help="the current object (optional; the world or the "
+                   "real-world graph knows it)")
 
 
 def requests_from_args(args) -> list:
@@ -96,6 +103,13 @@ def run(args) -> int:
     from ripple.probes.sets import probe_items
 
     check_args(args)
+    mitigation = None
+    if args.mitigate is not None:
+        from ripple.commands.mitigate import mitigation_hparams
+
+        mitigation = (args.mitigate, mitigation_hparams(args.mitigate, args.mitigation_set))
+    elif args.mitigation_set:
+        raise RippleError("--mitigation-set needs --mitigate NAME (e.g. --mitigate sir)")
     policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
     requests = requests_from_args(args)
     extra = [f"rect={args.rect}"] if args.rect is not None else []
@@ -112,13 +126,17 @@ def run(args) -> int:
 
         bridge = LmEvalBridge(setup.model, setup.tok, args.tasks, world=setup.world, limit=args.limit)
     report = run_audit(setup, setup.requests, items, sentences, policy, args.out, model_name=str(args.model),
-                       k=args.k, force=args.force, quiet=args.quiet, bridge=bridge)
+                       k=args.k, force=args.force, quiet=args.quiet, bridge=bridge, mitigation=mitigation)
     verdict = report["verdict"]
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         failing = [f"{f['metric']}={_short(f['value'])}" for f in verdict["findings"] if f["status"] in ("warn", "fail")]
         why = f" ({', '.join(failing)})" if failing else ""
+        mit = report.get("mitigation")
+        if mit:
+            why += (f"; mitigated with {args.mitigate} ({mit['stopped']}): damaged items {len(mit['damaged']['plain'])}"
+                    f" -> {len(mit['damaged']['mitigated'])}, plain edit {mit['plain']['verdict'].upper()}")
         print(f"ripple audit: {verdict['status'].upper()}{why}; report: {Path(args.out) / 'report.html'}")
     if not args.quiet and args.json:
         print(f"ripple audit: {verdict['status'].upper()}; report: {Path(args.out) / 'report.html'}", file=sys.stderr)

@@ -138,6 +138,26 @@ def _layers_only(values) -> dict:
     return {k: v for k, v in (values or {}).items() if k in LAYER_KEYS}
 
 
+def apply_overrides(hp, overrides, what: str):
+    """``hp`` with ``NAME=VALUE`` overrides applied, each cast to its field's type and checked
+    (``what`` names the method in the errors)."""
+    for pair in overrides:
+        if "=" not in pair:
+            raise RippleError(f"bad hyperparameter override {pair!r}; write NAME=VALUE, e.g. v_steps=30")
+        k, v = pair.split("=", 1)
+        known = {f.name: f for f in fields(hp)}
+        if k not in known:
+            raise RippleError(f"unknown hyperparameter {k!r} for {what}; known: {', '.join(sorted(known))}")
+        try:
+            value = _cast(known[k], v)
+        except ValueError:
+            raise RippleError(f"bad value {v!r} for hyperparameter {k!r}; write a number, or a list "
+                              f"as 3,4,5") from None
+        check_field(type(hp), k, value, f"--set {pair}")
+        hp = replace(hp, **{k: value})
+    return hp
+
+
 def resolve_hparams(method: str, model_type: str, n_layers: int | None = None, model_dir: str | Path | None = None,
                     json_file: str | Path | None = None, overrides: list[str] = ()):
     """The hyperparameters for editor ``method`` on a ``model_type`` (see the module docstring)."""
@@ -157,20 +177,7 @@ def resolve_hparams(method: str, model_type: str, n_layers: int | None = None, m
         p = Path(json_file)
         data = _read_json(p, "hyperparameter file")
         hp = _apply(hp, _for_method(data, method, base) if _is_per_method(data) else data, str(p))
-    for pair in overrides:
-        if "=" not in pair:
-            raise RippleError(f"bad hyperparameter override {pair!r}; write NAME=VALUE, e.g. v_steps=30")
-        k, v = pair.split("=", 1)
-        known = {f.name: f for f in fields(hp)}
-        if k not in known:
-            raise RippleError(f"unknown hyperparameter {k!r} for {method}; known: {', '.join(sorted(known))}")
-        try:
-            value = _cast(known[k], v)
-        except ValueError:
-            raise RippleError(f"bad value {v!r} for hyperparameter {k!r}; write a number, or a list "
-                              f"as 3,4,5") from None
-        check_field(type(hp), k, value, f"--set {pair}")
-        hp = replace(hp, **{k: value})
+    hp = apply_overrides(hp, overrides, method)
     if hp.fact_token not in ("subject_last", "subject_first", "last"):
         raise RippleError(f"unknown fact_token {hp.fact_token!r}; use subject_last, subject_first or last")
     bad = [p for p in hp.kl_prompts if "{}" not in p]

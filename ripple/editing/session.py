@@ -102,6 +102,18 @@ def run_edits(ctx: EditContext, method: str, requests, hp, mode: str = "batch", 
 
 
 @contextlib.contextmanager
+def applied_run(ctx: EditContext, delta: EditDelta):
+    """:func:`edited` for a delta computed already (a mitigated edit): apply it, yield its
+    :class:`EditRun`, restore bit-exactly however the block ends."""
+    snapshot = delta.apply(ctx.model)
+    run = EditRun([delta], snapshot, _copy_state(ctx.state))
+    try:
+        yield run
+    finally:
+        run.restore(ctx)
+
+
+@contextlib.contextmanager
 def edited(ctx: EditContext, method: str, requests, hp, mode: str = "batch", chunk: int = 1,
            force: bool = False, on_step=None):
     """The sandbox: apply the edits, yield the :class:`EditRun`, then restore the weights and the

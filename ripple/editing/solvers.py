@@ -135,3 +135,17 @@ def select_rows(harm: torch.Tensor, share: float) -> torch.Tensor:
     order = torch.argsort(harm, descending=True)
     need = int(torch.searchsorted(torch.cumsum(harm[order], 0), share * total).item()) + 1
     return order[: min(need, len(order))].sort().values
+
+
+def principal_basis(K: torch.Tensor, energy: float = 0.995, max_rank: int | None = None) -> torch.Tensor:
+    """An orthonormal basis ``[in, r]`` of the fewest left singular directions of ``K`` holding
+    ``energy`` of its squared norm (at most ``max_rank``): a linear constraint on every column of
+    ``K`` holds, up to the energy left out, when it holds on these directions."""
+    (K,) = _f64(K)
+    if K.shape[1] == 0:
+        return K
+    U, S, _ = torch.linalg.svd(K, full_matrices=False)
+    share = torch.cumsum(S**2, 0) / (S**2).sum().clamp(min=1e-300)
+    r = int(torch.searchsorted(share, torch.tensor(energy, dtype=share.dtype)).item()) + 1
+    r = min(r, len(S), max_rank if max_rank is not None else len(S))
+    return U[:, :r]

@@ -43,7 +43,7 @@ from ripple.editing.compute import fact_keys
 from ripple.editing.delta import EditDelta
 from ripple.editing.editor import get_editor
 from ripple.editing.limits import AT_LEAST_0, NON_NEGATIVE, POSITIVE, SHARE, UNIT, Limit
-from ripple.editing.solvers import c_cosine, keep_and_zero_correction, select_rows
+from ripple.editing.solvers import c_cosine, keep_and_zero_correction, principal_basis, select_rows
 from ripple.errors import RippleError
 from ripple.hooks import SiteTrace, Trace
 from ripple.mitigation import MITIGATIONS, Mitigation
@@ -65,10 +65,11 @@ class SirHParams:
     max_norm_growth: float = 3.0  # budget: |revised| / |plain| at any edited parameter
     ridge: float = 1e-9  # relative ridge on the constraint Gram matrix (0: exact)
     positions: str = "all"  # where damaged items' keys are constrained: all (every scored position) | fact
+    energy: float = 0.995  # share of the kept and of the damaged keys' energy whose directions are constrained
 
     LIMITS: ClassVar[dict[str, Limit]] = {
         "iterations": AT_LEAST_0, "neuron_share": SHARE, "same_subject_cos": UNIT, "kl_factor": NON_NEGATIVE,
-        "paraphrases": AT_LEAST_0, "max_norm_growth": POSITIVE, "ridge": NON_NEGATIVE}
+        "paraphrases": AT_LEAST_0, "max_norm_growth": POSITIVE, "ridge": NON_NEGATIVE, "energy": SHARE}
 
 
 def _position(where: dict, fact_token: str) -> list[int]:
@@ -271,9 +272,16 @@ def revise(ctx, method: str, requests, edit_hp, plain: EditDelta, damaged, hp: S
             effect = G_d * (D @ K_d)  # [out, P]: each neuron's first-order effect on the answers, per key
             harm = (-effect).clamp(min=0).sum(1)
             rows = select_rows(harm, hp.neuron_share)
-            E = keep_and_zero_correction(D, keep[layer], K_d, ctx.C(layer, edit_hp), rows, hp.ridge)
+            # k* exactly; the other kept keys and the damaged ones through their principal directions,
+            # so that many prompts' keys never ask for more constraints than the key space has
+            room = D.shape[1] // 2
+            U_zero = principal_basis(K_d, hp.energy, room)
+            U_keep = principal_basis(keep[layer][:, len(requests):], hp.energy, max(0, room - U_zero.shape[1]))
+            K_keep = torch.cat([keep[layer][:, : len(requests)], U_keep], dim=1)
+            E = keep_and_zero_correction(D, K_keep, U_zero, ctx.C(layer, edit_hp), rows, hp.ridge)
             deltas[name] = out_in_to_storage(D + E, spec).float().contiguous()
             info["layers"][str(layer)] = {"neurons": int(len(rows)), "of": int(D.shape[0]), "keys": int(K_d.shape[1]),
+                                          "zero_rank": int(U_zero.shape[1]), "keep_rank": int(U_keep.shape[1]),
                                           "harm_share_selected": round(float(harm[rows].sum() / harm.sum()), 4)
                                           if harm.sum() > 0 else 0.0,
                                           "correction_norm": round(float(E.norm()), 6)}

@@ -1,0 +1,124 @@
+"""``ripple mitigate``: edit, find what the edit damaged, and revise it (SIR) until the damage is gone.
+
+    ripple mitigate --model smollm2 --method rome --prompt "The capital of {} is" --subject France \\
+        --target Rome --out runs/france-sir
+    ripple mitigate --model organism --method memit --edit edits.jsonl --out runs/batch-sir
+
+``--out`` receives, as one unit (:mod:`ripple.outputs`): the revised model (a transformers
+directory that ``AutoModelForCausalLM.from_pretrained`` loads: the base model plus
+``delta.safetensors``), ``delta.safetensors`` (the revised edit), ``plain_delta.safetensors`` (the
+editor's own) and ``mitigation.json``: the damaged items and the CounterFact metrics before the
+edit, after the plain edit and after the revision, each round of the loop and why it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    from ripple.commands.audit import add_request_options
+    from ripple.commands.edit import add_edit_options
+    from ripple.commands.options import text
+
+    p = sub.add_parser("mitigate", help="edit, then revise the edit so that what it damaged is repaired (SIR)")
+    add_edit_options(p)
+    add_request_options(p, "JSON/JSONL file of edit requests (applied together)")
+    p.add_argument("--out", required=True, type=text, help="directory for the revised model, delta.safetensors, "
+                   "plain_delta.safetensors and mitigation.json")
+    p.add_argument("--probes", default=None, help="probe set JSONL where damage is looked for (default: the "
+                   "world's facts, or the real-world graph)")
+    add_mitigation_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=run)
+
+
+def add_mitigation_options(p, flag: str = "--mitigation", default: str | None = "sir") -> None:
+    """The mitigation's name and its ``--mitigation-set`` overrides."""
+    p.add_argument(flag, default=default, help="the mitigation (built in: sir, selective impact revision)"
+                   + (f"; default {default}" if default else ""))
+    p.add_argument("--mitigation-set", nargs="*", default=[], metavar="NAME=VALUE",
+                   help="mitigation hyperparameters, e.g. iterations=5 neuron_share=0.8")
+
+
+def mitigation_hparams(name: str, overrides):
+    """The mitigation's hyperparameters with ``--mitigation-set`` applied (one-line errors)."""
+    from ripple.editing.hparams import apply_overrides
+    from ripple.mitigation import MITIGATIONS
+
+    entry = MITIGATIONS.get(name)
+    return apply_overrides(entry.hparams(), overrides, name)
+
+
+def item_table(items, ids, states: dict) -> list[dict]:
+    """Per item in ``ids``: its prompt, right answer and greedy answer in each state."""
+    index = {item.id: i for i, item in enumerate(items)}
+    rows = []
+    for item_id in ids:
+        i = index[item_id]
+        item = items[i]
+        rows.append({"id": item_id, "prompt": item.rendered, "answer": item.answer,
+                     **{name: st.greedy[i] for name, st in states.items()},
+                     **{f"{name}_correct": bool(st.correct[i]) for name, st in states.items()}})
+    return rows
+
+
+def mitigation_record(out, plan, requests) -> dict:
+    """The JSON-ready before/after figures of a :class:`~ripple.mitigation.run.Mitigated`."""
+    damaged = sorted(set(out.damaged["plain"]) | set(out.damaged["revised"]))
+    return {"method": out.plain.method, "mitigated": out.revised.method, "stopped": out.stopped,
+            "chosen_round": out.chosen, "requests": [r.to_dict() for r in requests],
+            "damaged": {"plain": out.damaged["plain"], "revised": out.damaged["revised"]},
+            "metrics": {"plain": _metrics(out.rounds[0]), "revised": _metrics(out.rounds[out.chosen])},
+            "items": item_table(plan.items, damaged, out.states),
+            "rounds": out.rounds, "seconds": out.seconds}
+
+
+def _metrics(r: dict) -> dict:
+    return {k: r.get(k) for k in ("efficacy", "paraphrase", "neighborhood")} | {"damaged": len(r.get("damaged", []))}
+
+
+def run(args) -> int:
+    from ripple.audit.measure import plan_audit
+    from ripple.commands.audit import requests_from_args
+    from ripple.commands.edit import inputs_of, precheck_hparams, setup_from_args
+    from ripple.editing.editor import get_editor
+    from ripple.errors import RippleError
+    from ripple.io import atomic_write_json
+    from ripple.loading import save_model
+    from ripple.mitigation.run import mitigate
+    from ripple.outputs import check_out, output_unit
+    from ripple.probes.sets import probe_items
+
+    get_editor(args.method)
+    hp_m = mitigation_hparams(args.mitigation, args.mitigation_set)
+    if args.probes is not None and not Path(args.probes).is_file():
+        raise RippleError(f"probe file {args.probes} does not exist; pass a probe set JSONL with --probes")
+    check_out(args.out, inputs_of(args, ("edit file", args.edit), ("probe set", args.probes)))
+    requests = requests_from_args(args)
+    precheck_hparams(args, args.method)
+    setup = setup_from_args(args, requests)
+    if get_editor(args.method).one_request_per_solve and len(setup.requests) > 1:
+        raise RippleError(f"{args.method} edits one fact per solve and mitigate revises one solve; pass one "
+                          "request, or use a batch editor (memit, emmet, alphaedit) for several")
+    items = probe_items(args.probes, setup.world)
+    setup.check_probes(items)
+    say = (lambda msg: None) if args.quiet else (lambda msg: print(f"ripple: {msg}", flush=True))
+    say(f"editing with {args.method} and measuring {len(items)} probe items before and after")
+    plan = plan_audit(setup.model, setup.tok, setup.world, setup.requests, items)
+    out = mitigate(setup.ctx, args.method, setup.requests, setup.hp, items, setup.world, args.mitigation, hp_m,
+                   plan=plan, force=args.force)
+    record = mitigation_record(out, plan, setup.requests)
+    with output_unit(args.out) as stage:
+        with out.revised.applied(setup.model):
+            save_model(setup.model, setup.tok, stage)
+        out.revised.save(stage / "delta.safetensors")
+        out.plain.save(stage / "plain_delta.safetensors")
+        atomic_write_json(stage / "mitigation.json", json.loads(json.dumps(record, default=str)))
+    m = record["metrics"]
+    print(f"ripple mitigate: {args.mitigation} on {args.method}: damaged items {m['plain']['damaged']} -> "
+          f"{m['revised']['damaged']} ({out.stopped}); efficacy {m['plain']['efficacy']} -> "
+          f"{m['revised']['efficacy']}, paraphrase {m['plain']['paraphrase']} -> {m['revised']['paraphrase']}; "
+          f"wrote {args.out}")
+    return 0
