@@ -3,9 +3,11 @@
 # packages are installed) one edit that fails (the capital of France moved to Rome: ROME rewrites
 # France itself, and its official language becomes Latin) and one fix of a wrong answer (SmolLM2 says
 # the capital of Turkey is Istanbul; the fix must leave the Hagia Sophia in Istanbul), each with the
-# defaults: the real-world graph's probes and ground truth, the default statistics corpus and layer.
+# defaults: the real-world graph's probes and ground truth, the default statistics corpus and layer;
+# and the failing edit audited with --mitigate sir beside its SIR revision.
 # Then the browser check and a screenshot of each HTML report.
 #   bash benchmarks/real_audit_samples.sh      (the browser step needs chromium and playwright)
+#   ONLY="smollm2_failing_sir" bash benchmarks/real_audit_samples.sh   (remake these runs only)
 set -u
 cd "$(dirname "$0")/.."
 RIPPLE=${RIPPLE:-.venv/bin/ripple}
@@ -17,18 +19,23 @@ $PY -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('gemma3_27
     && MODELS+=(gemma3-270m)
 [ -n "${REAL_MODELS:-}" ] && read -r -a MODELS <<< "$REAL_MODELS"  # e.g. REAL_MODELS=smollm2
 names=()
+wanted() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+sample() {  # NAME MODEL ARGS...: one audit, unless ONLY leaves it out
+    local name=$1 model=$2; shift 2
+    wanted "$name" || return 0
+    $RIPPLE audit --model "$model" --method rome "$@" --out "$RUNS/$name" --quiet
+    echo "$name: exit $?"
+    names+=("$name")
+}
 for model in "${MODELS[@]}"; do
     tag=${model%%-*}
-    $RIPPLE audit --model "$model" --method rome --prompt "The capital of {} is" --subject France --target Rome \
-        --out "$RUNS/${tag}_failing" --quiet
-    echo "$model failing: exit $?"
-    $RIPPLE audit --model "$model" --method rome --prompt "The capital of {} is" --subject Turkey --target Ankara \
-        --out "$RUNS/${tag}_fix" --quiet
-    echo "$model fix: exit $?"
-    names+=("${tag}_failing" "${tag}_fix")
+    sample "${tag}_failing" "$model" --prompt "The capital of {} is" --subject France --target Rome
+    sample "${tag}_fix" "$model" --prompt "The capital of {} is" --subject Turkey --target Ankara
+    sample "${tag}_failing_sir" "$model" --prompt "The capital of {} is" --subject France --target Rome --mitigate sir
 done
 # reports/ keeps plain files (an --out shows its run through links into .ripple/; see ripple/outputs.py)
-$PY -c "import sys; from ripple.outputs import copy_run; [copy_run(f'$RUNS/{n}', f'reports/real_audit/{n}') for n in sys.argv[1:]]" \
+[ ${#names[@]} -gt 0 ] && $PY -c "import sys; from ripple.outputs import copy_run; [copy_run(f'$RUNS/{n}', f'reports/real_audit/{n}') for n in sys.argv[1:]]" \
     "${names[@]}"
-$PY benchmarks/audit_browser_check.py $(printf 'reports/real_audit/%s/report.html ' "${names[@]}") \
-    --shots reports/real_audit --json reports/real_audit/browser_check.json
+[ ${#names[@]} -gt 0 ] || exit 0
+$PY benchmarks/audit_browser_check.py reports/real_audit/*/report.html \
+    --shots reports/real_audit --json reports/real_audit/browser_check.json  # every sample, old and new

@@ -258,7 +258,10 @@ def render() -> None:
             lines += ["", f"SIR stopped: {', '.join(f'{k} {v}' for k, v in sorted(stops.items()))}. On cases with "
                       f"damage, SIR's time is {_fmt(ratio)}x the edit's with its measurements, {_fmt(rratio)}x "
                       "for the revisions alone.", ""]
-    atomic_write_text(REPORTS / "sir.md", "\n".join(lines) + "\n")
+    notes = REPORTS / "sir_notes.md"  # what the figures show, written by hand after reading them
+    if notes.exists():
+        lines += ["## What it shows", "", notes.read_text().strip(), ""]
+    atomic_write_text(REPORTS / "sir.md", "\n".join(lines).rstrip() + "\n")
 
 
 if __name__ == "__main__":

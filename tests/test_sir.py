@@ -227,6 +227,10 @@ def test_audit_with_mitigation_shows_both_edits(capfd, tmp_path):
     assert "Mitigation: the plain edit" in html and html.count("data:image/png;base64,") == 3
     assert (out / "plain_ripple_graph.png").is_file() and (out / "plain" / "report.html").is_file()
     assert "mitigated with sir" in stdout
+    again = tmp_path / "again"  # same inputs, same report
+    cli(capfd, "audit", "--model", "organism", "--method", "rome", *DAMAGING, "--mitigate", "sir", "--out", again,
+        "--quiet")
+    assert (again / "report.json").read_text() == (out / "report.json").read_text()
 
 
 def test_mitigate_writes_a_loadable_revised_model(capfd, tmp_path):
@@ -234,8 +238,9 @@ def test_mitigate_writes_a_loadable_revised_model(capfd, tmp_path):
 
     from transformers import AutoModelForCausalLM
 
-    from helpers import cli
     from ripple.organism.paths import model_dir
+
+    from helpers import cli
 
     out = tmp_path / "sir"
     code, stdout, _ = cli(capfd, "mitigate", "--model", "organism", "--method", "rome", *DAMAGING, "--out", out,
