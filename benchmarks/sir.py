@@ -72,6 +72,37 @@ def score(setup, delta, group, plan, before, ripple_plans, layer, position, stat
             "ripple": cats, **drifts(before, states, plan.items, skip, layer, position)}
 
 
+def heldout_queries(world, item_ids: list[str]) -> list:
+    """The facts of ``item_ids`` (``subject|relation|object``) asked with their relation's held-out
+    wordings, which SIR never saw: does a repair carry over to other phrasings?"""
+    from ripple.world.queries import fact_query
+
+    out = []
+    for item_id in item_ids:
+        subject, relation = item_id.split("|")[:2]
+        rel = world.relations.get(relation)
+        if rel is not None and any(f.subject == subject for f in world.facts):
+            out += [fact_query(world, subject, relation, t) for t in rel.heldout_templates]
+    return out
+
+
+def heldout_repair(setup, queries, plain, revised) -> dict:
+    """Among held-out wordings of the plain edit's damaged facts answered right before the edit:
+    how many the plain edit breaks, and how many of those the revision answers right."""
+    from ripple.scoring import query_correct
+
+    model, tok = setup.model, setup.tok
+    if not queries:
+        return {"right_before": 0, "broken_by_plain": 0, "repaired": 0}
+    before = query_correct(model, tok, queries)
+    with plain.applied(model):
+        after_plain = query_correct(model, tok, queries)
+    with revised.applied(model):
+        after_sir = query_correct(model, tok, queries)
+    broken = [i for i, (b, p) in enumerate(zip(before, after_plain)) if b and not p]
+    return {"right_before": sum(before), "broken_by_plain": len(broken), "repaired": sum(after_sir[i] for i in broken)}
+
+
 def run_case(setup, method, group, items, before_all, hp_sir) -> dict:
     from ripple.audit.measure import plan_audit
     from ripple.editing.editor import get_editor
@@ -99,6 +130,7 @@ def run_case(setup, method, group, items, before_all, hp_sir) -> dict:
                    "seconds": round(sir_seconds, 3), "revise_seconds": out.seconds["revise"],
                    "measure_seconds": out.seconds["measure"]}
     row["plain"]["seconds"] = plain.info.get("seconds")
+    row["sir"]["heldout"] = heldout_repair(setup, heldout_queries(world, row["plain"]["damaged"]), plain, out.revised)
     rect_hp = setup.hparams_for(method, ["rect=0.4"])
     rect = get_editor(method).compute(ctx, group, rect_hp)
     row["rect"] = score(setup, rect, group, plan, before, ripple_plans, layer, position)
@@ -141,7 +173,7 @@ def main(argv=None) -> None:
     pairs = known_facts(setup) if setup.world.kind == "real" else None
     requests = setup.complete(sample_edits(setup.world, args.edits, seed=args.seed, pairs=pairs))
     groups = [requests[i : i + args.batch] for i in range(0, len(requests), args.batch)]
-    config = {"model": args.model, "methods": args.methods, "edits": args.edits, "batch": args.batch,
+    config = {"version": 2, "model": args.model, "methods": args.methods, "edits": args.edits, "batch": args.batch,
               "seed": args.seed, "set": args.set, "sir": hp_sir.__dict__, "probes": len(items),
               "known_facts": len(pairs) if pairs is not None else None,
               "stats_corpus": setup.corpus.describe() if setup.corpus is not None else None}
@@ -255,6 +287,10 @@ def render() -> None:
                            if r["plain"].get("seconds") and r["plain"]["damaged"]])
             rratio = _mean([s["revise_seconds"] / r["plain"]["seconds"] for s, r in zip(sirs, mine)
                             if r["plain"].get("seconds") and r["plain"]["damaged"]])
+            held = {k: sum(s.get("heldout", {}).get(k, 0) for s in sirs) for k in ("broken_by_plain", "repaired")}
+            lines += ["", f"Held-out wordings of the plain edit's damaged facts (the relation's held-out templates, "
+                      f"which SIR never saw): the plain edit breaks {held['broken_by_plain']} that were right before; "
+                      f"SIR answers {held['repaired']} of them right."]
             lines += ["", f"SIR stopped: {', '.join(f'{k} {v}' for k, v in sorted(stops.items()))}. On cases with "
                       f"damage, SIR's time is {_fmt(ratio)}x the edit's with its measurements, {_fmt(rratio)}x "
                       "for the revisions alone.", ""]

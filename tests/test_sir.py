@@ -67,6 +67,21 @@ def test_on_a_rome_update_the_revision_is_emmet_with_all_the_constraints():
                           emmet_update(R, torch.cat([k[:, None], Kd], 1), C, eps=0.0), atol=1e-9)
 
 
+def test_principal_basis_spans_the_keys_it_stands_for():
+    from ripple.editing.solvers import principal_basis
+
+    g = torch.Generator().manual_seed(3)
+    K = torch.randn(8, 2, generator=g, dtype=torch.float64) @ torch.randn(2, 30, generator=g, dtype=torch.float64)
+    U = principal_basis(K, energy=0.999999)
+    assert U.shape == (8, 2) and torch.allclose(U.T @ U, torch.eye(2, dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(U @ (U.T @ K), K, atol=1e-9)  # a map that is zero on U is zero on every key
+    assert principal_basis(K, max_rank=1).shape == (8, 1)
+    W, C, k, v, _ = _case(out=5, inn=8)
+    D = rome_update(W, C, k, v)
+    E = keep_and_zero_correction(D, k[:, None], U, C)
+    assert (((D + E) @ K).abs().max()) < 1e-8
+
+
 def test_no_damaged_keys_no_correction_and_row_selection():
     W, C, k, v, Kd = _case()
     D = rome_update(W, C, k, v)

@@ -101,10 +101,13 @@ def _mitigation_sections(report: dict, mit: dict) -> list[tuple[str, list[str], 
     rows += [[k, fmt(plain[k]), fmt(now[k])] for k in keys]
     out = [(f"Mitigation: the plain edit ({mit['plain']['report']}) and the mitigated one ({mit['mitigated']}; "
             f"stopped: {mit['stopped']}, round {mit['chosen_round']} kept)", ["metric", "plain edit", "mitigated"], rows)]
-    out.append(("Mitigation rounds (0: the plain edit)", ["round", "constrained items", "damaged", "efficacy",
+    out.append(("Mitigation rounds (0: the plain edit)", ["round", "constrained items", "target re-optimized for",
+                                                          "neurons re-solved (per layer)", "damaged", "efficacy",
                                                           "paraphrase", "neighbourhood", "norm growth", "rejected"],
-                [[r["round"], fmt(r["constrained"]), fmt(r["damaged"]), fmt(r["efficacy"]), fmt(r["paraphrase"]),
-                  fmt(r["neighborhood"]), fmt(r["norm_growth"]), r["rejected"] or "-"] for r in mit["rounds"]]))
+                [[r["round"], fmt(r["constrained"]), ", ".join(r.get("reoptimized_for") or []) or "-",
+                  ", ".join(f"L{k}: {v}" for k, v in (r.get("neurons") or {}).items()) or "-", fmt(r["damaged"]),
+                  fmt(r["efficacy"]), fmt(r["paraphrase"]), fmt(r["neighborhood"]), fmt(r["norm_growth"]),
+                  r["rejected"] or "-"] for r in mit["rounds"]]))
     if mit["items"]:
         out.append(("Damaged items, before and after the mitigation", ["item", "prompt", "right answer",
                                                                        "unedited", "plain edit", "mitigated"],

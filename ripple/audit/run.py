@@ -108,8 +108,11 @@ def mitigation_summary(mit, plan, plain_report: dict) -> dict:
 
     damaged = sorted(set(mit.damaged["plain"]) | set(mit.damaged["revised"]))
     rounds = [{k: r.get(k) for k in ("round", "constrained", "efficacy", "paraphrase", "neighborhood",
-                                     "norm_growth", "rejected")} | {"damaged": len(r["damaged"]) if "damaged" in r
-                                                                    else None} for r in mit.rounds]
+                                     "norm_growth", "rejected")}
+              | {"damaged": len(r["damaged"]) if "damaged" in r else None,
+                 "reoptimized_for": r.get("step", {}).get("kl_items", []),
+                 "neurons": {layer: f"{v['neurons']}/{v['of']}" for layer, v in r.get("step", {}).get("layers", {}).items()}}
+              for r in mit.rounds]
     return {"name": mit.revised.method.split("+")[-1] if mit.chosen else None, "mitigated": mit.revised.method,
             "stopped": mit.stopped, "chosen_round": mit.chosen, "rounds": rounds,
             "plain": {"verdict": plain_report["verdict"]["status"], "exit_code": plain_report["verdict"]["exit_code"],
