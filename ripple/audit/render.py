@@ -104,7 +104,7 @@ def _mitigation_sections(report: dict, mit: dict) -> list[tuple[str, list[str], 
     out.append(("Mitigation rounds (0: the plain edit)", ["round", "constrained items", "target re-optimized for",
                                                           "neurons re-solved (per layer)", "damaged", "efficacy",
                                                           "paraphrase", "neighbourhood", "norm growth", "rejected"],
-                [[r["round"], fmt(r["constrained"]), ", ".join(r.get("reoptimized_for") or []) or "-",
+                [[r["round"], fmt(r["constrained"]), ", ".join(f"{i} (key cosine {fmt(c)})" for i, c in (r.get("reoptimized_for") or {}).items()) or "-",
                   ", ".join(f"L{k}: {v}" for k, v in (r.get("neurons") or {}).items()) or "-", fmt(r["damaged"]),
                   fmt(r["efficacy"]), fmt(r["paraphrase"]), fmt(r["neighborhood"]), fmt(r["norm_growth"]),
                   r["rejected"] or "-"] for r in mit["rounds"]]))

@@ -110,7 +110,7 @@ def mitigation_summary(mit, plan, plain_report: dict) -> dict:
     rounds = [{k: r.get(k) for k in ("round", "constrained", "efficacy", "paraphrase", "neighborhood",
                                      "norm_growth", "rejected")}
               | {"damaged": len(r["damaged"]) if "damaged" in r else None,
-                 "reoptimized_for": r.get("step", {}).get("kl_items", []),
+                 "reoptimized_for": {i: r["step"]["key_cos"].get(i) for i in r.get("step", {}).get("kl_items", [])},
                  "neurons": {layer: f"{v['neurons']}/{v['of']}" for layer, v in r.get("step", {}).get("layers", {}).items()}}
               for r in mit.rounds]
     return {"name": mit.revised.method.split("+")[-1] if mit.chosen else None, "mitigated": mit.revised.method,
