@@ -24,10 +24,11 @@ from ripple.registry import Registry
 
 @dataclass(frozen=True)
 class Mitigation:
-    """``compute(ctx, method, requests, edit_hp, plain, damaged, hp, world) -> (EditDelta, info)``:
+    """``compute(ctx, method, requests, edit_hp, plain, damaged, hp, world, cache=None) -> (EditDelta, info)``:
     one revision of the plain edit ``plain`` (an :class:`~ripple.editing.delta.EditDelta` made by
-    editor ``method`` with ``edit_hp``) given the damaged probe items; like an editor, it leaves the
-    model as it found it. ``hparams``: its hyperparameter dataclass."""
+    editor ``method`` with ``edit_hp``) given the damaged probe items (``cache``: a dict the loop
+    keeps across its rounds); like an editor, it leaves the model as it found it. ``hparams``: its
+    hyperparameter dataclass."""
 
     name: str
     hparams: type
