@@ -14,15 +14,18 @@ earlier layers' updates):
    nearly parallel key alone. For those, the target value is re-optimized (the editor runs again)
    with the damaged prompts, and ``paraphrases`` of their relations' training templates, added to
    the KL term that keeps the subject's other predictions (weight ``kl_factor``).
-2. **Attribution.** For every other damaged item ``d``: its key ``k_d``, the edit's contribution
-   to its MLP output ``c_d = ΔW k_d``, and the gradient ``g_d`` of log P(its right answer) with
-   respect to that output. ``g_d ⊙ c_d`` is each output neuron's first-order effect on the answer;
-   a neuron's harm is the sum over damaged items of its negative effects. The responsible neurons
-   are the fewest carrying ``neuron_share`` of the harm (:func:`~ripple.editing.solvers.select_rows`).
+2. **Attribution.** For the other damaged items, at every position whose output predicts or feeds
+   their answers (``positions="all"``; ``"fact"``: the fact token only): the key ``k_p``, the
+   edit's contribution to the MLP output ``ΔW k_p`` and the gradient ``g_p`` of log P(right answer)
+   with respect to that output. ``g_p ⊙ ΔW k_p`` is each output neuron's first-order effect; a
+   neuron's harm is the sum of its negative effects. The responsible neurons are the fewest carrying
+   ``neuron_share`` of the harm (:func:`~ripple.editing.solvers.select_rows`).
 3. **Re-solve.** On the responsible rows only, the least ``C``-norm correction ``E`` with
-   ``(ΔW + E) k = ΔW k`` for the edit's keys (the request averaged over the editor's contexts, and
-   each paraphrase prompt) and ``(ΔW + E) k_d = 0`` for the damaged keys
-   (:func:`~ripple.editing.solvers.keep_and_zero_correction`). Other rows keep ΔW's.
+   ``(ΔW + E) k = ΔW k`` for the edit's keys (each request averaged over the editor's contexts, then
+   every position of the rewrite and paraphrase prompts) and ``(ΔW + E) k_p = 0`` for the damaged
+   keys (:func:`~ripple.editing.solvers.keep_and_zero_correction`); kept and damaged keys enter
+   through their principal directions (``energy`` of their squared norm,
+   :func:`~ripple.editing.solvers.principal_basis`). Other rows keep ΔW's.
 
 ::
 
