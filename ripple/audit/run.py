@@ -104,7 +104,7 @@ def batch_summary(rows: list[dict], model_name: str, method: str, requests, poli
 def mitigation_summary(mit, plan, plain_report: dict) -> dict:
     """The report's ``mitigation`` section: how the loop went (no timings), the plain edit's verdict
     and metrics, and every item damaged by the plain or the mitigated edit with its answers."""
-    from ripple.commands.mitigate import item_table
+    from ripple.mitigation.run import item_table
 
     damaged = sorted(set(mit.damaged["plain"]) | set(mit.damaged["revised"]))
     rounds = [{k: r.get(k) for k in ("round", "constrained", "efficacy", "paraphrase", "neighborhood",

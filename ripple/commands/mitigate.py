@@ -51,28 +51,14 @@ def mitigation_hparams(name: str, overrides):
     return apply_overrides(entry.hparams(), overrides, name)
 
 
-def item_table(items, ids, states: dict) -> list[dict]:
-    """Per item in ``ids``: its prompt, right answer and greedy answer in each state."""
-    index = {item.id: i for i, item in enumerate(items)}
-    rows = []
-    for item_id in ids:
-        i = index[item_id]
-        item = items[i]
-        rows.append({"id": item_id, "prompt": item.rendered, "answer": item.answer,
-                     **{name: st.greedy[i] for name, st in states.items()},
-                     **{f"{name}_correct": bool(st.correct[i]) for name, st in states.items()}})
-    return rows
-
-
 def mitigation_record(out, plan, requests) -> dict:
     """The JSON-ready before/after figures of a :class:`~ripple.mitigation.run.Mitigated`."""
+    from ripple.mitigation.run import item_table
+
     damaged = sorted(set(out.damaged["plain"]) | set(out.damaged["revised"]))
-    return {"method": out.plain.method, "mitigated": out.revised.method, "stopped": out.stopped,
-            "chosen_round": out.chosen, "requests": [r.to_dict() for r in requests],
-            "damaged": {"plain": out.damaged["plain"], "revised": out.damaged["revised"]},
+    return {**out.summary(), "requests": [r.to_dict() for r in requests],
             "metrics": {"plain": _metrics(out.rounds[0]), "revised": _metrics(out.rounds[out.chosen])},
-            "items": item_table(plan.items, damaged, out.states),
-            "rounds": out.rounds, "seconds": out.seconds}
+            "items": item_table(plan.items, damaged, out.states)}
 
 
 def _metrics(r: dict) -> dict:

@@ -141,6 +141,19 @@ def mitigate(ctx, method: str, requests, edit_hp, items, world, mitigation: str 
                               "measure": round(t_measure, 3), "total": round(time.perf_counter() - t0, 3)})
 
 
+def item_table(items, ids, states: dict) -> list[dict]:
+    """Per item in ``ids``: its prompt, right answer and greedy answer in each state."""
+    index = {item.id: i for i, item in enumerate(items)}
+    rows = []
+    for item_id in ids:
+        i = index[item_id]
+        item = items[i]
+        rows.append({"id": item_id, "prompt": item.rendered, "answer": item.answer,
+                     **{name: st.greedy[i] for name, st in states.items()},
+                     **{f"{name}_correct": bool(st.correct[i]) for name, st in states.items()}})
+    return rows
+
+
 def _figures(metrics: list[dict]) -> dict:
     agg = aggregate(metrics)
     return {k: agg.get(k) for k in ("efficacy", "paraphrase", "neighborhood")}

@@ -48,7 +48,7 @@ from ripple.editing.editor import get_editor
 from ripple.editing.limits import AT_LEAST_0, NON_NEGATIVE, POSITIVE, SHARE, UNIT, Limit
 from ripple.editing.solvers import c_cosine, keep_and_zero_correction, principal_basis, select_rows
 from ripple.errors import RippleError
-from ripple.hooks import SiteTrace, Trace
+from ripple.hooks import SiteTrace, TraceDict
 from ripple.mitigation import MITIGATIONS, Mitigation
 from ripple.modes import held
 from ripple.probes.record import encode_items
@@ -93,29 +93,20 @@ def item_keys(model, tok, spec, layers, items, fact_token: str) -> dict[int, tor
     return {layer: st[site][rows, pos.to(st[site].device)].double().cpu().T for layer, site in zip(layers, sites)}
 
 
-def _cells(seqs: list[list[int]], skip: int, exclude=frozenset()) -> tuple[list[tuple[int, int]], list[int], dict]:
-    """The positions ``(row, index)`` of ``seqs`` from ``skip`` on, each with the column of its token
-    prefix (a key depends only on the tokens up to it, so one prefix is one key), leaving out the
-    prefixes in ``exclude``; and the prefix -> column map."""
+def _cells(seqs: list[list[int]], skip: int, exclude=frozenset(), at: list[int] | None = None
+           ) -> tuple[list[tuple[int, int]], list[int], int]:
+    """The positions ``(row, index)`` of ``seqs`` from ``skip`` on (``at``: only ``at[row]``), each
+    with the column of its token prefix (a key depends only on the tokens up to it, so one prefix is
+    one key), leaving out the prefixes in ``exclude``; and the prefix -> column map."""
     slot: dict[tuple, int] = {}
     cells, owner = [], []
     for j, s in enumerate(seqs):
-        for p in range(skip, len(s)):
+        for p in (range(skip, len(s)) if at is None else (at[j],)):
             prefix = tuple(s[: p + 1])
             if prefix not in exclude:
                 cells.append((j, p))
                 owner.append(slot.setdefault(prefix, len(slot)))
     return cells, owner, slot
-
-
-def _run_traced(model, ids, mask, traces) -> torch.Tensor:
-    for t in traces:
-        t.open()
-    try:
-        return model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-    finally:
-        for t in traces:
-            t.close()
 
 
 @torch.no_grad()
@@ -132,16 +123,18 @@ def keep_terms(ctx, hp, requests, layers) -> tuple[dict[int, torch.Tensor], set]
     cells, owner, slot = _cells(seqs, len(bos_prefix(tok)))
     device = next(model.parameters()).device
     ids, mask = pad_ids(seqs, tok, device)
-    traces = {layer: Trace(model, spec.block(layer, spec.mlp_out), retain_input=True, retain_output=False)
-              for layer in layers}
-    _run_traced(model, ids, mask, traces.values())
-    rows = torch.tensor([j for j, _ in cells], device=device)
-    pos = torch.tensor([p for _, p in cells], device=device)
-    first = torch.tensor([owner.index(c) for c in range(len(slot))], device=device)  # one cell per prefix
+    names = {layer: spec.block(layer, spec.mlp_out) for layer in layers}
+    with TraceDict(model, names.values(), retain_input=True, retain_output=False) as td:
+        model(input_ids=ids, attention_mask=mask, use_cache=False)
+    first = {}  # one cell per prefix
+    for cell, column in zip(cells, owner):
+        first.setdefault(column, cell)
+    rows = torch.tensor([first[c][0] for c in range(len(slot))], device=device)
+    pos = torch.tensor([first[c][1] for c in range(len(slot))], device=device)
     out = {}
     for layer in layers:
         k_star = fact_keys(model, tok, spec, layer, list(requests), ctx.contexts(hp), hp.fact_token)
-        k = traces[layer].input[rows[first], pos[first]].double().cpu()
+        k = td[names[layer]].input[rows, pos].double().cpu()
         out[layer] = torch.cat([k_star, k.T], dim=1)
     return out, set(slot)
 
@@ -161,32 +154,24 @@ def damage_terms(model, tok, spec, layers, items, fact_token: str, positions: st
     seqs = [p + a for p, a in zip(prompts, answers)]
     device = next(model.parameters()).device
     ids, mask = pad_ids(seqs, tok, device)
-    if positions == "fact":
-        cells, owner, slot = [], [], {}
-        for j, p in enumerate(_position(where, fact_token)):
-            prefix = tuple(seqs[j][: p + 1])
-            if prefix not in exclude:
-                cells.append((j, p))
-                owner.append(slot.setdefault(prefix, len(slot)))
-    else:
-        cells, owner, slot = _cells([s[:-1] for s in seqs], len(bos_prefix(tok)), exclude)
+    at = _position(where, fact_token) if positions == "fact" else None
+    cells, owner, slot = _cells([s[:-1] for s in seqs], len(bos_prefix(tok)), exclude, at)
     if not cells:
         return {}
     rows_t = torch.tensor([j for j, _ in cells], device=device)
     pos_t = torch.tensor([p for _, p in cells], device=device)
+    names = {spec.block(layer, spec.mlp_out): layer for layer in layers}
     probes: dict[int, torch.Tensor] = {}
 
-    def hook(layer):
-        def edit(out, name):
-            z = torch.zeros_like(out, requires_grad=True)
-            probes[layer] = z
-            return out + z
-        return edit
+    def probe(out, name):  # a zero added to the MLP output, to read the gradient there
+        z = torch.zeros_like(out, requires_grad=True)
+        probes[names[name]] = z
+        return out + z
 
-    traces = {layer: Trace(model, spec.block(layer, spec.mlp_out), retain_input=True, retain_output=False,
-                           edit_output=hook(layer)) for layer in layers}
     with held(model, trainable=()):
-        logp = torch.log_softmax(_run_traced(model, ids, mask, traces.values()).float(), -1)
+        with TraceDict(model, names, retain_input=True, retain_output=False, edit_output=probe) as td:
+            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        logp = torch.log_softmax(logits.float(), -1)
         total = 0
         for j, (p, a) in enumerate(zip(prompts, answers)):
             at = torch.arange(len(p) - 1, len(p) + len(a) - 1, device=device)
@@ -194,8 +179,9 @@ def damage_terms(model, tok, spec, layers, items, fact_token: str, positions: st
         grads = torch.autograd.grad(total, [probes[layer] for layer in layers])
     index = torch.tensor(owner)
     out = {}
+    keys = {layer: td[name].input for name, layer in names.items()}
     for layer, g in zip(layers, grads):
-        k = traces[layer].input[rows_t, pos_t].double().cpu()
+        k = keys[layer][rows_t, pos_t].double().cpu()
         g = g[rows_t, pos_t].double().cpu()
         K = torch.zeros(len(slot), k.shape[1], dtype=torch.float64).index_copy_(0, index, k)
         G = torch.zeros(len(slot), g.shape[1], dtype=torch.float64).index_add_(0, index, g)
