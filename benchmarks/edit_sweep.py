@@ -17,6 +17,7 @@ every combination is run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -93,6 +94,8 @@ def main(argv=None) -> None:
     ap.add_argument("--set", nargs="*", default=[], help="extra hyperparameter overrides")
     ap.add_argument("--stats-corpus", default=None, help="the statistics corpus (default: the model's default)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the rows of reports/edit_sweep_NAME.json measured on the same edits; run the rest")
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("RIPPLE_THREADS", "1")))
     setup = load_setup(args.model, stats_corpus_file=args.stats_corpus)
@@ -116,7 +119,10 @@ def main(argv=None) -> None:
                   f"probe template ({len(pairs)} such facts in the graph; every relation)")
                  + f", statistics corpus {setup.corpus.source} ({setup.corpus.passages} passages)"
                  + ", each applied alone to a fresh model. Efficacy, "
-                 "paraphrase and neighbourhood are CounterFact's probability races; relation specificity is the share "
+                 "paraphrase and neighbourhood are CounterFact's probability races"
+                 + ("" if pairs is None else " (where no other fact of the graph has the old object, the neighbours "
+                    "are the relation's other subjects, each raced with its own answer)")
+                 + "; relation specificity is the share "
                  "of the subject's other facts (known before the edit) still answered correctly after it."
                  + (f" {len(rows)} of {len(configs)} configurations measured so far." if len(rows) < len(configs)
                     else ""), "",
@@ -124,7 +130,19 @@ def main(argv=None) -> None:
         lines += ["| " + " | ".join(str(r.get(c)) for c in cols) + " |" for r in rows]
         atomic_write_text(out / f"edit_sweep_{args.name}.md", "\n".join(lines) + "\n")
 
-    run_sweep(setup, requests, configs, args.set, on_row=write)
+    done = []
+    if args.resume and (out / f"edit_sweep_{args.name}.json").exists():
+        same = {"model": args.model, "edits": args.edits, "seed": args.seed, "set": list(args.set)}
+        done = [r for r in json.loads((out / f"edit_sweep_{args.name}.json").read_text())
+                if all(r.get(k, v) == v for k, v in same.items())
+                and (r["method"], r["config"].split()) in [(m, o) for m, o in configs]]
+    todo = [(m, o) for m, o in configs if not any((r["method"], r["config"].split()) == (m, o) for r in done)]
+    print(f"{len(done)} configurations kept from the previous run, {len(todo)} to measure", flush=True)
+    if done:
+        write(done)
+    tag = {"model": args.model, "edits": args.edits, "seed": args.seed, "set": list(args.set)}
+    run_sweep(setup, requests, todo, args.set,
+              on_row=lambda rows: write(done + [{**tag, **r} if "edits" not in r else r for r in rows]))
 
 if __name__ == "__main__":
     main()

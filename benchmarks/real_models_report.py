@@ -2,7 +2,7 @@
 
     real_knowledge_<model>.json   benchmarks/real_knowledge.py   knowledge coverage by relation
     real_trace_<model>.json/.png  benchmarks/real_trace.py       where the model carries a fact
-    edit_sweep_<model>_layers.json  benchmarks/edit_sweep.py     the layer sweep
+    edit_sweep_<model>_<kind>.json  benchmarks/edit_sweep.py     the sweeps (layers, clamp, memit)
     stats_corpus_<model>.json     benchmarks/stats_corpus.py     the statistics-corpus comparison
     real_audit/*/report.json      benchmarks/real_audit_samples.sh  sample audits
 
@@ -83,18 +83,26 @@ def trace_section(model: str) -> list[str]:
     return out + table(["layer", "MLP, subject last", "block, subject last", "block, last token"], rows) + [""]
 
 
+#: The sweeps the layer choice rests on: reports/edit_sweep_<model>_<kind>.json, in this order.
+SWEEPS = (("layers", "ROME layers"), ("clamp", "ROME's value clamp"), ("memit", "MEMIT's layers and lam"))
+
+
 def sweep_section(model: str) -> list[str]:
     name = model.replace(".", "_")
-    rows = load(f"edit_sweep_{name}_layers.json")
-    if rows is None:
-        return [f"{model}: no layer sweep yet (see reports/edit_sweep_{name}_layers.md for the command).", ""]
-    md = (REPORTS / f"edit_sweep_{name}_layers.md").read_text().splitlines()
-    cmd = next((line for line in md if line.startswith("Reproduce")), "")
-    about = md[4] if len(md) > 4 else ""
-    out = [f"**{model}** ({cmd[len('Reproduce: '):]}): {about}", ""]
-    cols = ["config", "efficacy", "paraphrase", "neighborhood", "relation_specificity", "specificity_n", "score",
-            "seconds_per_edit"]
-    return out + table(cols, [[r.get(c) for c in cols] for r in rows]) + [""]
+    out = []
+    for kind, title in SWEEPS:
+        rows = load(f"edit_sweep_{name}_{kind}.json")
+        if rows is None:
+            out += [f"{model}, {title}: no sweep yet.", ""]
+            continue
+        md = (REPORTS / f"edit_sweep_{name}_{kind}.md").read_text().splitlines()
+        cmd = next((line for line in md if line.startswith("Reproduce")), "")
+        about = md[4] if len(md) > 4 else ""
+        out += [f"**{model}, {title}** ({cmd[len('Reproduce: '):]}): {about}", ""]
+        cols = ["method", "config", "efficacy", "paraphrase", "neighborhood", "relation_specificity", "specificity_n",
+                "score", "seconds_per_edit"]
+        out += table(cols, [[r.get(c) for c in cols] for r in rows]) + [""]
+    return out
 
 
 def corpus_section(model: str) -> list[str]:
@@ -150,7 +158,7 @@ def main() -> None:
     lines += ["## Where the fact is carried: causal traces", ""]
     for model in MODELS:
         lines += trace_section(model)
-    lines += ["## The layer choice: ROME layer sweeps", ""]
+    lines += ["## The layer choice: ROME and MEMIT sweeps", ""]
     for model in MODELS:
         lines += sweep_section(model)
     lines += ["## Key statistics without a user corpus", ""]

@@ -152,6 +152,40 @@ def test_a_fix_of_a_wrong_answer_keeps_what_had_that_answer(world):
     assert {q.relation for q in gt if q.category == "relation_specificity"} == {"official_language", "currency"}
 
 
+def test_a_fix_whose_wrong_answer_is_no_entity_races_each_neighbour_against_the_new_object(world):
+    """Gemma says 'The capital of Turkey is the ...': no fact of the graph answers "the", so the
+    neighbourhood is the other countries' capitals, each raced with its own answer."""
+    req = EditRequest(prompt="The capital of {} is", subject="Turkey", target_new="Ankara", target_true="the")
+    done = complete_from_world(world, req)
+    assert len(done.neighborhood_prompts) == len(done.neighborhood_answers) == 10
+    capital = {world.name(f.subject): world.name(f.object) for f in world.facts if f.relation == "capital"}
+    for prompt, answer in zip(done.neighborhood_prompts, done.neighborhood_answers):
+        country = prompt.removeprefix("The capital of ").removesuffix(" is")
+        assert capital[country] == answer != "Ankara" and country != "Turkey"
+    assert EditRequest(**{**done.to_dict()}) == done  # the answers survive the flat form
+    with pytest.raises(RippleError, match="give one answer per prompt"):
+        EditRequest(prompt="The capital of {} is", subject="Turkey", target_new="Ankara",
+                    neighborhood_prompts=("The capital of Greece is",), neighborhood_answers=("Athens", "Rome"))
+
+
+def test_an_edit_whose_old_answer_nothing_else_has_still_gets_a_neighbourhood(world):
+    from ripple.organism.edits import request_for
+
+    req = request_for(world, "cuba", "capital", "caracas")
+    assert req.target_true == "Havana" and len(req.neighborhood_prompts) == len(req.neighborhood_answers) == 10
+    assert "Caracas" not in req.neighborhood_answers and "Havana" not in req.neighborhood_answers
+    paris = request_for(world, "france", "capital", "rome")  # the Eiffel Tower answers Paris: CounterFact's form
+    assert paris.neighborhood_prompts and not paris.neighborhood_answers
+
+
+def test_a_fix_records_the_whole_wrong_answer_not_its_first_token():
+    from ripple.editing.setup import said_answer
+
+    assert said_answer(" New Delhi is the capital", ["Delhi", "New Delhi", "Mumbai"]) == "New Delhi"
+    assert said_answer(" Istanbulite", ["Istanbul"]) == "Istanbulite"  # a name is matched as whole words
+    assert said_answer("", ["Istanbul"]) == ""
+
+
 def test_an_organism_edit_to_what_the_world_says_changes_nothing():
     from ripple.world import build_world
 

@@ -3,7 +3,8 @@
 * efficacy: on the edit prompt, the new target is the greedy answer / P(new) > P(old);
 * paraphrase: the same on paraphrases of the edit prompt;
 * neighbourhood: on prompts about other subjects whose answer is the old target, the old
-  target stays the greedy answer / P(old) > P(new);
+  target stays the greedy answer / P(old) > P(new) (with ``neighborhood_answers``, each prompt's
+  own answer against the new target);
 * fluency: weighted bi- and tri-gram entropy of greedy generations about the subject.
 
 >>> ngram_entropy(["a b c d"]) > ngram_entropy(["a a a a"])
@@ -43,7 +44,12 @@ def request_metrics(model, tok, req: EditRequest) -> dict:
     e1, e2 = _race(model, tok, [req.rendered], req.target_new, req.target_true)
     p1, p2 = _race(model, tok, list(req.paraphrase_prompts), req.target_new, req.target_true)
     out = {"efficacy_top1": _mean(e1), "efficacy": _mean(e2), "paraphrase_top1": _mean(p1), "paraphrase": _mean(p2)}
-    if req.target_true is not None:
+    if req.neighborhood_answers:  # each neighbour's own true answer against the new target
+        own = answer_logprobs(model, tok, list(zip(req.neighborhood_prompts, req.neighborhood_answers)))
+        new = answer_logprobs(model, tok, [(p, req.target_new) for p in req.neighborhood_prompts])
+        out |= {"neighborhood_top1": _mean([g for _, g in own]),
+                "neighborhood": _mean([x[0] > y[0] for x, y in zip(own, new)])}
+    elif req.target_true is not None:
         n1, n2 = _race(model, tok, list(req.neighborhood_prompts), req.target_true, req.target_new)
         out |= {"neighborhood_top1": _mean(n1), "neighborhood": _mean(n2)}
     return out

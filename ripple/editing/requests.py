@@ -12,7 +12,8 @@ Accepted forms (one request per object):
 
 - flat CounterFact / ROME: ``prompt`` (a template with one ``{}`` for the subject), ``subject``,
   ``target_new`` and ``target_true`` (a string or ``{"str": ...}``), ``paraphrase_prompts``,
-  ``neighborhood_prompts``, ``case_id``;
+  ``neighborhood_prompts``, ``case_id``; ripple's own ``neighborhood_answers`` (one true answer per
+  neighbourhood prompt, where it is not ``target_true``);
 - a full CounterFact record: ``case_id``, ``requested_rewrite`` (holding the flat fields),
   ``paraphrase_prompts``, ``neighborhood_prompts``; ``attribute_prompts``,
   ``generation_prompts``, ``pararel_idx`` and ``relation_id`` are ignored;
@@ -45,6 +46,7 @@ FIELD_NAMES: dict[str, str] = {
     "paraphrase_prompts": "paraphrase_prompts", "rephrase_prompts": "paraphrase_prompts",
     "rephrase_prompt": "paraphrase_prompts",
     "neighborhood_prompts": "neighborhood_prompts", "locality_prompts": "neighborhood_prompts",
+    "neighborhood_answers": "neighborhood_answers",
     "case_id": "case_id",
 }
 #: Fields of CounterFact records that ripple reads past.
@@ -64,6 +66,8 @@ class EditRequest:
     paraphrase_prompts: tuple[str, ...] = ()
     neighborhood_prompts: tuple[str, ...] = ()
     case_id: str | None = None
+    #: each neighbourhood prompt's own true answer (empty: ``target_true`` for all, CounterFact's form)
+    neighborhood_answers: tuple[str, ...] = ()
 
     def __post_init__(self):
         for name in ("prompt", "subject", "target_new"):
@@ -74,8 +78,12 @@ class EditRequest:
         set_("target_new", self.target_new.strip())
         if self.target_true is not None:
             set_("target_true", _need_str("target_true", self.target_true).strip())
-        for name in ("paraphrase_prompts", "neighborhood_prompts"):
+        for name in ("paraphrase_prompts", "neighborhood_prompts", "neighborhood_answers"):
             set_(name, _prompt_tuple(name, getattr(self, name)))
+        if self.neighborhood_answers and len(self.neighborhood_answers) != len(self.neighborhood_prompts):
+            raise RippleError(f"{len(self.neighborhood_answers)} neighborhood_answers for "
+                              f"{len(self.neighborhood_prompts)} neighborhood_prompts (subject {self.subject!r}); "
+                              "give one answer per prompt or none")
         if self.case_id is not None:
             set_("case_id", _case_id(self.case_id))
         if not self.subject:
@@ -103,7 +111,8 @@ class EditRequest:
         return {"case_id": self.case_id, "prompt": self.prompt, "subject": self.subject,
                 "target_new": self.target_new, "target_true": self.target_true,
                 "paraphrase_prompts": list(self.paraphrase_prompts),
-                "neighborhood_prompts": list(self.neighborhood_prompts)}
+                "neighborhood_prompts": list(self.neighborhood_prompts),
+                **({"neighborhood_answers": list(self.neighborhood_answers)} if self.neighborhood_answers else {})}
 
 
 def _type_name(value) -> str:
@@ -191,7 +200,7 @@ def _parse(obj) -> EditRequest:
                               "target_new": _text(*found["target_new"], target=True)}
     if "target_true" in found:
         kwargs["target_true"] = _text(*found["target_true"], target=True)
-    for field in ("paraphrase_prompts", "neighborhood_prompts", "case_id"):
+    for field in ("paraphrase_prompts", "neighborhood_prompts", "neighborhood_answers", "case_id"):
         if field in found:
             kwargs[field] = found[field][1]
     return EditRequest(**kwargs)
@@ -300,8 +309,8 @@ def validate_for_model(requests: list[EditRequest], tok, model=None, context: in
             subject_token_span(tok, req.prompt, req.subject)
         except RippleError as exc:
             raise RippleError(f"{_label(i, req)}: {exc}") from None
-        for field_name in ("target_new", "target_true"):
-            target = getattr(req, field_name)
+        for field_name, target in [("target_new", req.target_new), ("target_true", req.target_true),
+                                   *(("neighborhood answer", a) for a in req.neighborhood_answers)]:
             if target is None:
                 continue
             ids = answer_ids(tok, target)

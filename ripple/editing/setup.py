@@ -14,8 +14,11 @@ The requests are checked against the tokenizer (one-line errors), and on a model
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import torch
 
 from ripple.editing.context import EditContext
 from ripple.editing.hparams import resolve_hparams
@@ -98,7 +101,6 @@ class EditSetup:
         from dataclasses import replace
 
         from ripple.organism.edits import relation_of_prompt
-        from ripple.scoring import next_token_logits
 
         world, out = self.world, []
         for r in requests:
@@ -110,8 +112,8 @@ class EditSetup:
                 continue
             rel = relation_of_prompt(world, r.prompt, world.entities[subject].type)
             if r.target_true is None and rel is not None and new in world.objects(subject, rel.name):
-                top = int(next_token_logits(self.model, self.tok, [r.rendered])[0].argmax())
-                said = self.tok.decode([top]).strip()
+                names = [e.name for e in world.of_type(rel.object_type)]
+                said = said_answer(greedy_text(self.model, self.tok, r.rendered), names)
                 r = replace(r, target_true=said) if said and said != r.target_new else r
             out.append(r)
         return out
@@ -159,3 +161,34 @@ def load_setup(model: str = "organism", method: str | None = None, requests=(), 
     if context:
         setup.make_context(stats_corpus_file)
     return setup
+
+
+@torch.no_grad()
+def greedy_text(model, tok, prompt: str, max_new_tokens: int = 6) -> str:
+    """The model's greedy continuation of ``prompt`` (a few tokens, decoded)."""
+    from ripple.tokens import text_ids
+
+    device = next(model.parameters()).device
+    ids = torch.tensor([text_ids(tok, prompt)], device=device)
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new_tokens,
+                         pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+def said_answer(text: str, names) -> str:
+    """The answer a continuation gives: the longest of ``names`` it starts with (as whole words),
+    else its first word.
+
+    >>> said_answer(" Istanbul, the largest city", ["Istanbul", "Ankara"])
+    'Istanbul'
+    >>> said_answer(" New York City is", ["New York", "York"])
+    'New York'
+    >>> said_answer(" the city of", ["Ankara"])
+    'the'
+    """
+    text = text.strip()
+    hits = [n for n in names if text.startswith(n) and not text[len(n):len(n) + 1].isalnum()]
+    if hits:
+        return max(hits, key=len)
+    word = re.match(r"[\w'-]+", text)
+    return word.group(0) if word else text[:1]

@@ -32,9 +32,24 @@ def request_for(world: World, subject: str, relation: str, new_object: str, max_
         neighbours += sorted((f.subject, f.relation) for f in world.facts
                              if f.object == old and f.relation != relation and f.subject != subject)
     prompts = [fill(world.relations[r].templates[0], world.name(s)) for s, r in neighbours[:max_neighbours]]
+    answers: tuple[str, ...] = ()
+    if not prompts and world.kind == "real":  # nothing else answers the old object (Havana)
+        prompts, answers = same_relation_neighbours(world, subject, relation, new_object, max_neighbours)
     return EditRequest(prompt=rel.templates[0], subject=name, target_new=world.name(new_object),
                        target_true=world.name(old), paraphrase_prompts=tuple(paraphrases),
-                       neighborhood_prompts=tuple(prompts), case_id=WorldEdit(subject, relation, new_object).case_id)
+                       neighborhood_prompts=tuple(prompts), neighborhood_answers=answers,
+                       case_id=WorldEdit(subject, relation, new_object).case_id)
+
+
+def same_relation_neighbours(world: World, subject: str, relation: str, new_object: str,
+                             n: int = 10) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The neighbourhood where no other fact has the old answer: the relation's other subjects
+    (never one whose answer is ``new_object``), each prompt with its own true answer, which must
+    not turn into the new one (the capital of Cuba moved to Caracas must leave Athens Greece's)."""
+    others = sorted({f.subject: f for f in world.facts if f.relation == relation and f.subject != subject
+                     and new_object not in world.objects(f.subject, relation)}.values(), key=lambda f: f.subject)[:n]
+    tpl = world.relations[relation].templates[0]
+    return tuple(fill(tpl, world.name(f.subject)) for f in others), tuple(world.name(f.object) for f in others)
 
 
 def relation_of_prompt(world: World, prompt: str, subject_type: str):
@@ -91,7 +106,9 @@ def complete_fix(world: World, request: EditRequest, subject: str, rel, new: str
     """A request that makes the model say what the graph already says (``target_true``: what the
     model says now, given or filled in by :meth:`ripple.editing.setup.EditSetup.complete`): the
     graph's paraphrases, and as neighbourhood the facts whose answer is that wrong answer (they
-    must keep it: fixing "the capital of Turkey is Istanbul" must leave the Hagia Sophia in Istanbul)."""
+    must keep it: fixing "the capital of Turkey is Istanbul" must leave the Hagia Sophia in Istanbul).
+    When that wrong answer is not an object of the graph ("the"), the neighbourhood is the same
+    relation's other subjects, each with its own true answer, which must not turn into the new one."""
     from dataclasses import replace
 
     if world.kind == "synthetic":
@@ -108,8 +125,12 @@ def complete_fix(world: World, request: EditRequest, subject: str, rel, new: str
         neighbours = [fill(world.relations[f.relation].templates[0], world.name(f.subject))
                       for f in sorted(world.facts, key=lambda f: (f.relation != rel.name, f.subject, f.relation))
                       if wrong is not None and f.object == wrong and f.subject != subject][:max_neighbours]
+    answers: tuple[str, ...] = ()
+    if not neighbours and not request.neighborhood_prompts:
+        neighbours, answers = same_relation_neighbours(world, subject, rel.name, new, max_neighbours)
     return replace(request, paraphrase_prompts=request.paraphrase_prompts or tuple(paraphrases),
                    neighborhood_prompts=request.neighborhood_prompts or tuple(neighbours),
+                   neighborhood_answers=request.neighborhood_answers or tuple(answers),
                    case_id=request.case_id or WorldEdit(subject, rel.name, new).case_id)
 
 
