@@ -5,6 +5,7 @@
     edit_sweep_<model>_<kind>.json  benchmarks/edit_sweep.py     the sweeps (layers, clamp, memit)
     stats_corpus_<model>.json     benchmarks/stats_corpus.py     the statistics-corpus comparison
     real_audit/*/report.json      benchmarks/real_audit_samples.sh  sample audits
+    real_fixes_<model>.md         benchmarks/real_fixes.py        fixes audited
 
     python benchmarks/real_models_report.py
 
@@ -84,7 +85,8 @@ def trace_section(model: str) -> list[str]:
 
 
 #: The sweeps the layer choice rests on: reports/edit_sweep_<model>_<kind>.json, in this order.
-SWEEPS = (("layers", "ROME layers"), ("clamp", "ROME's value clamp"), ("memit", "MEMIT's layers and lam"))
+SWEEPS = (("layers", "ROME layers"), ("clamp", "ROME's value clamp"), ("memit_lam", "MEMIT's lam, a first probe"),
+          ("memit", "MEMIT's layers and lam"))
 
 
 def sweep_section(model: str) -> list[str]:
@@ -141,6 +143,19 @@ def audits_section() -> list[str]:
             "needs `--tasks`, is measured in each):", ""] + table(cols, rows) + [""]
 
 
+def fixes_section(model: str) -> list[str]:
+    """The body of reports/real_fixes_<model>.md (benchmarks/real_fixes.py), and of the run before
+    ripple kept a subject's tokens after its context prefixes, where there is one."""
+    name = model.replace(".", "_")
+    out = []
+    for suffix, title in (("", ""), ("_before", " (before the context-prefix fix)")):
+        path = REPORTS / f"real_fixes_{name}{suffix}.md"
+        if path.exists():
+            body = path.read_text().splitlines()[2:]
+            out += [f"**{model}{title}**", "", *body, ""]
+    return out or [f"{model}: no fixes audited yet (`python benchmarks/real_fixes.py --model {model}`).", ""]
+
+
 def _edit(e: dict) -> str:
     return f"{e['prompt'].replace('{}', e['subject'])} -> {e['target_new']}"
 
@@ -165,6 +180,9 @@ def main() -> None:
     for model in MODELS:
         lines += corpus_section(model)
     lines += ["## Sample audits", ""] + audits_section()
+    lines += ["## Fixes audited", ""]
+    for model in MODELS:
+        lines += fixes_section(model)
     notes = REPORTS / "real_models_notes.md"
     if notes.exists():
         lines += ["## What was chosen, and why", "", notes.read_text().strip(), ""]

@@ -48,5 +48,9 @@ EDITORS.register(Editor(
     "rome", RomeHParams, compute_rome, one_request_per_solve=True,
     arch_defaults={"gpt2": {"layer_fracs": (17 / 47,)}, "gptj": {"layer_fracs": (5 / 27,)},
                    "gpt_neox": {"layer_fracs": (0.3,)}, "llama": {"layer_fracs": (5 / 31,)},
-                   "mistral": {"layer_fracs": (5 / 31,)}, "qwen2": {"layer_fracs": (5 / 27,)}},
+                   "mistral": {"layer_fracs": (5 / 31,)}, "qwen2": {"layer_fracs": (5 / 27,)},
+                   # Gemma-3-270M: layer 1 of 18 and a smaller value clamp, because the MLP's output is
+                   # normalized (post_feedforward_layernorm) and a value 4x the old one's norm bleeds
+                   # into neighbouring subjects (reports/real_models.md)
+                   "gemma3_text": {"layer_fracs": (1 / 17,), "clamp_norm_factor": 2.0}},
     summary="one fact at one layer: the rank-one closed form (Meng et al. 2022)"))
