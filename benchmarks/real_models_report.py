@@ -144,11 +144,13 @@ def audits_section() -> list[str]:
 
 
 def fixes_section(model: str) -> list[str]:
-    """The body of reports/real_fixes_<model>.md (benchmarks/real_fixes.py), and of the run before
-    ripple kept a subject's tokens after its context prefixes, where there is one."""
+    """The body of reports/real_fixes_<model>.md (benchmarks/real_fixes.py), and of the experiment
+    with context prefixes ending in a newline (reverted), where there is one."""
     name = model.replace(".", "_")
     out = []
-    for suffix, title in (("", ""), ("_before", " (before the context-prefix fix)")):
+    for suffix, title in (("", ""), ("_newline_prefix", " (an experiment, reverted: context prefixes ending in a "
+                                                      "newline, so that a subject-first prompt keeps its subject's "
+                                                      "tokens)")):
         path = REPORTS / f"real_fixes_{name}{suffix}.md"
         if path.exists():
             body = path.read_text().splitlines()[2:]

@@ -106,23 +106,6 @@ def test_a_rome_edit_takes_holds_on_a_paraphrase_and_spares_a_neighbour(cache, m
     assert_state(model, before)
 
 
-def test_a_subject_that_opens_the_prompt_keeps_its_tokens_after_every_context_prefix(smollm2):
-    """SmolLM2 reads 'Seoul' at a prompt's start as other tokens than ' Seoul' after '... . ': ROME's
-    key, averaged over the prefixed prompts, then barely reaches the bare prompt, and fixing
-    'Seoul is located in the country of' (SmolLM2 says Norway) did not take."""
-    from ripple.editing.compute import _render, _subject_ids
-
-    model, tok, _ = smollm2
-    seoul = EditRequest("{} is located in the country of", "Seoul", "South Korea")
-    prefixes = ["-the-best- . {}", "and the Redemptive: . {}"]
-    assert _subject_ids(tok, "x . " + seoul.rendered, "Seoul") != _subject_ids(tok, seoul.rendered, "Seoul")
-    for ctx in prefixes:
-        text = _render(ctx, seoul, tok)
-        assert text.endswith("\n" + seoul.rendered)
-        assert _subject_ids(tok, text, "Seoul") == _subject_ids(tok, seoul.rendered, "Seoul")
-        assert _render(ctx, EIFFEL, tok) == ctx.replace("{}", EIFFEL.rendered)  # mid-sentence: unchanged
-
-
 def test_bad_gguf_input_is_one_line(capfd, tmp_path, monkeypatch):
     fake = tmp_path / "fake.gguf"
     fake.write_text("not a model")

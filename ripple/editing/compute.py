@@ -45,26 +45,8 @@ def fact_position(tok, text: str, prompt: str, subject: str, fact_token: str) ->
     return s0 if fact_token == "subject_first" else s1 - 1
 
 
-def _subject_ids(tok, text: str, subject: str) -> list[int]:
-    s0, s1 = subject_token_span(tok, text, subject)
-    return text_ids(tok, text)[s0:s1]
-
-
-def _render(ctx: str, req: EditRequest, tok=None) -> str:
-    """``req``'s prompt after the context prefix ``ctx``. A subject that opens the prompt is
-    tokenized without a leading space there ("Seoul" -> ``Se``, ``oul`` in SmolLM2) but with one
-    after ``"... . "`` (`` Seoul``): different tokens, so different keys, and an edit averaged over
-    the contexts barely reaches the bare prompt. With ``tok``, such a prefix ends in a newline
-    instead, after which the subject keeps the bare prompt's tokens (a word-level tokenizer, as the
-    organism's, never needs it)."""
-    text = fill(ctx, req.rendered)
-    if tok is None or ctx == "{}" or not req.prompt.startswith("{}") or not ctx.endswith(" . {}"):
-        return text
-    bare = _subject_ids(tok, req.rendered, req.subject)
-    if _subject_ids(tok, text, req.subject) == bare:
-        return text
-    alt = fill(ctx[: -len(" . {}")] + ".\n{}", req.rendered)
-    return alt if _subject_ids(tok, alt, req.subject) == bare else text
+def _render(ctx: str, req: EditRequest) -> str:
+    return fill(ctx, fill(req.prompt, req.subject))
 
 
 @torch.no_grad()
@@ -75,7 +57,7 @@ def fact_keys(model, tok, spec, layer: int, requests: list[EditRequest], context
     texts, where = [], []
     for i, r in enumerate(requests):
         for c in contexts:
-            text = _render(c, r, tok)
+            text = _render(c, r)
             texts.append(text)
             where.append((i, fact_position(tok, text, r.prompt, r.subject, fact_token)))
     device = next(model.parameters()).device
@@ -108,7 +90,7 @@ def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contex
     mod = resolve_site(spec, site)[0]
     device = next(model.parameters()).device
     target = answer_ids(tok, request.target_new)
-    rewrite = [_render(c, request, tok) for c in contexts]
+    rewrite = [_render(c, request) for c in contexts]
     kl_texts = [fill(p, request.subject) for p in hp.kl_prompts]
     seqs, pos, ans = [], [], []
     for text in rewrite:
