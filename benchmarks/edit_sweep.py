@@ -131,18 +131,17 @@ def main(argv=None) -> None:
         atomic_write_text(out / f"edit_sweep_{args.name}.md", "\n".join(lines) + "\n")
 
     done = []
+    tag = {"model": args.model, "edits": args.edits, "seed": args.seed, "set": list(args.set)}
     if args.resume and (out / f"edit_sweep_{args.name}.json").exists():
-        same = {"model": args.model, "edits": args.edits, "seed": args.seed, "set": list(args.set)}
         done = [r for r in json.loads((out / f"edit_sweep_{args.name}.json").read_text())
-                if all(r.get(k, v) == v for k, v in same.items())
+                if all(r.get(k, v) == v for k, v in tag.items())
                 and (r["method"], r["config"].split()) in [(m, o) for m, o in configs]]
     todo = [(m, o) for m, o in configs if not any((r["method"], r["config"].split()) == (m, o) for r in done)]
     print(f"{len(done)} configurations kept from the previous run, {len(todo)} to measure", flush=True)
     if done:
         write(done)
-    tag = {"model": args.model, "edits": args.edits, "seed": args.seed, "set": list(args.set)}
     run_sweep(setup, requests, todo, args.set,
-              on_row=lambda rows: write(done + [{**tag, **r} if "edits" not in r else r for r in rows]))
+              on_row=lambda rows: write(done + [{**tag, **r} for r in rows]))
 
 if __name__ == "__main__":
     main()

@@ -162,7 +162,7 @@ def test_a_fix_whose_wrong_answer_is_no_entity_races_each_neighbour_against_the_
     for prompt, answer in zip(done.neighborhood_prompts, done.neighborhood_answers):
         country = prompt.removeprefix("The capital of ").removesuffix(" is")
         assert capital[country] == answer != "Ankara" and country != "Turkey"
-    assert EditRequest(**{**done.to_dict()}) == done  # the answers survive the flat form
+    assert EditRequest(**done.to_dict()) == done  # the answers survive the flat form
     with pytest.raises(RippleError, match="give one answer per prompt"):
         EditRequest(prompt="The capital of {} is", subject="Turkey", target_new="Ankara",
                     neighborhood_prompts=("The capital of Greece is",), neighborhood_answers=("Athens", "Rome"))
@@ -176,6 +176,8 @@ def test_an_edit_whose_old_answer_nothing_else_has_still_gets_a_neighbourhood(wo
     assert "Caracas" not in req.neighborhood_answers and "Havana" not in req.neighborhood_answers
     paris = request_for(world, "france", "capital", "rome")  # the Eiffel Tower answers Paris: CounterFact's form
     assert paris.neighborhood_prompts and not paris.neighborhood_answers
+    given = complete_from_world(world, EditRequest(prompt="The capital of {} is", subject="Cuba", target_new="Caracas"))
+    assert given.neighborhood_answers == req.neighborhood_answers  # completing a request keeps the answers
 
 
 def test_a_fix_records_the_whole_wrong_answer_not_its_first_token():

@@ -98,6 +98,8 @@ def complete_from_world(world: World, request: EditRequest) -> EditRequest:
     return replace(request, target_true=request.target_true or full.target_true,
                    paraphrase_prompts=request.paraphrase_prompts or full.paraphrase_prompts,
                    neighborhood_prompts=request.neighborhood_prompts or full.neighborhood_prompts,
+                   neighborhood_answers=request.neighborhood_answers or (
+                       () if request.neighborhood_prompts else full.neighborhood_answers),
                    case_id=request.case_id or full.case_id)
 
 
