@@ -8,9 +8,34 @@
 
 from __future__ import annotations
 
+import inspect
+from functools import lru_cache
+
 import torch
 
 from ripple.tokens import answer_ids, text_ids
+
+
+def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices in batches of similar length (shortest first), so that little of each batch is
+    padding; callers put the results back in the input order."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@lru_cache(maxsize=None)
+def _keeps_logits(cls) -> bool:
+    return "logits_to_keep" in inspect.signature(cls.forward).parameters
+
+
+def window_logits(model, ids: torch.Tensor, mask: torch.Tensor, lo: int, hi: int, **kw) -> torch.Tensor:
+    """Logits at positions ``lo .. hi-1`` only, shape ``[batch, hi - lo, vocab]``: the
+    unembedding is a fifth of a small model's compute, and a prompt set needs it at a few
+    positions (transformers' ``logits_to_keep``; the whole sequence for a model without it)."""
+    if _keeps_logits(type(model)):
+        keep = torch.arange(lo, hi, device=ids.device)
+        return model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, **kw).logits
+    return model(input_ids=ids, attention_mask=mask, **kw).logits[:, lo:hi]
 
 
 def encode_batch(tok, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,13 +58,17 @@ def pad_ids(enc: list[list[int]], tok, device) -> tuple[torch.Tensor, torch.Tens
 def next_token_logits(model, tok, prompts: list[str], batch_size: int = 128) -> torch.Tensor:
     """Logits of the token after each prompt, shape ``[len(prompts), vocab]``, float32 on CPU."""
     device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        ids, mask = encode_batch(tok, prompts[i : i + batch_size], device)
-        logits = model(input_ids=ids, attention_mask=mask).logits
+    enc = [text_ids(tok, p) for p in prompts]
+    out: list[torch.Tensor | None] = [None] * len(prompts)
+    for batch in length_batches([len(e) for e in enc], batch_size):
+        ids, mask = pad_ids([enc[j] for j in batch], tok, device)
         last = mask.sum(1) - 1
-        out.append(logits[torch.arange(len(ids), device=device), last].float().cpu())
-    return torch.cat(out) if out else torch.empty(0)
+        lo, hi = int(last.min()), int(last.max()) + 1
+        logits = window_logits(model, ids, mask, lo, hi)
+        rows = logits[torch.arange(len(ids), device=device), last - lo].float().cpu()
+        for j, row in zip(batch, rows):
+            out[j] = row
+    return torch.stack(out) if out else torch.empty(0)
 
 
 @torch.no_grad()
@@ -47,25 +76,34 @@ def answer_logprobs(model, tok, pairs: list[tuple[str, str]], batch_size: int = 
     """For each (prompt, answer): total log-probability of the answer's tokens after the prompt,
     and whether greedy decoding would produce exactly those tokens."""
     device = next(model.parameters()).device
-    out: list[tuple[float, bool]] = []
-    for i in range(0, len(pairs), batch_size):
-        chunk = pairs[i : i + batch_size]
-        p_ids = [text_ids(tok, p) for p, _ in chunk]
-        a_ids = [answer_ids(tok, a) for _, a in chunk]
-        if not all(a_ids):
-            raise ValueError(f"an answer tokenizes to nothing: {[a for _, a in chunk if not a.strip()]!r}")
+    p_all = [text_ids(tok, p) for p, _ in pairs]
+    a_all = [answer_ids(tok, a) for _, a in pairs]
+    if not all(a_all):
+        raise ValueError(f"an answer tokenizes to nothing: {[a for _, a in pairs if not a.strip()]!r}")
+    out: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
+    for batch in length_batches([len(p) + len(a) for p, a in zip(p_all, a_all)], batch_size):
+        p_ids, a_ids = [p_all[j] for j in batch], [a_all[j] for j in batch]
         ids, mask = pad_ids([p + a for p, a in zip(p_ids, a_ids)], tok, device)
-        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
-        out += score_answers(logp, p_ids, a_ids)
+        lo, hi = answer_window(p_ids, a_ids)
+        logp = torch.log_softmax(window_logits(model, ids, mask, lo, hi).float(), -1)
+        for j, res in zip(batch, score_answers(logp, p_ids, a_ids, offset=lo)):
+            out[j] = res
     return out
 
 
-def score_answers(logp: torch.Tensor, prompts: list[list[int]], answers: list[list[int]]) -> list[tuple[float, bool]]:
-    """From log-probabilities ``[batch, seq, vocab]`` of ``prompt + answer`` sequences (one a row):
-    each answer's total log-probability and whether greedy decoding gives exactly its tokens."""
+def answer_window(prompts: list[list[int]], answers: list[list[int]]) -> tuple[int, int]:
+    """The positions whose logits score each answer after its prompt, for the whole batch."""
+    return min(len(p) for p in prompts) - 1, max(len(p) + len(a) for p, a in zip(prompts, answers)) - 1
+
+
+def score_answers(logp: torch.Tensor, prompts: list[list[int]], answers: list[list[int]],
+                  offset: int = 0) -> list[tuple[float, bool]]:
+    """From log-probabilities ``[batch, seq, vocab]`` of ``prompt + answer`` sequences (one a row;
+    position ``offset`` first): each answer's total log-probability and whether greedy decoding
+    gives exactly its tokens."""
     out = []
     for j, (p, a) in enumerate(zip(prompts, answers)):
-        pos = torch.arange(len(p) - 1, len(p) + len(a) - 1, device=logp.device)
+        pos = torch.arange(len(p) - 1 - offset, len(p) + len(a) - 1 - offset, device=logp.device)
         target = torch.tensor(a, device=logp.device)
         out.append((logp[j, pos, target].sum().item(), bool((logp[j, pos].argmax(-1) == target).all())))
     return out

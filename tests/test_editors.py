@@ -224,3 +224,21 @@ def test_hparam_errors_are_one_line(tmp_path, kwargs, needle):
 def test_unknown_editor_name_is_one_line():
     with pytest.raises(RippleError, match="unknown editing method 'romee'; choose one of alphaedit, emmet"):
         get_editor("romee")
+
+
+@pytest.mark.parametrize("method", ["rome", "memit"])
+def test_rect_on_a_computed_edit_equals_solving_with_rect(method, tiny_tokenizer):
+    from ripple.editing.editor import with_rect
+
+    model = make_tiny_model("gpt2")
+    ctx, reqs = context(model, tiny_tokenizer), requests_for(method)
+    plain = get_editor(method).compute(ctx, reqs, hparams(method))
+    solved = get_editor(method).compute(ctx, reqs, hparams(method, "gpt2", "rect=0.4"))
+    masked = with_rect(ctx, plain, 0.4)
+    assert masked.method == solved.method == f"{method}+rect" and masked.hparams["rect"] == 0.4
+    assert sorted(masked.deltas) == sorted(solved.deltas)
+    for name, d in solved.deltas.items():
+        assert torch.equal(masked.deltas[name], d), name
+        assert (d == 0).any() and not torch.equal(d, plain.deltas[name])  # the mask did remove entries
+    with pytest.raises(RippleError, match="already masked"):
+        with_rect(ctx, masked, 0.4)

@@ -21,7 +21,7 @@ from ripple.hooks import SiteTrace
 from ripple.modes import held
 from ripple.probes.record import encode_items, gather
 from ripple.probes.sets import ProbeItem
-from ripple.scoring import pad_ids, score_answers
+from ripple.scoring import answer_window, length_batches, pad_ids, score_answers, window_logits
 from ripple.tokens import answer_ids
 
 POSITION = "subject_last"
@@ -90,30 +90,38 @@ def measure_items(model, tok, spec, items: Sequence[ProbeItem], layers: Sequence
     reps = {layer: [] for layer in layers}
     last = {layer: [] for layer in layers}
     greedy, logp, correct = [], [], []
+    prompts_all, where_all = encode_items(tok, items)
+    answers_all = [answer_ids(tok, item.answer) for item in items]
+    empty = [item.answer for item, a in zip(items, answers_all) if not a]
+    if empty:
+        raise RippleError(f"probe answer {empty[0]!r} tokenizes to nothing; give every item an answer")
+    order: list[int] = []
     with held(model, no_grad=True):
-        for lo in range(0, len(items), batch_size):
-            chunk = items[lo : lo + batch_size]
-            prompts, where = encode_items(tok, chunk)
-            answers = [answer_ids(tok, item.answer) for item in chunk]
-            empty = [item.answer for item, a in zip(chunk, answers) if not a]
-            if empty:
-                raise RippleError(f"probe answer {empty[0]!r} tokenizes to nothing; give every item an answer")
+        for batch in length_batches([len(p) + len(a) for p, a in zip(prompts_all, answers_all)], batch_size):
+            order += batch
+            prompts, answers = [prompts_all[j] for j in batch], [answers_all[j] for j in batch]
             ids, mask = pad_ids([p + a for p, a in zip(prompts, answers)], tok, device)
+            lo, hi = answer_window(prompts, answers)
             with SiteTrace(model, spec, sites) as st:
-                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-            rows = torch.arange(len(chunk), device=device)
-            at_subject = torch.tensor(where["subject_last"], device=device)
-            at_last = torch.tensor(where["last"], device=device)
+                logits = window_logits(model, ids, mask, lo, hi, use_cache=False)
+            rows = torch.arange(len(batch), device=device)
+            at_subject = torch.tensor([where_all["subject_last"][j] for j in batch], device=device)
+            at_last = torch.tensor([where_all["last"][j] for j in batch], device=device)
             for layer, site in zip(layers, sites):
                 reps[layer].append(gather(st[site], at_subject))
                 last[layer].append(gather(st[site], at_last))
             lsm = torch.log_softmax(logits.float(), -1)
-            greedy += lsm[rows, at_last].argmax(-1).tolist()
-            for lp, ok in score_answers(lsm, prompts, answers):
+            greedy += lsm[rows, at_last - lo].argmax(-1).tolist()
+            for lp, ok in score_answers(lsm, prompts, answers, offset=lo):
                 logp.append(lp)
                 correct.append(ok)
+    back = torch.empty(len(order), dtype=torch.long)
+    back[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))  # input order again
+    greedy, logp, correct = [greedy[i] for i in back], [logp[i] for i in back], [correct[i] for i in back]
+    reps = {layer: torch.cat(reps[layer])[back] for layer in layers}
+    last = {layer: torch.cat(last[layer])[back] for layer in layers}
     return ItemState(ids=tuple(item.id for item in items),
-                     reps={layer: torch.cat(reps[layer]) for layer in layers},
+                     reps=reps,
                      greedy=tuple(tok.decode([t]).strip() for t in greedy),
                      logp=torch.tensor(logp, dtype=torch.float64), correct=tuple(correct),
-                     last={layer: torch.cat(last[layer]) for layer in layers})
+                     last=last)
