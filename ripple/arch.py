@@ -60,6 +60,7 @@ class ArchSpec:
     mlp_out_transposed: bool
     depth: int | None = None
     n_positions_attr: str = "max_position_embeddings"
+    mlp_post_norm: str | None = None  # a norm between the MLP's output and the residual stream
 
     def n_layers(self, model_or_config) -> int:
         """Number of blocks, read from the config attribute named by ``n_layers_attr``."""
@@ -105,8 +106,8 @@ ARCH_TABLE: dict[str, ArchSpec] = {
     # (there the embed site is before the scaling); the unembedding is tied to the embedding, and the
     # unembed site is lm_head's output, before gemma2's final logit soft-capping.
     "gemma": ArchSpec("gemma", **_LLAMA_STYLE),
-    "gemma2": ArchSpec("gemma2", **_LLAMA_STYLE),
-    "gemma3_text": ArchSpec("gemma3_text", **_LLAMA_STYLE),
+    "gemma2": ArchSpec("gemma2", mlp_post_norm="post_feedforward_layernorm", **_LLAMA_STYLE),
+    "gemma3_text": ArchSpec("gemma3_text", mlp_post_norm="post_feedforward_layernorm", **_LLAMA_STYLE),
 }
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(ARCH_TABLE)

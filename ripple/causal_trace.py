@@ -23,7 +23,7 @@ import torch
 from ripple.arch import act_name
 from ripple.errors import RippleError
 from ripple.hooks import TraceDict
-from ripple.scoring import first_token_id
+from ripple.scoring import first_token_id, last_logits
 from ripple.tokens import render_prompt, subject_token_span, text_ids
 
 KINDS = {"hidden": "out", "mlp": "mlp.out", "attn": "attn.out"}  # kind -> block site
@@ -79,7 +79,7 @@ def causal_trace(model, tok, spec, prompt: str, subject: str, answer: str | None
     batch = ids.repeat(samples + 1, 1).to(device)
     target = None
     if answer is None:  # trace the model's own top token itself: re-encoding " " + its text may give another
-        target = int(model(input_ids=ids.to(device)).logits[0, -1].argmax())
+        target = int(last_logits(model, ids.to(device))[0].argmax())
         answer = tok.decode([target]).strip()
     if not answer.strip():
         raise RippleError("the answer is empty; pass --answer or let the model's own prediction be traced")
@@ -106,11 +106,11 @@ def causal_trace(model, tok, spec, prompt: str, subject: str, answer: str | None
             return out
 
         with TraceDict(model, [embed_module, *patch], edit_output=edit, retain_output=False):
-            probs = torch.softmax(model(input_ids=batch).logits[:, -1].float(), -1)
+            probs = torch.softmax(last_logits(model, batch).float(), -1)
         return probs[1:, target].mean().item()
 
     with torch.no_grad():
-        p_clean = torch.softmax(model(input_ids=ids.to(device)).logits[0, -1].float(), -1)[target].item()
+        p_clean = torch.softmax(last_logits(model, ids.to(device))[0].float(), -1)[target].item()
     p_corrupt = run({})
     if positions is None:
         traced = list(range(n_tok))

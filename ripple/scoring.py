@@ -28,7 +28,7 @@ def _keeps_logits(cls) -> bool:
     return "logits_to_keep" in inspect.signature(cls.forward).parameters
 
 
-def window_logits(model, ids: torch.Tensor, mask: torch.Tensor, lo: int, hi: int, **kw) -> torch.Tensor:
+def window_logits(model, ids: torch.Tensor, mask: torch.Tensor | None, lo: int, hi: int, **kw) -> torch.Tensor:
     """Logits at positions ``lo .. hi-1`` only, shape ``[batch, hi - lo, vocab]``: the
     unembedding is a fifth of a small model's compute, and a prompt set needs it at a few
     positions (transformers' ``logits_to_keep``; the whole sequence for a model without it)."""
@@ -36,6 +36,11 @@ def window_logits(model, ids: torch.Tensor, mask: torch.Tensor, lo: int, hi: int
         keep = torch.arange(lo, hi, device=ids.device)
         return model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, **kw).logits
     return model(input_ids=ids, attention_mask=mask, **kw).logits[:, lo:hi]
+
+
+def last_logits(model, ids: torch.Tensor) -> torch.Tensor:
+    """Logits ``[batch, vocab]`` after the last token of unpadded ``ids``."""
+    return window_logits(model, ids, None, ids.shape[1] - 1, ids.shape[1])[:, 0]
 
 
 def encode_batch(tok, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:

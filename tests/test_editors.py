@@ -242,3 +242,43 @@ def test_rect_on_a_computed_edit_equals_solving_with_rect(method, tiny_tokenizer
         assert (d == 0).any() and not torch.equal(d, plain.deltas[name])  # the mask did remove entries
     with pytest.raises(RippleError, match="already masked"):
         with_rect(ctx, masked, 0.4)
+
+
+@pytest.mark.parametrize("model_type", ["gemma2", "gemma3_text"])
+def test_memit_moves_the_residual_by_its_target_through_the_post_mlp_norm(model_type, tiny_tokenizer):
+    """Gemma 2 and 3 normalize the MLP's output before adding it to the residual: the MLP output
+    change MEMIT asks of a layer must move the block's output by the residual target R."""
+    from ripple.arch import act_name
+    from ripple.editing.compute import fact_position, site_values
+    from ripple.editing.editors.memit import mlp_output_change
+    from ripple.hooks import Trace
+
+    model = make_tiny_model(model_type)
+    torch.manual_seed(1)
+    norm = model.model.layers[0].post_feedforward_layernorm
+    with torch.no_grad():
+        norm.weight.normal_(0.0, 3.0)  # a scale far from one, as in a trained Gemma
+    ctx, req = context(model, tiny_tokenizer), edit_requests()[:1]
+    pos = fact_position(tiny_tokenizer, req[0].rendered, req[0].prompt, req[0].subject, "subject_last")
+    spec = ctx.spec
+
+    def residual(change=None):
+        def add(out, name):
+            out = out.clone()
+            out[0, pos] += change.to(out.dtype)
+            return out
+        if change is None:
+            return site_values(model, tiny_tokenizer, spec, act_name(0, "out"), req, "subject_last")
+        with Trace(model, spec.block(0, spec.mlp), edit_output=add, retain_output=False):
+            return site_values(model, tiny_tokenizer, spec, act_name(0, "out"), req, "subject_last")
+
+    M = site_values(model, tiny_tokenizer, spec, act_name(0, "mlp.out"), req, "subject_last")
+    with torch.no_grad():  # a reachable target: what the norm gives for another MLP output (of the same RMS:
+        other = M + 0.5 * M.abs().mean() * torch.randn_like(M)  # the norm's eps makes the scale matter)
+        other = other * M.pow(2).mean().sqrt() / other.pow(2).mean().sqrt()
+        R = (norm(other.T.float()) - norm(M.T.float())).double().T
+    D = mlp_output_change(ctx, 0, req, R, "subject_last")
+    base = residual()
+    assert torch.allclose(residual(D[:, 0]) - base, R, atol=1e-4 * float(R.norm()))
+    naive = residual(R[:, 0]) - base  # the residual target written as the MLP's change misses
+    assert (naive - R).norm() > 0.5 * R.norm()

@@ -18,7 +18,7 @@ from ripple.arch import act_name, resolve_site
 from ripple.editing.requests import EditRequest
 from ripple.hooks import Trace
 from ripple.modes import held
-from ripple.scoring import encode_batch, pad_ids
+from ripple.scoring import encode_batch, pad_ids, window_logits
 from ripple.tokens import answer_ids, fill, subject_token_span, text_ids
 
 
@@ -107,13 +107,17 @@ def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contex
     pos_t = torch.tensor(pos, device=device)
     tgt = torch.tensor(target, device=device)
     kl_last = mask[n_rw:].sum(1) - 1
+    # logits only where the loss reads them: the target's positions and the KL prompts' last
+    lo = min(ans + kl_last.tolist())
+    hi = max([a + len(target) for a in ans] + [k + 1 for k in kl_last.tolist()])
+    kl_at = kl_last - lo
 
     with held(model, trainable=()):
         with Trace(model, mod, stop=False) as t:
             with torch.no_grad():
-                base = model(input_ids=ids, attention_mask=mask).logits
+                base = window_logits(model, ids, mask, lo, hi)
         init = t.output[rows, pos_t].float()
-        base_kl = torch.log_softmax(base[rows[n_rw:], kl_last].float(), -1) if kl_texts else None
+        base_kl = torch.log_softmax(base[rows[n_rw:], kl_at].float(), -1) if kl_texts else None
         init_norm = init[0].norm().item()
         delta = torch.zeros(init.shape[-1], device=device, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=hp.v_lr)
@@ -126,13 +130,13 @@ def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contex
         history = []
         for _ in range(hp.v_steps):
             with Trace(model, mod, edit_output=add, retain_output=False):
-                logits = model(input_ids=ids, attention_mask=mask).logits.float()
+                logits = window_logits(model, ids, mask, lo, hi).float()
             logp = torch.log_softmax(logits, -1)
-            idx = torch.tensor([[a + j for j in range(len(target))] for a in ans], device=device)
+            idx = torch.tensor([[a - lo + j for j in range(len(target))] for a in ans], device=device)
             nll = -logp[rows[:n_rw, None], idx, tgt[None, :]].mean()
             loss = nll + hp.v_weight_decay * delta.norm() / max(init_norm, 1e-8)
             if base_kl is not None:
-                cur = logp[rows[n_rw:], kl_last]
+                cur = logp[rows[n_rw:], kl_at]
                 loss = loss + hp.kl_factor * torch.nn.functional.kl_div(cur, base_kl, log_target=True,
                                                                         reduction="batchmean")
             history.append(round(nll.item(), 5))

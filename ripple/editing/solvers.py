@@ -48,6 +48,45 @@ def memit_update(R: torch.Tensor, K: torch.Tensor, C: torch.Tensor, lam: float) 
     return torch.linalg.solve(A, K @ R.T).T  # (A⁻¹ K Rᵀ)ᵀ = R Kᵀ A⁻¹ since A is symmetric
 
 
+def through_rms_norm(g: torch.Tensor, M: torch.Tensor, R: torch.Tensor, eps: float = 0.0,
+                     iters: int = 100) -> torch.Tensor:
+    """The change ``D`` of an RMS norm's input ``M`` (``[d, n]``, one column a prompt) that moves
+    its output ``g ⊙ m / sqrt(mean(m²) + eps)`` by ``R`` as nearly as the norm allows, for MEMIT's residual
+    targets through a post-MLP norm (Gemma 2 and 3): a change ``R`` of the norm's *input* would
+    be scaled by ``g / rms(m)``, a hundredfold in Gemma-3's middle blocks.
+
+    The norm's output has unit RMS before ``g``, so the nearest reachable output solves
+    ``min ‖g ⊙ u − y‖`` over ``rms(u) = 1`` with ``y = g ⊙ m/rms(m) + R``: ``u = g ⊙ y / (g² + μ)``,
+    with ``μ`` found by bisection. The norm ignores its input's scale; the new input keeps the
+    old one's RMS (the nearest point on the ray can be near zero, where the norm is fragile). A
+    reachable target is met exactly:
+
+    >>> g, m = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([[0.5], [-1.0], [2.0]])
+    >>> out = lambda x: g[:, None] * x / x.pow(2).mean(0).sqrt()
+    >>> y = out(torch.tensor([[1.0], [1.0], [-1.0]]))
+    >>> D = through_rms_norm(g, m, y - out(m))
+    >>> bool(torch.allclose(out(m + D), y.double(), atol=1e-6))
+    True
+    """
+    g, M, R = _f64(g, M, R)
+    rms = lambda x: x.pow(2).mean(0, keepdim=True).sqrt()  # noqa: E731
+    c = rms(M) / (rms(M).pow(2) + eps).sqrt()  # eps's shrink, the same for any input of this RMS
+    gy = g[:, None] * (g[:, None] * M / rms(M) + R / c)
+    g2 = (g * g)[:, None]
+    excess = lambda mu: rms(gy / (g2 + mu)) - 1.0  # noqa: E731 - decreasing in mu above -min(g^2)
+    lo = torch.full_like(M[:1], float(-g2.min()))
+    lo = lo + 1e-12 * torch.maximum(lo.abs(), torch.ones_like(lo))
+    hi = torch.ones_like(lo)
+    while bool((excess(hi) > 0).any()):
+        hi = torch.where(excess(hi) > 0, hi * 4.0, hi)
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        up = excess(mid) > 0
+        lo, hi = torch.where(up, mid, lo), torch.where(up, hi, mid)
+    U = gy / (g2 + (lo + hi) / 2)
+    return U * (rms(M) / rms(U)) - M
+
+
 def emmet_update(R: torch.Tensor, K: torch.Tensor, C: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
     """EMMET's equality-constrained batch update: ``Δ = R (Kᵀ C⁻¹ K + εI)⁻¹ Kᵀ C⁻¹``.
 

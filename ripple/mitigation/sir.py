@@ -52,7 +52,7 @@ from ripple.hooks import SiteTrace, TraceDict
 from ripple.mitigation import MITIGATIONS, Mitigation
 from ripple.modes import held
 from ripple.probes.record import encode_items
-from ripple.scoring import pad_ids
+from ripple.scoring import answer_window, pad_ids, window_logits
 from ripple.tokens import answer_ids, bos_prefix, text_ids
 
 NAME = "sir"
@@ -170,11 +170,12 @@ def damage_terms(model, tok, spec, layers, items, fact_token: str, positions: st
 
     with held(model, trainable=()):
         with TraceDict(model, names, retain_input=True, retain_output=False, edit_output=probe) as td:
-            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            lo, hi = answer_window(prompts, answers)
+            logits = window_logits(model, ids, mask, lo, hi, use_cache=False)
         logp = torch.log_softmax(logits.float(), -1)
         total = 0
         for j, (p, a) in enumerate(zip(prompts, answers)):
-            at = torch.arange(len(p) - 1, len(p) + len(a) - 1, device=device)
+            at = torch.arange(len(p) - 1 - lo, len(p) + len(a) - 1 - lo, device=device)
             total = total + logp[j, at, torch.tensor(a, device=device)].sum()
         grads = torch.autograd.grad(total, [probes[layer] for layer in layers])
     index = torch.tensor(owner)

@@ -17,7 +17,8 @@ from ripple.editing.delta import WeightSnapshot
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.editors.rome import RomeHParams
 from ripple.editing.limits import POSITIVE, Limit
-from ripple.editing.solvers import memit_update
+from ripple.editing.solvers import memit_update, through_rms_norm
+from ripple.errors import RippleError
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ def spread(ctx, requests, hp, solve) -> tuple[dict, dict]:
             timing["keys"] += time.perf_counter() - t1
             t1 = time.perf_counter()
             R = (Z - cur) / (len(layers) - i)
+            if ctx.spec.mlp_post_norm:  # R is a change of the residual; the MLP writes before a norm
+                R = mlp_output_change(ctx, layer, requests, R, hp.fact_token)
             delta_oi = solve(layer, R, K)
             timing["solve"] += time.perf_counter() - t1
             name = mlp_out_param(ctx.spec, layer)
@@ -59,6 +62,24 @@ def spread(ctx, requests, hp, solve) -> tuple[dict, dict]:
                 params[name].add_(deltas[name].to(params[name].dtype))
     info = {"layers": list(layers), "v_steps": [o["steps"] for o in opts], "timing": timing}
     return deltas, info
+
+
+def mlp_output_change(ctx, layer: int, requests, R: torch.Tensor, fact_token: str) -> torch.Tensor:
+    """The change of block ``layer``'s MLP output that moves the residual stream by ``R`` through
+    the norm after the MLP (:func:`ripple.editing.solvers.through_rms_norm`)."""
+    name = ctx.spec.block(layer, ctx.spec.mlp_post_norm)
+    norm = ctx.model.get_submodule(name)
+    M = site_values(ctx.model, ctx.tok, ctx.spec, act_name(layer, "mlp.out"), requests, fact_token)
+    p = next(norm.parameters())
+    eps = float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 0.0)))
+    with torch.no_grad():
+        g = norm(torch.ones(M.shape[0], dtype=p.dtype, device=p.device)).double().cpu() * (1 + eps) ** 0.5
+        out = norm(M.T.to(p.device, p.dtype)).double().cpu().T
+    expect = g[:, None] * M / (M.pow(2).mean(0, keepdim=True) + eps).sqrt()
+    if not torch.allclose(out, expect, rtol=1e-2, atol=1e-3 * float(out.abs().max())):
+        raise RippleError(f"{name} is not an RMS norm (out = g * x / rms(x)), which MEMIT's plan through a "
+                          "post-MLP norm assumes; edit this model with rome or ft")
+    return through_rms_norm(g, M, R, eps)
 
 
 def compute_memit(ctx, requests, hp: MemitHParams):
