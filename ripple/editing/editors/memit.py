@@ -94,5 +94,8 @@ EDITORS.register(Editor(
                    "gptj": {"layer_fracs": tuple(i / 27 for i in range(3, 9)), "lam": 15000.0},
                    # llama: lam chosen on SmolLM2-135M (MLP width 1536), where 15000 does not take
                    # (reports/real_models.md); the layers are the papers' 4-8 of 32
-                   "llama": {"layer_fracs": tuple(i / 31 for i in range(4, 9)), "lam": 1000.0}},
+                   "llama": {"layer_fracs": tuple(i / 31 for i in range(4, 9)), "lam": 1000.0},
+                   # Gemma-3-270M: layers 1-3 of 18 (where its trace carries the fact) and lam 100, the
+                   # best of a 30-edit sweep once the plan goes through the post-MLP norm
+                   "gemma3_text": {"layer_fracs": (1 / 17, 2 / 17, 3 / 17), "lam": 100.0}},
     summary="many facts over a range of layers, least squares against lam*C (Meng et al. 2023)"))
