@@ -89,18 +89,24 @@ def editor_help() -> str:
     return ", ".join(sorted(builtin | set(EDITORS.registered()))) + " (RECT on any: --rect 0.4 or rect=0.4)"
 
 
+def _rect(ctx, deltas: dict, keep: float) -> dict:
+    """RECT's mask on each update, by its change relative to the model's weight."""
+    from ripple.editing.solvers import rect_mask
+
+    params = dict(ctx.model.named_parameters())
+    return {n: rect_mask(d, params[n].detach().float().cpu(), keep) for n, d in deltas.items()}
+
+
 def with_rect(ctx, delta: EditDelta, keep: float) -> EditDelta:
     """``delta`` as its editor would have returned it with ``rect=keep``: RECT is a mask on the
     computed update, so it need not be solved again (its seconds: the edit's and the mask's)."""
     from ripple.editing.delta import EditDelta
-    from ripple.editing.solvers import rect_mask
     from ripple.errors import RippleError
 
     if delta.method.endswith("+rect"):
         raise RippleError(f"the {delta.method} edit is already masked by RECT; pass the plain edit")
     t0 = time.perf_counter()
-    params = dict(ctx.model.named_parameters())
-    deltas = {n: rect_mask(d, params[n].detach().float().cpu(), keep) for n, d in delta.deltas.items()}
+    deltas = _rect(ctx, delta.deltas, keep)
     info = dict(delta.info, seconds=round(delta.info.get("seconds", 0.0) + time.perf_counter() - t0, 4))
     return EditDelta(method=delta.method + "+rect", deltas=deltas, requests=list(delta.requests),
                      hparams=dict(delta.hparams, rect=keep), info=info)
@@ -110,11 +116,9 @@ def make_delta(ctx, method: str, requests, hp, deltas: dict, info: dict, t0: flo
     """The :class:`EditDelta` an editor returns: RECT applied when ``hp.rect`` is set (the method is
     then named ``method+rect``), the requests and hyperparameters recorded, the seconds taken."""
     from ripple.editing.delta import EditDelta
-    from ripple.editing.solvers import rect_mask
 
     if hp.rect is not None:
-        params = dict(ctx.model.named_parameters())
-        deltas = {n: rect_mask(d, params[n].detach().float().cpu(), hp.rect) for n, d in deltas.items()}
+        deltas = _rect(ctx, deltas, hp.rect)
     info["seconds"] = round(time.perf_counter() - t0, 4)
     return EditDelta(method=method + ("+rect" if hp.rect is not None else ""), deltas=deltas,
                      requests=[r.to_dict() for r in requests], hparams=asdict(hp), info=info)
