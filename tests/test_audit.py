@@ -290,3 +290,20 @@ def test_reports_render_in_headless_chromium(runs, tmp_path):
     for r in results:
         assert r["ok"], r
         assert r["images"] >= 2 and (tmp_path / Path(r["screenshot"]).name).stat().st_size > 10_000
+
+
+def test_budgeted_audit_equals_the_full_one_at_budget_one_and_says_it_is_an_estimate(capfd, tiny_inputs, tmp_path):
+    path, edit, probes, corpus = tiny_inputs
+    base = ["audit", "--model", path, "--method", "rome", "--edit", edit, "--probes", probes, "--stats-corpus",
+            corpus, "--k", 2, "--quiet", *CHEAP]
+    reports = {}
+    for name, extra in (("full", []), ("one", ["--budget", "1"]), ("part", ["--budget", "0.2"])):
+        code, stdout, err = cli(capfd, *base, "--out", tmp_path / name, *extra)
+        assert code in (0, 1), err
+        reports[name] = (report(tmp_path / name), stdout, (tmp_path / name / "report.md").read_text())
+    full, one, part = (reports[k][0] for k in ("full", "one", "part"))
+    assert {k: v for k, v in one.items() if k != "estimate"} == full
+    assert one["estimate"]["n_evaluated"] == one["estimate"]["n_items"] == len(tiny_probe_items())
+    assert part["estimate"]["n_evaluated"] == 3 and part["estimate"]["budget"] == 0.2
+    assert "estimate: 3 of 7 probe items evaluated" in reports["part"][1]
+    assert part["estimate"]["note"] in reports["part"][2]

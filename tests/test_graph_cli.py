@@ -118,3 +118,33 @@ def test_bad_inputs_exit_2_with_one_line(capfd, tiny_inputs, tmp_path, case):
     code, _, err = cli(capfd, *graph_argv(path, edit, out, probes, corpus, method))
     assert needle in assert_one_line_error(code, err)
     assert not (out / "summary.json").exists()
+
+
+def test_budget_one_is_the_full_evaluation_and_a_smaller_one_marks_what_it_evaluated(capfd, tiny_inputs, tmp_path):
+    path, edit, probes, corpus = tiny_inputs
+    runs = {}
+    for name, extra in (("full", []), ("one", ["--budget", "1.0"]), ("part", ["--budget", "0.3"])):
+        code, stdout, err = cli(capfd, *graph_argv(path, edit, tmp_path / name, probes, corpus), *extra)
+        assert code == 0, err
+        runs[name] = (json.loads((tmp_path / name / "graph.json").read_text()),
+                      json.loads((tmp_path / name / "summary.json").read_text()), stdout)
+    (full, s_full, _), (one, s_one, out_one), (part, s_part, out_part) = runs["full"], runs["one"], runs["part"]
+    assert one["nodes"] == full["nodes"] and one["edges"] == full["edges"]
+    assert s_one["profile"]["by_hop"] == s_full["profile"]["by_hop"]
+    assert all(n["evaluated"] for n in full["nodes"])
+    assert "estimate" not in s_full and s_one["estimate"]["n_evaluated"] == len(full["nodes"])
+    # 0.3 of the 6 items besides the edited one: 2, plus the edited item
+    seen = [n["id"] for n in part["nodes"] if n["evaluated"]]
+    assert len(seen) == 3 and "e" in seen and s_part["estimate"]["n_evaluated"] == 3
+    assert part["graph"]["budget"] == 0.3 and part["graph"]["budget_ranker"] == "key_sqrt_margin"
+    assert all(not n["changed"] and n["drift"] == 0 for n in part["nodes"] if not n["evaluated"])
+    by_id = {n["id"]: n for n in full["nodes"]}
+    assert all(n == by_id[n["id"]] | {"evaluated": True} for n in part["nodes"] if n["evaluated"])
+    assert "estimate: 3 of 7 probe items evaluated" in out_part and "estimate" in out_one
+
+
+@pytest.mark.parametrize("budget", ["0", "1.5", "lots"])
+def test_a_budget_outside_zero_to_one_is_a_one_line_error(capfd, tiny_inputs, tmp_path, budget):
+    path, edit, probes, corpus = tiny_inputs
+    code, _, err = cli(capfd, *graph_argv(path, edit, tmp_path / "run", probes, corpus), "--budget", budget)
+    assert "--budget" in assert_one_line_error(code, err)

@@ -31,9 +31,10 @@ from ripple.editing.session import applied_run, auto_mode, edited
 from ripple.errors import RippleError
 from ripple.evaluate.perplexity import sentence_perplexities
 from ripple.evaluate.ripple_scores import plan_ripple, score_ripple
+from ripple.gie.budget import budgeted_measure, check_budget
 from ripple.gie.graph import build_graph, ripple_profile
-from ripple.gie.measure import ItemState, measure_items
-from ripple.gie.run import drift_position, find_edited_item
+from ripple.gie.measure import ItemState, measure_items, prepare_resume
+from ripple.gie.run import drift_position, find_edited_item, mark_evaluated
 from ripple.gie.targets import edited_fact_id, expected_changes, world_edit
 from ripple.probes.sets import ProbeItem
 from ripple.progress import Stages
@@ -112,11 +113,12 @@ def plan_audit(model, tok, world, requests, items) -> AuditPlan:
 
 
 def measure(model, tok, spec, requests, plan: AuditPlan, sentences: list[str], bridge=None,
-            score_plans: bool = False) -> Measurement:
-    """Measure the model as it is now; ``score_plans``: also score the plan's RippleEdits queries."""
+            score_plans: bool = False, states: ItemState | None = None) -> Measurement:
+    """Measure the model as it is now; ``score_plans``: also score the plan's RippleEdits queries;
+    ``states``: the probe items' states, measured already (a budgeted or incremental pass)."""
     return Measurement(requests=[request_metrics(model, tok, r) for r in requests],
                        perplexities=sentence_perplexities(model, tok, sentences),
-                       states=measure_items(model, tok, spec, plan.items),
+                       states=measure_items(model, tok, spec, plan.items) if states is None else states,
                        ripple=[score_ripple(model, tok, p) for p in plan.ripple_plans] if score_plans else [],
                        tasks=bridge.evaluate() if bridge is not None else None)
 
@@ -149,38 +151,55 @@ def classify_changes(plan: AuditPlan, before: ItemState, after: ItemState) -> Ch
 
 def audit_edits(setup, requests, items, sentences: list[str], k: int = 5, force: bool = False,
                 quiet: bool = True, desc: str = "audit", bridge=None, method: str | None = None,
-                hp=None, delta=None) -> AuditResult:
+                hp=None, delta=None, budget: float | None = None) -> AuditResult:
     """Audit ``requests`` applied together with ``setup``'s editor (or ``method`` with ``hp``) on
     its model (an :class:`~ripple.editing.setup.EditSetup`), or the computed ``delta`` for them
     (a mitigated edit); the model is restored exactly before returning, also when a measurement
-    fails or the run is interrupted."""
+    fails or the run is interrupted. ``budget``: after the edit, evaluate only that share of the
+    probe items, the ones most at risk (:mod:`ripple.gie.budget`); the probe figures are then an
+    estimate (``details["budget"]``)."""
     model, tok, spec, world = setup.model, setup.tok, setup.spec, setup.world
     method = method or setup.method
     hp = hp if hp is not None else setup.hp
     requests = list(requests)
     mode = auto_mode(method, len(requests))
+    edit_layers = hp.layers_for(spec.n_layers(model))
+    position = drift_position(hp)
+    if budget is not None:
+        check_budget(budget)
+    got = None
     with Stages(["before", "edit", "after", "restore"], desc=desc, quiet=quiet) as bar:
         bar.next("measuring the unedited model")
         plan = plan_audit(model, tok, world, requests, items)
-        before = measure(model, tok, spec, requests, plan, sentences, bridge)
+        states = resume = None
+        if budget is not None:
+            states, resume = prepare_resume(model, tok, spec, plan.items, min(edit_layers), key_layers=edit_layers)
+        before = measure(model, tok, spec, requests, plan, sentences, bridge, states=states)
         bar.next(f"editing ({method}, {mode})" if delta is None else f"applying the {delta.method} edit")
         sandbox = edited(setup.ctx, method, requests, hp, mode="sequential" if mode == "sequential" else "batch",
                          force=force) if delta is None else applied_run(setup.ctx, delta)
         with sandbox as run:
             try:
                 bar.next("measuring the edited model")
-                after = measure(model, tok, spec, requests, plan, sentences, bridge, score_plans=True)
+                if budget is not None:
+                    index = {item.id: i for i, item in enumerate(plan.items)}
+                    got = budgeted_measure(model, tok, spec, plan.items, resume, run.total,
+                                           [index[t] for t in plan.target_ids], max(edit_layers), position, budget,
+                                           requests=requests)
+                after = measure(model, tok, spec, requests, plan, sentences, bridge, score_plans=True,
+                                states=None if got is None else got.state)
             finally:
                 bar.next("restoring the weights")
     norms = run.total.norm_ratios(model)
 
-    edit_layers = hp.layers_for(spec.n_layers(model))
-    position = drift_position(hp)
     graphs, profiles = [], []
+    evaluated = [True] * len(plan.items) if got is None else got.evaluated
+    info = None if got is None else {"budget": budget, "ranker": got.ranker, "n_evaluated": got.n_evaluated}
     for target in plan.target_ids:
         g = build_graph(plan.items, before.states, after.states, target, k=k, edit_layers=edit_layers,
                         position=position)
         g.graph["method"] = method
+        mark_evaluated(g, plan.items, evaluated, info)
         graphs.append(g)
         profiles.append(ripple_profile(g, plan.expected | (set(plan.target_ids) - {target})))
     changes = classify_changes(plan, before.states, after.states)
@@ -189,5 +208,7 @@ def audit_edits(setup, requests, items, sentences: list[str], k: int = 5, force:
                              k=k, position=position, world=world, bridge=bridge)
     corpus = getattr(setup, "corpus", None)
     details["stats_corpus"] = corpus.describe() if corpus is not None else None
+    if info is not None:
+        details["budget"] = {**info, "n_items": len(plan.items)}
     return AuditResult(metrics=metrics, details=details, graphs=graphs, profiles=profiles, delta=run.total,
                        plan=plan, states_before=before.states)

@@ -129,6 +129,8 @@ def report_markdown(report: dict, figures: list[str] = ()) -> str:
              f"- model: `{report['model']}`, method: `{report['method']}`, mode: {report['mode']}",
              f"- exit code: {v['exit_code']}"]
     lines += [f"- edit: {_edit_line(e)}" for e in report["edits"]]
+    if report.get("estimate"):
+        lines.append(f"- **{report['estimate']['note']}**")
     lines.append("")
     for name in figures:
         lines += [f"![{FIGURE_TITLES.get(name, name)}]({name})", ""]
@@ -172,6 +174,8 @@ def report_html(report: dict, images: dict[str, bytes]) -> str:
     meta = [f"model <code>{html.escape(str(report['model']))}</code>, method <code>"
             f"{html.escape(report['method'])}</code>, mode {html.escape(report['mode'])}, exit code {v['exit_code']}"]
     meta += [html.escape(_edit_line(e)) for e in report["edits"]]
+    if report.get("estimate"):
+        meta.append(f"<strong>{html.escape(report['estimate']['note'])}</strong>")
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>ripple audit: {v['status']}</title><style>{CSS}</style></head><body>",
              f'<h1>ripple audit <span class="badge" style="background:{colour}">{v["status"].upper()}</span></h1>',

@@ -19,6 +19,7 @@ from ripple.errors import RippleError
 
 def add_parser(sub) -> None:
     from ripple.commands.edit import add_edit_options
+    from ripple.commands.graph import add_budget_option
     from ripple.commands.mitigate import add_mitigation_options
     from ripple.commands.options import count, natural, share, text
 
@@ -38,6 +39,7 @@ def add_parser(sub) -> None:
                    "organism's offline suite; others need their data cached locally)")
     p.add_argument("--limit", type=count, default=None, help="lm-eval: at most this many documents per task")
     add_mitigation_options(p, flag="--mitigate", default=None)
+    add_budget_option(p)
     p.add_argument("--json", action="store_true", help="print report.json to stdout (nothing else on stdout)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -126,7 +128,8 @@ def run(args) -> int:
 
         bridge = LmEvalBridge(setup.model, setup.tok, args.tasks, world=setup.world, limit=args.limit)
     report = run_audit(setup, setup.requests, items, sentences, policy, args.out, model_name=str(args.model),
-                       k=args.k, force=args.force, quiet=args.quiet, bridge=bridge, mitigation=mitigation)
+                       k=args.k, force=args.force, quiet=args.quiet, bridge=bridge, mitigation=mitigation,
+                       budget=args.budget)
     verdict = report["verdict"]
     if args.json:
         print(json.dumps(report, indent=2))
@@ -138,6 +141,8 @@ def run(args) -> int:
             why += (f"; mitigated with {args.mitigate} ({mit['stopped']}): damaged items {len(mit['damaged']['plain'])}"
                     f" -> {len(mit['damaged']['mitigated'])}, plain edit {mit['plain']['verdict'].upper()}")
         print(f"ripple audit: {verdict['status'].upper()}{why}; report: {Path(args.out) / 'report.html'}")
+        if report.get("estimate"):
+            print(report["estimate"]["note"])
     if not args.quiet and args.json:
         print(f"ripple audit: {verdict['status'].upper()}; report: {Path(args.out) / 'report.html'}", file=sys.stderr)
     return verdict["exit_code"]

@@ -26,7 +26,16 @@ def add_parser(sub) -> None:
                    help="directory for graph.json/.graphml, three PNGs and summary.json")
     p.add_argument("--probes", default=None, help="probe set (JSONL); default: every fact of the model's world.json")
     p.add_argument("--k", type=natural, default=5, help="kNN edges per item (0: links only)")
+    add_budget_option(p)
     p.set_defaults(func=run)
+
+
+def add_budget_option(p) -> None:
+    from ripple.commands.options import share
+
+    p.add_argument("--budget", type=share, default=None, metavar="F",
+                   help="after the edit, evaluate only the share F (0-1] of the probe items most at risk of "
+                        "damage (ranked from the edit and the unedited model); the figures are then an estimate")
 
 
 def one_request(path):
@@ -69,7 +78,8 @@ def run(args) -> int:
     expected = expected_changes(setup.world, world_edit(setup.world, request), items)
     t0 = time.perf_counter()
     graph, profile = gie_for_edit(setup.ctx, setup.method, setup.hp, items, request, k=args.k, force=args.force,
-                                  edited_id=edited_id, expected=expected)
+                                  edited_id=edited_id, expected=expected, budget=args.budget)
+    estimate = budget_note(args.budget, args.model, args.method, profile)
     with output_unit(args.out) as stage:
         save_graph(graph, stage)
         plot_ripple_graph(graph, stage / "ripple_graph.png")
@@ -78,11 +88,37 @@ def run(args) -> int:
         seconds = time.perf_counter() - t0
         summary = {"method": args.method, "model": str(args.model), "edit": request.to_dict(),
                    "edited_id": profile["edited_id"], "expected": sorted(expected), "n_probes": len(items),
-                   "seconds": round(seconds, 3), "hparams": asdict(setup.hp), "profile": profile}
+                   "seconds": round(seconds, 3), "hparams": asdict(setup.hp), "profile": profile,
+                   **({"estimate": estimate} if estimate else {})}
         atomic_write_json(stage / "summary.json", summary)
     out = args.out
     s = profile["summary"]
     print(f"{args.method} on {profile['edited_id']} ({len(items)} probes, layer {profile['layer']} "
           f"@{profile['position']}, {seconds:.1f}s): {s['n_changed_total']} answers changed, "
           f"{s['n_changed_unintended']} unintended, edited item changed: {s['edited_changed']}; wrote {out}")
+    if estimate:
+        print(estimate["note"])
     return 0
+
+
+def budget_note(budget, model, method: str, profile: dict) -> dict | None:
+    """What a budgeted run's figures mean: how many items were evaluated, and the share of damage
+    the benchmark found at that budget (reports/gie.md)."""
+    if budget is None:
+        return None
+    from ripple.gie.budget import expected_recall
+
+    s = profile["summary"]
+    exp = expected_recall(str(model), method, budget)
+    ranker = profile.get("budget", {}).get("budget_ranker")
+    head = (f"estimate: {s['n_evaluated']} of {s['n_items']} probe items evaluated (budget {budget:g}, ranked by "
+            f"{ranker}); the others keep their before-edit answers")
+    if exp is None:
+        tail = "no benchmark run covers this model and method (benchmarks/gie_recall.py measures the recall)"
+    elif exp["recall"] is None:
+        tail = f"the benchmark measured no budget this small (smallest: {exp['budget']:g}; run {exp['run']})"
+    else:
+        tail = (f"at budget {exp['budget']:g} the benchmark found {100 * exp['recall']:.0f}% of the damaged items "
+                f"({exp['damaged']} damaged in {exp['edits']} edits, run {exp['run']}, reports/gie.md)")
+    return {"budget": budget, "n_evaluated": s["n_evaluated"], "n_items": s["n_items"], "ranker": ranker,
+            "expected_recall": exp, "note": f"{head}; {tail}"}

@@ -148,11 +148,15 @@ def _add_edge(g: nx.Graph, u: str, v: str, kind: str, similarity: float) -> None
 
 
 def _bucket_stats(nodes: list[dict]) -> dict:
+    """Counts over the bucket; shares and means over its evaluated items (a budgeted run leaves
+    some unevaluated: they count as unchanged, and their drift is unknown)."""
     n = len(nodes)
+    seen = [d for d in nodes if d.get("evaluated", True)]
     changed = sum(d["changed"] for d in nodes)
-    mean = lambda key: sum(d[key] for d in nodes) / n if n else None  # noqa: E731
-    return {"n": n, "n_changed": changed, "share_changed": changed / n if n else None,
-            "drift_mean": mean("drift"), "delta_logp_mean": mean("delta_logp")}
+    mean = lambda key: sum(d[key] for d in seen) / len(seen) if seen else None  # noqa: E731
+    out = {"n": n, "n_changed": changed, "share_changed": changed / len(seen) if seen else None,
+           "drift_mean": mean("drift"), "delta_logp_mean": mean("delta_logp")}
+    return out if len(seen) == n else {**out, "n_evaluated": len(seen)}
 
 
 def ripple_profile(g: nx.Graph, expected: Iterable[str] = ()) -> dict:
@@ -178,7 +182,10 @@ def ripple_profile(g: nx.Graph, expected: Iterable[str] = ()) -> dict:
                         "n_changed_unintended": len(unintended), "unintended": unintended,
                         "edited_changed": nodes[edited]["changed"],
                         "max_hop_changed": max(hops) if hops else None,
-                        "n_changed_unreachable": sum(nodes[n]["hops"] is None for n in changed)}}
+                        "n_changed_unreachable": sum(nodes[n]["hops"] is None for n in changed),
+                        "n_evaluated": sum(d.get("evaluated", True) for d in nodes.values())},
+            **({"budget": {k: g.graph[k] for k in ("budget", "budget_ranker", "budget_n_evaluated") if k in g.graph}}
+               if "budget" in g.graph else {})}
 
 
 # --- files --------------------------------------------------------------------------------------

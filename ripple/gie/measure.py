@@ -10,14 +10,15 @@ prompt's last token per probed layer, the model's greedy answer (first token) an
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from ripple.arch import act_name, get_spec, resolve_site
+from ripple.arch import act_name, get_module, get_spec, resolve_site
 from ripple.errors import RippleError
-from ripple.hooks import SiteTrace
+from ripple.hooks import SiteTrace, Trace, TraceDict
 from ripple.modes import held
 from ripple.probes.record import encode_items, gather
 from ripple.probes.sets import ProbeItem
@@ -71,11 +72,89 @@ class ItemState:
 
 
 def measure_items(model, tok, spec, items: Sequence[ProbeItem], layers: Sequence[int] | None = None,
-                  batch_size: int = 64) -> ItemState:
+                  batch_size: int = 64, resume: Resume | None = None) -> ItemState:
     """Measure every item on ``model`` as it is now (``layers`` None: every block), with one
     forward pass per batch over prompt + answer: the hidden states at the subject's last token and
     at the prompt's last token (causal attention: the answer after them does not change them), the
-    greedy first token after the prompt, and log P(answer) with whether greedy decoding gives it."""
+    greedy first token after the prompt, and log P(answer) with whether greedy decoding gives it.
+
+    ``resume`` (from :func:`prepare_resume`, on the unedited model): run only the blocks from
+    ``resume.layer`` on, from the residual stream cached there before the edit; exact when the
+    model changed only in those blocks (what an edit of those layers does). Layers below it are
+    copied from the state measured then. ``items`` may be any subset of the prepared ones."""
+    return _measure(model, tok, spec, items, layers, batch_size, resume=resume)[0]
+
+
+@dataclass
+class Resume:
+    """The residual stream entering block ``layer`` of every prepared item (``inputs[id]``:
+    ``[tokens, hidden]``, prompt + answer, measured before the edit) and that measurement
+    (``before``), for :func:`measure_items` to re-run only the blocks from ``layer`` on."""
+
+    layer: int
+    inputs: dict[str, torch.Tensor]
+    before: ItemState
+    keys: object = None  # a KeyCache recorded in the same pass (prepare_resume's key_layers)
+
+    def check(self, items: Sequence[ProbeItem], layers: Sequence[int]) -> None:
+        missing = [item.id for item in items if item.id not in self.inputs]
+        if missing:
+            raise RippleError(f"item {missing[0]!r} was not prepared for incremental measuring; prepare_resume "
+                              "on a probe set that holds it")
+        low = [layer for layer in layers if layer < self.layer and layer not in self.before.reps]
+        if low:
+            raise RippleError(f"layer {low[0]} is below the resume layer {self.layer} and was not measured before; "
+                              "prepare_resume with the same layers")
+
+
+def prepare_resume(model, tok, spec, items: Sequence[ProbeItem], layer: int, layers: Sequence[int] | None = None,
+                   batch_size: int = 64, key_layers: Sequence[int] = ()) -> tuple[ItemState, Resume]:
+    """Measure ``items`` (as :func:`measure_items`) and keep the residual stream entering block
+    ``layer``: what :func:`measure_items` needs to re-measure them after an edit of blocks
+    ``layer`` and later by running those blocks only (incremental re-evaluation). ``key_layers``:
+    also record, in the same pass, the damage rankers' key cache at those layers
+    (``resume.keys``, a :class:`~ripple.gie.keys.KeyCache` without gradients)."""
+    spec = get_spec(model) if spec is None else spec
+    if not 0 <= layer < spec.n_layers(model):
+        raise RippleError(f"resume layer {layer} is out of range for a {spec.n_layers(model)}-block model; "
+                          f"use 0..{spec.n_layers(model) - 1}")
+    rec = None
+    if key_layers:
+        from ripple.gie.keys import KeyRecorder
+
+        rec = KeyRecorder(model, spec, key_layers, list(items), tok)
+    state, inputs = _measure(model, tok, spec, items, layers, batch_size, keep_input_of=layer, recorder=rec)
+    return state, Resume(layer, inputs, state, rec.finish() if rec is not None else None)
+
+
+@contextlib.contextmanager
+def _start_at(model, spec, layer: int, feed):
+    """Run the model's forward from block ``layer``: the blocks before it pass their input through
+    untouched and block ``layer`` gets ``feed()`` (the cached residual) instead of its input."""
+    blocks = [get_module(model, spec.block(i)) for i in range(layer + 1)]
+
+    def inject(module, args, kwargs):
+        x = feed()
+        if args:
+            return (x, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": x}
+
+    def passthrough(*args, **kwargs):
+        return args[0] if args else kwargs["hidden_states"]
+
+    handle = blocks[layer].register_forward_pre_hook(inject, with_kwargs=True)
+    try:
+        for block in blocks[:layer]:
+            block.forward = passthrough
+        yield
+    finally:
+        handle.remove()
+        for block in blocks[:layer]:
+            block.__dict__.pop("forward", None)
+
+
+def _measure(model, tok, spec, items: Sequence[ProbeItem], layers: Sequence[int] | None, batch_size: int,
+             resume: Resume | None = None, keep_input_of: int | None = None, recorder=None) -> tuple[ItemState, dict]:
     items = list(items)
     spec = get_spec(model) if spec is None else spec
     layers = tuple(range(spec.depth)) if layers is None else tuple(layers)
@@ -96,14 +175,34 @@ def measure_items(model, tok, spec, items: Sequence[ProbeItem], layers: Sequence
     if empty:
         raise RippleError(f"probe answer {empty[0]!r} tokenizes to nothing; give every item an answer")
     order: list[int] = []
+    kept: dict[str, torch.Tensor] = {}
+    if resume is not None:
+        resume.check(items, layers)
     with held(model, no_grad=True):
         for batch in length_batches([len(p) + len(a) for p, a in zip(prompts_all, answers_all)], batch_size):
             order += batch
             prompts, answers = [prompts_all[j] for j in batch], [answers_all[j] for j in batch]
             ids, mask = pad_ids([p + a for p, a in zip(prompts, answers)], tok, device)
             lo, hi = answer_window(prompts, answers)
-            with SiteTrace(model, spec, sites) as st:
+            with contextlib.ExitStack() as stack:
+                if resume is not None:
+                    cached = _padded([resume.inputs[items[j].id] for j in batch], ids.shape[1], device)
+                    stack.enter_context(_start_at(model, spec, resume.layer, lambda: cached))
+                if keep_input_of is not None:
+                    entry = stack.enter_context(Trace(model, spec.block(keep_input_of), retain_input=True,
+                                                      retain_output=False))
+                if recorder is not None:
+                    kd = stack.enter_context(TraceDict(model, recorder.names, retain_input=True, retain_output=False))
+                st = stack.enter_context(SiteTrace(model, spec, sites if recorder is None else [*sites, recorder.final]))
                 logits = window_logits(model, ids, mask, lo, hi, use_cache=False)
+            if recorder is not None:
+                rows = torch.arange(len(batch), device=device)
+                at = torch.tensor([len(p) - 1 for p in prompts], device=device)
+                recorder.record(batch, {layer: kd[name].input for name, layer in recorder.names.items()},
+                                st[recorder.final][rows, at], logits[rows, at - lo].float())
+            if keep_input_of is not None:
+                for row, j in enumerate(batch):
+                    kept[items[j].id] = entry.input[row, : len(prompts[row]) + len(answers[row])].clone()
             rows = torch.arange(len(batch), device=device)
             at_subject = torch.tensor([where_all["subject_last"][j] for j in batch], device=device)
             at_last = torch.tensor([where_all["last"][j] for j in batch], device=device)
@@ -120,8 +219,25 @@ def measure_items(model, tok, spec, items: Sequence[ProbeItem], layers: Sequence
     greedy, logp, correct = [greedy[i] for i in back], [logp[i] for i in back], [correct[i] for i in back]
     reps = {layer: torch.cat(reps[layer])[back] for layer in layers}
     last = {layer: torch.cat(last[layer])[back] for layer in layers}
-    return ItemState(ids=tuple(item.id for item in items),
-                     reps=reps,
-                     greedy=tuple(tok.decode([t]).strip() for t in greedy),
-                     logp=torch.tensor(logp, dtype=torch.float64), correct=tuple(correct),
-                     last=last)
+    if resume is not None:  # blocks below the resume layer did not run: their states are the old ones
+        rows = [resume.before.ids.index(item.id) for item in items] if resume.before.ids != tuple(
+            item.id for item in items) else list(range(len(items)))
+        for layer in layers:
+            if layer < resume.layer:
+                reps[layer] = resume.before.reps[layer][rows].clone()
+                last[layer] = resume.before.last[layer][rows].clone()
+    state = ItemState(ids=tuple(item.id for item in items),
+                      reps=reps,
+                      greedy=tuple(tok.decode([t]).strip() for t in greedy),
+                      logp=torch.tensor(logp, dtype=torch.float64), correct=tuple(correct),
+                      last=last)
+    return state, kept
+
+
+def _padded(rows: list[torch.Tensor], width: int, device) -> torch.Tensor:
+    """``[len(rows), width, hidden]``: each row's states followed by zeros (right padding: causal
+    attention and the mask keep the padding from reaching the real positions)."""
+    out = torch.zeros(len(rows), width, rows[0].shape[-1], dtype=rows[0].dtype, device=device)
+    for i, r in enumerate(rows):
+        out[i, : r.shape[0]] = r
+    return out

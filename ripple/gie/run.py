@@ -15,8 +15,9 @@ from ripple.editing.context import EditContext
 from ripple.editing.requests import EditRequest
 from ripple.editing.session import edited
 from ripple.errors import RippleError
+from ripple.gie.budget import budgeted_measure, check_budget
 from ripple.gie.graph import build_graph, ripple_profile
-from ripple.gie.measure import measure_items
+from ripple.gie.measure import measure_items, prepare_resume
 from ripple.probes.sets import ProbeItem
 
 
@@ -46,19 +47,44 @@ def drift_position(hp) -> str:
 def gie_for_edit(ctx: EditContext, method: str, hp, items: Sequence[ProbeItem], request: EditRequest,
                  layers: Sequence[int] | None = None, k: int = 5, edited_id: str | None = None,
                  expected: Iterable[str] = (), layer: int | None = None, position: str | None = None,
-                 force: bool = False) -> tuple[nx.Graph, dict]:
+                 force: bool = False, budget: float | None = None) -> tuple[nx.Graph, dict]:
     """Measure ``items``, apply ``request`` with ``method``, measure again and undo the edit exactly
     (also on error); returns the GIE graph and its ripple profile (``expected``: ids that should change).
     By default drift is read at the last layer the edit writes (``layer`` overrides) and at the
-    edit's fact token (``position`` overrides: ``subject_last`` or ``last``)."""
+    edit's fact token (``position`` overrides: ``subject_last`` or ``last``). ``budget``: after the
+    edit, evaluate only that share of the items, the ones most at risk (:mod:`ripple.gie.budget`);
+    every node then carries ``evaluated``, and the graph ``budget``."""
     model, tok, spec = ctx.model, ctx.tok, ctx.spec
     items = list(items)
     edit_layers = hp.layers_for(spec.n_layers(model))
     position = drift_position(hp) if position is None else position
     target = find_edited_item(items, request, edited_id)
-    before = measure_items(model, tok, spec, items, layers)
-    with edited(ctx, method, [request], hp, force=force):
-        after = measure_items(model, tok, spec, items, layers)
+    evaluated, info = None, None
+    if budget is None:
+        before = measure_items(model, tok, spec, items, layers)
+    else:
+        check_budget(budget)
+        before, resume = prepare_resume(model, tok, spec, items, min(edit_layers), layers, key_layers=edit_layers)
+    with edited(ctx, method, [request], hp, force=force) as run:
+        if budget is None:
+            after = measure_items(model, tok, spec, items, layers)
+        else:
+            got = budgeted_measure(model, tok, spec, items, resume, run.total, [items.index(
+                next(i for i in items if i.id == target))], max(edit_layers), position, budget,
+                requests=[request])
+            after, evaluated = got.state, got.evaluated
+            info = {"budget": budget, "ranker": got.ranker, "n_evaluated": got.n_evaluated, "seconds": got.seconds}
     graph = build_graph(items, before, after, target, k=k, layer=layer, edit_layers=edit_layers, position=position)
     graph.graph["method"] = method
+    mark_evaluated(graph, items, [True] * len(items) if evaluated is None else evaluated, info)
     return graph, ripple_profile(graph, expected)
+
+
+def mark_evaluated(graph: nx.Graph, items: Sequence[ProbeItem], evaluated: Sequence[bool], info: dict | None) -> None:
+    """Give every node ``evaluated`` (an item left out has its before-edit answer, so ``changed``
+    False, and no drift), and the graph the budget's ``info``."""
+    for item, ok in zip(items, evaluated):
+        graph.nodes[item.id]["evaluated"] = bool(ok)
+    if info is not None:
+        graph.graph.update({f"budget_{key}" if key != "budget" else key: value for key, value in info.items()
+                            if key != "seconds"})

@@ -1,0 +1,144 @@
+"""Budgeted measuring: after an edit, evaluate only the share of the probe set most at risk.
+
+The before pass (:func:`~ripple.gie.measure.prepare_resume`) also records the residual stream
+entering the first edited block and the rankers' key cache; after the edit, a ranker orders the
+items from those and the edit alone, and only the top ``budget`` share (plus the edited items) is
+evaluated, incrementally. The others keep their before-edit values and are marked not evaluated,
+so the figures are an estimate; :func:`expected_recall` gives the share of damage the benchmark
+(benchmarks/gie_recall.py, reports/gie.md) found at that budget.
+
+::
+
+    before, resume = prepare_resume(model, tok, spec, items, layer=min(layers), key_layers=layers)
+    with delta.applied(model):
+        got = budgeted_measure(model, tok, spec, items, resume, delta, edited=(3,), layer=5,
+                               position="last", budget=0.2)
+    got.state, got.evaluated, got.n_evaluated
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ripple.errors import RippleError
+from ripple.gie.measure import ItemState, Resume, measure_items
+
+# key_sqrt_margin: the largest |ΔW k| over the item's prompt positions, over the square root of its
+# answer's margin. It needs no backward pass (the probe's own forward pass records its keys); chosen
+# by benchmarks/gie_recall.py (reports/gie.md) as the forward-only ranker that finds the most damage
+# at 20% of the cost on both the organism and SmolLM2.
+DEFAULT_RANKER = "key_sqrt_margin"
+RECALL_TABLE = Path(__file__).resolve().parents[1] / "data" / "gie_recall.json"
+
+
+@dataclass
+class Budgeted:
+    """The after-edit state with only ``evaluated`` items measured (the others: their before values)."""
+
+    state: ItemState
+    evaluated: tuple[bool, ...]
+    ranker: str
+    budget: float
+    seconds: dict = field(default_factory=dict)
+
+    @property
+    def n_evaluated(self) -> int:
+        return sum(self.evaluated)
+
+
+def check_budget(budget: float) -> float:
+    if not isinstance(budget, (int, float)) or isinstance(budget, bool) or not 0 < budget <= 1:
+        raise RippleError(f"budget {budget!r} is not a share of the probe set; pass a number in (0, 1], "
+                          "e.g. --budget 0.2 to evaluate the 20% of items most at risk")
+    return float(budget)
+
+
+def delta_blocks(delta, spec) -> set[int] | None:
+    """The blocks whose parameters ``delta`` changes; None when it changes anything outside blocks."""
+    pat = re.compile(rf"^{re.escape(spec.blocks)}\.(\d+)\.")
+    out = set()
+    for name in delta.deltas:
+        m = pat.match(name)
+        if m is None:
+            return None
+        out.add(int(m.group(1)))
+    return out
+
+
+def merge(before: ItemState, part: ItemState, rows: Sequence[int]) -> ItemState:
+    """``before`` with the rows ``rows`` replaced by ``part``'s (same layers)."""
+    idx = torch.tensor(list(rows), dtype=torch.long)
+    greedy, correct = list(before.greedy), list(before.correct)
+    for j, i in enumerate(rows):
+        greedy[i], correct[i] = part.greedy[j], part.correct[j]
+    logp = before.logp.clone()
+    logp[idx] = part.logp
+    reps = {L: before.reps[L].clone().index_copy_(0, idx, part.reps[L]) for L in before.layers}
+    last = {L: before.last[L].clone().index_copy_(0, idx, part.last[L]) for L in before.layers} if before.last else {}
+    return ItemState(ids=before.ids, reps=reps, greedy=tuple(greedy), logp=logp, correct=tuple(correct), last=last)
+
+
+def budgeted_measure(model, tok, spec, items, resume: Resume, delta, edited: Sequence[int], layer: int,
+                     position: str, budget: float, ranker: str = DEFAULT_RANKER, requests=(), cache=None) -> Budgeted:
+    """Rank the items by ``ranker`` (from the unedited model's probe and ``delta``), evaluate the
+    top ``budget`` share of them and the ``edited`` items on the model as it is now (edited), in
+    probe-set order, incrementally from ``resume``; at ``budget=1`` every item, exactly as
+    :func:`~ripple.gie.measure.measure_items` would. The key cache is ``resume.keys``, or ``cache``
+    (one built with gradients on the unedited model, for a ranker that needs them)."""
+    from ripple.gie.rankers import RANKERS, RankInput
+
+    budget = check_budget(budget)
+    rk = RANKERS.get(ranker)
+    items = list(items)
+    before = resume.before
+    blocks = delta_blocks(delta, spec)
+    if blocks is None or min(blocks) < resume.layer:
+        raise RippleError(f"the edit changes weights before block {resume.layer} (or outside the blocks), where "
+                          "the cached residual stream was read; prepare_resume at the edit's first layer")
+    t0 = time.perf_counter()
+    n_others = len(items) - len(set(edited))
+    k = min(n_others, math.ceil(budget * n_others - 1e-9))
+    if k >= n_others:
+        chosen = list(range(len(items)))
+    else:
+        cache = cache if cache is not None else resume.keys
+        if cache is None:
+            raise RippleError(f"ranker {ranker!r} needs the key cache; prepare_resume with key_layers=the edit's "
+                              "layers, or pass cache=")
+        inp = RankInput(before, tuple(edited), layer, position, items, cache, delta, spec, model, tok, requests)
+        chosen = sorted(set(rk.rank(inp)[:k]) | set(edited))
+    t_rank = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    part = measure_items(model, tok, spec, [items[i] for i in chosen], layers=before.layers, resume=resume)
+    state = merge(before, part, chosen) if len(chosen) < len(items) else part
+    chosen_set = set(chosen)
+    return Budgeted(state, tuple(i in chosen_set for i in range(len(items))), ranker, budget,
+                    {"rank": round(t_rank, 4), "evaluate": round(time.perf_counter() - t0, 4)})
+
+
+def expected_recall(model: str, method: str, budget: float) -> dict | None:
+    """The share of damaged items benchmarks/gie_recall.py found at ``budget`` (the nearest measured
+    budget at or below it) for ``model`` and ``method``, with the run it comes from; None if no run."""
+    if not RECALL_TABLE.is_file():
+        return None
+    table = json.loads(RECALL_TABLE.read_text())
+    name = Path(str(model)).stem.replace(".", "_")
+    run = table.get(f"{name}_{method}")
+    if run is None:
+        return None
+    measured = sorted(float(b) for b in run["recall_at_budget"])
+    below = [b for b in measured if b <= budget + 1e-12]
+    if not below:
+        return {"run": f"{name}_{method}", "budget": measured[0], "recall": None, "ranker": run["ranker"],
+                "edits": run["edits"], "damaged": run["damaged"]}
+    b = below[-1]
+    return {"run": f"{name}_{method}", "budget": b, "recall": run["recall_at_budget"][str(b)],
+            "ranker": run["ranker"], "edits": run["edits"], "damaged": run["damaged"]}
