@@ -342,6 +342,8 @@ def run_examples(methods, log=print) -> None:
             log(f"ripple graph for {m} exited {rc}")
             continue
         copy_run(tmp / d, REPORTS / d)  # plain files in reports/
+        for big in ("graph.json", "graph.graphml"):  # megabytes each; the figures and summary.json stay
+            (REPORTS / d / big).unlink(missing_ok=True)
         examples[m] = {"dir": d, "case_id": req.case_id,
                        "command": "ripple " + " ".join({str(edit_path): "edit.json", str(tmp / d): f"reports/{d}"}
                                                          .get(a, a) for a in argv)}
