@@ -260,7 +260,8 @@ def render() -> None:
                            f"{_pct(at_cost(pts['incremental'], GOAL_COST))} | {'yes' if rec >= GOAL_RECALL else 'no'} |")
         inc_cost = times["incremental"]["1.0"] / full
         body += ["", f"## {name}: {cfg['method']} on {cfg['model']}", "", f"`{cmd}`", "",
-                 f"{len(rows)} edits, {n_dmg} damaged items in {sum(r['n_damaged'] > 0 for r in rows)} edits, {n_chg} "
+                 f"{len(rows)} edits" + (f" (of the {cfg['edits']} asked: the run is under way)"
+                                         if len(rows) < cfg["edits"] else "") + f", {n_dmg} damaged items in {sum(r['n_damaged'] > 0 for r in rows)} edits, {n_chg} "
                  f"changed answers; {data['n_items']} probe items; edited layers {data['layers']} at "
                  f"`{data['position']}`; the edit took (greedy answer changed) in "
                  f"{sum(r['edited_took'] for r in rows)}; the edited fact was answered right before in "
@@ -302,11 +303,10 @@ def render() -> None:
         plt.close(fig)
         atomic_write_bytes(REPORTS / f"gie_recall_{name}.png", buf.getvalue())
         body += ["", f"![recall against cost, {name}](gie_recall_{name}.png)"]
-        if DEFAULT_RANKER in scored:  # what --budget quotes: the recall of the ranker it uses
-            expected[name] = {"model": cfg["model"], "method": cfg["method"], "ranker": DEFAULT_RANKER,
-                              "edits": len(rows), "damaged": n_dmg, "best_at_20pct_cost": best,
-                              "recall_at_budget": {str(b): round(at_share(scored[DEFAULT_RANKER]["plain"], b), 4)
-                                                   for b in BUDGETS}}
+        expected[name] = {"model": cfg["model"], "method": cfg["method"], "edits": len(rows), "damaged": n_dmg,
+                          "best_at_20pct_cost": best,  # what --budget quotes: the recall of the ranker it uses
+                          "recall_at_budget": {rk: {str(b): round(at_share(pts["plain"], b), 4) for b in BUDGETS}
+                                               for rk, pts in scored.items() if rk != "random"}}
     if not runs:
         lines += ["No runs yet."]
     notes = REPORTS / "gie_notes.md"

@@ -271,13 +271,16 @@ def test_expected_recall_reads_the_benchmark_table(tmp_path, monkeypatch):
     from ripple.gie import budget
 
     table = tmp_path / "gie_recall.json"
-    table.write_text(json.dumps({"organism_rome": {"model": "organism", "method": "rome", "ranker": "key_norm",
-                                                   "edits": 400, "damaged": 171,
-                                                   "recall_at_budget": {"0.05": 0.9, "0.1": 0.95, "0.2": 1.0}}}))
+    table.write_text(json.dumps({"organism_rome": {"model": "organism", "method": "rome", "edits": 400, "damaged": 171,
+                                                   "recall_at_budget": {
+                                                       "key_norm": {"0.05": 0.9, "0.1": 0.95, "0.2": 1.0},
+                                                       "taylor": {"0.05": 0.5, "0.1": 0.6, "0.2": 0.7}}}}))
     monkeypatch.setattr(budget, "RECALL_TABLE", table)
-    got = budget.expected_recall("organism", "rome", 0.15)  # the nearest measured budget below: 0.1
+    got = budget.expected_recall("organism", "rome", 0.15, "key_norm")  # the nearest measured budget below: 0.1
     assert (got["budget"], got["recall"], got["run"]) == (0.1, 0.95, "organism_rome")
-    assert budget.expected_recall("organism", "rome", 0.01)["recall"] is None
-    assert budget.expected_recall("/models/other", "rome", 0.5) is None
+    assert budget.expected_recall("organism", "rome", 0.15, "taylor")["recall"] == 0.6
+    assert budget.expected_recall("organism", "rome", 0.01, "key_norm")["recall"] is None
+    assert budget.expected_recall("organism", "rome", 0.5, "similarity") is None  # not measured
+    assert budget.expected_recall("/models/other", "rome", 0.5, "key_norm") is None
     with pytest.raises(RippleError, match="share of the probe set"):
         budget.check_budget(0)

@@ -148,3 +148,17 @@ def test_a_budget_outside_zero_to_one_is_a_one_line_error(capfd, tiny_inputs, tm
     path, edit, probes, corpus = tiny_inputs
     code, _, err = cli(capfd, *graph_argv(path, edit, tmp_path / "run", probes, corpus), "--budget", budget)
     assert "--budget" in assert_one_line_error(code, err)
+
+
+def test_budget_with_a_gradient_ranker_and_ranker_without_budget(capfd, tiny_inputs, tmp_path):
+    path, edit, probes, corpus = tiny_inputs
+    code, stdout, err = cli(capfd, *graph_argv(path, edit, tmp_path / "run", probes, corpus), "--budget", "0.3",
+                            "--ranker", "combined")
+    assert code == 0, err
+    g = json.loads((tmp_path / "run" / "graph.json").read_text())
+    assert g["graph"]["budget_ranker"] == "combined" and sum(n["evaluated"] for n in g["nodes"]) == 3
+    code, _, err = cli(capfd, *graph_argv(path, edit, tmp_path / "run2", probes, corpus), "--ranker", "taylor")
+    assert "pass --budget F with it" in assert_one_line_error(code, err)
+    code, _, err = cli(capfd, *graph_argv(path, edit, tmp_path / "run3", probes, corpus), "--budget", "0.3",
+                       "--ranker", "tayl")
+    assert "tayl" in assert_one_line_error(code, err)

@@ -31,7 +31,7 @@ from ripple.editing.session import applied_run, auto_mode, edited
 from ripple.errors import RippleError
 from ripple.evaluate.perplexity import sentence_perplexities
 from ripple.evaluate.ripple_scores import plan_ripple, score_ripple
-from ripple.gie.budget import budgeted_measure, check_budget
+from ripple.gie.budget import DEFAULT_RANKER, budgeted_measure, check_budget, gradient_cache
 from ripple.gie.graph import build_graph, ripple_profile
 from ripple.gie.measure import ItemState, measure_items, prepare_resume
 from ripple.gie.run import drift_position, find_edited_item, mark_evaluated
@@ -151,7 +151,7 @@ def classify_changes(plan: AuditPlan, before: ItemState, after: ItemState) -> Ch
 
 def audit_edits(setup, requests, items, sentences: list[str], k: int = 5, force: bool = False,
                 quiet: bool = True, desc: str = "audit", bridge=None, method: str | None = None,
-                hp=None, delta=None, budget: float | None = None) -> AuditResult:
+                hp=None, delta=None, budget: float | None = None, ranker: str = DEFAULT_RANKER) -> AuditResult:
     """Audit ``requests`` applied together with ``setup``'s editor (or ``method`` with ``hp``) on
     its model (an :class:`~ripple.editing.setup.EditSetup`), or the computed ``delta`` for them
     (a mitigated edit); the model is restored exactly before returning, also when a measurement
@@ -171,9 +171,10 @@ def audit_edits(setup, requests, items, sentences: list[str], k: int = 5, force:
     with Stages(["before", "edit", "after", "restore"], desc=desc, quiet=quiet) as bar:
         bar.next("measuring the unedited model")
         plan = plan_audit(model, tok, world, requests, items)
-        states = resume = None
+        states = resume = cache = None
         if budget is not None:
             states, resume = prepare_resume(model, tok, spec, plan.items, min(edit_layers), key_layers=edit_layers)
+            cache = gradient_cache(model, tok, spec, plan.items, edit_layers, ranker)
         before = measure(model, tok, spec, requests, plan, sentences, bridge, states=states)
         bar.next(f"editing ({method}, {mode})" if delta is None else f"applying the {delta.method} edit")
         sandbox = edited(setup.ctx, method, requests, hp, mode="sequential" if mode == "sequential" else "batch",
@@ -185,7 +186,7 @@ def audit_edits(setup, requests, items, sentences: list[str], k: int = 5, force:
                     index = {item.id: i for i, item in enumerate(plan.items)}
                     got = budgeted_measure(model, tok, spec, plan.items, resume, run.total,
                                            [index[t] for t in plan.target_ids], max(edit_layers), position, budget,
-                                           requests=requests)
+                                           ranker=ranker, requests=requests, cache=cache)
                 after = measure(model, tok, spec, requests, plan, sentences, bridge, score_plans=True,
                                 states=None if got is None else got.state)
             finally:

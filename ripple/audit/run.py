@@ -63,7 +63,7 @@ def budget_estimate(budget: dict, model_name: str, method: str) -> dict:
     items the benchmark found at that budget (reports/gie.md)."""
     from ripple.gie.budget import expected_recall
 
-    exp = expected_recall(model_name, method.split("+")[0], budget["budget"])
+    exp = expected_recall(model_name, method.split("+")[0], budget["budget"], budget["ranker"])
     note = (f"estimate: {budget['n_evaluated']} of {budget['n_items']} probe items evaluated after the edit (budget "
             f"{budget['budget']:g}, ranked by {budget['ranker']}); the others are counted as unchanged")
     if exp is None:
@@ -142,12 +142,12 @@ def mitigation_summary(mit, plan, plain_report: dict) -> dict:
 
 
 def _audit_one(setup, requests, items, sentences, policy, model_name, method, hparams, directory: Path, k, force,
-               quiet, bridge, mitigation, desc="audit", budget=None) -> dict:
+               quiet, bridge, mitigation, desc="audit", budget=None, ranker=None) -> dict:
     """One audit written to ``directory``; with ``mitigation`` (``(name, hparams)``): the plain edit's
     audit goes to ``directory/plain`` and the report in ``directory`` is the mitigated edit's, with
     the two side by side."""
     result = audit_edits(setup, requests, items, sentences, k=k, force=force, quiet=quiet, bridge=bridge, desc=desc,
-                         budget=budget)
+                         budget=budget, **({"ranker": ranker} if ranker else {}))
     report = audit_report(result, policy, model_name, method, requests, hparams)
     if mitigation is None:
         write_report(directory, report, result)
@@ -158,7 +158,8 @@ def _audit_one(setup, requests, items, sentences, policy, model_name, method, hp
     mit = mitigate(setup.ctx, method, requests, setup.hp, items, setup.world, name, hp_m, plan=result.plan,
                    before=result.states_before, plain=result.delta, force=force)
     mitigated = audit_edits(setup, requests, items, sentences, k=k, force=force, quiet=quiet, bridge=bridge,
-                            desc=f"{desc} ({name})", delta=mit.revised, budget=budget)
+                            desc=f"{desc} ({name})", delta=mit.revised, budget=budget,
+                            **({"ranker": ranker} if ranker else {}))
     out = audit_report(mitigated, policy, model_name, mit.revised.method, requests, hparams)
     out["mitigation"] = json_safe(mitigation_summary(mit, result.plan, report))
     write_report(directory / "plain", report, result)
@@ -167,7 +168,8 @@ def _audit_one(setup, requests, items, sentences, policy, model_name, method, hp
 
 
 def run_audit(setup, requests, items, sentences, policy: Policy, out, model_name: str, k: int = 5,
-              force: bool = False, quiet: bool = True, bridge=None, mitigation=None, budget=None) -> dict:
+              force: bool = False, quiet: bool = True, bridge=None, mitigation=None, budget=None,
+              ranker=None) -> dict:
     """Audit ``requests`` with ``setup``'s editor and hyperparameters (one request: a single audit;
     several: each alone and all together) and write the report(s) to ``out``; returns the
     top-level report. ``mitigation``: ``(name, hparams)`` to audit the mitigated edit beside the
@@ -177,7 +179,7 @@ def run_audit(setup, requests, items, sentences, policy: Policy, out, model_name
     with output_unit(out) as tmp:
         if len(requests) == 1:
             return _audit_one(setup, requests, items, sentences, policy, model_name, method, hparams, tmp, k,
-                              force, quiet, bridge, mitigation, budget=budget)
+                              force, quiet, bridge, mitigation, budget=budget, ranker=ranker)
         rows = []
         width = max(2, len(str(len(requests))))
         jobs = [(f"edit-{i + 1:0{width}d}", [r]) for i, r in enumerate(requests)] + [("together", requests)]
@@ -186,7 +188,7 @@ def run_audit(setup, requests, items, sentences, policy: Policy, out, model_name
             sequential = get_editor(method).one_request_per_solve and len(reqs) > 1
             report = _audit_one(setup, reqs, items, sentences, policy, model_name, method, hparams, tmp / name, k,
                                 force, quiet, bridge, None if sequential else mitigation,
-                                desc=f"audit {n}/{len(jobs)} ({name})", budget=budget)
+                                desc=f"audit {n}/{len(jobs)} ({name})", budget=budget, ranker=ranker)
             rows.append(_row(name, report))
         summary = batch_summary(rows, model_name, method, requests, policy)
         write_report(tmp, summary, None)

@@ -101,6 +101,7 @@ def run(args) -> int:
     from ripple.audit.policy import DEFAULT_POLICY, load_policy
     from ripple.audit.run import run_audit
     from ripple.commands.edit import precheck_hparams, setup_from_args
+    from ripple.commands.graph import ranker_arg
     from ripple.evaluate.perplexity import general_sentences_for
     from ripple.probes.sets import probe_items
 
@@ -129,7 +130,7 @@ def run(args) -> int:
         bridge = LmEvalBridge(setup.model, setup.tok, args.tasks, world=setup.world, limit=args.limit)
     report = run_audit(setup, setup.requests, items, sentences, policy, args.out, model_name=str(args.model),
                        k=args.k, force=args.force, quiet=args.quiet, bridge=bridge, mitigation=mitigation,
-                       budget=args.budget)
+                       budget=args.budget, **ranker_arg(args))
     verdict = report["verdict"]
     if args.json:
         print(json.dumps(report, indent=2))

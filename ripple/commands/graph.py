@@ -36,6 +36,9 @@ def add_budget_option(p) -> None:
     p.add_argument("--budget", type=share, default=None, metavar="F",
                    help="after the edit, evaluate only the share F (0-1] of the probe items most at risk of "
                         "damage (ranked from the edit and the unedited model); the figures are then an estimate")
+    p.add_argument("--ranker", default=None, metavar="NAME",
+                   help="with --budget: the damage ranker (default key_sqrt_margin; combined and taylor need one "
+                        "backward pass over the probe set; see reports/gie.md)")
 
 
 def one_request(path):
@@ -78,7 +81,8 @@ def run(args) -> int:
     expected = expected_changes(setup.world, world_edit(setup.world, request), items)
     t0 = time.perf_counter()
     graph, profile = gie_for_edit(setup.ctx, setup.method, setup.hp, items, request, k=args.k, force=args.force,
-                                  edited_id=edited_id, expected=expected, budget=args.budget)
+                                  edited_id=edited_id, expected=expected, budget=args.budget,
+                                  **ranker_arg(args))
     estimate = budget_note(args.budget, args.model, args.method, profile)
     with output_unit(args.out) as stage:
         save_graph(graph, stage)
@@ -101,6 +105,18 @@ def run(args) -> int:
     return 0
 
 
+def ranker_arg(args) -> dict:
+    """``{"ranker": NAME}`` from ``--ranker`` (checked: a known ranker, and only with --budget)."""
+    if args.ranker is None:
+        return {}
+    if args.budget is None:
+        raise RippleError("--ranker orders the items a --budget run evaluates; pass --budget F with it")
+    from ripple.gie.rankers import RANKERS
+
+    RANKERS.get(args.ranker)
+    return {"ranker": args.ranker}
+
+
 def budget_note(budget, model, method: str, profile: dict) -> dict | None:
     """What a budgeted run's figures mean: how many items were evaluated, and the share of damage
     the benchmark found at that budget (reports/gie.md)."""
@@ -109,8 +125,8 @@ def budget_note(budget, model, method: str, profile: dict) -> dict | None:
     from ripple.gie.budget import expected_recall
 
     s = profile["summary"]
-    exp = expected_recall(str(model), method, budget)
     ranker = profile.get("budget", {}).get("budget_ranker")
+    exp = expected_recall(str(model), method, budget, ranker)
     head = (f"estimate: {s['n_evaluated']} of {s['n_items']} probe items evaluated (budget {budget:g}, ranked by "
             f"{ranker}); the others keep their before-edit answers")
     if exp is None:

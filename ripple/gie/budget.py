@@ -61,6 +61,16 @@ def check_budget(budget: float) -> float:
     return float(budget)
 
 
+def gradient_cache(model, tok, spec, items, layers, ranker: str):
+    """The key cache with the gradients ``ranker`` needs, built on the model as it is now (call it
+    before the edit); None when the ranker needs none (the probe pass records the rest)."""
+    from ripple.gie.keys import KeyCache
+    from ripple.gie.rankers import RANKERS
+
+    grads = tuple(need for need in RANKERS.get(ranker).needs if need in ("margin", "logp"))
+    return KeyCache.build(model, tok, spec, items, layers, grads=grads) if grads else None
+
+
 def delta_blocks(delta, spec) -> set[int] | None:
     """The blocks whose parameters ``delta`` changes; None when it changes anything outside blocks."""
     pat = re.compile(rf"^{re.escape(spec.blocks)}\.(\d+)\.")
@@ -124,21 +134,20 @@ def budgeted_measure(model, tok, spec, items, resume: Resume, delta, edited: Seq
                     {"rank": round(t_rank, 4), "evaluate": round(time.perf_counter() - t0, 4)})
 
 
-def expected_recall(model: str, method: str, budget: float) -> dict | None:
-    """The share of damaged items benchmarks/gie_recall.py found at ``budget`` (the nearest measured
-    budget at or below it) for ``model`` and ``method``, with the run it comes from; None if no run."""
+def expected_recall(model: str, method: str, budget: float, ranker: str = DEFAULT_RANKER) -> dict | None:
+    """The share of damaged items benchmarks/gie_recall.py found with ``ranker`` at ``budget`` (the
+    nearest measured budget at or below it) for ``model`` and ``method``, with the run it comes
+    from; None if no run measured them."""
     if not RECALL_TABLE.is_file():
         return None
     table = json.loads(RECALL_TABLE.read_text())
     name = Path(str(model)).stem.replace(".", "_")
     run = table.get(f"{name}_{method}")
-    if run is None:
+    if run is None or ranker not in run["recall_at_budget"]:
         return None
-    measured = sorted(float(b) for b in run["recall_at_budget"])
+    curve = run["recall_at_budget"][ranker]
+    measured = sorted(float(b) for b in curve)
     below = [b for b in measured if b <= budget + 1e-12]
-    if not below:
-        return {"run": f"{name}_{method}", "budget": measured[0], "recall": None, "ranker": run["ranker"],
-                "edits": run["edits"], "damaged": run["damaged"]}
-    b = below[-1]
-    return {"run": f"{name}_{method}", "budget": b, "recall": run["recall_at_budget"][str(b)],
-            "ranker": run["ranker"], "edits": run["edits"], "damaged": run["damaged"]}
+    b = below[-1] if below else measured[0]
+    return {"run": f"{name}_{method}", "budget": b, "recall": curve[str(b)] if below else None, "ranker": ranker,
+            "edits": run["edits"], "damaged": run["damaged"]}

@@ -15,9 +15,10 @@ from ripple.editing.context import EditContext
 from ripple.editing.requests import EditRequest
 from ripple.editing.session import edited
 from ripple.errors import RippleError
-from ripple.gie.budget import budgeted_measure, check_budget
+from ripple.gie.budget import DEFAULT_RANKER, budgeted_measure, check_budget, gradient_cache
 from ripple.gie.graph import build_graph, ripple_profile
 from ripple.gie.measure import measure_items, prepare_resume
+from ripple.gie.rankers import RANKERS
 from ripple.probes.sets import ProbeItem
 
 
@@ -47,13 +48,14 @@ def drift_position(hp) -> str:
 def gie_for_edit(ctx: EditContext, method: str, hp, items: Sequence[ProbeItem], request: EditRequest,
                  layers: Sequence[int] | None = None, k: int = 5, edited_id: str | None = None,
                  expected: Iterable[str] = (), layer: int | None = None, position: str | None = None,
-                 force: bool = False, budget: float | None = None) -> tuple[nx.Graph, dict]:
+                 force: bool = False, budget: float | None = None, ranker: str = DEFAULT_RANKER
+                 ) -> tuple[nx.Graph, dict]:
     """Measure ``items``, apply ``request`` with ``method``, measure again and undo the edit exactly
     (also on error); returns the GIE graph and its ripple profile (``expected``: ids that should change).
     By default drift is read at the last layer the edit writes (``layer`` overrides) and at the
     edit's fact token (``position`` overrides: ``subject_last`` or ``last``). ``budget``: after the
     edit, evaluate only that share of the items, the ones most at risk (:mod:`ripple.gie.budget`);
-    every node then carries ``evaluated``, and the graph ``budget``."""
+    every node then carries ``evaluated``, and the graph ``budget``; ``ranker`` orders them."""
     model, tok, spec = ctx.model, ctx.tok, ctx.spec
     items = list(items)
     edit_layers = hp.layers_for(spec.n_layers(model))
@@ -64,14 +66,16 @@ def gie_for_edit(ctx: EditContext, method: str, hp, items: Sequence[ProbeItem], 
         before = measure_items(model, tok, spec, items, layers)
     else:
         check_budget(budget)
+        RANKERS.get(ranker)
         before, resume = prepare_resume(model, tok, spec, items, min(edit_layers), layers, key_layers=edit_layers)
+        cache = gradient_cache(model, tok, spec, items, edit_layers, ranker)
     with edited(ctx, method, [request], hp, force=force) as run:
         if budget is None:
             after = measure_items(model, tok, spec, items, layers)
         else:
             got = budgeted_measure(model, tok, spec, items, resume, run.total, [items.index(
                 next(i for i in items if i.id == target))], max(edit_layers), position, budget,
-                requests=[request])
+                ranker=ranker, requests=[request], cache=cache)
             after, evaluated = got.state, got.evaluated
             info = {"budget": budget, "ranker": got.ranker, "n_evaluated": got.n_evaluated, "seconds": got.seconds}
     graph = build_graph(items, before, after, target, k=k, layer=layer, edit_layers=edit_layers, position=position)
