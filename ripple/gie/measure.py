@@ -220,8 +220,8 @@ def _measure(model, tok, spec, items: Sequence[ProbeItem], layers: Sequence[int]
     reps = {layer: torch.cat(reps[layer])[back] for layer in layers}
     last = {layer: torch.cat(last[layer])[back] for layer in layers}
     if resume is not None:  # blocks below the resume layer did not run: their states are the old ones
-        rows = [resume.before.ids.index(item.id) for item in items] if resume.before.ids != tuple(
-            item.id for item in items) else list(range(len(items)))
+        where = {item_id: i for i, item_id in enumerate(resume.before.ids)}
+        rows = [where[item.id] for item in items]
         for layer in layers:
             if layer < resume.layer:
                 reps[layer] = resume.before.reps[layer][rows].clone()
