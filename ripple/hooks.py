@@ -175,3 +175,40 @@ class SiteTrace(dict):
             trace = self._traces[path]
             self[site] = trace.input if kind == "input" else trace.output
         return swallow
+
+
+class MlpGradProbe(TraceDict):
+    """Read the MLP output projections of ``layers``: their inputs (the keys) after the pass, and,
+    through a zero tensor added to each output, the gradient of any loss at that output.
+
+    ::
+
+        with held(model, trainable=()), MlpGradProbe(model, spec, [5, 6]) as gp:
+            loss = model(ids).logits[0, -1, answer]
+            grads = torch.autograd.grad(loss, gp.zeros())   # [batch, seq, out] per layer
+        gp.key(5)                                           # [batch, seq, in]
+
+    The zeros change nothing in the forward pass; they only give autograd a leaf at each output.
+    """
+
+    def __init__(self, model: torch.nn.Module, spec: ArchSpec, layers: Iterable[int]):
+        self.layers = tuple(dict.fromkeys(layers))
+        self._layer_of = {spec.block(layer, spec.mlp_out): layer for layer in self.layers}
+        self._zeros: dict[int, torch.Tensor] = {}
+        super().__init__(model, self._layer_of, retain_input=True, retain_output=False, edit_output=self._add_zero)
+
+    def _add_zero(self, out: torch.Tensor, name: str) -> torch.Tensor:
+        z = torch.zeros_like(out, requires_grad=True)
+        self._zeros[self._layer_of[name]] = z
+        return out + z
+
+    def zeros(self) -> list[torch.Tensor]:
+        """The zero leaves of the last pass, in ``layers`` order (``torch.autograd.grad``'s inputs)."""
+        missing = [layer for layer in self.layers if layer not in self._zeros]
+        if missing:
+            raise RuntimeError(f"the MLP output of layer {missing[0]} did not run; run the model inside the block")
+        return [self._zeros[layer] for layer in self.layers]
+
+    def key(self, layer: int) -> torch.Tensor:
+        """The input of layer ``layer``'s MLP output projection in the last pass."""
+        return next(self[name].input for name, at in self._layer_of.items() if at == layer)

@@ -11,9 +11,10 @@ import copy
 import pytest
 import torch
 
-from ripple.arch import get_module, get_spec
+from ripple.arch import get_module, get_spec, mlp_out_param, weight_as_out_in
 from ripple.errors import RippleError
-from ripple.hooks import SiteTrace, Trace, TraceDict
+from ripple.modes import held
+from ripple.hooks import MlpGradProbe, SiteTrace, Trace, TraceDict
 
 from conftest import ARCH_TYPES
 
@@ -190,3 +191,36 @@ def test_bad_names_raise_before_any_hook(tiny_model, make, expected):
     with pytest.raises(RippleError, match=expected):
         make(model)
     assert all_hooks_gone(model)
+
+
+@pytest.mark.parametrize("model_type", ARCH_TYPES)
+def test_mlp_grad_probe_gives_the_weight_gradient(tiny_model, token_ids, model_type):
+    """Σ_t g_t k_tᵀ from the probe's keys and output gradients equals autograd's gradient of the
+    same loss with respect to the projection's weight, and the forward pass is unchanged."""
+    model = tiny_model(model_type)
+    spec = get_spec(model)
+    layers = [spec.depth - 1, 0]
+    with torch.no_grad():
+        plain = model(token_ids).logits
+    weights = [dict(model.named_parameters())[mlp_out_param(spec, layer)] for layer in layers]
+    with held(model, trainable=weights), MlpGradProbe(model, spec, layers) as gp:
+        logits = model(token_ids).logits
+        loss = logits[:, -1].log_softmax(-1)[:, 3].sum() + logits[:, 1, 5].sum()
+        got = torch.autograd.grad(loss, gp.zeros() + weights)
+    torch.testing.assert_close(logits.detach(), plain)
+    for i, layer in enumerate(layers):
+        g, k = got[i], gp.key(layer)
+        assert g.shape[:2] == k.shape[:2] == token_ids.shape
+        expected = weight_as_out_in(got[len(layers) + i], spec)
+        torch.testing.assert_close(torch.einsum("bto,bti->oi", g, k), expected, rtol=1e-4, atol=1e-6)
+        assert expected.abs().max() > 0
+    assert all_hooks_gone(model)
+
+
+def test_mlp_grad_probe_names_a_layer_that_did_not_run(tiny_model, token_ids):
+    model = tiny_model("gpt2")
+    spec = get_spec(model)
+    with MlpGradProbe(model, spec, [0]) as gp:
+        pass
+    with pytest.raises(RuntimeError, match="layer 0 did not run"):
+        gp.zeros()

@@ -25,7 +25,7 @@ import torch
 
 from ripple.arch import act_name, get_module, get_spec, mlp_out_param, weight_as_out_in
 from ripple.errors import RippleError
-from ripple.hooks import SiteTrace, TraceDict
+from ripple.hooks import MlpGradProbe, SiteTrace
 from ripple.modes import held
 from ripple.probes.record import encode_items
 from ripple.probes.sets import ProbeItem
@@ -108,33 +108,23 @@ class KeyCache:
         rec = KeyRecorder(model, spec, layers, items, tok)
         device = next(model.parameters()).device
         layers = rec.layers
-        names = {spec.block(layer, spec.mlp_out): layer for layer in layers}
         grad_out = {g: {layer: [] for layer in layers} for g in grads}
         seconds = dict.fromkeys(("forward", "direct", *grads), 0.0)
         prompts, answers = rec.prompts, rec.answers
         for batch in length_batches([len(p) + len(a) for p, a in zip(prompts, answers)], batch_size):
             t0 = time.perf_counter()
             ids, mask = pad_ids([prompts[j] + answers[j] for j in batch], tok, device)
-            probes: dict[int, torch.Tensor] = {}
-
-            def probe(out, name):  # a zero added to the projection's output, to read the gradient there
-                z = torch.zeros_like(out, requires_grad=True)
-                probes[names[name]] = z
-                return out + z
-
             with held(model, trainable=()):
-                with TraceDict(model, names, retain_input=True, retain_output=False, edit_output=probe) as td, \
-                        SiteTrace(model, spec, [rec.final]) as st:
+                with MlpGradProbe(model, spec, layers) as gp, SiteTrace(model, spec, [rec.final]) as st:
                     logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
                 rows = torch.arange(len(batch), device=device)
                 at_last = torch.tensor([len(prompts[j]) - 1 for j in batch], device=device)
                 z = logits[rows, at_last].float()
-                top2 = z.detach().topk(2, dim=-1).indices
-                margin = z.gather(1, top2[:, :1]).squeeze(1) - z.gather(1, top2[:, 1:]).squeeze(1)
                 seconds["forward"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                cr, cp = rec.record(batch, {layer: td[name].input for name, layer in names.items()},
-                                    st[rec.final][rows, at_last], z.detach())
+                cr, cp, top2 = rec.record(batch, {layer: gp.key(layer) for layer in layers},
+                                          st[rec.final][rows, at_last], z.detach())
+                margin = z.gather(1, top2[:, :1]).squeeze(1) - z.gather(1, top2[:, 1:]).squeeze(1)
                 seconds["direct"] += time.perf_counter() - t0
                 for g in grads:
                     t0 = time.perf_counter()
@@ -145,7 +135,7 @@ class KeyCache:
                         target = sum(lsm[r, len(prompts[j]) - 1 + torch.arange(len(answers[j]), device=device),
                                          torch.tensor(answers[j], device=device)].sum()
                                      for r, j in enumerate(batch))
-                    got = torch.autograd.grad(target, [probes[layer] for layer in layers], retain_graph=True)
+                    got = torch.autograd.grad(target, gp.zeros(), retain_graph=True)
                     for layer, gr in zip(layers, got):
                         grad_out[g][layer].append(gr[cr, cp].detach().float().cpu())
                     seconds[g] += time.perf_counter() - t0
@@ -185,7 +175,7 @@ class KeyRecorder:
                z_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One batch: ``key_inputs[layer]`` ``[b, seq, in]``, the residual after the last block at
         each prompt's last token ``[b, hidden]`` and the logits there ``[b, vocab]``; returns the
-        (row, position) index tensors of the batch's cached cells."""
+        (row, position) index tensors of the batch's cached cells and the top-2 token ids [b, 2]."""
         device = x_last.device
         top2 = z_last.topk(2, dim=-1).indices
         margin = z_last.gather(1, top2[:, :1]).squeeze(1) - z_last.gather(1, top2[:, 1:]).squeeze(1)
@@ -200,7 +190,7 @@ class KeyRecorder:
             self.keys[layer].append(key_inputs[layer][cr, cp].detach().float().cpu())
         self.cells.append(cells)
         self.chunks.append((batch, len(cells), margin.detach().double().cpu(), top2.cpu(), direct.detach().float().cpu()))
-        return cr, cp
+        return cr, cp, top2.to(device)
 
     def order(self, per_chunk: list[torch.Tensor]) -> torch.Tensor:
         """Rows of the batches, concatenated, put in item order (each item's positions in order)."""

@@ -186,7 +186,7 @@ def taylor_effect(inp: RankInput) -> torch.Tensor:
 def edit_gradient(model, tok, spec, requests, layers) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Per layer ``(K, G)``: the keys ``[S, in]`` and the gradients ``[S, out]`` of the requests'
     log P(new object | prompt) at the MLP output projection, over every scored position."""
-    from ripple.hooks import TraceDict
+    from ripple.hooks import MlpGradProbe
     from ripple.modes import held
     from ripple.scoring import pad_ids
     from ripple.tokens import answer_ids, text_ids
@@ -198,24 +198,16 @@ def edit_gradient(model, tok, spec, requests, layers) -> dict[int, tuple[torch.T
         spans.append((len(p), len(a)))
     device = next(model.parameters()).device
     ids, mask = pad_ids(seqs, tok, device)
-    names = {spec.block(layer, spec.mlp_out): layer for layer in layers}
-    probes: dict[int, torch.Tensor] = {}
-
-    def probe(out, name):
-        z = torch.zeros_like(out, requires_grad=True)
-        probes[names[name]] = z
-        return out + z
-
     with held(model, trainable=()):
-        with TraceDict(model, names, retain_input=True, retain_output=False, edit_output=probe) as td:
+        with MlpGradProbe(model, spec, layers) as gp:
             logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float(), -1)
         total = sum(logp[j, p - 1 + torch.arange(a, device=device), torch.tensor(seqs[j][p:], device=device)].sum()
                     for j, (p, a) in enumerate(spans))
-        grads = torch.autograd.grad(total, [probes[layer] for layer in layers])
+        grads = torch.autograd.grad(total, gp.zeros())
     cells = [(j, t) for j, (p, a) in enumerate(spans) for t in range(p + a - 1)]
     cr, cp = torch.tensor([c[0] for c in cells]), torch.tensor([c[1] for c in cells])
-    return {layer: (td[name].input[cr, cp].detach().double().cpu(), grads[layers.index(layer)][cr, cp].double().cpu())
-            for name, layer in names.items()}
+    return {layer: (gp.key(layer)[cr, cp].detach().double().cpu(), g[cr, cp].double().cpu())
+            for layer, g in zip(gp.layers, grads)}
 
 
 def gradient_similarity(inp: RankInput) -> torch.Tensor:

@@ -48,7 +48,7 @@ from ripple.editing.editor import get_editor
 from ripple.editing.limits import AT_LEAST_0, NON_NEGATIVE, POSITIVE, SHARE, UNIT, Limit
 from ripple.editing.solvers import c_cosine, keep_and_zero_correction, principal_basis, select_rows
 from ripple.errors import RippleError
-from ripple.hooks import SiteTrace, TraceDict
+from ripple.hooks import MlpGradProbe, SiteTrace, TraceDict
 from ripple.mitigation import MITIGATIONS, Mitigation
 from ripple.modes import held
 from ripple.probes.record import encode_items
@@ -160,16 +160,8 @@ def damage_terms(model, tok, spec, layers, items, fact_token: str, positions: st
         return {}
     rows_t = torch.tensor([j for j, _ in cells], device=device)
     pos_t = torch.tensor([p for _, p in cells], device=device)
-    names = {spec.block(layer, spec.mlp_out): layer for layer in layers}
-    probes: dict[int, torch.Tensor] = {}
-
-    def probe(out, name):  # a zero added to the MLP output, to read the gradient there
-        z = torch.zeros_like(out, requires_grad=True)
-        probes[names[name]] = z
-        return out + z
-
     with held(model, trainable=()):
-        with TraceDict(model, names, retain_input=True, retain_output=False, edit_output=probe) as td:
+        with MlpGradProbe(model, spec, layers) as gp:
             lo, hi = answer_window(prompts, answers)
             logits = window_logits(model, ids, mask, lo, hi, use_cache=False)
         logp = torch.log_softmax(logits.float(), -1)
@@ -177,12 +169,11 @@ def damage_terms(model, tok, spec, layers, items, fact_token: str, positions: st
         for j, (p, a) in enumerate(zip(prompts, answers)):
             at = torch.arange(len(p) - 1 - lo, len(p) + len(a) - 1 - lo, device=device)
             total = total + logp[j, at, torch.tensor(a, device=device)].sum()
-        grads = torch.autograd.grad(total, [probes[layer] for layer in layers])
+        grads = torch.autograd.grad(total, gp.zeros())
     index = torch.tensor(owner)
     out = {}
-    keys = {layer: td[name].input for name, layer in names.items()}
-    for layer, g in zip(layers, grads):
-        k = keys[layer][rows_t, pos_t].double().cpu()
+    for layer, g in zip(gp.layers, grads):
+        k = gp.key(layer)[rows_t, pos_t].double().cpu()
         g = g[rows_t, pos_t].double().cpu()
         K = torch.zeros(len(slot), k.shape[1], dtype=torch.float64).index_copy_(0, index, k)
         G = torch.zeros(len(slot), g.shape[1], dtype=torch.float64).index_add_(0, index, g)
