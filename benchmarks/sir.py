@@ -19,6 +19,8 @@ rerun with the same arguments goes on from there; ``--render`` writes reports/si
     python benchmarks/sir.py --model organism --methods rome memit --edits 100
     python benchmarks/sir.py --model organism --methods memit --edits 100 --batch 10 --name organism_batch10
     python benchmarks/sir.py --model smollm2 --methods rome memit --edits 100
+    python benchmarks/sir.py --model smollm2 --methods memit --edits 100 --name smollm2_memit_norm6 \
+        --set max_norm_growth=6 --only CASE_ID ...       # a follow-up on a few cases
     python benchmarks/sir.py --render
 """
 
@@ -147,6 +149,8 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--name", default=None, help="reports/sir_NAME.json (default: the model's name)")
     ap.add_argument("--set", nargs="*", default=[], help="SIR hyperparameter overrides, NAME=VALUE")
+    ap.add_argument("--only", nargs="+", default=None, metavar="CASE_ID",
+                    help="run only the cases whose first edit has one of these case ids (a follow-up on a few cases)")
     ap.add_argument("--render", action="store_true", help="only write reports/sir.md from reports/sir_*.json")
     args = ap.parse_args(argv)
     if args.render:
@@ -172,10 +176,18 @@ def main(argv=None) -> None:
     pairs = known_facts(setup) if setup.world.kind == "real" else None
     requests = setup.complete(sample_edits(setup.world, args.edits, seed=args.seed, pairs=pairs))
     groups = [requests[i : i + args.batch] for i in range(0, len(requests), args.batch)]
+    if args.only:
+        unknown = set(args.only) - {g[0].case_id for g in groups}
+        if unknown:
+            raise SystemExit(f"--only: {sorted(unknown)[0]!r} is not among this run's cases; copy a case id from "
+                             "reports/sir_NAME.json (rows[].requests[0])")
+        groups = [g for g in groups if g[0].case_id in args.only]
     config = {"version": 3, "model": args.model, "methods": args.methods, "edits": args.edits, "batch": args.batch,
               "seed": args.seed, "set": args.set, "sir": hp_sir.__dict__, "probes": len(items),
               "known_facts": len(pairs) if pairs is not None else None,
               "stats_corpus": setup.corpus.describe() if setup.corpus is not None else None}
+    if args.only:
+        config["only"] = sorted(args.only)
     old = json.loads(path.read_text()) if path.exists() else {}
     rows = old.get("rows", []) if old.get("config") == config else []
     done = {(r["method"], tuple(r["requests"])) for r in rows}
