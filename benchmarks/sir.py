@@ -163,7 +163,7 @@ def main(argv=None) -> None:
     from ripple.editing.hparams import apply_overrides
     from ripple.editing.setup import load_setup
     from ripple.gie.measure import measure_items
-    from ripple.io import atomic_write_json
+    from ripple.io import atomic_write_json, source_fingerprint
     from ripple.mitigation.sir import SirHParams
     from ripple.organism.edits import sample_edits
     from ripple.probes.sets import world_probe_set
@@ -191,6 +191,11 @@ def main(argv=None) -> None:
     old = json.loads(path.read_text()) if path.exists() else {}
     rows = old.get("rows", []) if old.get("config") == config else []
     done = {(r["method"], tuple(r["requests"])) for r in rows}
+    code = source_fingerprint()
+    older = sum(r.get("code") != code for r in rows)
+    if older:
+        print(f"note: {older} of the {len(rows)} rows so far were made by other versions of ripple's code (see "
+              "'source versions' in reports/sir.md); delete the file to measure every row with this one", flush=True)
     before = measure_items(setup.model, setup.tok, setup.spec, items)
     for g in groups:
         alpha = None
@@ -206,6 +211,7 @@ def main(argv=None) -> None:
                 alpha = score(setup, delta, g, plan, bef, rplans, layer, position)
                 alpha["seconds"] = delta.info.get("seconds")
             row["alphaedit"] = alpha
+            row["code"] = code
             rows.append(row)
             atomic_write_json(path, {"config": config, "rows": rows})
             s = row["sir"]
@@ -214,6 +220,19 @@ def main(argv=None) -> None:
                   f"->{s['efficacy']} para {row['plain']['paraphrase']}->{s['paraphrase']}; {s['stopped']}; "
                   f"{s['seconds']:.0f}s", flush=True)
     render()
+
+
+def source_versions(rows: list[dict]) -> str:
+    """Which versions of ripple's code made the rows (``code``: :func:`ripple.io.source_fingerprint`)."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        key = r.get("code") or "unrecorded"
+        counts[key] = counts.get(key, 0) + 1
+    if len(counts) == 1 and "unrecorded" not in counts:
+        return f"Source version: {next(iter(counts))}."
+    return ("Source versions: " + ", ".join(f"{k} ({n} rows)" for k, n in counts.items())
+            + ("; 'unrecorded': rows made before the benchmark recorded its code, possibly by several versions" if
+               "unrecorded" in counts else "") + ".")
 
 
 def _share(cell):
@@ -272,12 +291,15 @@ def render() -> None:
         cmd = (f"python benchmarks/sir.py --model {cfg['model']} --methods {' '.join(cfg['methods'])} --edits "
                f"{cfg['edits']}" + (f" --batch {cfg['batch']}" if cfg["batch"] != 1 else "")
                + (f" --name {path.stem[4:]}" if path.stem[4:] != Path(cfg["model"]).stem else "")
-               + (f" --set {' '.join(cfg['set'])}" if cfg["set"] else ""))
-        n_cases = -(-cfg["edits"] // cfg["batch"])
-        lines += [f"## {path.stem[4:]}", "", f"`{cmd}`: {cfg['edits']} random edits (seed {cfg['seed']}"
+               + (f" --set {' '.join(cfg['set'])}" if cfg["set"] else "")
+               + (" --only " + " ".join(f"'{c}'" for c in cfg["only"]) if cfg.get("only") else ""))
+        n_cases = len(cfg["only"]) if cfg.get("only") else -(-cfg["edits"] // cfg["batch"])
+        what = (f"{n_cases} of the {cfg['edits']} random edits" if cfg.get("only") else
+                f"{cfg['edits']} random edits")
+        lines += [f"## {path.stem[4:]}", "", f"`{cmd}`: {what} (seed {cfg['seed']}"
                   + (f"; real-world facts the model knows, {cfg['known_facts']} of them" if cfg["known_facts"] else
                      "; every editable relation of the world")
-                  + f"), {cfg['batch']} per solve, {cfg['probes']} probe items.", ""]
+                  + f"), {cfg['batch']} per solve, {cfg['probes']} probe items. {source_versions(rows)}", ""]
         for method in cfg["methods"]:
             mine = [r for r in rows if r["method"] == method]
             if not mine:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -55,3 +56,13 @@ def atomic_savefig(fig, path, **kwargs) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def source_fingerprint() -> str:
+    """12 hex digits of a hash over the ripple package's Python sources (paths and contents): rows a
+    benchmark appends carry it, so a resumed run shows which rows an older version of the code made."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]

@@ -13,8 +13,8 @@ import torch
 
 from ripple.arch import get_module, get_spec, mlp_out_param, weight_as_out_in
 from ripple.errors import RippleError
-from ripple.modes import held
 from ripple.hooks import MlpGradProbe, SiteTrace, Trace, TraceDict
+from ripple.modes import held
 
 from conftest import ARCH_TYPES
 
