@@ -87,9 +87,10 @@ def run_method(setup, items, method, requests, path: Path, config: dict, rankers
     from ripple.gie.measure import measure_items, prepare_resume
     from ripple.gie.rankers import RANKERS, RankInput
     from ripple.gie.run import drift_position
-    from ripple.io import atomic_write_json
+    from ripple.io import atomic_write_json, source_fingerprint
 
     model, tok, spec, ctx = setup.model, setup.tok, setup.spec, setup.ctx
+    code = source_fingerprint()
     hp = setup.hparams_for(method, [])
     layers = hp.layers_for(ctx.n_layers())
     old = json.loads(path.read_text()) if path.exists() else {}
@@ -130,7 +131,7 @@ def run_method(setup, items, method, requests, path: Path, config: dict, rankers
                "known": all(before.correct[e] for e in edited),
                "n_changed": len(changed), "edited_took": all(before.greedy[e] != after.greedy[e] for e in edited),
                "edit_seconds": edit_seconds, "incremental_seconds": inc_seconds, "rank_seconds": {}, "damaged": {},
-               "changed": {}, "damaged_ids": sorted(damaged), "changed_ids": sorted(changed)}
+               "changed": {}, "damaged_ids": sorted(damaged), "changed_ids": sorted(changed), "code": code}
         for name in rankers:
             t0 = time.perf_counter()
             order = RANKERS.get(name).rank(inp)
@@ -216,6 +217,8 @@ def _pct(x) -> str:
 def render() -> None:
     import matplotlib
 
+    from ripple.io import source_versions
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -272,7 +275,7 @@ def render() -> None:
                  "and margins from the probe's own before-edit pass instead): "
                  + ", ".join(f"{k} {v:.1f} s" for k, v in cache.items())
                  + f" ({_pct(sum(cache.values()) / full)} of one full evaluation). Mean edit time "
-                 f"{sum(r['edit_seconds'] for r in rows) / len(rows):.2f} s.", "",
+                 f"{sum(r['edit_seconds'] for r in rows) / len(rows):.2f} s. {source_versions(rows)}", "",
                  "| ranker | own time per edit (s) | one-off backward pass | damaged found at 5% / 10% / 20% / 50% of "
                  "items | changed found at 5% / 10% / 20% / 50% | best recall of damage at 20% of the cost, plain / "
                  "incremental |", "|---|---|---|---|---|---|"]

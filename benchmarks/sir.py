@@ -222,19 +222,6 @@ def main(argv=None) -> None:
     render()
 
 
-def source_versions(rows: list[dict]) -> str:
-    """Which versions of ripple's code made the rows (``code``: :func:`ripple.io.source_fingerprint`)."""
-    counts: dict[str, int] = {}
-    for r in rows:
-        key = r.get("code") or "unrecorded"
-        counts[key] = counts.get(key, 0) + 1
-    if len(counts) == 1 and "unrecorded" not in counts:
-        return f"Source version: {next(iter(counts))}."
-    return ("Source versions: " + ", ".join(f"{k} ({n} rows)" for k, n in counts.items())
-            + ("; 'unrecorded': rows made before the benchmark recorded its code, possibly by several versions" if
-               "unrecorded" in counts else "") + ".")
-
-
 def _share(cell):
     return cell["correct"] / cell["n"] if cell["n"] else None
 
@@ -272,7 +259,7 @@ def summarize(rows: list[dict], method: str) -> list[list]:
 
 
 def render() -> None:
-    from ripple.io import atomic_write_text
+    from ripple.io import atomic_write_text, source_versions
 
     lines = ["# SIR: selective impact revision, measured", "",
              "Rendered by `python benchmarks/sir.py --render` from reports/sir_*.json (each run's command below). "

@@ -66,3 +66,16 @@ def source_fingerprint() -> str:
     for path in sorted(root.rglob("*.py")):
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:12]
+
+
+def source_versions(rows: list[dict]) -> str:
+    """Which versions of ripple's code made the rows (``code``: :func:`ripple.io.source_fingerprint`)."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        key = r.get("code") or "unrecorded"
+        counts[key] = counts.get(key, 0) + 1
+    if len(counts) == 1 and "unrecorded" not in counts:
+        return f"Source version: {next(iter(counts))}."
+    return ("Source versions: " + ", ".join(f"{k} ({n} rows)" for k, n in counts.items())
+            + ("; 'unrecorded': rows made before the benchmark recorded its code, possibly by several versions" if
+               "unrecorded" in counts else "") + ".")
