@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from ripple.errors import RippleError
@@ -70,10 +71,7 @@ def source_fingerprint() -> str:
 
 def source_versions(rows: list[dict]) -> str:
     """Which versions of ripple's code made the rows (``code``: :func:`ripple.io.source_fingerprint`)."""
-    counts: dict[str, int] = {}
-    for r in rows:
-        key = r.get("code") or "unrecorded"
-        counts[key] = counts.get(key, 0) + 1
+    counts = Counter(r.get("code") or "unrecorded" for r in rows)
     if len(counts) == 1 and "unrecorded" not in counts:
         return f"Source version: {next(iter(counts))}."
     return ("Source versions: " + ", ".join(f"{k} ({n} rows)" for k, n in counts.items())

@@ -172,7 +172,7 @@ class KeyRecorder:
         self.cells: list[list[tuple[int, int]]] = []
 
     def record(self, batch: list[int], key_inputs: dict[int, torch.Tensor], x_last: torch.Tensor,
-               z_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+               z_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One batch: ``key_inputs[layer]`` ``[b, seq, in]``, the residual after the last block at
         each prompt's last token ``[b, hidden]`` and the logits there ``[b, vocab]``; returns the
         (row, position) index tensors of the batch's cached cells and the top-2 token ids [b, 2]."""
