@@ -120,7 +120,7 @@ def test_registry_contract():
     assert str(e.value) == "unknown widget 'b'; available: a"
     reg.unregister("a")
     assert reg.names() == ()
-    with pytest.raises(RippleError, match="choose one of alphaedit, emmet, ft, memit, rome"):
+    with pytest.raises(RippleError, match="choose one of alphaedit, emmet, ft, memit, rledit, rome"):
         get_editor("romee")
 
 

@@ -100,11 +100,29 @@ def test_both_methods_start_from_the_same_model(stress_run):
     (["--method", "rome", "--collapse-ratio", "0.5"], "must be above 1"),
     (["--method", "rome", "--task-floor", "1.5"], "must be between 0 and 1"),
     (["--method", "rome", "--tasks", "organism_nope"], "unknown lm-eval task"),
+    (["--method", "memit", "--chunk", "2"], "not a multiple of --chunk"),
+    (["--method", "rome", "--hypernet", "hn"], "--hypernet is for rledit"),
 ])
 def test_bad_input(capfd, tmp_path, argv, needle):
     code, _, err = cli(capfd, "stress", "--model", "organism", "--edits", 2, "--every", 1, "--out", tmp_path / "o",
                        *argv)
     assert needle in assert_one_line_error(code, err)
+
+
+def test_chunked_stream_with_counterfact_scores(capfd, tmp_path):
+    """--chunk 2: MEMIT solves two edits a step, ROME still goes one by one; the checkpoints fall on
+    the same edit counts for both and carry efficacy, paraphrase and neighbourhood so far."""
+    out = tmp_path / "out"
+    code, _, err = cli(capfd, "stress", "--model", "organism", "--method", "memit", "--compare", "rome", "--edits", 4,
+                       "--every", 2, "--chunk", 2, "--counterfact", "--out", out, "--quiet")
+    assert code == 0, err
+    data = json.loads((out / "stress.json").read_text())
+    assert data["config"]["chunk"] == 2 and data["config"]["counterfact"] is True
+    for method in ("memit", "rome"):
+        rows = data["curves"][method]["checkpoints"]
+        assert [r["edits"] for r in rows] == [0, 2, 4]
+        assert rows[0]["counterfact"] is None
+        assert all(0 <= r["counterfact"][k] <= 1 for r in rows[1:] for k in ("efficacy", "paraphrase", "neighborhood"))
 
 
 def test_model_without_world_takes_an_edit_file(capfd, tmp_path, tiny_inputs):  # noqa: F811

@@ -51,6 +51,9 @@ def add_model_options(p) -> None:
                    "hf:NAME[:CONFIG[:SPLIT]], samples:N (N passages sampled from the model, cached), graph (the "
                    "knowledge graph's sentences) or english; default: the organism's world text, for other models "
                    "the measured default (samples:256)")
+    p.add_argument("--hypernet", default=None, type=text, help="--method rledit: the directory of a hypernetwork "
+                   "'ripple rledit train' wrote (default: the organism's shipped one, or the one trained and cached "
+                   "for this model)")
 
 
 def add_edit_options(p) -> None:
@@ -67,10 +70,23 @@ def inputs_of(args, *extra) -> list[tuple[str, object]]:
 
     corpus = args.stats_corpus if args.stats_corpus and parse_spec(args.stats_corpus)[0] == "file" else None
     return [("model directory", model_path(args.model)), ("hyperparameter file", args.hparams),
-            ("statistics corpus", corpus), *extra]
+            ("statistics corpus", corpus), ("RLEdit hypernetwork", getattr(args, "hypernet", None)), *extra]
 
 
-def precheck_hparams(args, method: str, extra_overrides=()) -> None:
+def hypernet_overrides(args, method: str, strict: bool = True) -> list[str]:
+    """``hypernet=DIR`` for rledit when ``--hypernet`` is given; for another editor nothing, or with
+    ``strict`` a one-line error."""
+    given = getattr(args, "hypernet", None)
+    if not given or (method != "rledit" and not strict):
+        return []
+    if method != "rledit":
+        from ripple.errors import RippleError
+
+        raise RippleError(f"--hypernet is for --method rledit, not {method}; drop it or pass --method rledit")
+    return [f"hypernet={given}"]
+
+
+def precheck_hparams(args, method: str, extra_overrides=(), strict: bool = True) -> None:
     """Resolve ``method``'s hyperparameters from the options before the model is loaded (its
     ``config.json`` gives the architecture), so that a bad value fails at once; layer indices are
     checked against the model's depth after loading."""
@@ -87,7 +103,7 @@ def precheck_hparams(args, method: str, extra_overrides=()) -> None:
         except (ValueError, OSError, AttributeError):
             return  # the loader says what is wrong with it
     resolve_hparams(method, str(model_type), None, model_dir=path, json_file=args.hparams,
-                    overrides=[*args.set, *extra_overrides])
+                    overrides=[*args.set, *extra_overrides, *hypernet_overrides(args, method, strict)])
 
 
 def setup_from_args(args, requests, extra_overrides=()):
@@ -96,7 +112,8 @@ def setup_from_args(args, requests, extra_overrides=()):
     from ripple.editing.setup import load_setup
 
     setup = load_setup(args.model, args.method, requests, hparams_file=args.hparams,
-                       overrides=[*args.set, *extra_overrides], stats_corpus_file=args.stats_corpus,
+                       overrides=[*args.set, *extra_overrides, *hypernet_overrides(args, args.method)],
+                       stats_corpus_file=args.stats_corpus,
                        dtype=args.dtype)
     for warning in setup.warnings:
         print(f"ripple: warning: {warning}", file=sys.stderr)

@@ -25,6 +25,8 @@ def add_parser(sub) -> None:
     p.add_argument("--compare", nargs="*", default=[], metavar="METHOD", help="more methods on the same edits")
     p.add_argument("--edits", type=count, required=True, help="number of sequential edits (at least 1)")
     p.add_argument("--every", type=count, required=True, help="measure every K edits (at least 1)")
+    p.add_argument("--chunk", type=count, default=1, help="edits per step: a batch editor solves each chunk of K "
+                   "at once, an editor of one fact per solve (rome, ft) goes through it one by one (default 1)")
     p.add_argument("--edit-file", default=None, help="JSON/JSONL edit requests to use (default: sampled from "
                    "the world, going round its facts again past 640)")
     p.add_argument("--tasks", nargs="*", default=None, help="lm-eval tasks at each checkpoint (organism: the "
@@ -35,6 +37,8 @@ def add_parser(sub) -> None:
     p.add_argument("--task-floor", type=open_share, default=0.5, help="capability collapse: task score below this "
                    "share of the unedited model's (between 0 and 1)")
     p.add_argument("--seed", type=natural, default=0, help="seed of the sampled edits")
+    p.add_argument("--counterfact", action="store_true", help="at each checkpoint also score efficacy, paraphrase "
+                   "and neighbourhood over the latest edit of every fact edited so far (slower)")
     p.add_argument("--out", required=True, type=text,
                    help="directory for stress.json, stress.png, stress.md, timing.json")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -52,13 +56,18 @@ def check_args(args) -> list[str]:
         parse_method(name)
     if len(set(names)) != len(names):
         raise RippleError(f"a method is named twice in --method/--compare ({', '.join(names)}); name each once")
+    if args.hypernet and not any(parse_method(n)[0] == "rledit" for n in names):
+        raise RippleError("--hypernet is for rledit, which is not among --method/--compare; drop it or add rledit")
+    if args.every % args.chunk:
+        raise RippleError(f"--every {args.every} is not a multiple of --chunk {args.chunk}; checkpoints fall between "
+                          "steps, so pass an --every that the chunk divides")
     args.tasks = check_tasks(args.tasks)
     check_out(args.out, inputs_of(args, ("edit file", args.edit_file)))
     return names
 
 
 def run(args) -> int:
-    from ripple.commands.edit import precheck_hparams
+    from ripple.commands.edit import hypernet_overrides, precheck_hparams
     from ripple.editing.setup import load_setup
     from ripple.io import atomic_write_json, atomic_write_text
     from ripple.outputs import output_unit
@@ -68,7 +77,7 @@ def run(args) -> int:
     names = check_args(args)
     for name in names:  # hyperparameters of every method, before the model is loaded
         method, rect = parse_method(name)
-        precheck_hparams(args, method, [f"rect={rect}"] if rect else [])
+        precheck_hparams(args, method, [f"rect={rect}"] if rect else [], strict=False)
     setup = load_setup(args.model, hparams_file=args.hparams, context=False, dtype=args.dtype)
     stream, world = stress_stream(setup, args.edits, args.edit_file, args.seed)
     setup.make_context(args.stats_corpus)
@@ -80,10 +89,12 @@ def run(args) -> int:
 
     result = run_stress(setup, names, stream, args.every, world=world, tasks=args.tasks, limit=args.limit,
                         collapse_ratio=args.collapse_ratio, task_floor=args.task_floor, overrides=args.set,
-                        on_checkpoint=progress)
+                        on_checkpoint=progress, chunk=args.chunk,
+                        method_overrides={"rledit": hypernet_overrides(args, "rledit")}, counterfact=args.counterfact)
     curves = result.curves
     config = {"model": str(args.model), "edits": len(stream), "every": args.every, "seed": args.seed,
-              "tasks": args.tasks, "limit": args.limit, "collapse_ratio": args.collapse_ratio, "task_floor": args.task_floor,
+              "chunk": args.chunk, "counterfact": args.counterfact, "tasks": args.tasks, "limit": args.limit,
+              "collapse_ratio": args.collapse_ratio, "task_floor": args.task_floor,
               "source": args.edit_file or "world stream", "set": args.set}
     with output_unit(args.out) as stage:
         atomic_write_json(stage / "timing.json", result.timing)

@@ -29,6 +29,7 @@ class EditContext:
     corpus: list[str]
     use_disk_cache: bool = True
     state: dict = field(default_factory=dict)
+    loaded: dict = field(default_factory=dict)  # what editors load once (RLEdit's hypernetwork); never rolled back
     _C: dict = field(default_factory=dict)
     _contexts: dict = field(default_factory=dict)
 

@@ -6,11 +6,11 @@ else (the session, the audit, stress, the CLI's help, the benchmarks) reads the 
 >>> get_editor("rome").one_request_per_solve
 True
 >>> sorted(EDITORS.names())
-['alphaedit', 'emmet', 'ft', 'memit', 'rome']
+['alphaedit', 'emmet', 'ft', 'memit', 'rledit', 'rome']
 >>> get_editor("romee")
 Traceback (most recent call last):
 ...
-ripple.errors.RippleError: unknown editing method 'romee'; choose one of alphaedit, emmet, ft, memit, rome (RECT is an option on any of them: rect=0.4)
+ripple.errors.RippleError: unknown editing method 'romee'; choose one of alphaedit, emmet, ft, memit, rledit, rome (RECT is an option on any of them: rect=0.4)
 
 Adding an editor is one file that builds an :class:`EditDelta` and registers itself::
 

@@ -88,8 +88,9 @@ class Checkpoints:
     """What a checkpoint measures (fixed at the start, on the unedited model)."""
 
     def __init__(self, model, tok, world, stream, sentences, bridge=None, n_untouched=300, n_tracked=20,
-                 collapse_ratio: float = COLLAPSE_RATIO, spec=None):
+                 collapse_ratio: float = COLLAPSE_RATIO, spec=None, counterfact: bool = False):
         self.model, self.tok, self.stream, self.sentences, self.bridge = model, tok, stream, sentences, bridge
+        self.counterfact = counterfact
         names = [mlp_out_param(spec, i) for i in range(spec.n_layers(model))] if spec else []
         self.w0 = {n: model.get_parameter(n).detach().float().clone() for n in names}
         self.collapse_ratio = collapse_ratio
@@ -108,6 +109,10 @@ class Checkpoints:
             row["edit_success_top1"] = sum(a[1] for a in new) / len(latest)
         else:
             row["edit_success"] = row["edit_success_top1"] = None
+        if self.counterfact:  # efficacy, paraphrase, neighbourhood over the latest edit of every fact so far
+            from ripple.editing.metrics import aggregate, request_metrics
+
+            row["counterfact"] = aggregate([request_metrics(model, tok, r) for r in latest]) if latest else None
         if self.untouched:
             hits = query_correct(model, tok, self.untouched)
             row["untouched_accuracy"] = sum(hits) / len(hits)
@@ -151,12 +156,13 @@ def collapse_points(rows: list[dict], collapse_ratio: float = COLLAPSE_RATIO, ta
 
 
 def stress_method(setup, name: str, stream, every: int, checkpoints: Checkpoints, overrides=(),
-                  on_checkpoint=None, task_floor: float = TASK_FLOOR) -> dict:
-    """Apply ``stream`` with method ``name`` (``+rect`` allowed) one edit at a time on ``setup``'s
-    model, measuring every ``every`` edits; the model is restored exactly before returning (also on
-    error)."""
+                  on_checkpoint=None, task_floor: float = TASK_FLOOR, chunk: int = 1) -> dict:
+    """Apply ``stream`` with method ``name`` (``+rect`` allowed) on ``setup``'s model, ``chunk``
+    edits a step (one at a time for an editor of one fact per solve), measuring every ``every``
+    edits (a multiple of ``chunk``); the model is restored exactly before returning (also on error)."""
     method, rect = parse_method(name)
     hp = setup.hparams_for(method, [*overrides, *([f"rect={rect}"] if rect else [])])
+    step_size = 1 if get_editor(method).one_request_per_solve else chunk
     rows = [checkpoints.measure(0)]
     if on_checkpoint:
         on_checkpoint(name, rows[-1])
@@ -165,6 +171,7 @@ def stress_method(setup, name: str, stream, every: int, checkpoints: Checkpoints
 
     def step(i, _model):
         nonlocal measure_s
+        i = min(i * step_size, len(stream))  # edits applied so far
         if i % every == 0 or i == len(stream):
             t = time.perf_counter()
             rows.append(checkpoints.measure(i))
@@ -172,7 +179,7 @@ def stress_method(setup, name: str, stream, every: int, checkpoints: Checkpoints
             if on_checkpoint:
                 on_checkpoint(name, rows[-1])
 
-    with edited(setup.ctx, method, stream, hp, mode="sequential", force=True, on_step=step) as run:
+    with edited(setup.ctx, method, stream, hp, mode="sequential", chunk=step_size, force=True, on_step=step) as run:
         over_guard = [i for i, d in enumerate(run.deltas, 1)
                       if max(d.info.get("norm_ratios", {}).values(), default=0.0) > hp.max_update_ratio]
     seconds = time.perf_counter() - t0
@@ -218,19 +225,24 @@ class StressResult:
 
 def run_stress(setup, names, stream, every: int, world=None, tasks=(), limit: int | None = None,
                collapse_ratio: float = COLLAPSE_RATIO, task_floor: float = TASK_FLOOR, overrides=(),
-               on_checkpoint=None) -> StressResult:
+               on_checkpoint=None, chunk: int = 1, method_overrides=None, counterfact: bool = False) -> StressResult:
     """Every method of ``names`` over the same ``stream`` from the same weights (see the module
-    docstring); ``world``: score ripple categories and untouched facts from it (None: skip them)."""
+    docstring), ``chunk`` edits a step; ``world``: score ripple categories and untouched facts from
+    it (None: skip them); ``method_overrides``: more overrides for one editor (``{"rledit":
+    ["hypernet=DIR"]}``); ``counterfact``: each checkpoint also scores efficacy, paraphrase and
+    neighbourhood over the latest edit of every fact edited so far."""
     bridge = None
     if tasks:
         from ripple.evaluate.lm_eval_bridge import LmEvalBridge
 
         bridge = LmEvalBridge(setup.model, setup.tok, list(tasks), world=world, limit=limit)
     checkpoints = Checkpoints(setup.model, setup.tok, world, stream, general_sentences_for(world), bridge,
-                              collapse_ratio=collapse_ratio, spec=setup.spec)
+                              collapse_ratio=collapse_ratio, spec=setup.spec, counterfact=counterfact)
     curves, timing = {}, {}
     for name in names:
-        curve = stress_method(setup, name, stream, every, checkpoints, overrides, on_checkpoint, task_floor)
+        extra = (method_overrides or {}).get(parse_method(name)[0], [])
+        curve = stress_method(setup, name, stream, every, checkpoints, [*overrides, *extra], on_checkpoint,
+                              task_floor, chunk)
         timing[name] = curve.pop("timing")
         curves[name] = curve
     return StressResult(curves, timing)

@@ -29,13 +29,16 @@ def fact_of(request: EditRequest) -> tuple[str, str]:
     return edit.fact if edit is not None else (request.subject, request.prompt)
 
 
-def edit_stream(world: World, n: int, seed: int = 0, relations=None) -> list[EditRequest]:
+def edit_stream(world: World, n: int, seed: int = 0, relations=None, pairs=None) -> list[EditRequest]:
     """``n`` edits: rounds over every editable fact (each round in its own random order);
-    ``relations``: the organism's :data:`EDITABLE` by default, every relation of a real-world graph."""
+    ``relations``: the organism's :data:`EDITABLE` by default, every relation of a real-world graph;
+    ``pairs``: only these ``(subject, relation)`` facts (RLEdit's evaluation half)."""
     rng = random.Random(seed)
     if relations is None:
         relations = EDITABLE if world.kind == "synthetic" else tuple(world.relations)
-    pairs = sorted({(f.subject, f.relation) for f in world.facts if f.relation in relations})
+    allowed = set(pairs) if pairs is not None else None
+    pairs = sorted({(f.subject, f.relation) for f in world.facts if f.relation in relations
+                    and (allowed is None or (f.subject, f.relation) in allowed)})
     current = {p: world.objects(*p)[0] for p in pairs}
     out: list[EditRequest] = []
     while len(out) < n:

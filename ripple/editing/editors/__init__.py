@@ -5,7 +5,8 @@ importing this package registers them in :data:`ripple.editing.editor.EDITORS`.
 * :mod:`.memit`: MEMIT, many facts spread over a range of layers (least squares);
 * :mod:`.emmet`: EMMET, MEMIT's plan with ROME's equality constraint, batched;
 * :mod:`.alphaedit`: AlphaEdit, MEMIT's plan projected onto the null space of preserved keys;
-* :mod:`.ft`: FT-L, constrained fine-tuning of one MLP output projection.
+* :mod:`.ft`: FT-L, constrained fine-tuning of one MLP output projection;
+* :mod:`.rledit`: RLEdit, edits predicted by a hypernetwork trained over edit sequences.
 """
 
-from ripple.editing.editors import alphaedit, emmet, ft, memit, rome  # noqa: F401 (they register)
+from ripple.editing.editors import alphaedit, emmet, ft, memit, rledit, rome  # noqa: F401 (they register)

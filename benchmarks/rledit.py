@@ -1,0 +1,184 @@
+"""RLEdit in lifelong editing against MEMIT, AlphaEdit and ROME, on held-out facts.
+
+The facts are split once into a training and an evaluation half (ripple.rledit.train.fact_split);
+the hypernetwork is trained on the first (``ripple rledit train``'s defaults for the model, or
+``--hypernet DIR``), and every method then applies the same stream of ``--batches`` x ``--batch``
+edits of the evaluation half, batch after batch, without resetting the model (ROME, one fact per
+solve, goes through each batch one edit at a time). Past the half's supply of facts the stream goes
+round again to new objects, as ``ripple stress`` does. Every ``--every`` batches a checkpoint
+measures, over the latest edit of every fact edited so far, efficacy, paraphrase and
+neighbourhood (CounterFact's, P(new) > P(old)), and the perplexity ratio, untouched facts and the
+lm-eval task score (``--tasks``). Time per edit is the editing time alone (checkpoints excluded).
+
+Each method's curve is written to ``reports/rledit_<model>.json`` when it finishes (a stopped run
+goes on with the methods it lacks); ``--render`` writes reports/rledit.md and its plot.
+
+    python benchmarks/rledit.py --model organism                  # 50 batches x 20 edits
+    python benchmarks/rledit.py --model smollm2 --batches 10 --every 2 --tasks ''
+    python benchmarks/rledit.py --render
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+REPORTS = ROOT / "reports"
+METHODS = ("rledit", "memit", "alphaedit", "rome")
+
+
+def hypernet_for(setup, given, log=print) -> tuple[str, dict]:
+    """The hypernetwork's directory (``given``, the shipped or cached one, else trained now and
+    cached) and its training record."""
+    from ripple.errors import RippleError
+    from ripple.outputs import output_unit
+    from ripple.rledit.hypernet import Hypernetwork, model_identity
+    from ripple.rledit.store import cache_dir_for, find_hypernet
+    from ripple.rledit.train import train
+
+    try:
+        where = find_hypernet(setup.model, setup.spec, given)
+    except RippleError:
+        hp = setup.hparams_for("rledit")
+        log(f"training the hypernetwork ({hp.n_sequences} sequences of {hp.seq_batches} x {hp.batch_edits} edits)")
+        hn = train(setup.ctx, setup.world, hp, log=log)
+        where = cache_dir_for(model_identity(setup.model, setup.spec))
+        with output_unit(where) as stage:
+            hn.save(stage)
+    hn = Hypernetwork.load(where)
+    hn.check_model(setup.model, setup.spec, str(where))
+    return str(where), hn.meta
+
+
+def main(argv=None) -> None:
+    sys.path.insert(0, str(ROOT))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="organism")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS))
+    ap.add_argument("--batches", type=int, default=50)
+    ap.add_argument("--batch", type=int, default=20)
+    ap.add_argument("--every", type=int, default=5, help="a checkpoint every this many batches")
+    ap.add_argument("--tasks", nargs="*", default=["organism"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hypernet", default=None)
+    ap.add_argument("--name", default=None, help="reports/rledit_NAME.json (default: the model's name)")
+    ap.add_argument("--render", action="store_true")
+    args = ap.parse_args(argv)
+    if args.render:
+        render()
+        return
+    torch.set_num_threads(int(os.environ.get("RIPPLE_THREADS", "1")))
+    from ripple.editing.setup import load_setup
+    from ripple.io import atomic_write_json, source_fingerprint
+    from ripple.rledit.train import editable_relations, fact_split
+    from ripple.stress.run import run_stress
+    from ripple.stress.stream import edit_stream
+
+    setup = load_setup(args.model)
+    world = setup.world
+    pairs = [p for p in fact_split(world)["eval"] if p[1] in editable_relations(world)]
+    stream = setup.complete(edit_stream(world, args.batches * args.batch, seed=args.seed,
+                                        relations=editable_relations(world), pairs=pairs))
+    hn_dir, hn_meta = hypernet_for(setup, args.hypernet)
+    name = args.name or Path(args.model).stem.replace(".", "_")
+    path = REPORTS / f"rledit_{name}.json"
+    config = {"version": 1, "model": args.model, "batches": args.batches, "batch": args.batch, "every": args.every,
+              "tasks": args.tasks, "seed": args.seed, "eval_facts": len(pairs)}
+    old = json.loads(path.read_text()) if path.exists() else {}
+    data = old if old.get("config") == config else {"config": config, "curves": {}, "timing": {}}
+    data["hypernet"] = {"training": hn_meta.get("training"), "hparams": hn_meta.get("hparams"),
+                        "layers": hn_meta.get("layers"), "rank": hn_meta.get("rank")}
+    for method in args.methods:
+        if method in data["curves"]:
+            continue
+        t0 = time.perf_counter()
+
+        def progress(n, row):
+            cf = row.get("counterfact") or {}
+            print(f"{n}: {row['edits']} edits, efficacy {cf.get('efficacy')}, paraphrase {cf.get('paraphrase')}, "
+                  f"neighbourhood {cf.get('neighborhood')}, perplexity x{row['perplexity_ratio']:.3g}", flush=True)
+
+        result = run_stress(setup, [method], stream, args.every * args.batch, world=world, tasks=args.tasks,
+                            chunk=args.batch, counterfact=True, on_checkpoint=progress,
+                            method_overrides={"rledit": [f"hypernet={hn_dir}"]})
+        data["curves"][method] = result.curves[method] | {"code": source_fingerprint()}
+        data["timing"][method] = result.timing[method] | {"wall": time.perf_counter() - t0}
+        atomic_write_json(path, data)
+    render()
+
+
+# ---------------------------------------------------------------- report
+
+
+def _cf(row, key):
+    cf = row.get("counterfact") or {}
+    return cf.get(key)
+
+
+def _fmt(x, digits=3):
+    return "-" if x is None else f"{x:.{digits}g}"
+
+
+def render() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ripple.io import atomic_savefig, atomic_write_text
+    from ripple.stress.report import task_score
+
+    runs = {p.stem.removeprefix("rledit_"): json.loads(p.read_text()) for p in sorted(REPORTS.glob("rledit_*.json"))}
+    lines = ["# RLEdit: lifelong editing on held-out facts", "",
+             "Generated by `benchmarks/rledit.py` from `reports/rledit_<model>.json`; see its docstring for the setup.", ""]
+    for name, data in runs.items():
+        cfg, curves, timing = data["config"], data["curves"], data["timing"]
+        n_edits = cfg["batches"] * cfg["batch"]
+        train = (data.get("hypernet") or {}).get("training") or {}
+        lines += [f"## {name}: {cfg['batches']} batches x {cfg['batch']} edits ({n_edits} edits) on "
+                  f"{cfg['eval_facts']} held-out facts", "",
+                  f"Reproduce: `python benchmarks/rledit.py --model {cfg['model']} --batches {cfg['batches']} "
+                  f"--batch {cfg['batch']} --every {cfg['every']} --tasks {' '.join(cfg['tasks']) or chr(39) * 2}`.",
+                  "", f"Hypernetwork training (apart from the editing times below): {train.get('seconds', 0):.0f} s, "
+                  f"{len(train.get('sequences', []))} sequences, on {train.get('device', '?')}.", "",
+                  "| method | efficacy | paraphrase | neighbourhood | edit success (top-1) | untouched facts | "
+                  "perplexity ratio | task score | edit s / edit | vs MEMIT | vs AlphaEdit |", "|---|" + "---|" * 10]
+        per_edit = {m: (t["seconds"] - t["measure_seconds"]) / n_edits for m, t in timing.items()}
+        for m, c in curves.items():
+            first, last = c["checkpoints"][0], c["checkpoints"][-1]
+            ratio = lambda other: _fmt(per_edit[m] / per_edit[other]) if other in per_edit and other != m else "-"  # noqa: E731
+            lines.append(f"| {m} | {_fmt(_cf(last, 'efficacy'))} | {_fmt(_cf(last, 'paraphrase'))} | "
+                         f"{_fmt(_cf(last, 'neighborhood'))} | {_fmt(last.get('edit_success_top1'))} | "
+                         f"{_fmt(first.get('untouched_accuracy'))} → {_fmt(last.get('untouched_accuracy'))} | "
+                         f"{_fmt(last['perplexity_ratio'])} | {_fmt(task_score(first))} → {_fmt(task_score(last))} | "
+                         f"{per_edit[m]:.3g} | {ratio('memit')} | {ratio('alphaedit')} |")
+        lines += ["", f"Figures at {n_edits} edits, over the latest edit of every fact edited so far.", "",
+                  f"![lifelong curves](rledit_{name}.png)", ""]
+        fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+        for m, c in curves.items():
+            xs = [r["edits"] for r in c["checkpoints"]]
+            for ax, key in zip(axes[:3], ("efficacy", "paraphrase", "neighborhood")):
+                ax.plot(xs, [_cf(r, key) for r in c["checkpoints"]], marker="o", label=m)
+                ax.set_title(key)
+            axes[3].plot(xs, [task_score(r) for r in c["checkpoints"]], marker="o", label=m)
+            axes[3].set_title("task score")
+        for ax in axes:
+            ax.set_xlabel("edits")
+            ax.set_ylim(0, 1.02)
+        axes[0].legend()
+        fig.tight_layout()
+        atomic_savefig(fig, REPORTS / f"rledit_{name}.png", dpi=110)
+        plt.close(fig)
+    atomic_write_text(REPORTS / "rledit.md", "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""RLEdit: edits predicted by a hypernetwork trained over whole edit sequences (Li et al., ICML 2025).
+
+An edit reads, on the model as it is now, the input ``k`` of each edited MLP output projection and
+the gradient ``δ`` of the new answers' loss at its output, at every answer token of the batch;
+the hypernetwork (:mod:`ripple.rledit`) turns them into the weight change. Its running moments
+keep updating as edits are applied (``ctx.editor_state("rledit")["moments"]``, rolled back with the
+weights by the sandbox). Training is ``ripple rledit train`` (:mod:`ripple.rledit.train`); its
+hyperparameters are the training fields below. The hypernetwork is ``hypernet=DIR`` (the CLI's
+``--hypernet DIR``); without it, the one shipped with the organism, or the one ``ripple rledit
+train`` cached for this model.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ripple.editing.editor import EDITORS, Editor, make_delta
+from ripple.editing.hparams import LayeredHParams
+from ripple.editing.limits import AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT, Limit
+
+NAME = "rledit"
+
+
+@dataclass(frozen=True)
+class RLEditHParams(LayeredHParams):
+    hypernet: str | None = None  # a directory written by 'ripple rledit train'
+    layer_fracs: tuple[float, ...] = tuple(i / 31 for i in range(22, 31))  # the paper's 22-30 of 32 (Llama-3)
+    rank: int = 1024
+    n_blocks: int = 4
+    lr_init: float = 1e-6  # each module's step size at initialisation
+    meta_lr: float = 1e-5  # Adam on the hypernetwork, one step per sequence
+    loc_coef: float = 0.6  # weight of the KL locality term
+    reg_coef: float = 1e-4  # weight of ‖ΔW‖²
+    time_decay: float = 0.95  # weight of the loss of the batch j steps back: time_decay ** j
+    back_depth: int = 10  # how many batches back the loss reaches (memory backtracking)
+    max_grad_norm: float = 1.0
+    batch_edits: int = 20  # edits per batch in training
+    seq_batches: int = 10  # batches per training sequence (the model is not reset within one)
+    n_sequences: int = 20  # training sequences; one optimiser step each
+    paraphrases: int = 2  # paraphrase prompts per edit in the training loss
+    loc_prompts: int = 20  # unrelated prompts per batch for the locality term
+
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "rank": AT_LEAST_1, "n_blocks": AT_LEAST_1, "lr_init": POSITIVE, "meta_lr": POSITIVE,
+        "loc_coef": NON_NEGATIVE, "reg_coef": NON_NEGATIVE, "time_decay": UNIT, "back_depth": AT_LEAST_1,
+        "max_grad_norm": POSITIVE, "batch_edits": AT_LEAST_1, "seq_batches": AT_LEAST_1,
+        "n_sequences": AT_LEAST_1, "paraphrases": AT_LEAST_1, "loc_prompts": AT_LEAST_1}
+
+
+def hypernetwork(ctx, hp: RLEditHParams):
+    """The hypernetwork for this model (loaded once per context), checked against the model and
+    against the layers ``hp`` asks for."""
+    from ripple.errors import RippleError
+    from ripple.rledit.store import find_hypernet
+
+    found = ctx.loaded.get((NAME, hp.hypernet))
+    if found is None:
+        from ripple.rledit.hypernet import Hypernetwork
+
+        where = find_hypernet(ctx.model, ctx.spec, hp.hypernet)
+        hn = Hypernetwork.load(where)
+        hn.check_model(ctx.model, ctx.spec, str(where))
+        found = ctx.loaded[(NAME, hp.hypernet)] = (where, hn)
+    where, hn = found
+    want = hp.layers_for(ctx.n_layers())
+    if tuple(want) != hn.layers:
+        raise RippleError(f"the RLEdit hypernetwork in {where} edits layers {list(hn.layers)}, not {list(want)}; "
+                          "drop the layers setting, or train a hypernetwork for these layers")
+    return hn
+
+
+def compute_rledit(ctx, requests, hp: RLEditHParams):
+    from ripple.rledit.features import keys_and_grads
+
+    t0 = time.perf_counter()
+    hn = hypernetwork(ctx, hp)
+    state = ctx.editor_state(NAME)
+    feats = keys_and_grads(ctx.model, ctx.tok, ctx.spec, hn.layers, [(r.rendered, r.target_new) for r in requests])
+    moments = hn.updated_moments(state.get("moments", hn.moments), feats)
+    with torch.no_grad():
+        deltas = {n: d.detach().float().cpu().contiguous() for n, d in hn.shifts(ctx.spec, feats, moments).items()}
+    info = {"layers": list(hn.layers), "hypernet": str(hp.hypernet or "default"),
+            "answer_tokens": int(next(iter(feats.values()))[0].shape[0])}
+    delta = make_delta(ctx, NAME, requests, hp, deltas, info, t0)
+    state["pending"] = (id(delta), moments)
+    return delta
+
+
+def commit_moments(ctx, requests, hp, delta) -> None:
+    """After the edit is applied: the moments that included its tokens become the running ones."""
+    state = ctx.editor_state(NAME)
+    pending = state.pop("pending", None)
+    if pending is not None and pending[0] == id(delta):
+        state["moments"] = pending[1]
+
+
+EDITORS.register(Editor(
+    NAME, RLEditHParams, compute_rledit, after_apply=commit_moments,
+    # the organism's layers come with its ripple_hparams.json; llama: the paper's late layers
+    arch_defaults={"llama": {"rank": 1024}},
+    summary="a hypernetwork trained over edit sequences predicts each edit (Li et al. 2025); needs "
+            "'ripple rledit train' or the organism's shipped one"))
