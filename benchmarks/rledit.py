@@ -58,6 +58,33 @@ def hypernet_for(setup, given, log=print) -> tuple[str, dict]:
     return str(where), hn.meta
 
 
+def ship() -> None:
+    """Train the organism's hypernetwork (its ripple_hparams.json settings) into the package as plain
+    files, replacing the shipped one as a whole."""
+    import shutil
+    import tempfile
+
+    from ripple.editing.setup import load_setup
+    from ripple.rledit.store import shipped_dir
+    from ripple.rledit.train import train
+
+    setup = load_setup("organism")
+    hn = train(setup.ctx, setup.world, setup.hparams_for("rledit"))
+    dest = shipped_dir()
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".rledit-"))
+    hn.save(tmp)
+    old = dest.with_name(".rledit-old")
+    if dest.exists():
+        dest.rename(old)
+    tmp.chmod(0o755)
+    for f in tmp.iterdir():
+        f.chmod(0o644)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    size = sum(p.stat().st_size for p in dest.iterdir())
+    print(f"wrote {dest} ({size / 1e6:.1f} MB) in {hn.meta['training']['seconds']:.0f} s")
+
+
 def main(argv=None) -> None:
     sys.path.insert(0, str(ROOT))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,11 +98,16 @@ def main(argv=None) -> None:
     ap.add_argument("--hypernet", default=None)
     ap.add_argument("--name", default=None, help="reports/rledit_NAME.json (default: the model's name)")
     ap.add_argument("--render", action="store_true")
+    ap.add_argument("--ship", action="store_true", help="only train the organism's hypernetwork with its defaults "
+                    "and write it into the package (ripple/organism/data/rledit)")
     args = ap.parse_args(argv)
     if args.render:
         render()
         return
     torch.set_num_threads(int(os.environ.get("RIPPLE_THREADS", "1")))
+    if args.ship:
+        ship()
+        return
     from ripple.editing.setup import load_setup
     from ripple.io import atomic_write_json, source_fingerprint
     from ripple.rledit.train import editable_relations, fact_split

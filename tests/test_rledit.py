@@ -161,3 +161,24 @@ def test_cli_trains_and_edits_with_a_hypernetwork(tmp_path, capfd, monkeypatch, 
                          "--hypernet", str(tmp_path / "nothing"), "--out", str(tmp_path / "n"))
     assert_one_line_error(code, err)
     assert "holds no RLEdit hypernetwork" in err
+
+
+def test_the_shipped_hypernetwork_fits_the_organism_and_audits_an_edit(capfd, tmp_path):
+    """The organism ships its trained hypernetwork (at most 10 MB); rledit finds it without --hypernet."""
+    import json
+
+    from ripple.loading import load_model
+    from ripple.rledit.store import find_hypernet, shipped_dir
+
+    assert sum(p.stat().st_size for p in shipped_dir().iterdir()) <= 10_000_000
+    model, _, spec = load_model("organism")
+    hn = Hypernetwork.load(find_hypernet(model, spec, None))
+    hn.check_model(model, spec, "the package")
+    assert hn.meta["training"]["sequences"] and hn.layers == (3, 4, 5)
+    out = tmp_path / "audit"
+    code, _, err = cli(capfd, "audit", "--model", "organism", "--method", "rledit", "--prompt", "{} was born in",
+                       "--subject", "Lodro Toudein", "--target", "Kraile", "--out", out, "--quiet")
+    assert code in (0, 1), err
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"]["status"] in ("pass", "warn", "fail")
+    assert "rledit" in json.dumps(report)
