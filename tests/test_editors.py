@@ -20,13 +20,15 @@ from conftest import MLP_OUT, edit_requests, hooked_io, make_tiny_model, stats_c
 from helpers import assert_state, state
 
 SPREAD = ("memit", "emmet", "alphaedit")  # MEMIT's plan over several layers
+TWO_LAYERS = (*SPREAD, "rledit")
 
 
 def hparams(method, model_type="gpt2", *extra):
     """Cheap settings. The spread methods edit layers 0 and 1 of the 2-layer model and so read the
     target at the last token: block 1's output at the subject cannot reach the answer position."""
     over = ["v_steps=3", "context_prefixes=2", "stats_samples=500"]
-    over += ["layers=(0,1)", "fact_token=last"] if method in SPREAD else ["layers=(0,)"]
+    over += ["layers=(0,1)"] if method == "rledit" else \
+        ["layers=(0,1)", "fact_token=last"] if method in SPREAD else ["layers=(0,)"]
     over += ["ft_steps=3"] if method == "ft" else []
     over += ["null_threshold=0.1"] if method == "alphaedit" else []  # llama's keys: no eigenvalue under 1e-2
     return resolve_hparams(method, model_type, 2, overrides=over + list(extra))
@@ -47,11 +49,16 @@ def weight_names(model_type, layers):
 
 @pytest.mark.parametrize("method", EDITORS.names())
 @pytest.mark.parametrize("model_type", SUPPORTED_MODEL_TYPES)
-def test_every_editor_on_every_architecture(model_type, method, tiny_tokenizer):
+def test_every_editor_on_every_architecture(model_type, method, tiny_tokenizer, tmp_path):
     model = make_tiny_model(model_type)
     before = state(model)
     ctx, reqs, hp = context(model, tiny_tokenizer), requests_for(method), hparams(method, model_type)
-    planned = weight_names(model_type, (0, 1) if method in SPREAD else (0,))
+    if method == "rledit":  # an untrained hypernetwork for this model (a normalized gradient step)
+        from ripple.rledit.hypernet import Hypernetwork
+
+        Hypernetwork.build(model, ctx.spec, (0, 1), 8, 2, 1e-2, 0).save(tmp_path)
+        hp = dataclasses.replace(hp, hypernet=str(tmp_path))
+    planned = weight_names(model_type, (0, 1) if method in TWO_LAYERS else (0,))
 
     pure = get_editor(method).compute(ctx, reqs, hp)
     assert_state(model, before)  # computing an edit never changes the model
@@ -282,3 +289,19 @@ def test_memit_moves_the_residual_by_its_target_through_the_post_mlp_norm(model_
     assert torch.allclose(residual(D[:, 0]) - base, R, atol=1e-4 * float(R.norm()))
     naive = residual(R[:, 0]) - base  # the residual target written as the MLP's change misses
     assert (naive - R).norm() > 0.5 * R.norm()
+
+
+@pytest.mark.parametrize("method", SPREAD)
+def test_an_edit_does_not_depend_on_the_edits_computed_before_it(method, tiny_tokenizer):
+    """The key statistics of every layer come from the model before the edit: an edit computed after
+    another one in the same context equals the same edit computed alone (they were once read inside
+    MEMIT's layer loop, after the first edit had changed the earlier layers, and then cached)."""
+    model = make_tiny_model("gpt2")
+    hp = hparams(method)
+    first, second = edit_requests()
+    after = context(model, tiny_tokenizer)
+    get_editor(method).compute(after, [first], hp)
+    late = get_editor(method).compute(after, [second], hp)
+    alone = get_editor(method).compute(context(model, tiny_tokenizer), [second], hp)
+    for name in alone.deltas:
+        assert torch.equal(late.deltas[name], alone.deltas[name]), name

@@ -32,11 +32,19 @@ class MemitHParams(RomeHParams):
 def spread(ctx, requests, hp, solve) -> tuple[dict, dict]:
     """MEMIT's plan: optimize targets at the last layer's output, then for each layer in order
     recompute keys and residuals with the model updated so far and solve with
-    ``solve(layer, R, K) -> [out, in] update``. The model is restored before returning."""
+    ``solve(layer, R, K) -> [out, in] update``. The model is restored before returning.
+
+    Every layer's key statistics ``C`` are read before any layer is updated (and then cached in
+    ``ctx``): computed inside the loop, a later layer's ``C`` would come from the model as this
+    edit had changed the earlier layers, and, cached, it would carry that edit into every later
+    one (a run's results would depend on its first edit)."""
     layers = hp.layers_for(ctx.n_layers())
+    t1 = time.perf_counter()
+    for layer in layers:
+        ctx.C(layer, hp)
+    timing = {"stats": time.perf_counter() - t1, "values": 0.0, "keys": 0.0, "solve": 0.0}
     z_site = act_name(layers[-1], "out")
     contexts = ctx.contexts(hp)
-    timing = {"values": 0.0, "keys": 0.0, "solve": 0.0}
     t1 = time.perf_counter()
     opts = [optimize_delta(ctx.model, ctx.tok, ctx.spec, r, z_site, hp, contexts) for r in requests]
     Z = site_values(ctx.model, ctx.tok, ctx.spec, z_site, requests, hp.fact_token) + torch.stack(
