@@ -182,3 +182,19 @@ def test_the_shipped_hypernetwork_fits_the_organism_and_audits_an_edit(capfd, tm
     report = json.loads((out / "report.json").read_text())
     assert report["verdict"]["status"] in ("pass", "warn", "fail")
     assert "rledit" in json.dumps(report)
+
+
+def test_stress_runs_rledit_with_its_hypernetwork(capfd, tmp_path):
+    """``ripple stress --method rledit`` (the shipped hypernetwork, two edits a step); --hypernet goes
+    to rledit only, while the compared editor runs with its own settings."""
+    import json
+
+    from ripple.rledit.store import shipped_dir
+
+    out = tmp_path / "out"
+    code, _, err = cli(capfd, "stress", "--model", "organism", "--method", "rledit", "--compare", "rome", "--edits", 4,
+                       "--every", 2, "--chunk", 2, "--counterfact", "--hypernet", shipped_dir(), "--out", out, "--quiet")
+    assert code == 0, err
+    curves = json.loads((out / "stress.json").read_text())["curves"]
+    assert [r["edits"] for r in curves["rledit"]["checkpoints"]] == [0, 2, 4]
+    assert curves["rledit"]["checkpoints"][-1]["counterfact"]["efficacy"] >= 0
