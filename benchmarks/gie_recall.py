@@ -23,6 +23,7 @@ expected recall per budget that ``--budget`` reports quote).
     python benchmarks/gie_recall.py --model organism --methods rome --edits 300
     python benchmarks/gie_recall.py --model smollm2 --methods memit --edits 200 --name smollm2
     python benchmarks/gie_recall.py --render
+    python benchmarks/gie_recall.py --model smollm2 --methods rome --verify 0 30 140   # stored rows, recomputed
 """
 
 from __future__ import annotations
@@ -142,6 +143,25 @@ def run_method(setup, items, method, requests, path: Path, config: dict, rankers
         atomic_write_json(path, data)
         log(f"{len(data['rows'])} {method} {req.case_id}: damaged {len(damaged)} changed {len(changed)}; "
             f"edit {edit_seconds:.1f}s eval {inc_seconds:.1f}s", flush=True)
+
+
+def verify(setup, items, method, requests, path: Path, rows: list[int]) -> None:
+    """Recompute stored rows into a scratch file (the stored timings reused) and compare them."""
+    import tempfile
+
+    stored = json.loads(path.read_text())
+    want = [stored["rows"][i] for i in rows]
+    ids = {r["case_id"] for r in want}
+    scratch = Path(tempfile.mkdtemp()) / path.name
+    scratch.write_text(json.dumps({k: stored[k] for k in ("config", "times", "first_full_seconds")} | {"rows": []}))
+    run_method(setup, items, method, [r for r in requests if r.case_id in ids], scratch, stored["config"],
+               stored["config"]["rankers"])
+    new = {r["case_id"]: r for r in json.loads(scratch.read_text())["rows"]}
+    for i, r in zip(rows, want):
+        n = new[r["case_id"]]
+        diff = [k for k in ("n_damaged", "n_changed", "damaged_ids", "changed_ids", "damaged", "changed", "edited_took")
+                if r[k] != n[k]]
+        print(f"row {i} {r['case_id']}: " + ("identical" if not diff else f"differs in {', '.join(diff)}"), flush=True)
 
 
 # ---------------------------------------------------------------- analysis
@@ -377,6 +397,9 @@ def main(argv=None) -> None:
     ap.add_argument("--name", default=None, help="reports/gie_recall_NAME_METHOD.json (default: the model's name)")
     ap.add_argument("--rankers", nargs="+", default=list(RANKERS.names()))
     ap.add_argument("--render", action="store_true", help="only write reports/gie.md from reports/gie_recall_*.json")
+    ap.add_argument("--verify", nargs="+", type=int, default=None, metavar="ROW",
+                    help="recompute these stored rows of reports/gie_recall_NAME_METHOD.json (one method) with the "
+                         "current code and say whether each comes out identical (timings aside)")
     ap.add_argument("--examples", nargs="+", default=None, metavar="METHOD",
                     help="only write the example ripple graphs (organism) for these methods")
     args = ap.parse_args(argv)
@@ -409,6 +432,10 @@ def main(argv=None) -> None:
     else:
         requests = setup.complete(sample_edits(setup.world, args.edits, seed=args.seed, relations=relations))
     base = Path(args.model).stem.replace(".", "_")
+    if args.verify:
+        (method,) = args.methods
+        verify(setup, items, method, requests, REPORTS / f"gie_recall_{args.name or base}_{method}.json", args.verify)
+        return
     for method in args.methods:
         name = f"{args.name or base}_{method}"
         config = {"version": 1, "model": args.model, "method": method, "edits": args.edits, "seed": args.seed,
