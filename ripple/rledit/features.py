@@ -24,26 +24,25 @@ def _pairs_batch(tok, pairs: list[tuple[str, str]], device):
     return ids, mask, rows, pos, tgt
 
 
+def _nll(model, batch) -> torch.Tensor:
+    ids, mask, rows, pos, tgt = batch
+    logits = model(input_ids=ids, attention_mask=mask).logits
+    return -torch.log_softmax(logits[rows, pos].float(), -1).gather(1, tgt[:, None]).mean()
+
+
 def answer_nll(model, tok, pairs: list[tuple[str, str]]) -> torch.Tensor:
     """Mean negative log-likelihood of each answer token after its prompt (differentiable)."""
-    device = next(model.parameters()).device
-    ids, mask, rows, pos, tgt = _pairs_batch(tok, pairs, device)
-    logits = model(input_ids=ids, attention_mask=mask).logits
-    logp = torch.log_softmax(logits[rows, pos].float(), -1)
-    return -logp.gather(1, tgt[:, None]).mean()
+    return _nll(model, _pairs_batch(tok, pairs, next(model.parameters()).device))
 
 
 def keys_and_grads(model, tok, spec, layers, pairs: list[tuple[str, str]]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Per layer: the inputs ``K`` ``[tokens, in]`` of its MLP output projection and the gradient
     ``D`` ``[tokens, out]`` of the mean answer NLL at that projection's output, at every position
     that predicts an answer token (the model as it is now; its weights get no gradient)."""
-    device = next(model.parameters()).device
-    ids, mask, rows, pos, tgt = _pairs_batch(tok, pairs, device)
+    batch = _pairs_batch(tok, pairs, next(model.parameters()).device)
+    rows, pos = batch[2], batch[3]
     with held(model, trainable=()), MlpGradProbe(model, spec, layers) as gp:
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        logp = torch.log_softmax(logits[rows, pos].float(), -1)
-        loss = -logp.gather(1, tgt[:, None]).mean()
-        grads = torch.autograd.grad(loss, gp.zeros())
+        grads = torch.autograd.grad(_nll(model, batch), gp.zeros())
     return {layer: (gp.key(layer)[rows, pos].detach().float(), g[rows, pos].detach().float())
             for layer, g in zip(gp.layers, grads)}
 

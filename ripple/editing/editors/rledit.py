@@ -52,7 +52,7 @@ class RLEditHParams(LayeredHParams):
 
 
 def hypernetwork(ctx, hp: RLEditHParams):
-    """The hypernetwork for this model (loaded once per context), checked against the model and
+    """``(directory, hypernetwork)`` for this model (loaded once per context), checked against the model and
     against the layers ``hp`` asks for."""
     from ripple.errors import RippleError
     from ripple.rledit.store import find_hypernet
@@ -70,20 +70,20 @@ def hypernetwork(ctx, hp: RLEditHParams):
     if tuple(want) != hn.layers:
         raise RippleError(f"the RLEdit hypernetwork in {where} edits layers {list(hn.layers)}, not {list(want)}; "
                           "drop the layers setting, or train a hypernetwork for these layers")
-    return hn
+    return where, hn
 
 
 def compute_rledit(ctx, requests, hp: RLEditHParams):
     from ripple.rledit.features import keys_and_grads
 
     t0 = time.perf_counter()
-    hn = hypernetwork(ctx, hp)
+    where, hn = hypernetwork(ctx, hp)
     state = ctx.editor_state(NAME)
     feats = keys_and_grads(ctx.model, ctx.tok, ctx.spec, hn.layers, [(r.rendered, r.target_new) for r in requests])
     moments = hn.updated_moments(state.get("moments", hn.moments), feats)
     with torch.no_grad():
         deltas = {n: d.detach().float().cpu().contiguous() for n, d in hn.shifts(ctx.spec, feats, moments).items()}
-    info = {"layers": list(hn.layers), "hypernet": str(hp.hypernet or "default"),
+    info = {"layers": list(hn.layers), "hypernet": str(where),
             "answer_tokens": int(next(iter(feats.values()))[0].shape[0])}
     delta = make_delta(ctx, NAME, requests, hp, deltas, info, t0)
     state["pending"] = (id(delta), moments)
