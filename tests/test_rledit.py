@@ -198,3 +198,23 @@ def test_stress_runs_rledit_with_its_hypernetwork(capfd, tmp_path):
     curves = json.loads((out / "stress.json").read_text())["curves"]
     assert [r["edits"] for r in curves["rledit"]["checkpoints"]] == [0, 2, 4]
     assert curves["rledit"]["checkpoints"][-1]["counterfact"]["efficacy"] >= 0
+
+
+def test_a_training_sequence_longer_than_the_training_facts_goes_round_them_to_new_objects(world):
+    from ripple.rledit.train import editable_relations, fact_split
+    from ripple.stress.stream import fact_of
+
+    train_facts = {p for p in fact_split(world)["train"] if p[1] in editable_relations(world)}
+    n_batches = len(train_facts) // 10 + 5  # more edits than facts: some facts come round again
+    hp = replace(HP, batch_edits=10, seq_batches=n_batches)
+    batches = Curriculum(world, hp, 0).sequence(0)
+    edits = [r for b in batches for r in b]
+    assert len(batches) == n_batches and all(len(b) == 10 for b in batches)
+    assert {fact_of(r) for r in edits} == train_facts  # every training fact, and only those
+    last = {}
+    for r in edits:
+        fact = fact_of(r)
+        if fact in last:  # a second edit of a fact: a new object, raced against the one it holds now
+            assert r.target_new != last[fact].target_new and r.target_true == last[fact].target_new
+        last[fact] = r
+    assert len(last) < len(edits)

@@ -66,23 +66,30 @@ class Curriculum:
         self.unrelated = [fill(world.relations[r].templates[0], world.name(s)) for s, r in split] if world else []
         self.requests = list(requests) if requests else None
         need = hp.seq_batches * hp.batch_edits
-        have = len(self.requests) if self.requests is not None else len(self.pairs)
-        if have < need:
-            what = "edits in the file" if self.requests is not None else "editable training facts in the world"
-            raise RippleError(f"a training sequence needs {need} edits (seq_batches x batch_edits) but there are "
-                              f"{have} {what}; lower seq_batches or batch_edits")
+        if self.requests is not None and len(self.requests) < need:
+            raise RippleError(f"a training sequence needs {need} edits (seq_batches x batch_edits) but the file has "
+                              f"{len(self.requests)}; lower seq_batches or batch_edits, or give more edits")
+        if self.requests is None and not self.pairs:
+            raise RippleError("the world has no editable training facts; pass --edits FILE")
 
     def sequence(self, index: int) -> list[list]:
-        """The batches of sequence ``index``: each fact at most once within it."""
+        """The batches of sequence ``index``. From a file: each edit at most once. From the world: each
+        fact at most once while the training half lasts; a longer sequence goes round the facts again
+        to new objects, as the lifelong stream does (:func:`ripple.stress.stream.edit_stream`)."""
         hp = self.hp
         n = hp.seq_batches * hp.batch_edits
         if self.requests is not None:
             chosen = self.rng.sample(self.requests, n)
-        else:
+        elif n <= len(self.pairs):
             from ripple.organism.edits import sample_edits
 
             chosen = sample_edits(self.world, n, seed=self.rng.randrange(2**31), pairs=self.pairs,
                                   relations=editable_relations(self.world))
+        else:
+            from ripple.stress.stream import edit_stream
+
+            chosen = edit_stream(self.world, n, seed=self.rng.randrange(2**31), relations=editable_relations(self.world),
+                                 pairs=self.pairs)
         return [chosen[i : i + hp.batch_edits] for i in range(0, n, hp.batch_edits)]
 
     def paraphrase_pairs(self, batch) -> list[tuple[str, str]]:
@@ -157,7 +164,7 @@ def train(ctx, world, hp, requests=None, log=print) -> Hypernetwork:
     ``requests``: training edits from a file instead of the world's training facts. The model is
     left exactly as it was."""
     model = ctx.model
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     device = next(model.parameters()).device
     hn = Hypernetwork.build(model, ctx.spec, hp.layers_for(ctx.n_layers()), hp.rank, hp.n_blocks, hp.lr_init,
                             hp.seed)
@@ -183,6 +190,7 @@ def train(ctx, world, hp, requests=None, log=print) -> Hypernetwork:
     hn.moments = moments
     hn.meta |= {"hparams": {k: v for k, v in asdict(hp).items() if k != "hypernet"},
                 "training": {"sequences": record, "seconds": round(time.perf_counter() - t_start, 2),
+                             "cpu_seconds": round(time.process_time() - cpu_start, 2),
                              "seed": hp.seed, "edits": "file" if requests else "world training split",
                              "device": str(device)}}
     return hn
