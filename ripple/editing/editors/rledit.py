@@ -103,8 +103,9 @@ EDITORS.register(Editor(
     # the organism's settings come with its ripple_hparams.json. llama: the paper's late layers, and a
     # training budget sized for a ~100M model on a CPU (~40 CPU minutes on SmolLM2-135M): smaller
     # batches, a shorter backtrack, one paraphrase, and a step size at which an untrained network's
-    # edits already land (the paper's 1e-6 leaves SmolLM2's answers unchanged; see reports/rledit.md)
-    arch_defaults={"llama": {"rank": 256, "lr_init": 1e-3, "meta_lr": 1e-3, "batch_edits": 10, "seq_batches": 10,
+    # edits already land (the paper's 1e-6 leaves SmolLM2's answers unchanged; see reports/rledit.md), and
+    # a meta step a tenth of it (Adam moves lr_m by about meta_lr a step; at 1e-3 the first step zeroed it)
+    arch_defaults={"llama": {"rank": 256, "lr_init": 1e-3, "meta_lr": 1e-4, "batch_edits": 10, "seq_batches": 10,
                              "back_depth": 5, "n_sequences": 25, "paraphrases": 1, "loc_prompts": 10}},
     summary="a hypernetwork trained over edit sequences predicts each edit (Li et al. 2025); needs "
             "'ripple rledit train' or the organism's shipped one"))
