@@ -119,18 +119,21 @@ def main(argv=None) -> None:
     pairs = [p for p in fact_split(world)["eval"] if p[1] in editable_relations(world)]
     stream = setup.complete(edit_stream(world, args.batches * args.batch, seed=args.seed,
                                         relations=editable_relations(world), pairs=pairs))
-    hn_dir, hn_meta = hypernet_for(setup, args.hypernet)
     name = args.name or Path(args.model).stem.replace(".", "_")
     path = REPORTS / f"rledit_{name}.json"
     config = {"version": 1, "model": args.model, "batches": args.batches, "batch": args.batch, "every": args.every,
               "tasks": args.tasks, "seed": args.seed, "eval_facts": len(pairs)}
     old = json.loads(path.read_text()) if path.exists() else {}
     data = old if old.get("config") == config else {"config": config, "curves": {}, "timing": {}}
-    data["hypernet"] = {"training": hn_meta.get("training"), "hparams": hn_meta.get("hparams"),
-                        "layers": hn_meta.get("layers"), "rank": hn_meta.get("rank")}
-    for method in args.methods:
-        if method in data["curves"]:
-            continue
+    todo = [m for m in args.methods if m not in data["curves"]]
+    hn_dir = None
+    if "rledit" in todo or "hypernet" not in data:
+        # the hypernetwork is trained (or found) only when its curve is still to be measured: the
+        # other editors' curves resume without it
+        hn_dir, hn_meta = hypernet_for(setup, args.hypernet)
+        data["hypernet"] = {"training": hn_meta.get("training"), "hparams": hn_meta.get("hparams"),
+                            "layers": hn_meta.get("layers"), "rank": hn_meta.get("rank")}
+    for method in todo:
         t0 = time.perf_counter()
 
         def progress(n, row):
@@ -140,7 +143,7 @@ def main(argv=None) -> None:
 
         result = run_stress(setup, [method], stream, args.every * args.batch, world=world, tasks=args.tasks,
                             chunk=args.batch, counterfact=True, on_checkpoint=progress,
-                            method_overrides={"rledit": [f"hypernet={hn_dir}"]})
+                            method_overrides={"rledit": [f"hypernet={hn_dir}"]} if hn_dir else None)
         data["curves"][method] = result.curves[method] | {"code": source_fingerprint()}
         data["timing"][method] = result.timing[method] | {"wall": time.perf_counter() - t0}
         atomic_write_json(path, data)
