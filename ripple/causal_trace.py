@@ -22,7 +22,7 @@ import torch
 
 from ripple.arch import act_name
 from ripple.errors import RippleError
-from ripple.hooks import TraceDict
+from ripple.hooks import TraceDict, start_at_block
 from ripple.scoring import first_token_id, last_logits
 from ripple.tokens import render_prompt, subject_token_span, text_ids
 
@@ -39,6 +39,7 @@ class TraceResult:
     p_clean: float
     p_corrupt: float
     effects: dict[str, torch.Tensor] = field(default_factory=dict)  # kind -> [tokens, layers] of IE
+    timing: dict = field(default_factory=dict)  # seconds, restored_states, rows (, floor_seconds)
 
     def to_dict(self) -> dict:
         return {"prompt": self.prompt, "subject": self.subject, "answer": self.answer, "tokens": self.tokens,
@@ -50,7 +51,11 @@ class TraceResult:
 def _module_of(spec, site: str) -> str:
     from ripple.arch import resolve_site
 
-    return resolve_site(spec, site)[0]
+    path, kind = resolve_site(spec, site)
+    if kind != "output":
+        raise RippleError(f"causal tracing restores module outputs; site {site!r} is a module's input in this "
+                          f"{spec.model_type} layout")
+    return path
 
 
 def embedding_noise_scale(model, spec, factor: float = 3.0) -> float:
@@ -64,19 +69,55 @@ def embedding_noise_scale(model, spec, factor: float = 3.0) -> float:
     return factor * module.weight.detach().float().std().item() * scale
 
 
+def parse_kind(kind: str, window: int) -> tuple[str, int]:
+    """``"mlp"`` -> (mlp, ``window``); ``"mlp/10"`` -> (mlp, 10); hidden states are one layer."""
+    base, _, w = kind.partition("/")
+    if base not in KINDS:
+        raise RippleError(f"unknown trace kind {kind!r}; use {', '.join(KINDS)} (mlp and attn may take a window, "
+                          "e.g. mlp/10)")
+    if base == "hidden":
+        if w and int(w) != 1:
+            raise RippleError(f"trace kind {kind!r}: a hidden state is restored one layer at a time; use hidden")
+        return base, 1
+    try:
+        width = int(w) if w else window
+    except ValueError:
+        raise RippleError(f"trace kind {kind!r}: the window must be a whole number of layers, e.g. mlp/10") from None
+    if width < 1:
+        raise RippleError(f"trace kind {kind!r}: the window must be at least 1 layer")
+    return base, width
+
+
+def _window(layer: int, width: int, n_layers: int) -> tuple[int, int]:
+    """The layers restored together for ``layer`` (ROME's centred window, clipped at the ends)."""
+    return max(0, layer - width // 2), min(n_layers, layer - width // 2 + width)
+
+
 @torch.no_grad()
 def causal_trace(model, tok, spec, prompt: str, subject: str, answer: str | None = None,
                  samples: int = 10, noise: float = 3.0, window: int = 1, seed: int = 0,
-                 kinds=("hidden", "mlp", "attn"), positions=None) -> TraceResult:
+                 kinds=("hidden", "mlp", "attn"), positions=None, batch_rows: int = 256,
+                 measure_floor: bool = False) -> TraceResult:
     """Indirect effect of every (kind, token, layer) state; deterministic for a given ``seed``.
     ``positions``: trace only these token positions (negative counts from the end; the others
-    are NaN), e.g. ``("subject_last", -1)`` to ask only where a layer sweep would edit."""
+    are NaN), e.g. ``("subject_last", -1)`` to ask only where a layer sweep would edit.
+    ``kinds``: ``hidden``, ``mlp``, ``attn``; ``mlp/10`` restores a window of 10 layers (a plain
+    ``mlp`` or ``attn`` takes ``window``).
+
+    The restorations are batched: every restored state is one group of ``samples`` corrupted rows,
+    up to ``batch_rows`` rows a forward pass, and since the corrupted run is the same for every
+    restoration up to the first restored layer, each pass starts there from the cached corrupted
+    residual stream (:func:`ripple.hooks.start_at_block`) instead of at the embeddings.
+    ``measure_floor``: also time the plain corrupted forward passes the trace stands for (one
+    full pass per restored state and sample, batched the same way): ``result.timing``."""
+    import time
+
+    t_start = time.perf_counter()
     text = render_prompt(prompt, subject)
     s0, s1 = subject_token_span(tok, prompt, subject)
     ids = torch.tensor([text_ids(tok, text)])
     device = next(model.parameters()).device
     n_tok, n_layers = ids.shape[1], spec.n_layers(model)
-    batch = ids.repeat(samples + 1, 1).to(device)
     target = None
     if answer is None:  # trace the model's own top token itself: re-encoding " " + its text may give another
         target = int(last_logits(model, ids.to(device))[0].argmax())
@@ -84,50 +125,122 @@ def causal_trace(model, tok, spec, prompt: str, subject: str, answer: str | None
     if not answer.strip():
         raise RippleError("the answer is empty; pass --answer or let the model's own prediction be traced")
     target = first_token_id(tok, answer) if target is None else target
+    if samples < 1 or batch_rows < 1:
+        raise RippleError("samples and batch_rows must be at least 1")
+    parsed = {kind: parse_kind(kind, window) for kind in kinds}
     gen = torch.Generator().manual_seed(seed)
     hidden = model.get_input_embeddings().weight.shape[1]
     eps = torch.randn(samples, s1 - s0, hidden, generator=gen) * embedding_noise_scale(model, spec, noise)
     embed_module = _module_of(spec, "embed")
-
-    def corrupt(out, name):
-        if name == embed_module:
-            out = out.clone()
-            out[1:, s0:s1] += eps.to(out.device, out.dtype)
-        return out
-
-    def run(patch: dict[str, int]) -> float:
-        """P(target) averaged over the corrupted rows, with ``patch`` module -> token restored."""
-
-        def edit(out, name):
-            out = corrupt(out, name)
-            if name in patch:
-                out = out.clone()
-                out[1:, patch[name]] = out[0, patch[name]]
-            return out
-
-        with TraceDict(model, [embed_module, *patch], edit_output=edit, retain_output=False):
-            probs = torch.softmax(last_logits(model, batch).float(), -1)
-        return probs[1:, target].mean().item()
-
-    with torch.no_grad():
-        p_clean = torch.softmax(last_logits(model, ids.to(device))[0].float(), -1)[target].item()
-    p_corrupt = run({})
+    blocks = [spec.block(i) for i in range(n_layers)]
     if positions is None:
         traced = list(range(n_tok))
     else:
         traced = sorted({s1 - 1 if p == "subject_last" else p % n_tok for p in positions})
-    effects = {}
-    for kind in kinds:
-        grid = torch.full((n_tok, n_layers), float("nan"))
+
+    # every restoration: (kind, layer, token, the block its pass starts at, the modules restored)
+    jobs = []
+    for kind, (base, width) in parsed.items():
         for layer in range(n_layers):
-            lo, hi = (layer, layer + 1) if kind == "hidden" else (
-                max(0, layer - window // 2), min(n_layers, layer - window // 2 + window))
-            mods = [_module_of(spec, act_name(i, KINDS[kind])) for i in range(lo, hi)]
-            for t in traced:
-                grid[t, layer] = run({m: t for m in mods}) - p_corrupt
-        effects[kind] = grid
+            lo, hi = _window(layer, width, n_layers)
+            mods = tuple(_module_of(spec, act_name(i, KINDS[base])) for i in range(lo, hi))
+            jobs += [(kind, layer, t, lo, mods) for t in traced]
+    sites = sorted({m for job in jobs for m in job[4]})
+
+    def corrupt(out, name):
+        if name == embed_module:
+            out = out.clone()
+            out[:, s0:s1] += eps.to(out.device, out.dtype)
+        return out
+
+    ids_dev = ids.to(device)
+    with TraceDict(model, sites, clone=True) as clean_tr:  # the clean states, [tokens, hidden] each
+        p_clean = torch.softmax(last_logits(model, ids_dev)[0].float(), -1)[target].item()
+    clean = {m: clean_tr[m].output[0] for m in sites}
+    corrupted = ids_dev.repeat(samples, 1)
+    with TraceDict(model, [embed_module, *blocks], retain_input=True, retain_output=False, clone=True,
+                   edit_output=corrupt) as corr_tr:  # the corrupted residual entering every block
+        p_corrupt = torch.softmax(last_logits(model, corrupted).float(), -1)[:, target].mean().item()
+    entering = [corr_tr[b].input for b in blocks]
+
+    effects = {kind: torch.full((n_tok, n_layers), float("nan")) for kind in parsed}
+    per_pass = max(1, batch_rows // samples)
+    by_start: dict[int, list] = {}
+    for job in jobs:
+        by_start.setdefault(job[3], []).append(job)
+    for start, group in sorted(by_start.items()):
+        for c in range(0, len(group), per_pass):
+            chunk = group[c:c + per_pass]
+            rows = len(chunk) * samples
+            feed = entering[start].repeat(len(chunk), 1, 1)
+            where: dict[str, tuple[list[int], list[int]]] = {}
+            for j, (_, _, t, _, mods) in enumerate(chunk):
+                for m in mods:
+                    r, k = where.setdefault(m, ([], []))
+                    r += range(j * samples, (j + 1) * samples)
+                    k += [t] * samples
+            index = {m: (torch.tensor(r, device=device), torch.tensor(k, device=device)) for m, (r, k) in where.items()}
+
+            def restore(out, name, index=index):
+                r, k = index[name]
+                out = out.clone()
+                out[r, k] = clean[name][k].to(out.dtype)
+                return out
+
+            with start_at_block(model, spec, start, lambda feed=feed: feed), \
+                    TraceDict(model, list(index), edit_output=restore, retain_output=False):
+                probs = torch.softmax(last_logits(model, ids_dev.repeat(rows, 1)).float(), -1)[:, target]
+            probs = probs.view(len(chunk), samples).mean(1).cpu()
+            for (kind, layer, t, _, _), p in zip(chunk, probs.tolist()):
+                effects[kind][t, layer] = p - p_corrupt
+    timing = {"seconds": time.perf_counter() - t_start, "restored_states": len(jobs), "rows": len(jobs) * samples}
+    if measure_floor:
+        t0 = time.perf_counter()
+        for c in range(0, len(jobs), per_pass):
+            rows = len(jobs[c:c + per_pass]) * samples
+            big_eps = eps.repeat(rows // samples, 1, 1)
+
+            def corrupt_all(out, name, big_eps=big_eps):
+                out = out.clone()
+                out[:, s0:s1] += big_eps.to(out.device, out.dtype)
+                return out
+
+            with TraceDict(model, [embed_module], edit_output=corrupt_all, retain_output=False):
+                last_logits(model, ids_dev.repeat(rows, 1))
+        timing["floor_seconds"] = time.perf_counter() - t0
     tokens = tok.convert_ids_to_tokens(ids[0].tolist())
-    return TraceResult(text, subject, answer, tokens, (s0, s1), p_clean, p_corrupt, effects)
+    return TraceResult(text, subject, answer, tokens, (s0, s1), p_clean, p_corrupt, effects, timing)
+
+
+#: ROME's token kinds (Meng et al., 2022, Figure 2), and the tokens before the subject apart
+TOKEN_KINDS = ("before the subject", "first subject token", "middle subject tokens", "last subject token",
+               "first subsequent token", "further tokens", "last token")
+
+
+def token_kinds(n_tok: int, subject_range: tuple[int, int]) -> dict[str, list[int]]:
+    """The positions of each token kind, as ROME's averaging takes them: a one-token subject is both
+    its first and its last token, and a first subsequent token that ends the prompt is also the last
+    token; a kind the prompt lacks is absent.
+
+    >>> token_kinds(6, (1, 3))["middle subject tokens"], token_kinds(6, (1, 3))["further tokens"]
+    ([], [4])
+    """
+    s0, s1 = subject_range
+    out = {"before the subject": list(range(0, s0)), "first subject token": [s0],
+           "middle subject tokens": list(range(s0 + 1, s1 - 1)), "last subject token": [s1 - 1],
+           "first subsequent token": [s1] if s1 < n_tok else [], "further tokens": list(range(s1 + 1, n_tok - 1)),
+           "last token": [n_tok - 1]}
+    return out
+
+
+def effects_by_token_kind(result: TraceResult) -> dict[str, dict[str, list[float] | None]]:
+    """Per trace kind and token kind, the indirect effect per layer averaged over the kind's
+    positions (``None`` where the prompt has no such token)."""
+    kinds = token_kinds(len(result.tokens), result.subject_range)
+    out = {}
+    for kind, grid in result.effects.items():
+        out[kind] = {name: (grid[pos].mean(0).tolist() if pos else None) for name, pos in kinds.items()}
+    return out
 
 
 def plot_trace(result: TraceResult, path, kind: str) -> None:
@@ -140,7 +253,7 @@ def plot_trace(result: TraceResult, path, kind: str) -> None:
     grid = result.effects[kind].numpy()
     labels = [t + ("*" if result.subject_range[0] <= i < result.subject_range[1] else "")
               for i, t in enumerate(result.tokens)]
-    cmap = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}[kind]
+    cmap = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}[kind.split("/")[0]]
     fig, ax = plt.subplots(figsize=(1.2 + 0.45 * grid.shape[1], 0.9 + 0.3 * grid.shape[0]), dpi=110)
     im = ax.imshow(grid, cmap=cmap, aspect="auto", vmin=min(0.0, grid.min()))
     ax.set_yticks(range(len(labels)), labels, fontsize=8)

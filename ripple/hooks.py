@@ -28,6 +28,7 @@ Hooks are always removed on exit, also when an exception leaves the ``with`` blo
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Iterable
 
 import torch
@@ -212,3 +213,32 @@ class MlpGradProbe(TraceDict):
     def key(self, layer: int) -> torch.Tensor:
         """The input of layer ``layer``'s MLP output projection in the last pass."""
         return next(self[name].input for name, at in self._layer_of.items() if at == layer)
+
+
+@contextlib.contextmanager
+def start_at_block(model, spec, layer: int, feed):
+    """Run the model's forward from block ``layer``: the blocks before it pass their input through
+    untouched and block ``layer`` gets ``feed()`` (a cached residual stream, ``[batch, seq, hidden]``)
+    instead of its input. The ids given to the model then only set the batch's shape, positions and
+    mask; what the blocks before ``layer`` would compute is skipped (GIE's incremental
+    re-evaluation, the batched causal trace)."""
+    blocks = [get_module(model, spec.block(i)) for i in range(layer + 1)]
+
+    def inject(module, args, kwargs):
+        x = feed()
+        if args:
+            return (x, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": x}
+
+    def passthrough(*args, **kwargs):
+        return args[0] if args else kwargs["hidden_states"]
+
+    handle = blocks[layer].register_forward_pre_hook(inject, with_kwargs=True)
+    try:
+        for block in blocks[:layer]:
+            block.forward = passthrough
+        yield
+    finally:
+        handle.remove()
+        for block in blocks[:layer]:
+            block.__dict__.pop("forward", None)

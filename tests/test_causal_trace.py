@@ -100,11 +100,8 @@ def test_noise_is_on_the_subject_only_and_p_corrupt_replays(model, tiny_tokenize
         r = trace(samples=4, answer="w40")
     finally:
         handle.remove()
-    corrupted = [x for x in seen if x.shape[0] == 5]  # clean row + 4 noisy rows
-    assert len(corrupted) == 1 + 3 * 2 * 6  # the corrupted run, then one run per (kind, layer, token)
-    x = corrupted[0]
-    assert all(torch.equal(y, x) for y in corrupted)  # the same noise for every restoration
-    noise = x[1:] - x[0]
+    assert [x.shape[0] for x in seen[:2]] == [1, 4]  # the clean run, then the corrupted one
+    noise = seen[1] - seen[0]
     assert torch.equal(noise[:, :2], torch.zeros_like(noise[:, :2]))
     assert torch.equal(noise[:, 4:], torch.zeros_like(noise[:, 4:]))
     scale = 3.0 * model.transformer.wte.weight.std().item()
@@ -164,3 +161,104 @@ def test_noise_is_sized_on_what_the_blocks_receive(tiny_model):
         weight_std = module.weight.detach().float().std().item()
         expect = out_std / weight_std  # 1 for gpt2, sqrt(width) for gemma
         assert embedding_noise_scale(model, spec, 3.0) == pytest.approx(3.0 * weight_std * expect, rel=0.25)
+
+
+def naive_trace(model, tok, prompt, subject, answer, samples, kinds, window, seed=0):
+    """The trace as ROME's code runs it: one full forward pass per restored state, the clean row and
+    the noisy rows in one batch, the state copied from the clean row; the noise drawn as
+    causal_trace draws it. Module paths come from the architecture table."""
+    from ripple.arch import resolve_site
+    from ripple.causal_trace import embedding_noise_scale
+    from ripple.hooks import TraceDict
+    from ripple.tokens import subject_token_span
+
+    spec = get_spec(model)
+    ids = tok(prompt.replace("{}", subject), add_special_tokens=False, return_tensors="pt")["input_ids"]
+    s0, s1 = subject_token_span(tok, prompt, subject)
+    hidden = model.get_input_embeddings().weight.shape[1]
+    gen = torch.Generator().manual_seed(seed)
+    eps = torch.randn(samples, s1 - s0, hidden, generator=gen) * embedding_noise_scale(model, spec)
+    target = tok.convert_tokens_to_ids(answer)
+    n_tok, n_layers = ids.shape[1], spec.n_layers(model)
+    embed = resolve_site(spec, "embed")[0]
+    site = {"hidden": "out", "mlp": "mlp.out", "attn": "attn.out"}
+
+    def run(patch):
+        def edit(out, name):
+            out = out.clone()
+            if name == embed:
+                out[1:, s0:s1] += eps
+            if name in patch:
+                out[1:, patch[name]] = out[0, patch[name]]
+            return out
+
+        with TraceDict(model, [embed, *patch], edit_output=edit), torch.no_grad():
+            probs = torch.softmax(model(ids.repeat(samples + 1, 1)).logits[:, -1].float(), -1)
+        return probs[1:, target].mean().item()
+
+    p_corrupt = run({})
+    out = {}
+    for kind in kinds:
+        base, _, w = kind.partition("/")
+        width = 1 if base == "hidden" else int(w or window)
+        grid = torch.zeros(n_tok, n_layers)
+        for layer in range(n_layers):
+            lo, hi = max(0, layer - width // 2), min(n_layers, layer - width // 2 + width)
+            paths = [resolve_site(spec, f"blocks.{i}.{site[base]}")[0] for i in range(lo, hi)]
+            for t in range(n_tok):
+                grid[t, layer] = run({p: t for p in paths}) - p_corrupt
+        out[kind] = grid
+    return p_corrupt, out
+
+
+@pytest.mark.parametrize("batch_rows", [3, 7, 1000])
+def test_batched_trace_equals_one_pass_per_state(model, tiny_tokenizer, trace, batch_rows):
+    """Batching the restorations and starting each pass at its first restored block changes nothing:
+    the same effects as one full forward pass per restored state (ROME's loop), for every kind,
+    windows included, whether a pass holds one restoration, a few, or all."""
+    kinds = ("hidden", "mlp", "attn", "mlp/2", "attn/3")
+    top = tiny_tokenizer.convert_ids_to_tokens(int(plain_probs(model, tiny_tokenizer, PROMPT).argmax()))
+    p_corrupt, want = naive_trace(model, tiny_tokenizer, "w10 w11 {} w14 w15", SUBJECT, top, 3, kinds, 1)
+    r = trace(answer=top, kinds=kinds, batch_rows=batch_rows)
+    assert r.p_corrupt == pytest.approx(p_corrupt, rel=1e-5, abs=1e-8)
+    assert set(r.effects) == set(kinds)
+    for kind in kinds:
+        torch.testing.assert_close(r.effects[kind], want[kind], rtol=1e-4, atol=1e-6, msg=kind)
+    assert min(want[k].abs().max() for k in kinds) > 1e-3  # the comparison is not of zeros
+
+
+def test_floor_is_timed_on_request(trace):
+    r = trace(answer="w40", measure_floor=True)
+    assert r.timing["restored_states"] == 3 * 6 * 2 and r.timing["rows"] == 3 * 6 * 2 * 3
+    assert r.timing["floor_seconds"] > 0 and r.timing["seconds"] > 0
+    assert "floor_seconds" not in trace(answer="w40").timing
+
+
+@pytest.mark.parametrize("kind", ["mlps", "hidden/2", "mlp/0", "mlp/x"])
+def test_bad_kind_is_one_line(trace, kind):
+    from ripple.errors import RippleError
+
+    with pytest.raises(RippleError, match="trace kind|unknown trace kind"):
+        trace(kinds=(kind,))
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "gpt_neox"])
+def test_batched_trace_equals_one_pass_per_state_on_other_layouts(tiny_tokenizer, model_type):
+    """Rotary positions, Gemma's scaled embeddings and sliding-window layers, a parallel block:
+    starting a pass at a later block must still reproduce the full forward pass."""
+    from conftest import make_tiny_model
+
+    model = make_tiny_model(model_type)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(4)
+    top = tiny_tokenizer.convert_ids_to_tokens(int(plain_probs(model, tiny_tokenizer, PROMPT).argmax()))
+    kinds = ("hidden", "mlp", "attn/2")
+    p_corrupt, want = naive_trace(model, tiny_tokenizer, "w10 w11 {} w14 w15", SUBJECT, top, 2, kinds, 1)
+    r = causal_trace(model, tiny_tokenizer, get_spec(model), PROMPT, SUBJECT, answer=top, samples=2,
+                     kinds=kinds, batch_rows=5)
+    assert r.p_corrupt == pytest.approx(p_corrupt, rel=1e-5, abs=1e-8)
+    for kind in kinds:
+        torch.testing.assert_close(r.effects[kind], want[kind], rtol=1e-4, atol=1e-6, msg=f"{model_type} {kind}")
+    assert max(want[k].abs().max() for k in kinds) > 1e-4

@@ -41,7 +41,7 @@ def test_trace_writes_json_and_three_pngs(capfd, saved_gpt2, tiny_tokenizer, tmp
     assert data["p_corrupt"] == pytest.approx(ref.p_corrupt, abs=1e-6)
     assert (data["prompt"], data["subject"], data["tokens"]) == (PROMPT, SUBJECT, PROMPT.split())
     assert data["subject_range"] == [1, 3] and data["model"] == str(path)
-    assert data["settings"] == {"samples": 2, "noise": 3.0, "window": 1, "seed": 0}
+    assert data["settings"] == {"samples": 2, "noise": 3.0, "window": 1, "seed": 0, "kinds": ["hidden", "mlp", "attn"]}
     for kind, grid in data["indirect_effect"].items():
         assert torch.tensor(grid) == pytest.approx(ref.effects[kind], abs=2e-6)
     mlp_last = ref.effects["mlp"][2]  # the last subject token
@@ -148,3 +148,19 @@ def test_library_warnings_stay_off_stderr_unless_verbose(capfd):
         with _quiet_libraries(verbose=True):
             draw()
     assert any("Glyph" in str(w.message) for w in caught)
+
+
+def test_trace_kinds_with_windows(capfd, saved_gpt2, tiny_tokenizer, tmp_path):
+    import json
+
+    from ripple.cli import main
+
+    model_dir, _ = saved_gpt2
+    out = tmp_path / "kinds"
+    assert main([*map(str, trace_argv(str(model_dir), str(out))), "--kinds", "hidden", "mlp/2"]) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["trace_hidden.png", "trace_mlp_w2.png"]
+    data = json.loads((out / "trace.json").read_text())
+    assert set(data["indirect_effect"]) == {"hidden", "mlp/2"} and data["settings"]["kinds"] == ["hidden", "mlp/2"]
+    for bad, msg in (("mlp/x", "whole number"), ("attn", "needs an mlp kind")):
+        assert main([*map(str, trace_argv(str(model_dir), str(tmp_path / bad.replace("/", "_")))), "--kinds", bad]) == 2
+        assert msg in capfd.readouterr().err

@@ -36,7 +36,8 @@ def add_parser(sub) -> None:
                    "(e.g. 0.4)")
     p.add_argument("--seed", type=natural, default=None, help="editing seed (hyperparameter seed; default 0)")
     p.add_argument("--tasks", nargs="*", default=None, help="lm-eval tasks before and after (organism: the "
-                   "organism's offline suite; others need their data cached locally)")
+                   "organism's offline suite; english: the offline English suite for real models; others need "
+                   "their data cached locally)")
     p.add_argument("--limit", type=count, default=None, help="lm-eval: at most this many documents per task")
     add_mitigation_options(p, flag="--mitigate", default=None)
     add_budget_option(p)

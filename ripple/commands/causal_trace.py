@@ -22,18 +22,27 @@ def add_parser(sub) -> None:
                    "(default 3)")
     t.add_argument("--window", type=count, default=1, help="layers restored together for mlp/attn, at least 1 "
                    "(default 1)")
+    t.add_argument("--kinds", nargs="+", default=["hidden", "mlp", "attn"],
+                   help="states to restore: hidden, mlp, attn; mlp/N or attn/N restores a window of N layers "
+                   "(default: hidden mlp attn, the last two with --window)")
     t.add_argument("--seed", type=natural, default=0)
     t.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ripple.causal_trace import causal_trace, plot_trace
+    from ripple.causal_trace import causal_trace, parse_kind, plot_trace
     from ripple.editing.requests import check_length
     from ripple.io import atomic_write_json
     from ripple.loading import load_model, model_path
     from ripple.outputs import check_out, output_unit
     from ripple.tokens import answer_ids, render_prompt
 
+    for kind in args.kinds:
+        parse_kind(kind, args.window)  # one line for a bad kind, before the model loads
+    mlp_kind = next((k for k in args.kinds if k.split("/")[0] == "mlp"), None)
+    if mlp_kind is None:
+        raise RippleError("--kinds needs an mlp kind (mlp or mlp/N): the summary reports where the MLP effect "
+                          "peaks; add mlp")
     check_out(args.out, [("model directory", model_path(args.model))])
     model, tok, spec = load_model(args.model, dtype=args.dtype)
     check_length(tok, [render_prompt(args.prompt, args.subject)], spec.context_length(model), "prompt",
@@ -42,18 +51,19 @@ def run(args) -> int:
         raise RippleError(f"--window {args.window} is more layers than the model's {spec.n_layers(model)}; pass "
                           f"at most {spec.n_layers(model)}")
     res = causal_trace(model, tok, spec, args.prompt, args.subject, answer=args.answer, samples=args.samples,
-                       noise=args.noise, window=args.window, seed=args.seed)
+                       noise=args.noise, window=args.window, seed=args.seed, kinds=tuple(args.kinds))
     last = res.subject_range[1] - 1
-    mlp_at_subject = res.effects["mlp"][last]
+    mlp_at_subject = res.effects[mlp_kind][last]
     summary = res.to_dict() | {
         "model": args.model,
-        "settings": {"samples": args.samples, "noise": args.noise, "window": args.window, "seed": args.seed},
+        "settings": {"samples": args.samples, "noise": args.noise, "window": args.window, "seed": args.seed,
+                     "kinds": list(args.kinds)},
         "mlp_peak_layer_at_last_subject_token": int(mlp_at_subject.argmax()),
         "mlp_peak_effect_at_last_subject_token": round(float(mlp_at_subject.max()), 6),
     }
     with output_unit(args.out) as stage:
         for kind in res.effects:
-            plot_trace(res, stage / f"trace_{kind}.png", kind)
+            plot_trace(res, stage / f"trace_{kind.replace('/', '_w')}.png", kind)
         atomic_write_json(stage / "trace.json", summary)
     print(f"P({res.answer}) clean {res.p_clean:.3f}, corrupted {res.p_corrupt:.3f}; MLP effect at the last "
           f"subject token peaks at layer {summary['mlp_peak_layer_at_last_subject_token']} "

@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--edit-file", default=None, help="JSON/JSONL edit requests to use (default: sampled from "
                    "the world, going round its facts again past 640)")
     p.add_argument("--tasks", nargs="*", default=None, help="lm-eval tasks at each checkpoint (organism: the "
-                   "organism's offline suite)")
+                   "organism's offline suite; english: the offline English suite for real models)")
     p.add_argument("--limit", type=count, default=None, help="lm-eval: at most this many documents per task")
     p.add_argument("--collapse-ratio", type=ratio_above_one, default=3.0,
                    help="perplexity ratio that raises the alarm (above 1)")

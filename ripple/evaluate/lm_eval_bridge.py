@@ -9,8 +9,10 @@ change in place). :class:`LmEvalBridge` loads the tasks once and evaluates as of
 * lm-eval's noise (logging, progress bars, ``datasets`` bars) is kept out of ripple's output.
 
 The organism's suite (``organism``, ``organism_mc``, ... see
-:mod:`ripple.evaluate.organism_tasks`) is local; other names are lm-eval's own tasks, which need
-their datasets cached locally when the hub is offline (a one-line error says so).
+:mod:`ripple.evaluate.organism_tasks`) and the English suite for real models (``english``,
+``english_agreement``, ... see :mod:`ripple.evaluate.english_tasks`) are local; other names are
+lm-eval's own tasks, which need their datasets cached locally when the hub is offline (a one-line
+error says so).
 
 ::
 
@@ -29,6 +31,8 @@ from ripple.errors import RippleError
 from ripple.modes import held
 
 ORGANISM_PREFIX = "organism"
+ENGLISH_PREFIX = "english"
+LOCAL_PREFIXES = (ORGANISM_PREFIX, ENGLISH_PREFIX)
 
 
 def _hflm():
@@ -110,20 +114,26 @@ class LmEvalBridge:
 
             directory, _ = write_organism_tasks(world)
             include.append(str(directory))
+        if any(t.startswith(ENGLISH_PREFIX) for t in self.tasks):
+            from ripple.evaluate.english_tasks import write_english_tasks
+
+            directory, _ = write_english_tasks()
+            include.append(str(directory))
         self.task_dict = self._load(include)
         self.lm = make_lm(model, tok, batch_size)
 
     def _load(self, include: list[str]):
         from lm_eval.tasks import TaskManager
 
-        local_only = all(t.startswith(ORGANISM_PREFIX) for t in self.tasks)
+        local_only = all(t.startswith(LOCAL_PREFIXES) for t in self.tasks)
         with quiet_lm_eval():
             tm = TaskManager(include_path=include or None, include_defaults=not local_only)
             known = set(tm.all_tasks)
         unknown = [t for t in self.tasks if t not in known]
         if unknown:
             raise RippleError(f"unknown lm-eval task {unknown[0]!r}; use organism (or organism_mc, organism_cloze, "
-                              "organism_ppl, organism_skill) or an lm-eval task name such as hellaswag")
+                              "organism_ppl, organism_skill) on the organism, english (or one of its tasks, e.g. "
+                              "english_agreement) on a real English model, or an lm-eval task name such as hellaswag")
         loaded = {}
         for name in self.tasks:
             try:

@@ -100,20 +100,28 @@ def _docs(world: World, n_facts: int, n_text: int, seed: int) -> dict[str, list[
     return {"organism_mc": mc, "organism_cloze": cloze, "organism_ppl": texts, "organism_skill": skill}
 
 
+def write_task_files(root: Path | None, label: str, docs: dict[str, list[dict]], yamls: dict[str, str],
+                     group: str, members: list[str], key=None, aggregate: bool = True) -> Path:
+    """Write local lm-eval tasks (one JSONL + YAML per entry of ``docs``, ``yamls`` giving each
+    one's output type and metrics) and a group of ``members`` into
+    ``<root or cache>/lm_eval_tasks/<label><hash of key (default docs)>/``; idempotent."""
+    blob = json.dumps(docs if key is None else key, sort_keys=True).encode()
+    directory = Path(root or cache_dir()) / "lm_eval_tasks" / (label + hashlib.sha256(blob).hexdigest()[:16])
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, rows in docs.items():
+        data = directory / f"{name}.jsonl"
+        if not data.is_file():
+            atomic_write_text(data, "".join(json.dumps(d) + "\n" for d in rows))
+        yaml = (f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data.resolve()}\n"
+                f"test_split: test\nnum_fewshot: 0\n" + yamls[name].format())
+        atomic_write_text(directory / f"{name}.yaml", yaml)
+    atomic_write_text(directory / f"{group}.yaml", f"group: {group}\ntask:\n" + "".join(f"  - {t}\n" for t in members)
+                      + ("aggregate_metric_list:\n  - metric: acc\n    weight_by_size: true\n" if aggregate else ""))
+    return directory
+
+
 def write_organism_tasks(world: World, n_facts: int = 200, n_text: int = 100, seed: int = 0,
                          root: Path | None = None) -> tuple[Path, list[str]]:
     """Write the suite for ``world`` (idempotent); returns its directory and the task names."""
     docs = _docs(world, n_facts, n_text, seed)
-    blob = json.dumps(docs, sort_keys=True).encode()
-    directory = Path(root or cache_dir()) / "lm_eval_tasks" / hashlib.sha256(blob).hexdigest()[:16]
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in TASKS:
-        data = directory / f"{name}.jsonl"
-        if not data.is_file():
-            atomic_write_text(data, "".join(json.dumps(d) + "\n" for d in docs[name]))
-        yaml = (f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data.resolve()}\n"
-                f"test_split: test\nnum_fewshot: 0\n" + _YAML[name].format())
-        atomic_write_text(directory / f"{name}.yaml", yaml)
-    atomic_write_text(directory / f"{GROUP}.yaml", f"group: {GROUP}\ntask:\n" + "".join(f"  - {t}\n" for t in TASKS)
-                      + "aggregate_metric_list:\n  - metric: acc\n    weight_by_size: true\n")
-    return directory, list(TASKS)
+    return write_task_files(root, "", {t: docs[t] for t in TASKS}, _YAML, GROUP, list(TASKS)), list(TASKS)

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ripple.arch import act_name, get_module, get_spec, resolve_site
+from ripple.arch import act_name, get_spec, resolve_site
 from ripple.errors import RippleError
-from ripple.hooks import SiteTrace, Trace, TraceDict
+from ripple.hooks import SiteTrace, Trace, TraceDict, start_at_block
 from ripple.modes import held
 from ripple.probes.record import encode_items, gather
 from ripple.probes.sets import ProbeItem
@@ -127,32 +127,6 @@ def prepare_resume(model, tok, spec, items: Sequence[ProbeItem], layer: int, lay
     return state, Resume(layer, inputs, state, rec.finish() if rec is not None else None)
 
 
-@contextlib.contextmanager
-def _start_at(model, spec, layer: int, feed):
-    """Run the model's forward from block ``layer``: the blocks before it pass their input through
-    untouched and block ``layer`` gets ``feed()`` (the cached residual) instead of its input."""
-    blocks = [get_module(model, spec.block(i)) for i in range(layer + 1)]
-
-    def inject(module, args, kwargs):
-        x = feed()
-        if args:
-            return (x, *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": x}
-
-    def passthrough(*args, **kwargs):
-        return args[0] if args else kwargs["hidden_states"]
-
-    handle = blocks[layer].register_forward_pre_hook(inject, with_kwargs=True)
-    try:
-        for block in blocks[:layer]:
-            block.forward = passthrough
-        yield
-    finally:
-        handle.remove()
-        for block in blocks[:layer]:
-            block.__dict__.pop("forward", None)
-
-
 def _measure(model, tok, spec, items: Sequence[ProbeItem], layers: Sequence[int] | None, batch_size: int,
              resume: Resume | None = None, keep_input_of: int | None = None, recorder=None) -> tuple[ItemState, dict]:
     items = list(items)
@@ -187,7 +161,7 @@ def _measure(model, tok, spec, items: Sequence[ProbeItem], layers: Sequence[int]
             with contextlib.ExitStack() as stack:
                 if resume is not None:
                     cached = _padded([resume.inputs[items[j].id] for j in batch], ids.shape[1], device)
-                    stack.enter_context(_start_at(model, spec, resume.layer, lambda: cached))
+                    stack.enter_context(start_at_block(model, spec, resume.layer, lambda: cached))
                 if keep_input_of is not None:
                     entry = stack.enter_context(Trace(model, spec.block(keep_input_of), retain_input=True,
                                                       retain_output=False))
