@@ -46,6 +46,7 @@ from editors_common import (  # noqa: E402
     Bench,
     distinct_edits,
     edited,
+    edited_key,
     fluency_of,
     kept,
     log,
@@ -60,17 +61,18 @@ from editors_report import write_markdown  # noqa: E402
 # ---------------------------------------------------------------------------------------------- parts
 
 
-def part_single(b: Bench) -> dict:
+def part_single(b: Bench, relations=None) -> dict:
     from ripple.editing.metrics import aggregate, request_metrics
-    from ripple.organism.edits import sample_edits
+    from ripple.organism.edits import EDITABLE, sample_edits
     from ripple.scoring import query_correct
 
     m, tok = b.model, b.tok
-    reqs = sample_edits(b.world, b.args.n_single, seed=0)
+    relations = EDITABLE if relations is None else tuple(relations)
+    reqs = sample_edits(b.world, b.args.n_single, seed=0, relations=relations)
     spec_q = [specificity_queries(b.world, r) for r in reqs]
     known = [query_correct(m, tok, qs) for qs in spec_q]
     flu_before = [fluency_of(m, tok, r) for r in reqs]
-    rows = {}
+    rows, per_relation = {}, {}
     for label in b.labels():
         hp, per, kept_all, secs, refused = b.hp(label), [], [], [], 0
         for r, qs, kn in zip(reqs, spec_q, known):
@@ -79,19 +81,30 @@ def part_single(b: Bench) -> dict:
                 kept_all += kept(m, tok, qs, kn)
             secs.append(sec)
             refused += worst_ratio(run) > hp.max_update_ratio
+        groups = {}
+        for r, row in zip(reqs, per):
+            groups.setdefault(edited_key(r)[1], []).append(row)
+        per_relation[label] = {rel: {k: v for k, v in aggregate(g).items() if k in ("efficacy", "paraphrase",
+                                                                                  "neighborhood")} | {"n": len(g)}
+                               for rel, g in sorted(groups.items())}
         rows[label] = {**aggregate(per), "relation_specificity": mean(kept_all), "fluency_before": mean(flu_before),
                        "seconds_per_edit": round(statistics.median(secs), 4), "guard_refusals": refused,
                        "n": len(reqs)}
         log("single", label, rows[label])
-    return {"n_edits": len(reqs), "rows": rows}
+    by_relation = {}
+    for r in reqs:
+        rel = edited_key(r)[1]
+        by_relation[rel] = by_relation.get(rel, 0) + 1
+    return {"n_edits": len(reqs), "rows": rows, "relations": list(relations), "edits_per_relation": by_relation,
+            "per_relation": per_relation if len(relations) > 1 else None}
 
 
-def part_batch(b: Bench) -> dict:
+def part_batch(b: Bench, relations=None) -> dict:
     from ripple.scoring import query_correct
 
     rows = []
     for size in b.args.batch_sizes:
-        reqs, cap = distinct_edits(b.world, size, seed=0)
+        reqs, cap = distinct_edits(b.world, size, seed=0, relations=relations)
         queries = specificity_set(b.world, reqs)
         known = query_correct(b.model, b.tok, queries)
         for label in b.labels(BATCHABLE):
@@ -105,7 +118,9 @@ def part_batch(b: Bench) -> dict:
                          "seconds": round(sec, 3), "worst_norm_ratio": round(worst, 4),
                          "guard_refuses": worst > hp.max_update_ratio})
             log("batch", rows[-1])
-    return {"rows": rows}
+    from ripple.organism.edits import EDITABLE
+
+    return {"rows": rows, "relations": list(EDITABLE if relations is None else relations)}
 
 
 class StepWatch:
@@ -282,8 +297,14 @@ def part_samples(b: Bench) -> dict:
     return {"corpus_tokens": tokens, "rows": rows}
 
 
+def every_relation(b: Bench) -> tuple[str, ...]:
+    """All of the world's relations (people, countries and cities), for the ``*_all`` parts."""
+    return tuple(sorted(b.world.relations))
+
+
 RUNNERS = {"single": part_single, "batch": part_batch, "sequential": part_sequential, "speed": part_speed,
-           "samples": part_samples}
+           "samples": part_samples, "single_all": lambda b: part_single(b, every_relation(b)),
+           "batch_all": lambda b: part_batch(b, every_relation(b))}
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -304,7 +325,8 @@ def organism_info(model_dir: Path) -> dict:
     return info
 
 
-PART_OPTIONS = {"single": ("n_single",), "batch": ("batch_sizes",), "sequential": ("n_seq", "every"),
+PART_OPTIONS = {"single": ("n_single",), "batch": ("batch_sizes",), "single_all": ("n_single",),
+                "batch_all": ("batch_sizes",), "sequential": ("n_seq", "every"),
                 "speed": ("n_speed", "speed_batches", "speed_batch_method", "floor_methods"),
                 "samples": ("n_samples_edits", "samples_methods")}
 

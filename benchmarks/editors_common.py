@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ripple.editing.editor import EDITORS
 from ripple.organism.edits import specificity_queries
 
-PARTS = ("single", "batch", "sequential", "speed", "samples")
+PARTS = ("single", "batch", "single_all", "batch_all", "sequential", "speed", "samples")
 METHODS = EDITORS.names()
 BATCHABLE = tuple(e.name for e in EDITORS if not e.one_request_per_solve)
 RECT = 0.4
@@ -89,12 +89,14 @@ def edited_key(req) -> tuple[str, str]:
     return WorldEdit.require(req).fact
 
 
-def distinct_edits(world, n: int, seed: int = 0) -> tuple[list, int]:
-    """``n`` edits of distinct facts, ``n`` capped at the world's distinct editable facts (the cap too)."""
+def distinct_edits(world, n: int, seed: int = 0, relations=None) -> tuple[list, int]:
+    """``n`` edits of distinct facts, ``n`` capped at the world's distinct editable facts (the cap too);
+    ``relations``: those edited (default the person relations, ``EDITABLE``)."""
     from ripple.organism.edits import EDITABLE, sample_edits
 
-    cap = len({(f.subject, f.relation) for f in world.facts if f.relation in EDITABLE})
-    return sample_edits(world, min(n, cap), seed), cap
+    relations = EDITABLE if relations is None else tuple(relations)
+    cap = len({(f.subject, f.relation) for f in world.facts if f.relation in relations})
+    return sample_edits(world, min(n, cap), seed, relations=relations), cap
 
 
 @contextmanager

@@ -45,24 +45,46 @@ def line_panels(path: Path, panels: list[tuple[str, dict]], xlabel: str, logx: b
     plt.close(fig)
 
 
+def population(r: dict) -> str:
+    """Which relations a part's edits cover (older runs: the person relations)."""
+    from ripple.organism.edits import EDITABLE
+
+    rels = r.get("relations") or list(EDITABLE)
+    if set(rels) == set(EDITABLE):
+        return f"person relations only ({', '.join(rels)})"
+    return f"every relation of the world ({', '.join(rels)})"
+
+
 def md_single(d: dict, out: Path) -> list[str]:
     r = d["results"]
     cols = [*CF, "relation_specificity", "fluency_before", "fluency_after", "seconds_per_edit", "guard_refusals"]
-    return [f"{r['n_edits']} random person-fact edits (`sample_edits(world, n, seed=0)`), each applied alone to the "
-            "unedited model and undone. Efficacy, paraphrase and neighbourhood: CounterFact's probability races "
-            "(`_top1`: the greedy answer), averaged per edit; relation specificity: share of the subject's other "
-            "facts (ground truth, first template of each relation) answered correctly before the edit that still "
-            "are after it; fluency: n-gram entropy of 20 greedy tokens after the subject and after the edit prompt; "
-            "seconds: median per edit (the first edit of a method may include computing C); guard refusals: edits "
-            "whose update the norm guard would have refused.", "",
-            *table(["method", *cols], [[k, *(v.get(c) for c in cols)] for k, v in r["rows"].items()])]
+    lines = [f"**Population: {population(r)}.** {r['n_edits']} random edits (`sample_edits(world, n, seed=0, "
+             "relations=...)`), each applied alone to the "
+             "unedited model and undone. Efficacy, paraphrase and neighbourhood: CounterFact's probability races "
+             "(`_top1`: the greedy answer), averaged per edit; relation specificity: share of the subject's other "
+             "facts (ground truth, first template of each relation) answered correctly before the edit that still "
+             "are after it; fluency: n-gram entropy of 20 greedy tokens after the subject and after the edit prompt; "
+             "seconds: median per edit (the first edit of a method may include computing C); guard refusals: edits "
+             "whose update the norm guard would have refused.", "",
+             *table(["method", *cols], [[k, *(v.get(c) for c in cols)] for k, v in r["rows"].items()])]
+    per = r.get("per_relation")
+    if per:
+        rels = sorted({rel for v in per.values() for rel in v})
+        counts = r.get("edits_per_relation", {})
+        lines += ["Per relation (efficacy / paraphrase / neighbourhood, races; edits per relation: "
+                  + ", ".join(f"{rel} {counts.get(rel, 0)}" for rel in rels) + "):", "",
+                  *table(["method", *rels], [[k, *("/".join(fmt(v[rel].get(c)) for c in ("efficacy", "paraphrase",
+                                                                                        "neighborhood"))
+                                                   if rel in v else "-" for rel in rels)] for k, v in per.items()])]
+    return lines
 
 
 def md_batch(d: dict, out: Path) -> list[str]:
     rows = d["results"]["rows"]
     cols = ["requested", "n", *CF, "relation_specificity", "seconds", "worst_norm_ratio", "guard_refuses"]
     capped = sorted({(r["requested"], r["n"], r["cap"]) for r in rows if r["n"] < r["requested"]})
-    lines = ["One batch per size, metrics pooled over every prompt of the batch (neighbourhood prompts about "
+    lines = [f"**Population: {population(d['results'])}.** "
+             "One batch per size, metrics pooled over every prompt of the batch (neighbourhood prompts about "
              "facts edited in the same batch left out); relation specificity over the edited subjects' "
              "facts not edited in the batch.", ""]
     lines += [f"**Capped:** the world has {cap} distinct editable (subject, relation) facts, so the batch of "
@@ -137,6 +159,8 @@ def md_samples(d: dict, out: Path) -> list[str]:
 
 
 RENDER = {"single": ("Single edits", md_single), "batch": ("Batch editing", md_batch),
+          "single_all": ("Single edits, every relation", md_single),
+          "batch_all": ("Batch editing, every relation", md_batch),
           "sequential": ("Sequential editing", md_sequential), "speed": ("Speed", md_speed),
           "samples": ("How many samples for C", md_samples)}
 
@@ -151,7 +175,8 @@ def header(parts: dict) -> list[str]:
     return ["# The editors on the organism", "",
             "Quality and speed of ripple's editors (ROME, MEMIT, EMMET, AlphaEdit, FT-L, RECT as an option) on the "
             "model organism: single edits, batches, long sequences, timings, and how many samples the key "
-            "statistics need. Every edit is a counterfactual person fact of the organism's world.", "",
+            "statistics need. Every edit is a counterfactual fact of the organism's world: the single-edit and "
+            "batch tables come twice, for the person relations only and for every relation (each says which).", "",
             f"Organism: `{org['path']}`" + (" (the bundled one: `ripple organism show --json`)" if org["bundled"]
                                             else "") + f"; ripple at commit {org['commit']}; {first['threads']} "
             f"thread(s), device {first['device']}.", "",

@@ -6,11 +6,15 @@
 * :func:`optimize_delta`: gradient steps on a vector added at the fact token to a module's
   output (the MLP output for ROME, the block output for MEMIT) so that the model predicts
   the new target, with a KL term keeping the subject's other predictions and a norm penalty.
+* :func:`token_requests`: with the fact at the prompt's last token, a target of several tokens
+  as one request per token (each later token is predicted at a position of its own).
 
 None of these change the model's weights; hooks add the vector only inside the forward passes.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 
@@ -43,6 +47,38 @@ def fact_position(tok, text: str, prompt: str, subject: str, fact_token: str) ->
         return len(text_ids(tok, text)) - 1
     s0, s1 = subject_token_span(tok, text, subject)
     return s0 if fact_token == "subject_first" else s1 - 1
+
+
+def token_requests(tok, requests: list[EditRequest], fact_token: str) -> list[EditRequest]:
+    """The requests an editor solves for: with ``fact_token="last"`` (a model that recalls at the
+    prompt's last token, as the organism does), a target of ``n`` tokens becomes ``n`` requests,
+    the ``j``-th asking for token ``j`` after the prompt followed by tokens ``0..j-1``. A vector at
+    the prompt's last token alone cannot write the later tokens: they are predicted at the target's
+    own positions, whose keys the edit does not touch (the organism's two-token names got their
+    first token and lost the second on every edit). A target whose tokens do not round-trip
+    through the text (a token that is not a whole word) is kept whole. Other fact tokens: the
+    requests as given (the subject's key carries the whole target, as in ROME)."""
+    if fact_token != "last":
+        return list(requests)
+    out = []
+    for r in requests:
+        ids = answer_ids(tok, r.target_new)
+        if len(ids) < 2:
+            out.append(r)
+            continue
+        base = text_ids(tok, r.rendered)
+        subs = []
+        for j in range(len(ids)):
+            prefix = tok.decode(ids[:j]).strip()
+            sub = replace(r, prompt=f"{r.prompt} {prefix}" if prefix else r.prompt,
+                          target_new=tok.decode(ids[j:j + 1]).strip(), target_true=None, paraphrase_prompts=(),
+                          neighborhood_prompts=(), neighborhood_answers=())
+            if text_ids(tok, sub.rendered) != base + ids[:j] or answer_ids(tok, sub.target_new) != ids[j:j + 1]:
+                subs = [r]
+                break
+            subs.append(sub)
+        out += subs
+    return out
 
 
 def _render(ctx: str, req: EditRequest) -> str:

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import torch
 
-from ripple.editing.compute import fact_keys
+from ripple.editing.compute import fact_keys, token_requests
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.editors.memit import MemitHParams, spread
 from ripple.editing.limits import NON_NEGATIVE, POSITIVE, Limit
@@ -50,7 +50,8 @@ def remember_keys(ctx, requests, hp, delta) -> None:
     (new tensors, so a copy of the state dict is a snapshot)."""
     state = ctx.editor_state(NAME)
     for layer in hp.layers_for(ctx.n_layers()):
-        K = fact_keys(ctx.model, ctx.tok, ctx.spec, layer, requests, ctx.contexts(hp), hp.fact_token)
+        K = fact_keys(ctx.model, ctx.tok, ctx.spec, layer, token_requests(ctx.tok, requests, hp.fact_token),
+                      ctx.contexts(hp), hp.fact_token)
         state[layer] = state.get(layer, 0) + K @ K.T
 
 

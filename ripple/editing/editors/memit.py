@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 
 from ripple.arch import act_name, mlp_out_param, out_in_to_storage
-from ripple.editing.compute import fact_keys, optimize_delta, site_values
+from ripple.editing.compute import fact_keys, optimize_delta, site_values, token_requests
 from ripple.editing.delta import WeightSnapshot
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.editors.rome import RomeHParams
@@ -30,7 +30,8 @@ class MemitHParams(RomeHParams):
 
 
 def spread(ctx, requests, hp, solve) -> tuple[dict, dict]:
-    """MEMIT's plan: optimize targets at the last layer's output, then for each layer in order
+    """MEMIT's plan (on :func:`~ripple.editing.compute.token_requests`: with the fact at the last
+    token, one request per target token): optimize targets at the last layer's output, then for each layer in order
     recompute keys and residuals with the model updated so far and solve with
     ``solve(layer, R, K) -> [out, in] update``. The model is restored before returning.
 
@@ -38,6 +39,7 @@ def spread(ctx, requests, hp, solve) -> tuple[dict, dict]:
     ``ctx``): computed inside the loop, a later layer's ``C`` would come from the model as this
     edit had changed the earlier layers, and, cached, it would carry that edit into every later
     one (a run's results would depend on its first edit)."""
+    requests = token_requests(ctx.tok, requests, hp.fact_token)
     layers = hp.layers_for(ctx.n_layers())
     t1 = time.perf_counter()
     for layer in layers:

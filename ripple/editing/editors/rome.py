@@ -1,4 +1,5 @@
-"""ROME: one fact, one layer, the rank-one closed form with the same k* in both places."""
+"""ROME: one fact, one layer, the rank-one closed form with the same k* in both places (with the fact
+at the last token, one key per target token: rank n for a target of n tokens; see token_requests)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
+
 from ripple.arch import act_name, mlp_out_param, out_in_to_storage
-from ripple.editing.compute import fact_keys, optimize_delta
+from ripple.editing.compute import fact_keys, optimize_delta, token_requests
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.hparams import LayeredHParams
 from ripple.editing.limits import NON_NEGATIVE, Limit
-from ripple.editing.solvers import rank_one_update
+from ripple.editing.solvers import emmet_update, rank_one_update
 from ripple.errors import RippleError
 
 
@@ -30,16 +33,21 @@ def compute_rome(ctx, requests, hp: RomeHParams):
     t0 = time.perf_counter()
     (layer,) = hp.layers_for(ctx.n_layers())[:1]
     contexts = ctx.contexts(hp)
+    parts = token_requests(ctx.tok, requests, hp.fact_token)  # one, unless the fact is at the last token
     t = {"keys": time.perf_counter()}
-    k = fact_keys(ctx.model, ctx.tok, ctx.spec, layer, requests, contexts, hp.fact_token)[:, 0]
+    K = fact_keys(ctx.model, ctx.tok, ctx.spec, layer, parts, contexts, hp.fact_token)
     t["keys"] = time.perf_counter() - t["keys"]
     t1 = time.perf_counter()
-    opt = optimize_delta(ctx.model, ctx.tok, ctx.spec, requests[0], act_name(layer, "mlp.out"), hp, contexts)
+    opts = [optimize_delta(ctx.model, ctx.tok, ctx.spec, r, act_name(layer, "mlp.out"), hp, contexts) for r in parts]
     t["values"] = time.perf_counter() - t1
     t1 = time.perf_counter()
-    delta_oi = rank_one_update(opt["delta"], ctx.C(layer, hp), k)
+    if len(parts) == 1:
+        delta_oi = rank_one_update(opts[0]["delta"], ctx.C(layer, hp), K[:, 0])
+    else:  # one key per target token: the least-C-norm update writing each exactly (rank len(parts))
+        delta_oi = emmet_update(torch.stack([o["delta"] for o in opts], dim=1), K, ctx.C(layer, hp), eps=0.0)
     t["solve"] = time.perf_counter() - t1
-    info = {"layers": [layer], "v_steps": opt["steps"], "v_nll": opt["nll"][-1:], "timing": t}
+    opt = {"steps": sum(o["steps"] for o in opts), "nll": [o["nll"][-1] for o in opts]}
+    info = {"layers": [layer], "v_steps": opt["steps"], "v_nll": opt["nll"] if len(parts) > 1 else opt["nll"][-1:], "timing": t}
     deltas = {mlp_out_param(ctx.spec, layer): out_in_to_storage(delta_oi, ctx.spec).float().contiguous()}
     return make_delta(ctx, "rome", requests, hp, deltas, info, t0)
 
