@@ -1,0 +1,282 @@
+"""The editors on real models: CounterFact-style edits of facts the model knows, every relation.
+
+Edits (``--edits``, seed 0): the real-world graph's facts the model answers right on the relation's
+first template (``benchmarks/edit_sweep.known_facts``), in random order (going round again past
+the known facts, with another new object); each new object is an answer the model gives for
+another known fact of the same relation (CounterFact's rule: a real, plausible answer). Each
+edit is computed once per editor on the unedited model and measured twice, plain and with RECT
+(``with_rect``, keep 0.4: a mask on the computed update), then undone:
+
+* efficacy, paraphrase, neighbourhood: top-1 (the greedy answer) and the probability race
+  (P(new) > P(old); neighbours: P(own answer) > P(new));
+* relation specificity: the subject's other facts the model knew before, still the greedy answer
+  (top-1) and still more likely than the new object (race);
+* the RippleEdits categories (ripple.evaluate.ripple_scores, ground truth from the graph);
+* perplexity ratio on the general sentences; seconds to compute the edit.
+
+Batches: MEMIT, EMMET and AlphaEdit on one batch of 100 distinct known facts and on the largest
+the graph allows (every distinct known fact, at most 1,000), pooled metrics.
+
+Resumable: rows are appended to ``reports/real_editors_<model>.json`` after every edit, each
+with the code version; a rerun with the same settings goes on.
+
+    python benchmarks/real_editors.py --model smollm2 --edits 200
+    python benchmarks/real_editors.py --model smollm2 --part batch
+    python benchmarks/real_editors.py --render
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+REPORTS = ROOT / "reports"
+METHODS = ("rome", "memit", "emmet", "alphaedit", "ft")
+BATCHED = ("memit", "emmet", "alphaedit")
+RECT = 0.4
+CF = ("efficacy", "efficacy_top1", "paraphrase", "paraphrase_top1", "neighborhood", "neighborhood_top1")
+
+
+def counterfact_edits(setup, n: int | None, seed: int = 0) -> tuple[list, int]:
+    """``n`` edits of known facts (see the module docstring; ``None``: one per known fact, each
+    fact once), and how many facts the model knows."""
+    sys.path.insert(0, str(HERE))
+    from edit_sweep import known_facts
+
+    from ripple.organism.edits import request_for
+
+    world = setup.world
+    known = known_facts(setup)
+    given: dict[str, set[str]] = {}
+    for s, r in known:
+        given.setdefault(r, set()).update(world.objects(s, r))
+    rng = random.Random(seed)
+    order = list(known)
+    rng.shuffle(order)
+    n = len(order) if n is None else n
+    out, used, i = [], set(), 0
+    while len(out) < n and i < 20 * max(1, n) and (i < len(order) or len(order) < n):
+        s, r = order[i % len(order)]
+        i += 1
+        pool = sorted(given[r] - set(world.objects(s, r)))
+        pool = [o for o in pool if (s, r, o) not in used]
+        if not pool:
+            continue
+        new = rng.choice(pool)
+        used.add((s, r, new))
+        out.append(request_for(world, s, r, new))
+    return out, len(known)
+
+
+def _spec_queries(world, req):
+    from ripple.organism.edits import specificity_queries
+
+    return specificity_queries(world, req)
+
+
+def measure(setup, req, plan, spec_known, ppl_before, sentences) -> dict:
+    from ripple.editing.metrics import request_metrics
+    from ripple.evaluate.perplexity import sentence_nlls
+    from ripple.evaluate.ripple_scores import score_ripple
+    from ripple.scoring import answer_logprobs, query_correct
+
+    m, tok = setup.model, setup.tok
+    row = request_metrics(m, tok, req)
+    qs = [q for q, k in zip(*spec_known) if k]
+    if qs:
+        now = query_correct(m, tok, qs)
+        own = answer_logprobs(m, tok, [(q.prompt, q.answers[0]) for q in qs])
+        new = answer_logprobs(m, tok, [(q.prompt, req.target_new) for q in qs])
+        row["relation_specificity_top1"] = sum(now) / len(now)
+        row["relation_specificity"] = sum(a[0] > b[0] for a, b in zip(own, new)) / len(qs)
+        row["specificity_n"] = len(qs)
+    rip = score_ripple(m, tok, plan)
+    row["ripple"] = {c: {"n": v["n"], "correct": v["correct"]} for c, v in rip["categories"].items()}
+    nll = sentence_nlls(m, tok, sentences)
+    row["perplexity_ratio"] = float(torch.tensor(nll).mean().exp() / torch.tensor(ppl_before).mean().exp())
+    return row
+
+
+def single(args, setup) -> None:
+    from ripple.editing.editor import get_editor, with_rect
+    from ripple.evaluate.perplexity import general_sentences_for, sentence_nlls
+    from ripple.evaluate.ripple_scores import plan_ripple
+    from ripple.io import atomic_write_json, source_fingerprint
+    from ripple.scoring import query_correct
+
+    world = setup.world
+    reqs, n_known = counterfact_edits(setup, args.edits, args.seed)
+    name = args.model.replace(".", "_")
+    path = REPORTS / f"real_editors_{name}.json"
+    config = {"version": 1, "model": args.model, "edits": len(reqs), "seed": args.seed, "rect": RECT,
+              "known_facts": n_known}
+    old = json.loads(path.read_text()) if path.exists() else {}
+    data = old if old.get("config") == config else {"config": config, "single": {}, "batch": old.get("batch", [])}
+    data["config"] = config
+    sentences = general_sentences_for(None)
+    ppl_before = sentence_nlls(setup.model, setup.tok, sentences)
+    code = source_fingerprint()
+    for method in args.methods:
+        rows = data["single"].setdefault(method, [])
+        hp = setup.hparams_for(method)
+        editor = get_editor(method)
+        for i, req in enumerate(reqs):
+            if i < len(rows):
+                continue
+            plan = plan_ripple(setup.model, setup.tok, world, req)
+            qs = _spec_queries(world, req)
+            spec_known = (qs, query_correct(setup.model, setup.tok, qs) if qs else [])
+            t0 = time.perf_counter()
+            delta = editor.compute(setup.ctx, [req], hp)
+            secs = time.perf_counter() - t0
+            row = {"case_id": req.case_id, "relation": req.case_id.split("|")[1], "seconds": round(secs, 3),
+                   "code": code}
+            for label, d in (("plain", delta), ("rect", with_rect(setup.ctx, delta, RECT))):
+                snap = d.apply(setup.model)
+                try:
+                    row[label] = measure(setup, req, plan, spec_known, ppl_before, sentences)
+                finally:
+                    snap.restore(setup.model)
+            rows.append(row)
+            atomic_write_json(path, data)
+            p = row["plain"]
+            print(f"{method} {i + 1}/{len(reqs)} {req.case_id}: eff {p['efficacy_top1']} para {p['paraphrase_top1']:.2f} "
+                  f"nbhd {p.get('neighborhood_top1')} spec {p.get('relation_specificity_top1')} {secs:.1f}s", flush=True)
+
+
+def batch(args, setup) -> None:
+    sys.path.insert(0, str(HERE))
+    from ripple.editing.session import edited
+    from ripple.evaluate.perplexity import general_sentences_for, sentence_nlls
+    from ripple.io import atomic_write_json, source_fingerprint
+
+    from editors_common import pooled_scores
+
+    reqs_all, n_known = counterfact_edits(setup, None, args.seed)
+    distinct, seen = [], set()
+    for r in reqs_all:
+        fact = tuple(r.case_id.split("|")[:2])
+        if fact not in seen:
+            seen.add(fact)
+            distinct.append(r)
+    name = args.model.replace(".", "_")
+    path = REPORTS / f"real_editors_{name}.json"
+    data = json.loads(path.read_text()) if path.exists() else {"config": None, "single": {}, "batch": []}
+    sentences = general_sentences_for(None)
+    ppl_before = torch.tensor(sentence_nlls(setup.model, setup.tok, sentences)).mean().exp()
+    done = {(b["method"], b["requested"]) for b in data["batch"]}
+    for size in (100, min(1000, len(distinct))):
+        reqs = distinct[:size]
+        for method in BATCHED:
+            if (method, size) in done:
+                continue
+            hp = setup.hparams_for(method)
+            t0 = time.perf_counter()
+            with edited(setup.ctx, method, reqs, hp, force=True) as run:
+                secs = time.perf_counter() - t0
+                scores = pooled_scores(setup.model, setup.tok, reqs)
+                ppl = torch.tensor(sentence_nlls(setup.model, setup.tok, sentences)).mean().exp()
+                worst = max(run.deltas[0].info["norm_ratios"].values())
+            data["batch"].append({"method": method, "requested": size, "n": len(reqs), "distinct_known": len(distinct),
+                                  **scores, "perplexity_ratio": float(ppl / ppl_before), "seconds": round(secs, 2),
+                                  "worst_norm_ratio": round(worst, 4), "code": source_fingerprint()})
+            atomic_write_json(path, data)
+            print(data["batch"][-1], flush=True)
+
+
+# ---------------------------------------------------------------- report
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def _f(x):
+    return "-" if x is None else f"{x:.3f}"
+
+
+def render() -> None:
+    from ripple.evaluate.ripple_scores import RIPPLE_CATEGORIES
+    from ripple.io import atomic_write_text, source_versions
+
+    lines = ["# The editors on real models", "",
+             "CounterFact-style single edits of facts each model knows, every relation of the real-world graph, "
+             "each applied alone to the unedited model and undone; the same edits for every editor. Made by "
+             "`benchmarks/real_editors.py` (its docstring: how the edits and new objects are drawn, what each "
+             "column measures).", ""]
+    for path in sorted(REPORTS.glob("real_editors_*.json")):
+        data = json.loads(path.read_text())
+        cfg = data["config"] or {}
+        lines += [f"## {cfg.get('model', path.stem)}", ""]
+        if data["single"]:
+            lines += [f"{cfg['edits']} edits drawn from the {cfg['known_facts']} facts the model knows (seed "
+                      f"{cfg['seed']}); a method with fewer rows is still being measured (n).", "",
+                      "| method | n | efficacy | efficacy top-1 | paraphrase | paraphrase top-1 | neighbourhood | "
+                      "neighbourhood top-1 | relation specificity | rel. spec. top-1 | perplexity ratio | "
+                      "seconds/edit |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            allrows = []
+            for method, rows in data["single"].items():
+                allrows += rows
+                for label in ("plain", "rect"):
+                    cells = [_mean([r[label].get(k) for r in rows]) for k in (
+                        "efficacy", "efficacy_top1", "paraphrase", "paraphrase_top1", "neighborhood",
+                        "neighborhood_top1", "relation_specificity", "relation_specificity_top1", "perplexity_ratio")]
+                    secs = _mean([r["seconds"] for r in rows])
+                    name = method if label == "plain" else f"{method}+rect"
+                    lines.append(f"| {name} | {len(rows)} | " + " | ".join(_f(c) for c in cells) + f" | {secs:.2f} |")
+            lines += ["", "RippleEdits categories (pooled accuracy over the counted queries; n in brackets):", "",
+                      "| method | " + " | ".join(RIPPLE_CATEGORIES) + " |", "|---|" + "---|" * len(RIPPLE_CATEGORIES)]
+            for method, rows in data["single"].items():
+                for label in ("plain", "rect"):
+                    cells = []
+                    for c in RIPPLE_CATEGORIES:
+                        n = sum(r[label]["ripple"].get(c, {}).get("n", 0) for r in rows)
+                        k = sum(r[label]["ripple"].get(c, {}).get("correct", 0) for r in rows)
+                        cells.append(f"{k / n:.3f} ({n})" if n else "-")
+                    lines.append(f"| {method if label == 'plain' else method + '+rect'} | " + " | ".join(cells) + " |")
+            lines += ["", source_versions(allrows), ""]
+        if data["batch"]:
+            cols = ["requested", "n", *CF, "perplexity_ratio", "seconds", "worst_norm_ratio"]
+            lines += ["Batches (one solve over the distinct known facts; metrics pooled over every prompt):", "",
+                      "| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+            for b in data["batch"]:
+                lines.append(f"| {b['method']} | " + " | ".join(
+                    _f(b.get(c)) if isinstance(b.get(c), float) else str(b.get(c, "-")) for c in cols) + " |")
+            lines.append("")
+    notes = REPORTS / "real_editors_notes.md"
+    if notes.is_file():
+        lines.append(notes.read_text())
+    atomic_write_text(REPORTS / "real_editors.md", "\n".join(lines))
+
+
+def main(argv=None) -> None:
+    sys.path.insert(0, str(ROOT))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--edits", type=int, default=200)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS))
+    ap.add_argument("--part", choices=("single", "batch"), default="single")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--render", action="store_true")
+    args = ap.parse_args(argv)
+    if not args.render:
+        from ripple.editing.setup import load_setup
+
+        torch.set_num_threads(int(os.environ.get("RIPPLE_THREADS", "1")))
+        setup = load_setup(args.model)
+        (single if args.part == "single" else batch)(args, setup)
+    render()
+
+
+if __name__ == "__main__":
+    main()
