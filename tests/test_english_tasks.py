@@ -135,3 +135,19 @@ def test_bridge_scores_equal_ripples_own_scoring(tmp_path_factory):
             lp = [x[0] for x in answer_logprobs(model, tok, [(d["prompt"], c) for c in d["choices"]])]
             hits.append(int(np.argmax(lp)) == d["gold"])
         assert res[name]["acc"] == pytest.approx(sum(hits) / len(hits)), name
+
+
+def test_stress_takes_the_english_suite(tmp_path):
+    """`ripple stress --tasks english_...` runs the English tasks at every checkpoint (on the
+    organism here: its tokenizer spells English; a real model is the suite's use)."""
+    from ripple.cli import main
+
+    out = tmp_path / "out"
+    assert main(["stress", "--model", "organism", "--method", "rome", "--edits", "2", "--every", "2",
+                 "--tasks", "english_arithmetic", "english_agreement", "--limit", "10", "--out", str(out),
+                 "--quiet"]) == 0
+    rows = json.loads((out / "stress.json").read_text())["curves"]["rome"]["checkpoints"]
+    assert [r["edits"] for r in rows] == [0, 2]
+    for r in rows:
+        assert set(r["tasks"]) >= {"english_arithmetic", "english_agreement"}
+        assert 0 <= r["tasks"]["english_agreement"]["acc"] <= 1
