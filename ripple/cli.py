@@ -55,13 +55,13 @@ def _threads(value: str | None) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ripple.commands import audit, causal_trace, edit, graph, mitigate, organism, rledit, stress
+    from ripple.commands import audit, causal_trace, edit, graph, mitigate, organism, rledit, stats, stress
 
     ap = _Parser(prog="ripple", description="See what a knowledge edit breaks before you ship it.")
     ap.add_argument("--threads", default=None, help="torch threads (default: $RIPPLE_THREADS or 1)")
     ap.add_argument("--verbose", action="store_true", help="show library warnings (matplotlib, transformers)")
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for command in (organism, causal_trace, edit, graph, audit, mitigate, stress, rledit):
+    for command in (organism, causal_trace, edit, graph, audit, mitigate, stress, rledit, stats):
         command.add_parser(sub)
     return ap
 

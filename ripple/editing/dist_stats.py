@@ -1,0 +1,184 @@
+"""Key second moments over a corpus, data-parallel under ``torchrun`` (or ``accelerate launch``).
+
+The statistic is the one :func:`ripple.editing.stats.second_moment` computes and caches:
+``C = E[k kᵀ]`` over the first ``n_samples`` tokens of the corpus, passage by passage in corpus
+order (each passage tokenized alone, as a model reads it). Here:
+
+* the token plan (which passages, how many tokens of the last one) is made from the tokenizer
+  alone, so every process agrees on it;
+* each rank takes every ``world``-th passage of the plan, sorts its share by length so a batch
+  holds passages of similar length (little padding), and runs one forward pass per batch for all
+  the requested layers at once, stopping after the deepest one;
+* it accumulates ``Σ k kᵀ`` and the token count in float64; an all-reduce (``torch.distributed``,
+  gloo on CPU, nccl on GPUs) sums the ranks' partial sums; rank 0 writes ``C`` into the same cache
+  file, under the same key, as ``second_moment`` (the editors then read it);
+* every ``save_every`` batches each rank saves its partial sums (atomically) under
+  ``$RIPPLE_CACHE/mom2_partial/``; a run that stopped goes on from them.
+
+With one process it is the same computation without the all-reduce. The sums come in another
+order than ``second_moment``'s one matrix product, so the results agree to float64 rounding.
+
+::
+
+    Cs = second_moments(model, tok, spec, layers=[3, 4, 5], corpus=passages, n_samples=100_000)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from ripple.arch import act_name, resolve_site
+from ripple.errors import RippleError
+from ripple.hooks import TraceDict
+from ripple.scoring import pad_ids
+from ripple.tokens import text_ids
+
+
+def token_plan(tok, corpus, n_samples: int) -> list[tuple[int, int]]:
+    """``(passage index, tokens taken)`` covering the first ``n_samples`` tokens in corpus order
+    (empty passages skipped; each passage cut at the tokenizer's ``model_max_length``)."""
+    plan, got = [], 0
+    for i, text in enumerate(corpus):
+        n = len(text_ids(tok, text)[: tok.model_max_length])
+        if n == 0:
+            continue
+        take = min(n, n_samples - got)
+        plan.append((i, take))
+        got += take
+        if got >= n_samples:
+            break
+    if not plan:
+        raise RippleError("the statistics corpus is empty; pass a text file with general sentences")
+    return plan
+
+
+def cache_path(model, tok, layer: int, corpus, n_samples: int) -> Path:
+    """Where :func:`ripple.editing.stats.second_moment` keeps this statistic."""
+    from ripple.editing.stats import cache_dir, corpus_fingerprint, model_fingerprint
+
+    return cache_dir() / "mom2" / (f"{model_fingerprint(model, tok, layer)}-L{layer}-"
+                                   f"{corpus_fingerprint(list(corpus))}-n{n_samples}.pt")
+
+
+def _dist():
+    """``(rank, world size)`` of the running process group, else ``(0, 1)``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_from_env() -> bool:
+    """Join the process group ``torchrun`` describes in the environment (``WORLD_SIZE`` > 1):
+    gloo on CPU, nccl when CUDA is there. False when there is none to join."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return dist.is_initialized()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend)
+    return True
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def second_moments(model, tok, spec, layers, corpus, n_samples: int, batch_size: int = 64,
+                   save_every: int = 20, use_cache: bool = True, stop_after: int | None = None,
+                   log=None) -> dict:
+    """``{layer: C}`` (float64 ``[in, in]``) over the first ``n_samples`` corpus tokens, every
+    process of the group computing its share (see the module docstring); written to the editors'
+    cache by rank 0 when ``use_cache``. Returns also ``"tokens"``, ``"seconds"``, ``"forward_tokens"``
+    (tokens the forward passes ran, padding included) under the key ``None``.
+    ``stop_after``: stop after that many batches of this run, partial sums saved (for tests)."""
+    import torch.distributed as dist
+
+    layers = sorted(set(int(x) for x in layers))
+    if not layers:
+        raise RippleError("no layers for the statistics; pass --layers, e.g. --layers 5")
+    sites = {layer: resolve_site(spec, act_name(layer, "mlp.key"))[0] for layer in layers}
+    corpus = list(corpus)
+    rank, world = _dist()
+    device = next(model.parameters()).device
+    plan = token_plan(tok, corpus, n_samples)
+    mine = plan[rank::world]
+    enc = {i: text_ids(tok, corpus[i])[:take] for i, take in mine}
+    order = sorted(mine, key=lambda p: (len(enc[p[0]]), p[0]))
+    batches = [order[j:j + batch_size] for j in range(0, len(order), batch_size)]
+    key = hashlib.sha256("|".join(cache_path(model, tok, layer, corpus, n_samples).name
+                                  for layer in layers).encode()).hexdigest()[:16]
+    from ripple.editing.stats import cache_dir
+
+    partial = cache_dir() / "mom2_partial" / key / f"rank{rank}-of-{world}-b{batch_size}.pt"
+    state = torch.load(partial, weights_only=True) if partial.exists() else None
+    if state is None:
+        state = {"done": 0, "count": 0, "forward_tokens": 0, "sums": {}}
+    sums = {layer: state["sums"].get(layer) for layer in layers}
+    t0 = time.perf_counter()
+    run = 0
+    for b in range(state["done"], len(batches)):
+        if stop_after is not None and run >= stop_after:
+            _atomic_save(state | {"sums": sums}, partial)
+            raise RippleError(f"stopped after {run} batches (stop_after); rerun to go on")
+        ids, mask = pad_ids([enc[i] for i, _ in batches[b]], tok, device)
+        with TraceDict(model, list(sites.values()), retain_input=True, retain_output=False, stop=True) as tr:
+            model(input_ids=ids, attention_mask=mask)
+        sel = mask.bool()
+        for layer, site in sites.items():
+            k = tr[site].input[sel].double()
+            s = k.T @ k
+            sums[layer] = s.cpu() if sums[layer] is None else sums[layer] + s.cpu()
+        state["count"] += int(sel.sum())
+        state["forward_tokens"] += ids.numel()
+        state["done"] = b + 1
+        run += 1
+        if save_every and state["done"] % save_every == 0 and state["done"] < len(batches):
+            _atomic_save(state | {"sums": sums}, partial)
+    seconds = time.perf_counter() - t0
+    hidden = {layer: (sums[layer].shape[0] if sums[layer] is not None else None) for layer in layers}
+    if world > 1:
+        size = next((h for h in hidden.values() if h is not None), None)
+        sizes = torch.tensor([size or 0], dtype=torch.long)
+        dist.all_reduce(sizes, op=dist.ReduceOp.MAX)  # a rank with no passages still joins the reduce
+        for layer in layers:
+            if sums[layer] is None:
+                sums[layer] = torch.zeros(int(sizes), int(sizes), dtype=torch.float64)
+        backend_device = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+        for layer in layers:
+            t = sums[layer].to(backend_device)
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            sums[layer] = t.cpu()
+        counts = torch.tensor([state["count"], state["forward_tokens"]], dtype=torch.float64, device=backend_device)
+        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+        total, forward = int(counts[0].item()), int(counts[1].item())
+        secs = torch.tensor([seconds], dtype=torch.float64, device=backend_device)
+        dist.all_reduce(secs, op=dist.ReduceOp.MAX)
+        seconds = float(secs.item())
+    else:
+        total, forward = state["count"], state["forward_tokens"]
+    out = {layer: sums[layer] / total for layer in layers}
+    if use_cache and rank == 0:
+        for layer in layers:
+            _atomic_save(out[layer], cache_path(model, tok, layer, corpus, n_samples))
+    if world > 1:
+        dist.barrier()
+    if partial.exists():
+        partial.unlink()
+    out[None] = {"tokens": total, "seconds": seconds, "forward_tokens": forward, "world": world}
+    if log is not None and rank == 0:
+        log(f"{total} tokens at layers {', '.join(map(str, layers))} on {world} process(es) in {seconds:.1f} s "
+            f"({total / max(seconds, 1e-9):.0f} tokens/s; padding {1 - total / max(forward, 1):.1%})")
+    return out
