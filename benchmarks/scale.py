@@ -143,11 +143,17 @@ def render(r: dict) -> None:
                         ("H200, bf16 at 40% of 989 TFLOP/s", 396e12)):
         hours = flops_7b * r["stats_seconds"] / r["depth_seconds"] / flops / 3600
         lines.append(f"| {name} | {hours:.1f} h | {hours / 4:.1f} h | {hours / 8:.2f} h |")
-    lines += ["", "Gupta et al. (arXiv 2506.04226) report about 36 hours on one GPU for GPT-J and 40 for Llama-2-7B: "
-              "about a third of the fp32 row's assumed throughput (their pass runs the whole model for every "
-              "layer's statistics); in bf16 with large batches a data-parallel run on 8 devices takes minutes. These rows are extrapolations from FLOP "
-              "counts, not measurements: no GPU was lent to this session (the CUDA path of `ripple stats` is "
-              "the nccl branch of the same code, untested here).", "",
+    one = {name: flops_7b * r["stats_seconds"] / r["depth_seconds"] / flops / 3600 for name, flops in
+           (("bf16", 125e12), ("fp32", 9.75e12))}
+    lines += ["", f"Gupta et al. (arXiv 2506.04226) report about 36 hours on one GPU for GPT-J and 40 for Llama-2-7B. "
+              f"Those fall between the one-device estimates above for fp32 ({one['fp32']:.0f} h) and bf16 "
+              f"({one['bf16']:.1f} h); data-parallel over 8 devices in bf16 the estimate is "
+              f"{one['bf16'] / 8 * 60:.0f} minutes. These rows are extrapolations from FLOP counts and assumed "
+              "sustained throughputs, not measurements: no GPU was lent to this session (the CUDA path of "
+              "`ripple stats` is the nccl branch of the same code, untested here). The statistics' own cost over "
+              "the forward pass is the float64 accumulation of k kᵀ at every edited layer (the keys are the MLP's "
+              "hidden units, 1,536 wide on SmolLM2); it is what keeps the result equal, to float64 rounding, "
+              "whatever the number of processes.", "",
               "The sample count at which a real model's edit quality stops improving (reports/editors.md measured it "
               "for the organism) is not measured yet for SmolLM2 or Gemma.", ""]
     atomic_write_text(REPORTS / "scale.md", "\n".join(lines))
