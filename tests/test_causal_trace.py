@@ -262,3 +262,25 @@ def test_batched_trace_equals_one_pass_per_state_on_other_layouts(tiny_tokenizer
     for kind in kinds:
         torch.testing.assert_close(r.effects[kind], want[kind], rtol=1e-4, atol=1e-6, msg=f"{model_type} {kind}")
     assert max(want[k].abs().max() for k in kinds) > 1e-4
+
+
+def test_effects_by_token_kind_average_the_kinds_positions():
+    """ROME's token kinds on a hand-made grid: 7 tokens, subject at 1..3 (three tokens)."""
+    from ripple.causal_trace import TraceResult, effects_by_token_kind, token_kinds
+
+    grid = torch.arange(7 * 2, dtype=torch.float32).view(7, 2)  # row t = [2t, 2t+1]
+    r = TraceResult("p", "s", "a", list("abcdefg"), (1, 4), 0.5, 0.1, {"mlp": grid})
+    kinds = token_kinds(7, (1, 4))
+    assert kinds == {"before the subject": [0], "first subject token": [1], "middle subject tokens": [2],
+                     "last subject token": [3], "first subsequent token": [4], "further tokens": [5],
+                     "last token": [6]}
+    by = effects_by_token_kind(r)["mlp"]
+    assert by["middle subject tokens"] == [4.0, 5.0] and by["last token"] == [12.0, 13.0]
+    # a one-token subject right before the last token: first = last subject token, no middle,
+    # the first subsequent token is the last token, no further tokens
+    short = token_kinds(3, (1, 2))
+    assert short["first subject token"] == short["last subject token"] == [1]
+    assert short["middle subject tokens"] == [] and short["further tokens"] == []
+    assert short["first subsequent token"] == short["last token"] == [2]
+    r2 = TraceResult("p", "s", "a", list("abc"), (1, 2), 0.5, 0.1, {"mlp": grid[:3]})
+    assert effects_by_token_kind(r2)["mlp"]["middle subject tokens"] is None
