@@ -77,12 +77,6 @@ def counterfact_edits(setup, n: int | None, seed: int = 0) -> tuple[list, int]:
     return out, len(known)
 
 
-def _spec_queries(world, req):
-    from ripple.organism.edits import specificity_queries
-
-    return specificity_queries(world, req)
-
-
 def measure(setup, req, plan, spec_known, ppl_before, sentences) -> dict:
     from ripple.editing.metrics import request_metrics
     from ripple.evaluate.perplexity import sentence_nlls
@@ -111,6 +105,7 @@ def single(args, setup) -> None:
     from ripple.evaluate.perplexity import general_sentences_for, sentence_nlls
     from ripple.evaluate.ripple_scores import plan_ripple
     from ripple.io import atomic_write_json, source_fingerprint
+    from ripple.organism.edits import specificity_queries
     from ripple.scoring import query_correct
 
     world = setup.world
@@ -133,7 +128,7 @@ def single(args, setup) -> None:
             if i < len(rows):
                 continue
             plan = plan_ripple(setup.model, setup.tok, world, req)
-            qs = _spec_queries(world, req)
+            qs = specificity_queries(world, req)
             spec_known = (qs, query_correct(setup.model, setup.tok, qs) if qs else [])
             t0 = time.perf_counter()
             delta = editor.compute(setup.ctx, [req], hp)
@@ -161,13 +156,7 @@ def batch(args, setup) -> None:
 
     from editors_common import pooled_scores
 
-    reqs_all, n_known = counterfact_edits(setup, None, args.seed)
-    distinct, seen = [], set()
-    for r in reqs_all:
-        fact = tuple(r.case_id.split("|")[:2])
-        if fact not in seen:
-            seen.add(fact)
-            distinct.append(r)
+    distinct, _ = counterfact_edits(setup, None, args.seed)  # one edit per known fact
     name = args.model.replace(".", "_")
     path = REPORTS / f"real_editors_{name}.json"
     data = json.loads(path.read_text()) if path.exists() else {"config": None, "single": {}, "batch": []}

@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -32,16 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports"
 
 
-def timed(fn, repeats: int) -> float:
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
-
-
 def measure(args) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from timing import median_seconds
+
     from ripple.editing.corpora import load_corpus
     from ripple.editing.dist_stats import second_moments, token_plan
     from ripple.editing.setup import load_setup
@@ -89,10 +81,10 @@ def measure(args) -> dict:
             second_moment(model, tok, spec, layer, corpus, args.samples, use_cache=False)
 
     plain()  # warm-up
-    t_plain = timed(plain, args.repeats)
-    t_stats = timed(stats, args.repeats)
-    t_depth = timed(to_depth, args.repeats)
-    t_unsorted = timed(unsorted, 1)
+    t_plain = median_seconds(plain, args.repeats)
+    t_stats = median_seconds(stats, args.repeats)
+    t_depth = median_seconds(to_depth, args.repeats)
+    t_unsorted = median_seconds(unsorted, 1)
     embed = sum(p.numel() for n, p in model.named_parameters() if "embed" in n or "wte" in n or "lm_head" in n)
     params = sum(p.numel() for p in model.parameters())
     return {"model": args.model, "corpus": args.corpus, "samples": args.samples, "tokens": stats_info["tokens"],

@@ -149,8 +149,8 @@ def render() -> None:
         _heatmaps(model, rows, n_layers, REPORTS / png)
         weak = sum(r["p_clean"] - r["p_corrupt"] < 0.05 for r in rows)
         lines += [f"## {model}", "",
-                  f"{len(rows)} of {cfg['facts']} facts drawn (seed 0) from the {cfg['known']} facts of "
-                  f"probes' real-world graph it answers right, all relations; {cfg['samples']} noise samples per "
+                  f"{len(rows)} of {cfg['facts']} facts drawn (seed 0) from the {cfg['known']} facts of the "
+                  f"real-world graph (probes/real_world.jsonl) it answers right, all relations; {cfg['samples']} noise samples per "
                   f"fact. Mean P(answer): clean {sum(r['p_clean'] for r in rows) / len(rows):.3f}, corrupted "
                   f"{sum(r['p_corrupt'] for r in rows) / len(rows):.3f}; on {weak} facts the corruption lowers "
                   "P(answer) by less than 0.05 (they stay in the averages).", "",

@@ -32,6 +32,9 @@ import json
 import random
 from pathlib import Path
 
+from ripple.evaluate.organism_tasks import _YAML as ORGANISM_YAML
+from ripple.evaluate.organism_tasks import write_task_files
+
 GROUP = "english"
 CANDIDATES = ("english_agreement", "english_attractor", "english_determiner", "english_arithmetic",
               "english_sequence", "english_knowledge", "english_ppl")
@@ -70,16 +73,8 @@ doc_to_target: gold
 metric_list:
   - metric: acc
 """
-_YAML = {name: _MC for name in CHANCE} | {
-    "english_knowledge": _MC + "  - metric: acc_norm\n",
-    "english_ppl": """output_type: loglikelihood_rolling
-doc_to_text: ""
-doc_to_target: "{{{{text}}}}"
-metric_list:
-  - metric: word_perplexity
-  - metric: byte_perplexity
-  - metric: bits_per_byte
-"""}
+_YAML = {name: _MC for name in CHANCE} | {  # knowledge MC and perplexity score as the organism's do
+    "english_knowledge": ORGANISM_YAML["organism_mc"], "english_ppl": ORGANISM_YAML["organism_ppl"]}
 
 
 def _pair(rng, prompt: str, good: str, bad: str) -> dict:
@@ -205,8 +200,6 @@ def write_english_tasks(n: int = 200, seed: int = 0, root: Path | None = None,
                         group: list[str] | None = None) -> tuple[Path, list[str]]:
     """Write every candidate task and the ``english`` group (``group``: its tasks, default
     :func:`kept_tasks`) as local JSONL + YAML (idempotent); returns the directory and the group's tasks."""
-    from ripple.evaluate.organism_tasks import write_task_files
-
     docs = english_docs(n, seed)
     group = kept_tasks() if group is None else list(group)
     directory = write_task_files(root, "english-", {t: docs[t] for t in CANDIDATES}, _YAML, GROUP, group,
