@@ -187,7 +187,10 @@ def render() -> None:
                       "Below 1 because a restoration's pass starts at its first restored block from the cached "
                       "corrupted residual stream: the blocks before it are the same for every restoration."]
         lines.append("")
-    atomic_write_text(REPORTS / "tracing.md", "\n".join(lines))
+    notes = REPORTS / "tracing_notes.md"  # the comparison with the paper, written by hand after reading the tables
+    if notes.exists():
+        lines += ["", "## What it shows", "", notes.read_text().strip()]
+    atomic_write_text(REPORTS / "tracing.md", "\n".join(lines) + "\n")
 
 
 def main(argv=None) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ripple.arch import act_name
+from ripple.devices import input_device, param_value
 from ripple.errors import RippleError
 from ripple.hooks import TraceDict, start_at_block
 from ripple.scoring import first_token_id, last_logits
@@ -66,7 +67,7 @@ def embedding_noise_scale(model, spec, factor: float = 3.0) -> float:
 
     module = get_module(model, spec.embed)
     scale = float(getattr(module, "embed_scale", 1.0))
-    return factor * module.weight.detach().float().std().item() * scale
+    return factor * param_value(model, spec.embed + ".weight").float().std().item() * scale
 
 
 def parse_kind(kind: str, window: int) -> tuple[str, int]:
@@ -116,7 +117,7 @@ def causal_trace(model, tok, spec, prompt: str, subject: str, answer: str | None
     text = render_prompt(prompt, subject)
     s0, s1 = subject_token_span(tok, prompt, subject)
     ids = torch.tensor([text_ids(tok, text)])
-    device = next(model.parameters()).device
+    device = input_device(model)
     n_tok, n_layers = ids.shape[1], spec.n_layers(model)
     target = None
     if answer is None:  # trace the model's own top token itself: re-encoding " " + its text may give another

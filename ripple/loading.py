@@ -151,12 +151,62 @@ def model_path(name_or_path: str) -> Path | None:
 BOS_FIRST = ("gemma", "gemma2", "gemma3_text")
 
 
+def _placement(device_map, max_memory, offload_folder) -> dict:
+    """``from_pretrained``'s placement arguments, checked (accelerate is needed for a device map)."""
+    import importlib.util
+    import tempfile
+
+    from ripple.devices import DEVICE_MAPS
+
+    if importlib.util.find_spec("accelerate") is None:
+        raise RippleError("a device map needs accelerate; pip install accelerate")
+    if isinstance(device_map, str) and device_map not in DEVICE_MAPS:
+        raise RippleError(f"unknown device map {device_map!r}; use one of {', '.join(DEVICE_MAPS)} "
+                          "or a JSON file of {module: device}")
+    out = {"device_map": device_map}
+    if max_memory:
+        out["max_memory"] = dict(max_memory)
+    uses_disk = (isinstance(device_map, dict) and "disk" in device_map.values()) or \
+        (max_memory and "disk" in max_memory) or isinstance(device_map, str)
+    if uses_disk:  # accelerate offloads what does not fit to disk, into this folder
+        out["offload_folder"] = offload_folder or tempfile.mkdtemp(prefix="ripple-offload-")
+    return out
+
+
+def _check_map(config, device_map: dict, remote: dict) -> None:
+    """A one-line error unless ``device_map`` names modules of this model and places every
+    parameter (transformers would quietly ignore a misspelt module)."""
+    import difflib
+
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights():
+        skeleton = AutoModelForCausalLM.from_config(config, **remote)
+    modules = {name for name, _ in skeleton.named_modules()}
+    for key in device_map:
+        if key not in modules:
+            close = difflib.get_close_matches(key, sorted(modules), n=2, cutoff=0.6)
+            hint = f"did you mean {' or '.join(map(repr, close))}?" if close else "name modules of the model"
+            raise RippleError(f"the device map names {key!r}, which is not a module of this "
+                              f"{config.model_type} model; {hint}")
+    for name, _ in skeleton.named_parameters():
+        if not any(key == "" or name == key or name.startswith(key + ".") for key in device_map):
+            raise RippleError(f"the device map places no module holding {name!r}; map it or a module "
+                              "above it (or use --device-map auto)")
+
+
 def load_model(name_or_path: str = "organism", device: str = "cpu", dtype=None,
-               trust_remote_code: bool = False) -> LoadedModel:
+               trust_remote_code: bool = False, device_map=None, max_memory: dict | None = None,
+               offload_folder: str | None = None) -> LoadedModel:
     """Load ``name_or_path`` ("organism", a local directory, or a hub id) as a :class:`LoadedModel`.
 
     ``dtype`` is a ``torch.dtype``, its name (``"bfloat16"``), ``"auto"`` (as stored), or ``None``
     for float32. A missing ``tokenizer.pad_token`` is set to the eos token (in memory only).
+    ``device_map`` (``"auto"``, ``"balanced"``, ``"sequential"`` or ``{module: device}``, devices
+    including ``"cpu"`` and ``"disk"``) spreads the model over devices through accelerate, within
+    ``max_memory`` (``{0: "20GiB", "cpu": "60GiB"}``); disk-offloaded weights go to
+    ``offload_folder`` (default: a fresh temporary directory). ``device`` is then ignored.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -185,19 +235,25 @@ def load_model(name_or_path: str = "organism", device: str = "cpu", dtype=None,
     except RuntimeError as exc:
         raise RippleError(f"unknown device {device!r}; use e.g. cpu or cuda") from exc
     remote = {"trust_remote_code": True} if trust_remote_code else {}
+    placement = _placement(device_map, max_memory, offload_folder) if device_map is not None else {}
+    if device_map is None and max_memory is not None:
+        raise RippleError("--max-memory bounds a device map; pass it with --device-map auto")
     try:
         with quiet_transformers():
             config = AutoConfig.from_pretrained(where, **remote)
             get_spec(config)
+            if isinstance(device_map, dict):
+                _check_map(config, device_map, remote)
             model = AutoModelForCausalLM.from_pretrained(where, config=config, use_safetensors=True,
-                                                         **{_dtype_kwarg(): torch_dtype}, **remote)
+                                                         **{_dtype_kwarg(): torch_dtype}, **placement, **remote)
             tokenizer = AutoTokenizer.from_pretrained(where, **remote)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError) as exc:
         raise RippleError(f"cannot load model {name_or_path!r}: {_one_line(exc)}") from exc
-    try:
-        model = model.to(device)
-    except (RuntimeError, AssertionError) as exc:
-        raise RippleError(f"cannot move the model to {device}: {_one_line(exc)}") from exc
+    if device_map is None:
+        try:
+            model = model.to(device)
+        except (RuntimeError, AssertionError) as exc:
+            raise RippleError(f"cannot move the model to {device}: {_one_line(exc)}") from exc
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()

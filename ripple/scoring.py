@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import torch
 
+from ripple.devices import input_device
 from ripple.tokens import answer_ids, text_ids
 
 
@@ -62,7 +63,7 @@ def pad_ids(enc: list[list[int]], tok, device) -> tuple[torch.Tensor, torch.Tens
 @torch.no_grad()
 def next_token_logits(model, tok, prompts: list[str], batch_size: int = 128) -> torch.Tensor:
     """Logits of the token after each prompt, shape ``[len(prompts), vocab]``, float32 on CPU."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     enc = [text_ids(tok, p) for p in prompts]
     out: list[torch.Tensor | None] = [None] * len(prompts)
     for batch in length_batches([len(e) for e in enc], batch_size):
@@ -80,7 +81,7 @@ def next_token_logits(model, tok, prompts: list[str], batch_size: int = 128) -> 
 def answer_logprobs(model, tok, pairs: list[tuple[str, str]], batch_size: int = 128) -> list[tuple[float, bool]]:
     """For each (prompt, answer): total log-probability of the answer's tokens after the prompt,
     and whether greedy decoding would produce exactly those tokens."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     p_all = [text_ids(tok, p) for p, _ in pairs]
     a_all = [answer_ids(tok, a) for _, a in pairs]
     if not all(a_all):

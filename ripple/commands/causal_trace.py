@@ -31,6 +31,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ripple.causal_trace import causal_trace, parse_kind, plot_trace
+    from ripple.commands.edit import model_kwargs
     from ripple.editing.requests import check_length
     from ripple.io import atomic_write_json
     from ripple.loading import load_model, model_path
@@ -44,7 +45,7 @@ def run(args) -> int:
         raise RippleError("--kinds needs an mlp kind (mlp or mlp/N): the summary reports where the MLP effect "
                           "peaks; add mlp")
     check_out(args.out, [("model directory", model_path(args.model))])
-    model, tok, spec = load_model(args.model, dtype=args.dtype)
+    model, tok, spec = load_model(args.model, **model_kwargs(args))
     check_length(tok, [render_prompt(args.prompt, args.subject)], spec.context_length(model), "prompt",
                  room=8 if args.answer is None else 8 + len(answer_ids(tok, args.answer)))
     if args.window > spec.n_layers(model):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ripple.commands.options import count, share, text
+from ripple.commands.options import count, device_map, max_memory, share, text
 from ripple.editing.editor import editor_help
 
 
@@ -35,10 +35,26 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 
 def add_model_argument(p) -> None:
-    """``--model`` and ``--dtype``."""
+    """``--model``, ``--dtype`` and where the model goes (``--device``, or ``--device-map`` with
+    ``--max-memory`` and ``--offload-folder``)."""
     p.add_argument("--model", default="organism", type=text, help=MODEL_HELP)
     p.add_argument("--dtype", default="float32", choices=DTYPES, help="the weights' dtype (the edit's solve runs "
                    "in float64, the delta is kept in float32 and applied in this dtype)")
+    p.add_argument("--device", default="cpu", type=text, help="the device for the whole model: cpu, cuda, "
+                   "cuda:1 (default cpu; --device-map spreads it instead)")
+    p.add_argument("--device-map", default=None, type=device_map, help="spread the model over devices with "
+                   "accelerate: auto, balanced, sequential, or a JSON file of {module: device} (devices: 0, 1, "
+                   "cpu, disk)")
+    p.add_argument("--max-memory", default=None, type=max_memory, metavar="DEV=SIZE,...",
+                   help="with --device-map: the memory each device may hold, e.g. 0=20GiB,1=20GiB,cpu=64GiB")
+    p.add_argument("--offload-folder", default=None, help="with --device-map: where weights offloaded to disk "
+                   "go (default: a temporary directory)")
+
+
+def model_kwargs(args) -> dict:
+    """:func:`ripple.loading.load_model`'s keyword arguments from :func:`add_model_argument`'s options."""
+    return {"dtype": args.dtype, "device": args.device, "device_map": args.device_map,
+            "max_memory": args.max_memory, "offload_folder": args.offload_folder}
 
 
 def add_model_options(p) -> None:
@@ -113,8 +129,7 @@ def setup_from_args(args, requests, extra_overrides=()):
 
     setup = load_setup(args.model, args.method, requests, hparams_file=args.hparams,
                        overrides=[*args.set, *extra_overrides, *hypernet_overrides(args, args.method)],
-                       stats_corpus_file=args.stats_corpus,
-                       dtype=args.dtype)
+                       stats_corpus_file=args.stats_corpus, **model_kwargs(args))
     for warning in setup.warnings:
         print(f"ripple: warning: {warning}", file=sys.stderr)
     return setup

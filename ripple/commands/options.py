@@ -15,8 +15,12 @@ argparse.ArgumentTypeError: must be a share in (0, 1], got '1.5'
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import re
+from pathlib import Path
 
+from ripple.devices import DEVICE_MAPS
 from ripple.editing.limits import AT_LEAST_0, AT_LEAST_1, POSITIVE, SHARE, Limit
 
 
@@ -57,3 +61,39 @@ def text(value: str) -> str:
     if not value.strip():
         raise argparse.ArgumentTypeError("must not be empty")
     return value
+
+
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*([KMGT]i?B|B)?$", re.IGNORECASE)
+
+
+def device_map(value: str):
+    """``--device-map``: a strategy accelerate knows, or a JSON file of ``{module: device}``."""
+    if value in DEVICE_MAPS:
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(DEVICE_MAPS)} or a JSON file of "
+                                         f"{{module: device}}, got {value!r}")
+    try:
+        mapping = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"{value} is not a readable JSON file ({exc})") from None
+    if not isinstance(mapping, dict) or not mapping or not all(
+            isinstance(k, str) and isinstance(v, (str, int)) and not isinstance(v, bool) for k, v in mapping.items()):
+        raise argparse.ArgumentTypeError(f"{value} must hold a JSON object of module name -> device "
+                                         '(e.g. {"transformer.h.0": 0, "transformer.h.1": "cpu"})')
+    return mapping
+
+
+def max_memory(value: str) -> dict:
+    """``--max-memory 0=20GiB,cpu=64GiB``: device (a GPU index, cpu, mps or disk) -> size."""
+    out: dict = {}
+    for part in value.split(","):
+        dev, sep, size = part.strip().partition("=")
+        dev, size = dev.strip(), size.strip()
+        if not sep or not _SIZE.match(size) or not (dev.isdigit() or dev in ("cpu", "mps", "disk")):
+            raise argparse.ArgumentTypeError(f"must be DEVICE=SIZE pairs, e.g. 0=20GiB,cpu=64GiB (devices: GPU "
+                                             f"indices, cpu, mps, disk), got {part.strip()!r}")
+        out[int(dev) if dev.isdigit() else dev] = size.replace(" ", "")
+    return out
+

@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
 
 
 def run_train(args) -> int:
-    from ripple.commands.edit import inputs_of, precheck_hparams
+    from ripple.commands.edit import inputs_of, model_kwargs, precheck_hparams
     from ripple.editing.requests import load_requests
     from ripple.editing.setup import load_setup
     from ripple.outputs import check_out, output_unit
@@ -50,7 +50,7 @@ def run_train(args) -> int:
     precheck_hparams(args, "rledit")
     requests = load_requests(args.edits) if args.edits else None
     setup = load_setup(args.model, "rledit", requests or (), hparams_file=args.hparams, overrides=args.set,
-                       stats_corpus_file=args.stats_corpus, dtype=args.dtype)
+                       stats_corpus_file=args.stats_corpus, **model_kwargs(args))
     if setup.world is None and not requests:
         from ripple.errors import RippleError
 

@@ -32,13 +32,14 @@ def run(args) -> int:
 
     import torch
 
+    from ripple.commands.edit import model_kwargs
     from ripple.editing.corpora import load_corpus
     from ripple.editing.dist_stats import cache_path, init_from_env, second_moments
     from ripple.editing.setup import load_setup
     from ripple.errors import RippleError
 
     distributed = init_from_env()
-    setup = load_setup(args.model, context=False, dtype=args.dtype)
+    setup = load_setup(args.model, context=False, **model_kwargs(args))
     if distributed and torch.cuda.is_available():
         setup.model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
     n_layers = setup.spec.n_layers(setup.model)

@@ -67,7 +67,7 @@ def check_args(args) -> list[str]:
 
 
 def run(args) -> int:
-    from ripple.commands.edit import hypernet_overrides, precheck_hparams
+    from ripple.commands.edit import hypernet_overrides, model_kwargs, precheck_hparams
     from ripple.editing.setup import load_setup
     from ripple.io import atomic_write_json, atomic_write_text
     from ripple.outputs import output_unit
@@ -78,7 +78,7 @@ def run(args) -> int:
     for name in names:  # hyperparameters of every method, before the model is loaded
         method, rect = parse_method(name)
         precheck_hparams(args, method, [f"rect={rect}"] if rect else [], strict=False)
-    setup = load_setup(args.model, hparams_file=args.hparams, context=False, dtype=args.dtype)
+    setup = load_setup(args.model, hparams_file=args.hparams, context=False, **model_kwargs(args))
     stream, world = stress_stream(setup, args.edits, args.edit_file, args.seed)
     setup.make_context(args.stats_corpus)
 

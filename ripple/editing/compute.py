@@ -19,6 +19,7 @@ from dataclasses import replace
 import torch
 
 from ripple.arch import act_name, resolve_site
+from ripple.devices import input_device
 from ripple.editing.requests import EditRequest
 from ripple.hooks import Trace
 from ripple.modes import held
@@ -31,7 +32,7 @@ def context_templates(model, tok, n: int, length: int, seed: int = 0) -> list[st
     RNG state is left untouched)."""
     if n <= 0:
         return ["{}"]
-    device = next(model.parameters()).device
+    device = input_device(model)
     start = torch.full((n, 1), tok.eos_token_id if tok.eos_token_id is not None else 0, device=device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -96,7 +97,7 @@ def fact_keys(model, tok, spec, layer: int, requests: list[EditRequest], context
             text = _render(c, r)
             texts.append(text)
             where.append((i, fact_position(tok, text, r.prompt, r.subject, fact_token)))
-    device = next(model.parameters()).device
+    device = input_device(model)
     ids, mask = encode_batch(tok, texts, device)
     with Trace(model, site, retain_input=True, retain_output=False, stop=True) as t:
         model(input_ids=ids, attention_mask=mask)
@@ -110,7 +111,7 @@ def site_values(model, tok, spec, site: str, requests: list[EditRequest], fact_t
     """The output of ``site`` at the fact token of each bare prompt, ``[out, n_requests]``."""
     mod = resolve_site(spec, site)[0]
     texts = [r.rendered for r in requests]
-    device = next(model.parameters()).device
+    device = input_device(model)
     ids, mask = encode_batch(tok, texts, device)
     pos = [fact_position(tok, t, r.prompt, r.subject, fact_token) for t, r in zip(texts, requests)]
     with Trace(model, mod, stop=True) as t:
@@ -124,7 +125,7 @@ def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contex
     Returns ``{"delta": [hidden] float64, "init_norm": float, "nll": [per step], "steps": int}``.
     The model's weights and its train/eval mode are left as they were."""
     mod = resolve_site(spec, site)[0]
-    device = next(model.parameters()).device
+    device = input_device(model)
     target = answer_ids(tok, request.target_new)
     rewrite = [_render(c, request) for c in contexts]
     kl_texts = [fill(p, request.subject) for p in hp.kl_prompts]

@@ -27,6 +27,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ripple.devices import input_device
 from ripple.errors import RippleError
 
 #: The statistics corpus of a model without a world, chosen by measurement (benchmarks/stats_corpus.py).
@@ -93,7 +94,7 @@ def model_samples(model, tok, n: int = DEFAULT_SAMPLES, seed: int = 0, tokens: i
     if start is None:
         raise RippleError("the tokenizer has no beginning- or end-of-text token to sample from; pass "
                           "--stats-corpus FILE")
-    device = next(model.parameters()).device
+    device = input_device(model)
     out: list[str] = []
     pad = tok.pad_token_id if tok.pad_token_id is not None else start
     with torch.no_grad(), torch.random.fork_rng(devices=[]):

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from ripple.devices import add_into
 from ripple.errors import RippleError
 
 
@@ -65,9 +66,17 @@ class WeightSnapshot:
 
     @classmethod
     def take(cls, model: torch.nn.Module, names, device=None) -> WeightSnapshot:
-        """Snapshot the named parameters (on their own device, or on ``device``)."""
+        """Snapshot the named parameters (on their own device, or on ``device``; a model spread over
+        devices by accelerate keeps its snapshots on the CPU)."""
+        from ripple.devices import is_dispatched, param_value
+
+        if device is None and is_dispatched(model):
+            device = "cpu"
         with torch.no_grad():
-            originals = {n: p.detach().to(device or p.device, copy=True) for n, p in _lookup(model, names).items()}
+            originals = {}
+            for n in _lookup(model, names):
+                value = param_value(model, n)
+                originals[n] = value.to(device or value.device, copy=True)
         return cls(originals, model)
 
     @property
@@ -84,9 +93,11 @@ class WeightSnapshot:
             if params[name].shape != orig.shape:
                 raise RippleError(f"parameter {name!r} now has shape {tuple(params[name].shape)}, "
                                   f"the snapshot {tuple(orig.shape)}; restore into the model it was taken of")
+        from ripple.devices import assign
+
         with torch.no_grad():
             for name, orig in self.originals.items():
-                params[name].data.copy_(orig)
+                assign(model, name, orig)
 
     def __enter__(self) -> WeightSnapshot:
         return self
@@ -158,7 +169,7 @@ class EditDelta:
         try:
             with torch.no_grad():
                 for name, d in self.deltas.items():
-                    _add_into(params[name], d)
+                    add_into(model, name, d)
         except BaseException:
             snapshot.restore(model)
             raise
@@ -175,11 +186,13 @@ class EditDelta:
 
     def norm_ratios(self, model: torch.nn.Module) -> dict[str, float]:
         """``‖Δ‖_F / ‖W‖_F`` per parameter, against the model's current (unedited) weights."""
-        params = self._targets(model)
+        from ripple.devices import param_value
+
+        self._targets(model)
         ratios = {}
         for name, d in self.deltas.items():
             dn = float(torch.linalg.vector_norm(d))
-            wn = float(torch.linalg.vector_norm(params[name].detach().float()))
+            wn = float(torch.linalg.vector_norm(param_value(model, name).float()))
             ratios[name] = dn / wn if wn > 0 else (0.0 if dn == 0 else float("inf"))
         return ratios
 
@@ -253,8 +266,3 @@ class EditDelta:
         except json.JSONDecodeError as exc:
             raise RippleError(f"{path} has corrupt ripple metadata ({exc.msg}); save the delta again") from None
         return cls(meta["ripple_method"], deltas, **extra)
-
-
-def _add_into(param: torch.nn.Parameter, delta: torch.Tensor) -> None:
-    """``param += delta`` in the parameter's dtype and device (call under ``torch.no_grad``)."""
-    param.add_(delta.to(device=param.device, dtype=param.dtype))

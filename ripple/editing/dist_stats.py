@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from ripple.arch import act_name, resolve_site
+from ripple.devices import input_device
 from ripple.errors import RippleError
 from ripple.hooks import TraceDict
 from ripple.scoring import pad_ids
@@ -112,7 +113,7 @@ def second_moments(model, tok, spec, layers, corpus, n_samples: int, batch_size:
     sites = {layer: resolve_site(spec, act_name(layer, "mlp.key"))[0] for layer in layers}
     corpus = list(corpus)
     rank, world = _dist()
-    device = next(model.parameters()).device
+    device = input_device(model)
     plan = token_plan(tok, corpus, n_samples)
     mine = plan[rank::world]
     enc = {i: text_ids(tok, corpus[i])[:take] for i, take in mine}

@@ -91,10 +91,10 @@ def editor_help() -> str:
 
 def _rect(ctx, deltas: dict, keep: float) -> dict:
     """RECT's mask on each update, by its change relative to the model's weight."""
+    from ripple.devices import param_value
     from ripple.editing.solvers import rect_mask
 
-    params = dict(ctx.model.named_parameters())
-    return {n: rect_mask(d, params[n].detach().float().cpu(), keep) for n, d in deltas.items()}
+    return {n: rect_mask(d, param_value(ctx.model, n).float().cpu(), keep) for n, d in deltas.items()}
 
 
 def with_rect(ctx, delta: EditDelta, keep: float) -> EditDelta:

@@ -18,6 +18,7 @@ from collections import Counter
 
 import torch
 
+from ripple.devices import input_device
 from ripple.editing.requests import EditRequest
 from ripple.scoring import answer_logprobs
 from ripple.tokens import text_ids
@@ -86,7 +87,7 @@ def ngram_entropy(texts: list[str], ns=(2, 3), weights=(2 / 3, 4 / 3)) -> float:
 @torch.no_grad()
 def fluency(model, tok, prompts: list[str], max_new_tokens: int = 30) -> float:
     """n-gram entropy of greedy continuations of ``prompts`` (low = repetitive, collapsed)."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     texts = []
     for p in prompts:
         ids = torch.tensor([text_ids(tok, p)], device=device)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from ripple.devices import input_device
 from ripple.editing.context import EditContext
 from ripple.editing.hparams import resolve_hparams
 from ripple.editing.requests import validate_for_model
@@ -144,16 +145,17 @@ class EditSetup:
 
 def load_setup(model: str = "organism", method: str | None = None, requests=(), hparams_file: str | None = None,
                overrides=(), stats_corpus_file: str | None = None, context: bool = True,
-               dtype: str | None = None) -> EditSetup:
+               dtype: str | None = None, **placement) -> EditSetup:
     """Load ``model`` ('organism', a local directory or a hub id), resolve ``method``'s
     hyperparameters (when given), check and complete ``requests``, and build the context with the
     statistics corpus (``context=False``: later, with :meth:`EditSetup.make_context`); ``dtype``:
     the weights' dtype (float32 by default; the solve runs in float64, the delta is kept in float32
-    and applied in this dtype); one-line
+    and applied in this dtype); ``placement``: :func:`~ripple.loading.load_model`'s ``device``,
+    ``device_map``, ``max_memory`` and ``offload_folder``; one-line
     :class:`~ripple.errors.RippleError` for every bad input."""
     from ripple.loading import load_model
 
-    model_, tok, spec = load_model(model, dtype=dtype)
+    model_, tok, spec = load_model(model, dtype=dtype, **placement)
     setup = EditSetup(model_, tok, spec, world_of(model_.name_or_path), hparams_file=hparams_file)
     if method is not None:
         setup.method, setup.hp = method, setup.hparams_for(method, overrides)
@@ -168,7 +170,7 @@ def greedy_text(model, tok, prompt: str, max_new_tokens: int = 6) -> str:
     """The model's greedy continuation of ``prompt`` (a few tokens, decoded)."""
     from ripple.tokens import text_ids
 
-    device = next(model.parameters()).device
+    device = input_device(model)
     ids = torch.tensor([text_ids(tok, prompt)], device=device)
     out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new_tokens,
                          pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)

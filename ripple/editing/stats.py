@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ripple.arch import act_name, resolve_site
+from ripple.devices import input_device, param_value
 from ripple.errors import RippleError
 from ripple.hooks import Trace
 from ripple.scoring import pad_ids
@@ -36,8 +37,8 @@ def model_fingerprint(model, tok, layer: int) -> str:
     Any change to the weights (an edited model) or to the tokenizer gives new statistics."""
     h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
     h.update(repr(sorted(tok.get_vocab().items())).encode())
-    for name, p in model.named_parameters():
-        w = p.detach().flatten()
+    for name, _ in model.named_parameters():
+        w = param_value(model, name).flatten()
         h.update(name.encode())
         h.update(w[:: max(1, w.numel() // 2048)].float().cpu().numpy().tobytes())
     h.update(str(layer).encode())
@@ -57,7 +58,7 @@ def collect_keys(model, tok, spec, layer: int, corpus: list[str], n_samples: int
                  batch_size: int = 64) -> torch.Tensor:
     """Up to ``n_samples`` MLP keys (one per real token) from the corpus, in order, ``[n, in]``."""
     site = resolve_site(spec, act_name(layer, "mlp.key"))[0]
-    device = next(model.parameters()).device
+    device = input_device(model)
     keys, got = [], 0
     for i in range(0, len(corpus), batch_size):
         enc = [text_ids(tok, t)[: tok.model_max_length] for t in corpus[i : i + batch_size]]

@@ -27,6 +27,7 @@ import contextlib
 import io
 import logging
 
+from ripple.devices import input_device
 from ripple.errors import RippleError
 from ripple.modes import held
 
@@ -79,9 +80,11 @@ def make_lm(model, tok, batch_size: int = 64):
 
     if tok.pad_token_id is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token
-    device = str(next(model.parameters()).device)
+    device = input_device(model)
     with held(model, rng=True), quiet_lm_eval():
-        return RippleLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device=device)
+        lm = RippleLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device=str(device))
+    lm._device = device  # HFLM takes model.device, its first parameter's: on meta when that is offloaded
+    return lm
 
 
 def _metrics(row: dict) -> dict[str, float]:

@@ -19,6 +19,7 @@ from importlib import resources
 
 import torch
 
+from ripple.devices import input_device
 from ripple.scoring import pad_ids
 from ripple.tokens import bos_prefix, text_ids
 
@@ -44,7 +45,7 @@ def general_sentences_for(world, n: int = 40) -> list[str]:
 def sentence_nlls(model, tok, sentences: list[str], batch_size: int = 32) -> list[float]:
     """Mean negative log-likelihood (nats per token) of each sentence. A beginning-of-text token,
     when the tokenizer has one, is put in front so the first word is scored too."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     bos = [tok.bos_token_id] if tok.bos_token_id is not None and not bos_prefix(tok) else []  # text_ids has it
     out: list[float] = []
     for i in range(0, len(sentences), batch_size):

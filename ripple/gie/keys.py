@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ripple.arch import act_name, get_module, get_spec, mlp_out_param, weight_as_out_in
+from ripple.devices import input_device, param_value
 from ripple.errors import RippleError
 from ripple.hooks import MlpGradProbe, SiteTrace
 from ripple.modes import held
@@ -106,7 +107,7 @@ class KeyCache:
             raise RippleError(f"unknown gradient kind {bad[0]!r}; use {' or '.join(GRAD_KINDS)}")
         items = list(items)
         rec = KeyRecorder(model, spec, layers, items, tok)
-        device = next(model.parameters()).device
+        device = input_device(model)
         layers = rec.layers
         grad_out = {g: {layer: [] for layer in layers} for g in grads}
         seconds = dict.fromkeys(("forward", "direct", *grads), 0.0)
@@ -165,7 +166,7 @@ class KeyRecorder:
         self.answers = [answer_ids(tok, item.answer) for item in self.items]
         self.final = act_name(n_layers - 1, "out")
         self.names = {spec.block(layer, spec.mlp_out): layer for layer in self.layers}
-        self.unembed = get_module(model, spec.unembed).weight
+        self.model, self.unembed = model, spec.unembed + ".weight"  # read where it is kept, when needed
         self.norm = get_module(model, spec.final_norm)
         self.chunks: list[tuple[list[int], int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.keys: dict[int, list[torch.Tensor]] = {layer: [] for layer in self.layers}
@@ -181,8 +182,11 @@ class KeyRecorder:
         margin = z_last.gather(1, top2[:, :1]).squeeze(1) - z_last.gather(1, top2[:, 1:]).squeeze(1)
         with torch.enable_grad():
             x = x_last.detach().clone().requires_grad_(True)  # the direct path: final norm and unembedding
-            w = self.unembed[top2[:, 0]] - self.unembed[top2[:, 1]]
-            (direct,) = torch.autograd.grad((self.norm(x).float() * w.detach().float()).sum(), [x])
+            unembed = param_value(self.model, self.unembed)
+            pick = top2.to(unembed.device)
+            w = unembed[pick[:, 0]] - unembed[pick[:, 1]]
+            y = self.norm(x).float()
+            (direct,) = torch.autograd.grad((y * w.detach().to(y.device).float()).sum(), [x])
         cells = [(r, p) for r, j in enumerate(batch) for p in range(len(self.prompts[j]) + len(self.answers[j]) - 1)]
         cr = torch.tensor([c[0] for c in cells], device=device)
         cp = torch.tensor([c[1] for c in cells], device=device)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ripple.arch import act_name, get_spec, resolve_site
+from ripple.devices import input_device
 from ripple.errors import RippleError
 from ripple.hooks import SiteTrace, Trace, TraceDict, start_at_block
 from ripple.modes import held
@@ -139,7 +140,7 @@ def _measure(model, tok, spec, items: Sequence[ProbeItem], layers: Sequence[int]
     sites = [act_name(layer, "out") for layer in layers]
     for site in sites:
         resolve_site(spec, site)  # one-line error for a layer out of range
-    device = next(model.parameters()).device
+    device = input_device(model)
     reps = {layer: [] for layer in layers}
     last = {layer: [] for layer in layers}
     greedy, logp, correct = [], [], []

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import torch
 
+from ripple.devices import input_device
 from ripple.errors import RippleError
 from ripple.registry import Registry
 
@@ -196,7 +197,7 @@ def edit_gradient(model, tok, spec, requests, layers) -> dict[int, tuple[torch.T
         p, a = text_ids(tok, r.rendered), answer_ids(tok, r.target_new)
         seqs.append(p + a)
         spans.append((len(p), len(a)))
-    device = next(model.parameters()).device
+    device = input_device(model)
     ids, mask = pad_ids(seqs, tok, device)
     with held(model, trainable=()):
         with MlpGradProbe(model, spec, layers) as gp:

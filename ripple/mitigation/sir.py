@@ -42,6 +42,7 @@ from typing import ClassVar
 import torch
 
 from ripple.arch import act_name, mlp_out_param, out_in_to_storage, weight_as_out_in
+from ripple.devices import input_device
 from ripple.editing.compute import fact_keys
 from ripple.editing.delta import EditDelta
 from ripple.editing.editor import get_editor
@@ -85,7 +86,7 @@ def item_keys(model, tok, spec, layers, items, fact_token: str) -> dict[int, tor
     prompts, where = encode_items(tok, items)
     pos = torch.tensor(_position(where, fact_token))
     sites = [act_name(layer, "mlp.key") for layer in layers]
-    device = next(model.parameters()).device
+    device = input_device(model)
     ids, mask = pad_ids(prompts, tok, device)
     with SiteTrace(model, spec, sites) as st:
         model(input_ids=ids, attention_mask=mask, use_cache=False)
@@ -121,7 +122,7 @@ def keep_terms(ctx, hp, requests, layers) -> tuple[dict[int, torch.Tensor], set]
         target = answer_ids(tok, r.target_new)[:-1]
         seqs += [text_ids(tok, t) + target for t in (r.rendered, *r.paraphrase_prompts)]
     cells, owner, slot = _cells(seqs, len(bos_prefix(tok)))
-    device = next(model.parameters()).device
+    device = input_device(model)
     ids, mask = pad_ids(seqs, tok, device)
     names = {layer: spec.block(layer, spec.mlp_out) for layer in layers}
     with TraceDict(model, names.values(), retain_input=True, retain_output=False) as td:
@@ -152,7 +153,7 @@ def damage_terms(model, tok, spec, layers, items, fact_token: str, positions: st
     prompts, where = encode_items(tok, items)
     answers = [answer_ids(tok, item.answer) for item in items]
     seqs = [p + a for p, a in zip(prompts, answers)]
-    device = next(model.parameters()).device
+    device = input_device(model)
     ids, mask = pad_ids(seqs, tok, device)
     at = _position(where, fact_token) if positions == "fact" else None
     cells, owner, slot = _cells([s[:-1] for s in seqs], len(bos_prefix(tok)), exclude, at)

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ripple.arch import act_name, get_spec, resolve_site
+from ripple.devices import input_device
 from ripple.errors import RippleError
 from ripple.hooks import SiteTrace
 from ripple.io import prepare_out_dir
@@ -58,7 +59,7 @@ def _batches(model, tok, items, positions, batch_size) -> Iterator[tuple[list[st
         raise RippleError("no probe items to record; pass a non-empty probe set")
     if batch_size < 1:
         raise RippleError(f"batch_size must be at least 1, not {batch_size}")
-    device = next(model.parameters()).device
+    device = input_device(model)
 
     def batch(lo: int):
         chunk = items[lo : lo + batch_size]

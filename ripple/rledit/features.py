@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from ripple.devices import input_device
 from ripple.hooks import MlpGradProbe
 from ripple.modes import held
 from ripple.scoring import pad_ids
@@ -32,14 +33,14 @@ def _nll(model, batch) -> torch.Tensor:
 
 def answer_nll(model, tok, pairs: list[tuple[str, str]]) -> torch.Tensor:
     """Mean negative log-likelihood of each answer token after its prompt (differentiable)."""
-    return _nll(model, _pairs_batch(tok, pairs, next(model.parameters()).device))
+    return _nll(model, _pairs_batch(tok, pairs, input_device(model)))
 
 
 def keys_and_grads(model, tok, spec, layers, pairs: list[tuple[str, str]]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Per layer: the inputs ``K`` ``[tokens, in]`` of its MLP output projection and the gradient
     ``D`` ``[tokens, out]`` of the mean answer NLL at that projection's output, at every position
     that predicts an answer token (the model as it is now; its weights get no gradient)."""
-    batch = _pairs_batch(tok, pairs, next(model.parameters()).device)
+    batch = _pairs_batch(tok, pairs, input_device(model))
     rows, pos = batch[2], batch[3]
     with held(model, trainable=()), MlpGradProbe(model, spec, layers) as gp:
         grads = torch.autograd.grad(_nll(model, batch), gp.zeros())
@@ -49,7 +50,7 @@ def keys_and_grads(model, tok, spec, layers, pairs: list[tuple[str, str]]) -> di
 
 def last_logprobs(model, tok, prompts: list[str]) -> torch.Tensor:
     """Log-probabilities ``[prompts, vocab]`` of the next token after each prompt."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     enc = [text_ids(tok, p) for p in prompts]
     ids, mask = pad_ids(enc, tok, device)
     logits = model(input_ids=ids, attention_mask=mask).logits

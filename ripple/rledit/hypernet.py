@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ripple.arch import mlp_out_param, out_in_to_storage
+from ripple.devices import param_value
 from ripple.errors import RippleError
 from ripple.rledit.net import HyperNet, Moments
 
@@ -28,7 +29,8 @@ WEIGHTS, META = "hypernet.safetensors", "hypernet.json"
 def model_identity(model, spec) -> dict:
     """What a hypernetwork must match: the architecture, the depth, every MLP output projection's
     shape and a digest of the token embedding (which no ripple editor changes)."""
-    emb = model.get_input_embeddings().weight.detach().float().cpu().contiguous()
+    emb = param_value(model, next(n for n, p in model.named_parameters()
+                                  if p is model.get_input_embeddings().weight)).float().cpu().contiguous()
     digest = hashlib.sha256(emb.numpy().tobytes()).hexdigest()[:16]
     n = spec.n_layers(model)
     shape = tuple(model.get_parameter(mlp_out_param(spec, 0)).shape)

@@ -31,6 +31,7 @@ from dataclasses import asdict
 
 import torch
 
+from ripple.devices import input_device
 from ripple.editing.delta import WeightSnapshot
 from ripple.errors import RippleError
 from ripple.modes import held
@@ -165,7 +166,7 @@ def train(ctx, world, hp, requests=None, log=print) -> Hypernetwork:
     left exactly as it was."""
     model = ctx.model
     t_start, cpu_start = time.perf_counter(), time.process_time()
-    device = next(model.parameters()).device
+    device = input_device(model)
     hn = Hypernetwork.build(model, ctx.spec, hp.layers_for(ctx.n_layers()), hp.rank, hp.n_blocks, hp.lr_init,
                             hp.seed)
     hn.nets.to(device)

@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass
 
 from ripple.arch import mlp_out_param
+from ripple.devices import param_value
 from ripple.editing.editor import get_editor
 from ripple.editing.requests import load_requests, validate_for_model
 from ripple.editing.session import edited
@@ -92,7 +93,7 @@ class Checkpoints:
         self.model, self.tok, self.stream, self.sentences, self.bridge = model, tok, stream, sentences, bridge
         self.counterfact = counterfact
         names = [mlp_out_param(spec, i) for i in range(spec.n_layers(model))] if spec else []
-        self.w0 = {n: model.get_parameter(n).detach().float().clone() for n in names}
+        self.w0 = {n: param_value(model, n).float().clone() for n in names}
         self.collapse_ratio = collapse_ratio
         self.untouched = untouched_queries(world, stream, n_untouched) if world is not None else []
         self.plans = tracked_plans(model, tok, world, stream, n_tracked) if world is not None else []
@@ -129,7 +130,7 @@ class Checkpoints:
         row["perplexity_ratio"] = row["perplexity"] / self.ppl_before
         row["alarm"] = row["perplexity_ratio"] >= self.collapse_ratio
         if self.w0:
-            drift = {n: float((self.model.get_parameter(n).detach().float() - w).norm() / w.norm())
+            drift = {n: float((param_value(self.model, n).float() - w).norm() / w.norm())
                      for n, w in self.w0.items()}
             row["weight_drift"] = max(drift.values())
             row["weight_drift_by_matrix"] = drift

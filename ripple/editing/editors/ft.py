@@ -11,10 +11,12 @@ from typing import ClassVar
 import torch
 
 from ripple.arch import mlp_out_param
+from ripple.devices import input_device
 from ripple.editing.delta import WeightSnapshot
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.hparams import LayeredHParams
 from ripple.editing.limits import AT_LEAST_1, POSITIVE, Limit
+from ripple.errors import RippleError
 from ripple.modes import held
 from ripple.scoring import pad_ids
 from ripple.tokens import answer_ids, text_ids
@@ -34,13 +36,16 @@ def compute_ft(ctx, requests, hp: FTHParams):
     (layer,) = hp.layers_for(ctx.n_layers())[:1]
     name = mlp_out_param(ctx.spec, layer)
     W = ctx.model.get_parameter(name)
+    if W.device.type == "meta":
+        raise RippleError(f"ft trains {name} in place, but the device map offloaded it to the CPU or disk; "
+                          "give its block a device (raise --max-memory, or map it to one), or use rome or memit")
     seqs, spans = [], []
     for r in requests:
         p = text_ids(ctx.tok, r.rendered)
         a = answer_ids(ctx.tok, r.target_new)
         seqs.append(p + a)
         spans.append((len(p), a))
-    ids, mask = pad_ids(seqs, ctx.tok, W.device)
+    ids, mask = pad_ids(seqs, ctx.tok, input_device(ctx.model))
     with WeightSnapshot.take(ctx.model, [name]), held(ctx.model, trainable=[W]):
         W0 = W.detach().clone()
         opt = torch.optim.Adam([W], lr=hp.ft_lr)

@@ -12,6 +12,7 @@ from typing import ClassVar
 import torch
 
 from ripple.arch import act_name, mlp_out_param, out_in_to_storage
+from ripple.devices import add_into, module_device, param_value
 from ripple.editing.compute import fact_keys, optimize_delta, site_values, token_requests
 from ripple.editing.delta import WeightSnapshot
 from ripple.editing.editor import EDITORS, Editor, make_delta
@@ -53,7 +54,6 @@ def spread(ctx, requests, hp, solve) -> tuple[dict, dict]:
         [o["delta"] for o in opts], dim=1)
     timing["values"] = time.perf_counter() - t1
     deltas = {}
-    params = dict(ctx.model.named_parameters())
     with WeightSnapshot.take(ctx.model, [mlp_out_param(ctx.spec, layer) for layer in layers]):
         for i, layer in enumerate(layers):
             t1 = time.perf_counter()
@@ -69,7 +69,7 @@ def spread(ctx, requests, hp, solve) -> tuple[dict, dict]:
             name = mlp_out_param(ctx.spec, layer)
             deltas[name] = out_in_to_storage(delta_oi, ctx.spec).float().contiguous()
             with torch.no_grad():
-                params[name].add_(deltas[name].to(params[name].dtype))
+                add_into(ctx.model, name, deltas[name])
     info = {"layers": list(layers), "v_steps": [o["steps"] for o in opts], "timing": timing}
     return deltas, info
 
@@ -80,11 +80,12 @@ def mlp_output_change(ctx, layer: int, requests, R: torch.Tensor, fact_token: st
     name = ctx.spec.block(layer, ctx.spec.mlp_post_norm)
     norm = ctx.model.get_submodule(name)
     M = site_values(ctx.model, ctx.tok, ctx.spec, act_name(layer, "mlp.out"), requests, fact_token)
-    p = next(norm.parameters())
+    dtype = param_value(ctx.model, f"{name}.{next(n for n, _ in norm.named_parameters())}").dtype
+    device = module_device(norm)
     eps = float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 0.0)))
     with torch.no_grad():
-        g = norm(torch.ones(M.shape[0], dtype=p.dtype, device=p.device)).double().cpu() * (1 + eps) ** 0.5
-        out = norm(M.T.to(p.device, p.dtype)).double().cpu().T
+        g = norm(torch.ones(M.shape[0], dtype=dtype, device=device)).double().cpu() * (1 + eps) ** 0.5
+        out = norm(M.T.to(device, dtype)).double().cpu().T
     expect = g[:, None] * M / (M.pow(2).mean(0, keepdim=True) + eps).sqrt()
     if not torch.allclose(out, expect, rtol=1e-2, atol=1e-3 * float(out.abs().max())):
         raise RippleError(f"{name} is not an RMS norm (out = g * x / rms(x)), which MEMIT's plan through a "
