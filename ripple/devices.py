@@ -118,10 +118,8 @@ def assign(model, name: str, value: torch.Tensor) -> None:
     found = _offloaded(model, name)
     if found is None:
         raise RuntimeError(f"parameter {name!r} is on the meta device and no accelerate hook holds its value")
-    weights, key = found
-    old = weights[key]
-    store, full = _store(weights, key)
-    store[full] = value.detach().to(device=old.device, dtype=old.dtype).clone()
+    store, full = _store(*found)  # kept on the CPU, in the parameter's dtype (a meta tensor keeps it)
+    store[full] = value.detach().to(device="cpu", dtype=p.dtype, copy=True)
 
 
 def add_into(model, name: str, delta: torch.Tensor) -> None:
@@ -130,5 +128,5 @@ def add_into(model, name: str, delta: torch.Tensor) -> None:
     if p.device.type != "meta":
         p.add_(delta.to(device=p.device, dtype=p.dtype))
         return
-    old = param_value(model, name)
+    old = param_value(model, name)  # one read of the offloaded value
     assign(model, name, old + delta.to(device=old.device, dtype=old.dtype))
