@@ -165,12 +165,13 @@ def render() -> None:
                 v = grids[k][tk][0]
                 cells.append("-" if v is None else f"{max(v):.3f} ({max(range(n_layers), key=v.__getitem__)})")
             lines.append(f"| {tk} | {n} | " + " | ".join(cells) + " |")
-        lines += ["", "Per layer (AIE, MLP window 10 and attention window 10, the two sites ROME contrasts):", "",
-                  "| layer | MLP/10 at the last subject token | attn/10 at the last subject token | MLP/10 at the last "
-                  "token | attn/10 at the last token |", "|---|---|---|---|---|"]
+        cols = (("mlp", "last subject token"), ("mlp/10", "last subject token"), ("attn/10", "last subject token"),
+                ("mlp/10", "last token"), ("attn", "last token"), ("attn/10", "last token"))
+        lines += ["", "Per layer (AIE at the two sites ROME contrasts; a window of 10 is centred on the layer, "
+                  "ROME's convention: layer l restores layers l-5 .. l+4, clipped at the ends):", "",
+                  "| layer | " + " | ".join(f"{k} at the {tk}" for k, tk in cols) + " |", "|---|" + "---|" * len(cols)]
         for layer in range(n_layers):
-            vals = [grids[k][tk][0][layer] for k, tk in (("mlp/10", "last subject token"), ("attn/10", "last subject token"),
-                                                          ("mlp/10", "last token"), ("attn/10", "last token"))]
+            vals = [grids[k][tk][0][layer] for k, tk in cols]
             lines.append(f"| {layer} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
         timed = [r["timing"] for r in rows if "floor_seconds" in r["timing"]]
         secs = [r["timing"]["seconds"] for r in rows]
