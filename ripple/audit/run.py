@@ -167,29 +167,49 @@ def _audit_one(setup, requests, items, sentences, policy, model_name, method, hp
     return out
 
 
+def _batch_job(policy, model_name, method, hparams, k, force, quiet, mitigation, budget, ranker,
+               setup, requests, items, sentences, bridge, directory: Path, with_mitigation: bool, desc: str) -> dict:
+    """One audit of a batch (module level, so that a worker process can run it)."""
+    return _audit_one(setup, requests, items, sentences, policy, model_name, method, hparams, directory, k, force,
+                      quiet, bridge, mitigation if with_mitigation else None, desc=desc, budget=budget, ranker=ranker)
+
+
 def run_audit(setup, requests, items, sentences, policy: Policy, out, model_name: str, k: int = 5,
               force: bool = False, quiet: bool = True, bridge=None, mitigation=None, budget=None,
-              ranker=None) -> dict:
+              ranker=None, workers: int = 1, build=None) -> dict:
     """Audit ``requests`` with ``setup``'s editor and hyperparameters (one request: a single audit;
     several: each alone and all together) and write the report(s) to ``out``; returns the
     top-level report. ``mitigation``: ``(name, hparams)`` to audit the mitigated edit beside the
-    plain one (the verdict is then the mitigated edit's: what would ship)."""
+    plain one (the verdict is then the mitigated edit's: what would ship). ``workers`` > 1: the
+    audits of a batch run in that many processes (:mod:`ripple.audit.parallel`), each with the
+    model ``build(index)`` loads; the reports are the serial run's."""
+    import functools
+
     requests = list(requests)
     method, hparams = setup.method, dataclasses.asdict(setup.hp)
+    if workers > 1 and build is None:
+        raise ValueError("run_audit: workers > 1 needs build, the function that loads a worker's model")
     with output_unit(out) as tmp:
         if len(requests) == 1:
             return _audit_one(setup, requests, items, sentences, policy, model_name, method, hparams, tmp, k,
                               force, quiet, bridge, mitigation, budget=budget, ranker=ranker)
-        rows = []
         width = max(2, len(str(len(requests))))
-        jobs = [(f"edit-{i + 1:0{width}d}", [r]) for i, r in enumerate(requests)] + [("together", requests)]
-        for n, (name, reqs) in enumerate(jobs, 1):
-            # a sequential editor's together job is one solve per request: audited plain, not revised
-            sequential = get_editor(method).one_request_per_solve and len(reqs) > 1
-            report = _audit_one(setup, reqs, items, sentences, policy, model_name, method, hparams, tmp / name, k,
-                                force, quiet, bridge, None if sequential else mitigation,
-                                desc=f"audit {n}/{len(jobs)} ({name})", budget=budget, ranker=ranker)
-            rows.append(_row(name, report))
+        named = [(f"edit-{i + 1:0{width}d}", [r]) for i, r in enumerate(requests)] + [("together", requests)]
+        # a sequential editor's together job is one solve per request: audited plain, not revised
+        sequential = get_editor(method).one_request_per_solve
+        jobs = [(name, reqs, not (sequential and len(reqs) > 1), f"audit {n}/{len(named)} ({name})")
+                for n, (name, reqs) in enumerate(named, 1)]
+        job = functools.partial(_batch_job, policy, model_name, method, hparams, k, force, True if workers > 1
+                                else quiet, mitigation, budget, ranker)
+        if workers > 1:
+            from ripple.audit.parallel import run_jobs, warm_statistics
+
+            warm_statistics(setup)
+            reports = run_jobs(jobs, job, build, min(workers, len(jobs)), tmp, quiet=quiet)
+        else:
+            reports = {name: job(setup, reqs, items, sentences, bridge, tmp / name, mit, desc)
+                       for name, reqs, mit, desc in jobs}
+        rows = [_row(name, reports[name]) for name, *_ in jobs]
         summary = batch_summary(rows, model_name, method, requests, policy)
         write_report(tmp, summary, None)
         return summary

@@ -3,6 +3,7 @@
     ripple audit --model organism --method rome --prompt "{} was born in" --subject "Brazouth Kaibour" \\
         --target Qirund --out runs/audit
     ripple audit --model organism --method memit --edit edits.jsonl --policy policy.toml --out runs/batch
+    ripple audit --model smollm2 --method rome --edit edits.jsonl --workers 4 --out runs/batch4
 
 Writes report.html (self-contained), report.md and report.json into ``--out``. Exit code: 0 pass,
 1 fail (and warn when the policy sets ``warn_exit_code = 1``), 2 bad input.
@@ -10,6 +11,7 @@ Writes report.html (self-contained), report.md and report.json into ``--out``. E
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -41,6 +43,9 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=count, default=None, help="lm-eval: at most this many documents per task")
     add_mitigation_options(p, flag="--mitigate", default=None)
     add_budget_option(p)
+    p.add_argument("--workers", type=count, default=1, help="--edit with several edits: run the audits (each edit "
+                   "alone, all together) in this many processes, each loading its own copy of the model (with "
+                   "--device cuda and several GPUs, one GPU each); the reports are the serial run's")
     p.add_argument("--json", action="store_true", help="print report.json to stdout (nothing else on stdout)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -129,9 +134,14 @@ def run(args) -> int:
         from ripple.evaluate.lm_eval_bridge import LmEvalBridge
 
         bridge = LmEvalBridge(setup.model, setup.tok, args.tasks, world=setup.world, limit=args.limit)
+    workers = args.workers
+    if workers > 1 and len(setup.requests) == 1:
+        print("ripple: warning: --workers: one edit is one audit; running it in this process", file=sys.stderr)
+        workers = 1
+    build = functools.partial(worker_context, args, requests, extra) if workers > 1 else None
     report = run_audit(setup, setup.requests, items, sentences, policy, args.out, model_name=str(args.model),
                        k=args.k, force=args.force, quiet=args.quiet, bridge=bridge, mitigation=mitigation,
-                       budget=args.budget, **ranker_arg(args))
+                       budget=args.budget, workers=workers, build=build, **ranker_arg(args))
     verdict = report["verdict"]
     if args.json:
         print(json.dumps(report, indent=2))
@@ -148,6 +158,30 @@ def run(args) -> int:
     if not args.quiet and args.json:
         print(f"ripple audit: {verdict['status'].upper()}; report: {Path(args.out) / 'report.html'}", file=sys.stderr)
     return verdict["exit_code"]
+
+
+def worker_context(args, requests, extra, index: int):
+    """A ``--workers`` process's own model, probe items, sentences and lm-eval bridge, loaded as
+    :func:`run` loads them (worker ``index``: its GPU, :func:`ripple.audit.parallel.worker_device`)."""
+    import argparse
+
+    import torch
+
+    from ripple.audit.parallel import WorkerContext, worker_device
+    from ripple.commands.edit import setup_from_args
+    from ripple.evaluate.perplexity import general_sentences_for
+    from ripple.probes.sets import probe_items
+
+    n_gpus = torch.cuda.device_count() if args.device == "cuda" else 0
+    args = argparse.Namespace(**{**vars(args), "device": worker_device(args.device, index, n_gpus)})
+    setup = setup_from_args(args, requests, extra)
+    items = probe_items(args.probes, setup.world)
+    bridge = None
+    if args.tasks:
+        from ripple.evaluate.lm_eval_bridge import LmEvalBridge
+
+        bridge = LmEvalBridge(setup.model, setup.tok, args.tasks, world=setup.world, limit=args.limit)
+    return WorkerContext(setup, items, general_sentences_for(setup.world), bridge)
 
 
 def check_k(k: int, items) -> None:
