@@ -25,17 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports"
 
 
-def shown_files(out: Path) -> dict[str, bytes]:
-    """The files a run shows in ``out`` (links followed, ``.ripple`` left out)."""
-    got = {}
-    for root, dirs, names in os.walk(out, followlinks=True):
-        dirs[:] = [d for d in dirs if d != ".ripple"]
-        for name in names:
-            p = Path(root) / name
-            got[str(p.relative_to(out))] = p.read_bytes()
-    return got
-
-
 def write_edits(model: str, n: int, path: Path) -> None:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -76,6 +65,7 @@ def main() -> None:
     import torch
 
     from ripple.io import atomic_write_json, source_fingerprint
+    from ripple.outputs import shown_files
 
     work = args.work / f"{args.model}_{args.method}"
     work.mkdir(parents=True, exist_ok=True)

@@ -211,3 +211,15 @@ def copy_run(out, dest) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+def shown_files(out) -> dict[str, bytes]:
+    """Every file the run ``out`` shows, by path relative to ``out`` (links followed, ``.ripple``
+    left out): what two runs are compared on, e.g. to check they wrote the same bytes."""
+    out, got = Path(out), {}
+    for root, dirs, names in os.walk(out, followlinks=True):
+        dirs[:] = [d for d in dirs if d != RIPPLE_DIR]
+        for name in names:
+            p = Path(root) / name
+            got[p.relative_to(out).as_posix()] = p.read_bytes()
+    return got

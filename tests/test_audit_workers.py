@@ -2,9 +2,6 @@
 own model, give the serial run's reports byte for byte; a worker's error reaches the caller as
 it is and leaves no report."""
 
-import os
-from pathlib import Path
-
 import pytest
 
 from ripple.audit.parallel import worker_device
@@ -14,6 +11,7 @@ from ripple.editing.requests import EditRequest
 from ripple.editing.setup import load_setup
 from ripple.errors import RippleError
 from ripple.evaluate.perplexity import general_sentences_for
+from ripple.outputs import shown_files
 from ripple.probes.sets import world_probe_set
 
 from helpers import cli, write_jsonl
@@ -22,24 +20,13 @@ EDITS = [{"prompt": "{} was born in", "subject": "Lodro Toudein", "target_new": 
          {"prompt": "{} works for", "subject": "Baita Vazux", "target_new": "Setresco"}]
 
 
-def files(out: Path) -> dict[str, bytes]:
-    """Every file a run shows in ``out`` (links followed; the run folder's own name left out)."""
-    shown = {}
-    for root, dirs, names in os.walk(out, followlinks=True):
-        dirs[:] = [d for d in dirs if d != ".ripple"]
-        for name in names:
-            p = Path(root) / name
-            shown[str(p.relative_to(out))] = p.read_bytes()
-    return shown
-
-
 def test_workers_give_the_serial_reports_byte_for_byte(capfd, tmp_path):
     edits = tmp_path / "edits.jsonl"
     write_jsonl(edits, EDITS)
     common = ["audit", "--model", "organism", "--method", "memit", "--edit", edits, "--quiet"]
     code_serial, out_serial, _ = cli(capfd, *common, "--out", tmp_path / "serial")
     code_par, out_par, _ = cli(capfd, *common, "--out", tmp_path / "parallel", "--workers", "2")
-    serial, parallel = files(tmp_path / "serial"), files(tmp_path / "parallel")
+    serial, parallel = shown_files(tmp_path / "serial"), shown_files(tmp_path / "parallel")
     assert code_par == code_serial
     assert {"report.json", "edit-01/report.json", "edit-02/ripple_graph.png", "together/report.html"} <= set(serial)
     assert sorted(parallel) == sorted(serial)
