@@ -113,7 +113,8 @@ def main(argv=None) -> None:
         atomic_write_json(out / f"edit_sweep_{args.name}.json", rows)
         lines = [f"# Edit sweep: {args.name}", "",
                  f"Reproduce: `python benchmarks/edit_sweep.py{model} --name {args.name} --edits {args.edits} "
-                 f"--grid {grids}" + (f" --set {' '.join(args.set)}" if args.set else "") + "`", "",
+                 f"--grid {grids}" + (f" --set {' '.join(args.set)}" if args.set else "")
+                 + (f" --stats-corpus {args.stats_corpus}" if args.stats_corpus else "") + "`", "",
                  (f"{args.edits} random person-fact edits (seed {args.seed})" if pairs is None else
                   f"{args.edits} random edits (seed {args.seed}) of real-world facts the model answers right on the "
                   f"probe template ({len(pairs)} such facts in the graph; every relation)")

@@ -17,8 +17,9 @@ edit is computed once per editor on the unedited model and measured twice, plain
 Batches: MEMIT, EMMET and AlphaEdit on one batch of 100 distinct known facts and on the largest
 the graph allows (every distinct known fact, at most 1,000), pooled metrics.
 
-Resumable: rows are appended to ``reports/real_editors_<model>.json`` after every edit, each
-with the code version; a rerun with the same settings goes on.
+Resumable: rows are appended to ``reports/real_editors/<model>/<method>.json`` after every edit,
+each with the code version (batches: ``.../batch.json``); a rerun with the same settings goes on,
+and runs of different methods can go on in separate processes at once.
 
     python benchmarks/real_editors.py --model smollm2 --edits 200
     python benchmarks/real_editors.py --model smollm2 --part batch
@@ -110,18 +111,16 @@ def single(args, setup) -> None:
 
     world = setup.world
     reqs, n_known = counterfact_edits(setup, args.edits, args.seed)
-    name = args.model.replace(".", "_")
-    path = REPORTS / f"real_editors_{name}.json"
     config = {"version": 1, "model": args.model, "edits": len(reqs), "seed": args.seed, "rect": RECT,
               "known_facts": n_known}
-    old = json.loads(path.read_text()) if path.exists() else {}
-    data = old if old.get("config") == config else {"config": config, "single": {}, "batch": old.get("batch", [])}
-    data["config"] = config
     sentences = general_sentences_for(None)
     ppl_before = sentence_nlls(setup.model, setup.tok, sentences)
     code = source_fingerprint()
     for method in args.methods:
-        rows = data["single"].setdefault(method, [])
+        path = model_dir(args.model) / f"{method}.json"
+        old = json.loads(path.read_text()) if path.exists() else {}
+        data = old if old.get("config") == config else {"config": config, "method": method, "rows": []}
+        rows = data["rows"]
         hp = setup.hparams_for(method)
         editor = get_editor(method)
         for i, req in enumerate(reqs):
@@ -157,9 +156,8 @@ def batch(args, setup) -> None:
     from editors_common import pooled_scores
 
     distinct, _ = counterfact_edits(setup, None, args.seed)  # one edit per known fact
-    name = args.model.replace(".", "_")
-    path = REPORTS / f"real_editors_{name}.json"
-    data = json.loads(path.read_text()) if path.exists() else {"config": None, "single": {}, "batch": []}
+    path = model_dir(args.model) / "batch.json"
+    data = json.loads(path.read_text()) if path.exists() else {"model": args.model, "batch": []}
     sentences = general_sentences_for(None)
     ppl_before = torch.tensor(sentence_nlls(setup.model, setup.tok, sentences)).mean().exp()
     done = {(b["method"], b["requested"]) for b in data["batch"]}
@@ -180,6 +178,13 @@ def batch(args, setup) -> None:
                                   "worst_norm_ratio": round(worst, 4), "code": source_fingerprint()})
             atomic_write_json(path, data)
             print(data["batch"][-1], flush=True)
+
+
+def model_dir(model: str) -> Path:
+    """Where a model's rows are kept: one JSON file per method, and batch.json (made if missing)."""
+    folder = REPORTS / "real_editors" / model.replace(".", "_")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 # ---------------------------------------------------------------- report
@@ -203,10 +208,17 @@ def render() -> None:
              "each applied alone to the unedited model and undone; the same edits for every editor. Made by "
              "`benchmarks/real_editors.py` (its docstring: how the edits and new objects are drawn, what each "
              "column measures).", ""]
-    for path in sorted(REPORTS.glob("real_editors_*.json")):
-        data = json.loads(path.read_text())
-        cfg = data["config"] or {}
-        lines += [f"## {cfg.get('model', path.stem)}", ""]
+    for folder in sorted(p for p in (REPORTS / "real_editors").glob("*") if p.is_dir() and any(p.iterdir())):
+        singles = {m: json.loads((folder / f"{m}.json").read_text()) for m in METHODS
+                   if (folder / f"{m}.json").is_file()}
+        batch_file = folder / "batch.json"
+        data = {"single": {m: d["rows"] for m, d in singles.items()},
+                "batch": json.loads(batch_file.read_text())["batch"] if batch_file.is_file() else []}
+        configs = [d["config"] for d in singles.values()]
+        cfg = configs[0] if configs else {}
+        if any(c != cfg for c in configs):
+            raise SystemExit(f"{folder}: the methods' rows were made with different settings; rerun the odd ones")
+        lines += [f"## {cfg.get('model', folder.name)}", ""]
         if data["single"]:
             lines += [f"{cfg['edits']} edits drawn from the {cfg['known_facts']} facts the model knows (seed "
                       f"{cfg['seed']}); a method with fewer rows is still being measured (n).", "",

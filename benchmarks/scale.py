@@ -146,10 +146,55 @@ def render(r: dict) -> None:
               "the forward pass is the float64 accumulation of k kᵀ at every edited layer (the keys are the MLP's "
               "hidden units, 1,536 wide on SmolLM2); it is what keeps the result equal, to float64 rounding, "
               "whatever the number of processes.", "",
-              "The sample count at which a real model's edit quality stops improving (reports/editors.md measured it "
-              "for the organism) is not measured yet for SmolLM2 or Gemma.", ""]
+              *samples_section()]
     atomic_write_text(REPORTS / "scale.md", "\n".join(lines))
     (REPORTS / "scale.json").write_text(json.dumps(r, indent=1) + "\n")
+
+
+def plateau(rows: list[dict], tol: float = 0.01) -> int | None:
+    """The smallest sample count from which no larger count scores more than ``tol`` above it."""
+    rows = sorted(rows, key=lambda r: r["samples"])
+    for i, r in enumerate(rows):
+        if all(later["score"] <= r["score"] + tol for later in rows[i + 1:]):
+            return r["samples"]
+    return None
+
+
+def samples_section() -> list[str]:
+    """How many samples the key statistics need on a real model: reports/edit_sweep_<model>_samples.json
+    (benchmarks/edit_sweep.py with a stats_samples grid)."""
+    lines = ["## How many samples a real model's statistics need", ""]
+    found = sorted(REPORTS.glob("edit_sweep_*_samples.json"))
+    if not found:
+        return lines + ["Not measured yet (`python benchmarks/edit_sweep.py --model smollm2 --name smollm2_samples "
+                        "--stats-corpus samples:1024 --grid 'rome:stats_samples=1000,4000,16000,65000' ...`).", ""]
+    for path in found:
+        rows = json.loads(path.read_text())
+        name = path.stem.removeprefix("edit_sweep_")
+        md = (REPORTS / f"{path.stem}.md").read_text().splitlines()
+        reproduce = next((x for x in md if x.startswith("Reproduce:")), "")
+        model = rows[0].get("model", name) if rows else name
+        lines += [f"**{model}** ({reproduce.removeprefix('Reproduce: ')}; the rows: reports/{path.stem}.md): "
+                  f"{rows[0].get('edits') if rows else '?'} edits of facts the model knows (every relation), the same "
+                  "edits at every sample count, each applied alone; the statistics from the first N tokens of the "
+                  "corpus (`samples:1024`: 1,024 passages of up to 64 tokens sampled from the model, 63,008 SmolLM2 "
+                  "tokens, so the 65000 row takes them all). S: "
+                  "CounterFact's score, the harmonic mean of efficacy, paraphrase and neighbourhood (probability "
+                  "races; ripple.editing.metrics.aggregate). One edit in 20 is 0.05 of efficacy.", "",
+                  "| method | samples (tokens) | efficacy | paraphrase | neighbourhood | relation specificity | S |",
+                  "|---|---|---|---|---|---|---|"]
+        by_method: dict[str, list[dict]] = {}
+        for r in rows:
+            n = int(r["config"].split("=")[1])
+            by_method.setdefault(r["method"], []).append({"samples": n, **r})
+        for method, rs in by_method.items():
+            for r in sorted(rs, key=lambda r: r["samples"]):
+                lines.append(f"| {method} | {r['samples']} | {r['efficacy']:.3f} | {r['paraphrase']:.3f} | "
+                             f"{r['neighborhood']:.3f} | {r['relation_specificity']:.3f} | {r['score']:.3f} |")
+        lines += [""] + [f"- {method}: S stops improving (no larger count more than 0.01 above) at "
+                         f"{plateau(rs)} tokens of the {len(rs)} counts measured (up to "
+                         f"{max(r['samples'] for r in rs)})." for method, rs in by_method.items()] + [""]
+    return lines
 
 
 def main(argv=None) -> None:
