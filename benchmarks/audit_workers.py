@@ -8,7 +8,8 @@ in the disk cache before the first timed run (a warm-up audit of one edit), so e
 them alike. Writes reports/audit_workers.json and .md.
 
     python benchmarks/audit_workers.py --model organism --method memit --edits 6 --workers 1 2
-    python benchmarks/audit_workers.py --model smollm2 --method rome --edits 3 --workers 1 2
+    python benchmarks/audit_workers.py --model smollm2 --method rome --edits 3 --workers 1 2 --conditions "..."
+    python benchmarks/audit_workers.py --render
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def main() -> None:
     ap.add_argument("--method", default="memit")
     ap.add_argument("--edits", type=int, default=6)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--conditions", default="-", help="what else ran on the machine (written beside the times)")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "audit_workers")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -88,7 +90,8 @@ def main() -> None:
     data = json.loads(path.read_text()) if path.exists() else {}
     data[f"{args.model}/{args.method}"] = {"model": args.model, "method": args.method, "edits": args.edits,
                                            "audits": args.edits + 1, "runs": runs, "cpus": os.cpu_count(),
-                                           "torch": torch.__version__, "code": source_fingerprint()}
+                                           "torch": torch.__version__, "code": source_fingerprint(),
+                                           "conditions": args.conditions}
     atomic_write_json(path, data)
     render(data)
 
@@ -100,20 +103,24 @@ def render(data: dict) -> None:
              "Made by `benchmarks/audit_workers.py` (its docstring: what each run covers). `ripple audit --edit FILE "
              "--workers N`: the batch's audits (each edit alone, then all together) in N processes, each with its "
              "own copy of the model; wall time of the whole command (start-up, loading, the audits, the summary), "
-             "one torch thread per process, on this machine's CPUs with other benchmarks sharing them. "
+             "one torch thread per process; what else ran on the CPUs: the conditions column. "
              "'same bytes': every file of the run equals the first run's.", "",
-             "| model | method | edits (audits) | workers | seconds | speed-up | files | same bytes |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | method | edits (audits) | workers | seconds | speed-up | files | same bytes | conditions |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for entry in data.values():
         base = entry["runs"][0]["seconds"]
         for r in entry["runs"]:
             lines.append(f"| {entry['model']} | {entry['method']} | {entry['edits']} ({entry['audits']}) | "
                          f"{r['workers']} | {r['seconds']:.1f} | {base / r['seconds']:.2f}x | {r['files']} | "
-                         f"{'yes' if r['same_as_first'] else '**no**'} |")
+                         f"{'yes' if r['same_as_first'] else '**no**'} | {entry.get('conditions', '-')} |")
     lines += ["", "Machine: " + ", ".join(sorted({f"{e['cpus']} CPUs, torch {e['torch']}" for e in data.values()}))
               + ". Source versions: " + ", ".join(sorted({e["code"] for e in data.values()})) + ".", ""]
     atomic_write_text(REPORTS / "audit_workers.md", "\n".join(lines))
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--render"]:
+        sys.path.insert(0, str(ROOT))
+        render(json.loads((REPORTS / "audit_workers.json").read_text()))
+    else:
+        main()

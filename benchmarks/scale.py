@@ -160,6 +160,11 @@ def plateau(rows: list[dict], tol: float = 0.01) -> int | None:
     return None
 
 
+# the sweeps' corpora, counted with the model's tokenizer when the sweep was run
+CORPUS_NOTES = {"smollm2": " (`samples:1024`: 1,024 passages of up to 64 tokens sampled from the model, 63,008 "
+                           "SmolLM2 tokens, so the 65000 row takes them all)"}
+
+
 def samples_section() -> list[str]:
     """How many samples the key statistics need on a real model: reports/edit_sweep_<model>_samples.json
     (benchmarks/edit_sweep.py with a stats_samples grid)."""
@@ -177,8 +182,7 @@ def samples_section() -> list[str]:
         lines += [f"**{model}** ({reproduce.removeprefix('Reproduce: ')}; the rows: reports/{path.stem}.md): "
                   f"{rows[0].get('edits') if rows else '?'} edits of facts the model knows (every relation), the same "
                   "edits at every sample count, each applied alone; the statistics from the first N tokens of the "
-                  "corpus (`samples:1024`: 1,024 passages of up to 64 tokens sampled from the model, 63,008 SmolLM2 "
-                  "tokens, so the 65000 row takes them all). S: "
+                  "corpus the command names" + CORPUS_NOTES.get(model, "") + ". S: "
                   "CounterFact's score, the harmonic mean of efficacy, paraphrase and neighbourhood (probability "
                   "races; ripple.editing.metrics.aggregate). One edit in 20 is 0.05 of efficacy.", "",
                   "| method | samples (tokens) | efficacy | paraphrase | neighbourhood | relation specificity | S |",

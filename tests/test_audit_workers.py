@@ -65,3 +65,18 @@ def test_worker_devices():
     assert worker_device("cuda", 1, 1) == "cuda"
     assert worker_device("cuda:1", 0, 4) == "cuda:1"
     assert worker_device("cpu", 5, 0) == "cpu"
+
+
+def test_statistics_are_warmed_only_for_editors_that_read_them():
+    from types import SimpleNamespace
+
+    from ripple.audit.parallel import warm_statistics
+
+    calls = []
+    for method, mitigation, expect in (("ft", None, 0), ("ft", ("sir", {}), 1), ("rome", None, 1)):
+        calls.clear()
+        hp = SimpleNamespace(layers_for=lambda n: [2])
+        setup = SimpleNamespace(method=method, hp=hp, model=None, spec=SimpleNamespace(n_layers=lambda m: 6),
+                                ctx=SimpleNamespace(C=lambda layer, hp: calls.append(layer)))
+        warm_statistics(setup, mitigation)
+        assert len(calls) == expect, method

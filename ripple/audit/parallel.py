@@ -43,14 +43,16 @@ def worker_device(device: str, index: int, n_gpus: int) -> str:
     return device
 
 
-def warm_statistics(setup) -> None:
-    """Compute (or load) the key statistics the editor reads, before the workers start: each then
-    loads them from the disk cache instead of all computing them at once."""
-    hp = setup.hp
-    if hp is None or not hasattr(hp, "stats_samples") or not hasattr(hp, "layers_for"):
+def warm_statistics(setup, mitigation=None) -> None:
+    """Compute (or load) the key statistics the editor (or SIR, with ``mitigation``) reads, before
+    the workers start: each then loads them from the disk cache instead of all computing them at
+    once."""
+    from ripple.editing.editor import get_editor
+
+    if not (get_editor(setup.method).reads_key_stats or mitigation is not None):
         return
-    for layer in hp.layers_for(setup.spec.n_layers(setup.model)):
-        setup.ctx.C(layer, hp)
+    for layer in setup.hp.layers_for(setup.spec.n_layers(setup.model)):
+        setup.ctx.C(layer, setup.hp)
 
 
 _WORKER: dict = {}

@@ -204,7 +204,7 @@ def run_audit(setup, requests, items, sentences, policy: Policy, out, model_name
         if workers > 1:
             from ripple.audit.parallel import run_jobs, warm_statistics
 
-            warm_statistics(setup)
+            warm_statistics(setup, mitigation)
             reports = run_jobs(jobs, job, build, min(workers, len(jobs)), tmp, quiet=quiet)
         else:
             reports = {name: job(setup, reqs, items, sentences, bridge, tmp / name, mit, desc)

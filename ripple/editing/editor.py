@@ -54,6 +54,8 @@ class Editor:
     * ``layers_from``: another editor whose per-architecture (and shipped) layer choice this one
       shares (EMMET takes ROME's layer, AlphaEdit MEMIT's);
     * ``one_request_per_solve``: several requests go in one after another, never as one batch;
+    * ``reads_key_stats``: its solve reads the key second moments ``ctx.C`` at its edit layers
+      (computed once and cached; ``ripple audit --workers`` computes them before the workers start);
     * ``after_apply(ctx, requests, hp, delta)``: runs once the delta is applied in a run (AlphaEdit
       adds the edit's keys to its running statistics, ``ctx.editor_state(name)``).
     """
@@ -62,6 +64,7 @@ class Editor:
     hparams: type
     compute: Callable[..., EditDelta]
     one_request_per_solve: bool = False
+    reads_key_stats: bool = False
     arch_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     layers_from: str | None = None
     after_apply: Callable[..., None] | None = None

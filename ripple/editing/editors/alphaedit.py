@@ -57,4 +57,5 @@ def remember_keys(ctx, requests, hp, delta) -> None:
 
 EDITORS.register(Editor(
     NAME, AlphaEditHParams, compute_alphaedit, layers_from="memit", after_apply=remember_keys,
+    reads_key_stats=True,
     summary="MEMIT projected onto the null space of preserved keys (Fang et al. 2025)"))

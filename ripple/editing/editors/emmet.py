@@ -29,4 +29,5 @@ def compute_emmet(ctx, requests, hp: EmmetHParams):
 
 EDITORS.register(Editor(
     "emmet", EmmetHParams, compute_emmet, layers_from="rome",
+    reads_key_stats=True,
     summary="batched equality-constrained edits, ROME's closed form generalized (Gupta et al. 2024)"))

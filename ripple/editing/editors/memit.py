@@ -109,4 +109,5 @@ EDITORS.register(Editor(
                    # Gemma-3-270M: layers 1-3 of 18 (where its trace carries the fact) and lam 100, the
                    # best of a 30-edit sweep once the plan goes through the post-MLP norm
                    "gemma3_text": {"layer_fracs": (1 / 17, 2 / 17, 3 / 17), "lam": 100.0}},
+    reads_key_stats=True,
     summary="many facts over a range of layers, least squares against lam*C (Meng et al. 2023)"))

@@ -61,4 +61,5 @@ EDITORS.register(Editor(
                    # normalized (post_feedforward_layernorm) and a value 4x the old one's norm bleeds
                    # into neighbouring subjects (reports/real_models.md)
                    "gemma3_text": {"layer_fracs": (1 / 17,), "clamp_norm_factor": 2.0}},
+    reads_key_stats=True,
     summary="one fact at one layer: the rank-one closed form (Meng et al. 2022)"))
