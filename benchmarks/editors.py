@@ -150,7 +150,7 @@ class StepWatch:
         return {"edits": i, **scores, "untouched_accuracy": round(accuracy(m, tok, self.untouched), 4),
                 "update_ratio": round(self.ratio(now, self.W0), 5)}
 
-    def __call__(self, i: int, model) -> None:
+    def __call__(self, i: int, model, delta=None) -> None:
         t0 = time.perf_counter()
         now = {n: p.detach().float().clone() for n, p in self.params.items()}
         self.step_ratios.append(self.ratio(now, self.prev))

@@ -7,7 +7,8 @@ in random order, known to the model or not), one edit at a time from the same we
 checkpoint the edit success so far, the accuracy on 300 untouched facts, the perplexity ratio on
 general sentences, the CounterFact metrics and the offline English suite (``english`` group,
 ripple.evaluate.english_tasks). A run already in ``reports/real_stress_runs/<model>/<X>`` is kept
-(delete it to rerun).
+(delete it to rerun); a run stopped midway goes on from its last checkpoint (``--resume``; the
+state is in ``runs/real_stress/<model>/<X>/.ripple/resume``).
 
     python benchmarks/real_stress.py --model smollm2 --methods rome memit alphaedit --edits 200 --every 25
     python benchmarks/real_stress.py --merge-only
@@ -41,7 +42,7 @@ def run_one(name: str, args) -> tuple[str, int, float]:
     work = ROOT / "runs" / "real_stress" / args.model.replace(".", "_") / name.replace("+", "_")
     cmd = [sys.executable, "-m", "ripple.cli", "stress", "--model", args.model, "--method", name,
            "--edits", str(args.edits), "--every", str(args.every), "--tasks", *args.tasks, "--seed", str(args.seed),
-           "--counterfact", "--out", str(work)]
+           "--counterfact", "--resume", "--out", str(work)]
     env = dict(os.environ, RIPPLE_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     t = time.perf_counter()
     work.parent.mkdir(parents=True, exist_ok=True)

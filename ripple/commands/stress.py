@@ -4,7 +4,9 @@
         --compare rome alphaedit memit+rect --out runs/stress
 
 Writes stress.json (curves, collapse points; no timings, so reruns match), timing.json,
-stress.png (capability against the number of edits) and stress.md into ``--out``.
+stress.png (capability against the number of edits) and stress.md into ``--out``. Every
+checkpoint saves each method's state in ``OUT/.ripple/resume``; after a crash or a kill,
+``--resume`` with the same settings goes on from there (ripple.stress.resume).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ def add_parser(sub) -> None:
                    "and neighbourhood over the latest edit of every fact edited so far (slower)")
     p.add_argument("--out", required=True, type=text,
                    help="directory for stress.json, stress.png, stress.md, timing.json")
+    p.add_argument("--resume", action="store_true", help="go on from the last checkpoint of a run into the same "
+                   "--out that stopped (every checkpoint saves its state in OUT/.ripple/resume); same settings only")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
 
@@ -81,26 +85,37 @@ def run(args) -> int:
     setup = load_setup(args.model, hparams_file=args.hparams, context=False, **model_kwargs(args))
     stream, world = stress_stream(setup, args.edits, args.edit_file, args.seed)
     setup.make_context(args.stats_corpus)
+    config = {"model": str(args.model), "edits": len(stream), "every": args.every, "seed": args.seed,
+              "chunk": args.chunk, "counterfact": args.counterfact, "tasks": args.tasks, "limit": args.limit,
+              "collapse_ratio": args.collapse_ratio, "task_floor": args.task_floor,
+              "source": args.edit_file or "world stream", "set": args.set}
+    store = resume_store(args, config, stream, setup)
 
     def progress(name, row):
         if not args.quiet:
             print(f"stress {name}: {row['edits']} edits, success {row['edit_success']}, untouched "
                   f"{row.get('untouched_accuracy')}, perplexity x{row['perplexity_ratio']:.3g}", file=sys.stderr)
 
-    result = run_stress(setup, names, stream, args.every, world=world, tasks=args.tasks, limit=args.limit,
-                        collapse_ratio=args.collapse_ratio, task_floor=args.task_floor, overrides=args.set,
-                        on_checkpoint=progress, chunk=args.chunk,
-                        method_overrides={"rledit": hypernet_overrides(args, "rledit")}, counterfact=args.counterfact)
+    try:
+        result = run_stress(setup, names, stream, args.every, world=world, tasks=args.tasks, limit=args.limit,
+                            collapse_ratio=args.collapse_ratio, task_floor=args.task_floor, overrides=args.set,
+                            on_checkpoint=progress, chunk=args.chunk,
+                            method_overrides={"rledit": hypernet_overrides(args, "rledit")},
+                            counterfact=args.counterfact, store=store, resume=args.resume)
+    except RippleError:
+        raise
+    except (Exception, KeyboardInterrupt):  # a crash or a stop: say how to go on
+        if store.exists():
+            print(f"stress stopped; its last checkpoint is saved in {store.folder}: rerun the same command with "
+                  "--resume to go on from there", file=sys.stderr)
+        raise
     curves = result.curves
-    config = {"model": str(args.model), "edits": len(stream), "every": args.every, "seed": args.seed,
-              "chunk": args.chunk, "counterfact": args.counterfact, "tasks": args.tasks, "limit": args.limit,
-              "collapse_ratio": args.collapse_ratio, "task_floor": args.task_floor,
-              "source": args.edit_file or "world stream", "set": args.set}
     with output_unit(args.out) as stage:
         atomic_write_json(stage / "timing.json", result.timing)
         plot_stress(curves, stage / "stress.png", args.collapse_ratio)
         atomic_write_text(stage / "stress.md", stress_table(curves))
         atomic_write_json(stage / "stress.json", {"config": config, "curves": curves})
+    store.clear()
     for name, c in curves.items():
         col, cap = c["collapse"], c["capability_collapse"]
         print(f"{name}: " + (f"perplexity alarm at {col['edits']} edits (x{col['perplexity_ratio']:.3g})"
@@ -109,3 +124,25 @@ def run(args) -> int:
                  if cap else ""))
     print(f"wrote {args.out}")
     return 0
+
+
+def resume_store(args, config: dict, stream, setup):
+    """Where this run saves its checkpoints (``OUT/.ripple/resume``), keyed by everything the curves
+    depend on; without ``--resume`` an earlier partial run there is set aside."""
+    import hashlib
+    import json
+
+    from ripple.io import source_fingerprint
+    from ripple.stress.resume import ResumeStore
+
+    digest = hashlib.sha256(json.dumps([r.to_dict() for r in stream], sort_keys=True).encode()).hexdigest()[:16]
+    key = {**config, "stats_corpus": setup.corpus.describe() if setup.corpus is not None else None, "stream": digest}
+    store = ResumeStore(args.out, key, source_fingerprint())
+    if store.exists() and not args.resume:
+        if not args.quiet:
+            print(f"starting over: the partial run in {store.folder} is replaced (--resume goes on from it)",
+                  file=sys.stderr)
+        store.clear()
+    elif args.resume and not store.exists() and not args.quiet:
+        print(f"nothing to resume in {args.out}; starting from the first edit", file=sys.stderr)
+    return store

@@ -80,7 +80,9 @@ def auto_mode(method: str, n_requests: int) -> str:
 
 def run_edits(ctx: EditContext, method: str, requests, hp, mode: str = "batch", chunk: int = 1,
               force: bool = False, on_step=None) -> EditRun:
-    """Compute and apply the edits; the model stays edited on return (undo with ``restore``)."""
+    """Compute and apply the edits; the model stays edited on return (undo with ``restore``).
+
+    ``on_step(i, model, delta)`` runs after the ``i``-th step (from 1) is applied."""
     editor = get_editor(method)
     groups = edit_groups(method, requests, "batch" if mode == "single" else mode, chunk)
     names = [mlp_out_param(ctx.spec, layer) for layer in hp.layers_for(ctx.n_layers())]
@@ -94,7 +96,7 @@ def run_edits(ctx: EditContext, method: str, requests, hp, mode: str = "batch", 
                 editor.after_apply(ctx, group, hp, delta)
             run.deltas.append(delta)
             if on_step is not None:
-                on_step(i + 1, ctx.model)
+                on_step(i + 1, ctx.model, delta)
     except BaseException:
         run.restore(ctx)
         raise

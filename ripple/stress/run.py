@@ -157,38 +157,86 @@ def collapse_points(rows: list[dict], collapse_ratio: float = COLLAPSE_RATIO, ta
 
 
 def stress_method(setup, name: str, stream, every: int, checkpoints: Checkpoints, overrides=(),
-                  on_checkpoint=None, task_floor: float = TASK_FLOOR, chunk: int = 1) -> dict:
+                  on_checkpoint=None, task_floor: float = TASK_FLOOR, chunk: int = 1, store=None,
+                  resume: bool = False) -> dict:
     """Apply ``stream`` with method ``name`` (``+rect`` allowed) on ``setup``'s model, ``chunk``
     edits a step (one at a time for an editor of one fact per solve), measuring every ``every``
-    edits (a multiple of ``chunk``); the model is restored exactly before returning (also on error)."""
+    edits (a multiple of ``chunk``); the model is restored exactly before returning (also on error).
+
+    ``store`` (a :class:`ripple.stress.resume.ResumeStore`): save the method's state at every
+    checkpoint; with ``resume``, go on from the state saved there."""
+    import dataclasses
+    import json
+
+    from ripple.editing.delta import WeightSnapshot
+    from ripple.io import source_fingerprint
+    from ripple.stress.resume import weights_hash
+
     method, rect = parse_method(name)
     hp = setup.hparams_for(method, [*overrides, *([f"rect={rect}"] if rect else [])])
-    step_size = 1 if get_editor(method).one_request_per_solve else chunk
-    rows = [checkpoints.measure(0)]
+    editor = get_editor(method)
+    ctx, model = setup.ctx, setup.model
+    step_size = 1 if editor.one_request_per_solve else chunk
+    names = [mlp_out_param(setup.spec, layer) for layer in hp.layers_for(ctx.n_layers())]
+    original = WeightSnapshot.take(model, names)
+    state0 = {k: dict(v) for k, v in ctx.state.items()}
+    key = {"method": name, "hparams": json.loads(json.dumps(dataclasses.asdict(hp), default=str)),
+           "unedited": weights_hash(original.originals) if store is not None else None}
+    code = source_fingerprint() if store is not None else None
+    saved = store.load(name, key) if store is not None and resume else None
+    if saved is None:
+        rows, start, over_guard, prior, measure_s = [checkpoints.measure(0)], 0, [], 0.0, 0.0
+        segments = [{"from_edit": 0, "code": code}]
+    else:
+        rows, start, over_guard = saved["rows"], saved["edits"], list(saved["over_guard"])
+        prior, measure_s, segments = saved["seconds"], saved["measure_seconds"], list(saved["segments"])
+        if start < len(stream):
+            segments.append({"from_edit": start, "code": code})
+            # what the editor reads from the unedited model, read before the saved weights go in
+            ctx.contexts(hp)
+            if editor.reads_key_stats:
+                for layer in hp.layers_for(ctx.n_layers()):
+                    ctx.C(layer, hp)
+            WeightSnapshot(saved["weights"], model).restore()
+            ctx.state.clear()
+            ctx.state.update(saved["state"])
     if on_checkpoint:
         on_checkpoint(name, rows[-1])
     t0 = time.perf_counter()
-    measure_s = 0.0
 
-    def step(i, _model):
+    def step(i, _model, delta):
         nonlocal measure_s
-        i = min(i * step_size, len(stream))  # edits applied so far
-        if i % every == 0 or i == len(stream):
+        if max(delta.info.get("norm_ratios", {}).values(), default=0.0) > hp.max_update_ratio:
+            over_guard.append(start // step_size + i)
+        n = min(start + i * step_size, len(stream))  # edits applied so far
+        if n % every == 0 or n == len(stream):
             t = time.perf_counter()
-            rows.append(checkpoints.measure(i))
+            rows.append(checkpoints.measure(n))
             measure_s += time.perf_counter() - t
+            if store is not None:
+                store.save(name, key, edits=n, rows=rows, weights={k: param_value(model, k) for k in names},
+                           state=ctx.state, over_guard=over_guard, seconds=prior + time.perf_counter() - t0,
+                           measure_seconds=measure_s, segments=segments)
             if on_checkpoint:
                 on_checkpoint(name, rows[-1])
 
-    with edited(setup.ctx, method, stream, hp, mode="sequential", chunk=step_size, force=True, on_step=step) as run:
-        over_guard = [i for i, d in enumerate(run.deltas, 1)
-                      if max(d.info.get("norm_ratios", {}).values(), default=0.0) > hp.max_update_ratio]
-    seconds = time.perf_counter() - t0
+    try:
+        if start < len(stream):
+            with edited(ctx, method, stream[start:], hp, mode="sequential", chunk=step_size, force=True,
+                        on_step=step):
+                pass
+    finally:
+        original.restore(model)
+        ctx.state.clear()
+        ctx.state.update(state0)
+    timing = {"seconds": prior + time.perf_counter() - t0, "measure_seconds": measure_s}
+    if len(segments) > 1:
+        timing["segments"] = segments  # a resumed run: which code version applied which edits
     return {"method": method, "rect": rect, "checkpoints": rows,
             **collapse_points(rows, checkpoints.collapse_ratio, task_floor),
             "guard_exceeded": {"count": len(over_guard), "first": over_guard[0] if over_guard else None,
                                "limit": hp.max_update_ratio},
-            "timing": {"seconds": seconds, "measure_seconds": measure_s}}
+            "timing": timing}
 
 
 def stress_stream(setup, n: int, edit_file=None, seed: int = 0) -> tuple[list, object]:
@@ -226,12 +274,14 @@ class StressResult:
 
 def run_stress(setup, names, stream, every: int, world=None, tasks=(), limit: int | None = None,
                collapse_ratio: float = COLLAPSE_RATIO, task_floor: float = TASK_FLOOR, overrides=(),
-               on_checkpoint=None, chunk: int = 1, method_overrides=None, counterfact: bool = False) -> StressResult:
+               on_checkpoint=None, chunk: int = 1, method_overrides=None, counterfact: bool = False,
+               store=None, resume: bool = False) -> StressResult:
     """Every method of ``names`` over the same ``stream`` from the same weights (see the module
     docstring), ``chunk`` edits a step; ``world``: score ripple categories and untouched facts from
     it (None: skip them); ``method_overrides``: more overrides for one editor (``{"rledit":
     ["hypernet=DIR"]}``); ``counterfact``: each checkpoint also scores efficacy, paraphrase and
-    neighbourhood over the latest edit of every fact edited so far."""
+    neighbourhood over the latest edit of every fact edited so far; ``store``, ``resume``: save
+    each method's state at every checkpoint and go on from it (:func:`stress_method`)."""
     bridge = None
     if tasks:
         from ripple.evaluate.lm_eval_bridge import LmEvalBridge
@@ -243,7 +293,7 @@ def run_stress(setup, names, stream, every: int, world=None, tasks=(), limit: in
     for name in names:
         extra = (method_overrides or {}).get(parse_method(name)[0], [])
         curve = stress_method(setup, name, stream, every, checkpoints, [*overrides, *extra], on_checkpoint,
-                              task_floor, chunk)
+                              task_floor, chunk, store, resume)
         timing[name] = curve.pop("timing")
         curves[name] = curve
     return StressResult(curves, timing)

@@ -1,0 +1,153 @@
+"""A stress run that stops (a crash, a kill, the end of a session) goes on from its last checkpoint.
+
+At every checkpoint ``ripple stress`` saves each method's state in ``OUT/.ripple/resume/``:
+
+* ``<method>.json``: the settings it was made with (``key``), the checkpoint rows so far, how
+  many edits were applied, the steps over the norm guard, the seconds spent, and which version of
+  ripple's code ran each stretch;
+* ``<method>-<edits>.safetensors``: the touched weights as edited so far, a hash of the
+  unedited ones (a different model at the same path is refused), and the editors' running state
+  (AlphaEdit's key sums, RLEdit's moments).
+
+``ripple stress --resume`` with the same settings loads them and applies only the remaining
+edits; the curves equal those of a run that never stopped, bit for bit (tests/test_stress_resume.py).
+Another method (``--compare``) already finished is not run again. The folder is removed once the
+run's outputs are written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from ripple.errors import RippleError
+
+FOLDER = Path(".ripple") / "resume"
+
+
+def weights_hash(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 (16 hex digits) over the names and bytes of ``tensors``."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(name.encode() + b"\0" + str(t.dtype).encode() + b"\0" + t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _encode(obj, prefix: str, tensors: dict):
+    """``obj`` (an editor's running state) as JSON, its tensors put into ``tensors``."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj.detach().cpu().clone().contiguous()
+        return {"tensor": prefix}
+    if isinstance(obj, dict):
+        items = []
+        for i, (k, v) in enumerate(obj.items()):
+            if not isinstance(k, (str, int)):
+                raise RippleError(f"cannot save an editor state keyed by {type(k).__name__}; rerun without --resume")
+            items.append(["int" if isinstance(k, int) else "str", k, _encode(v, f"{prefix}.{i}", tensors)])
+        return {"dict": items}
+    if isinstance(obj, (list, tuple)):
+        return {"list": [_encode(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)],
+                "tuple": isinstance(obj, tuple)}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return {"value": obj}
+    cls = type(obj)
+    if cls.__module__.startswith("ripple.") and hasattr(obj, "tensors") and hasattr(cls, "from_tensors"):
+        tensors.update({k: v.detach().cpu().clone().contiguous() for k, v in obj.tensors(prefix + ".").items()})
+        return {"object": f"{cls.__module__}:{cls.__qualname__}", "prefix": prefix + "."}
+    raise RippleError(f"cannot save an editor state of type {cls.__name__} for --resume; rerun without --resume")
+
+
+def _decode(node, tensors: dict):
+    if "tensor" in node:
+        return tensors[node["tensor"]]
+    if "dict" in node:
+        return {(int(k) if kind == "int" else k): _decode(v, tensors) for kind, k, v in node["dict"]}
+    if "list" in node:
+        items = [_decode(v, tensors) for v in node["list"]]
+        return tuple(items) if node["tuple"] else items
+    if "value" in node:
+        return node["value"]
+    module, _, name = node["object"].partition(":")
+    if not module.startswith("ripple."):
+        raise RippleError(f"the resume state names {node['object']}, not a ripple class; delete it and rerun")
+    cls = getattr(importlib.import_module(module), name)
+    return cls.from_tensors(tensors, node["prefix"])
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+class ResumeStore:
+    """The saved state of a stress run's methods under ``out`` (see the module docstring).
+
+    ``key``: everything the curves depend on (settings, hyperparameters, the edit stream); a saved
+    state made with another key is refused on load, with the settings that differ."""
+
+    def __init__(self, out, key: dict, code: str):
+        self.folder = Path(out).expanduser() / FOLDER
+        self.key, self.code = json.loads(json.dumps(key)), code
+
+    def _json(self, name: str) -> Path:
+        return self.folder / f"{_safe(name)}.json"
+
+    def exists(self) -> bool:
+        return self.folder.is_dir() and any(self.folder.glob("*.json"))
+
+    def load(self, name: str, key: dict) -> dict | None:
+        """The saved state of method ``name`` (``key``: its own settings, with the run's), or None."""
+        from safetensors.torch import load_file
+
+        path = self._json(name)
+        if not path.is_file():
+            return None
+        try:
+            saved = json.loads(path.read_text())
+            tensors = load_file(str(self.folder / saved["tensors"]))
+        except (OSError, ValueError, KeyError) as e:
+            raise RippleError(f"the resume state {path} cannot be read ({e}); delete {self.folder} and rerun "
+                              "without --resume") from None
+        want = json.loads(json.dumps({**self.key, **key}))
+        if saved["key"] != want:
+            differ = sorted(k for k in set(want) | set(saved["key"]) if want.get(k) != saved["key"].get(k))
+            raise RippleError(f"the partial run in {self.folder} was made with other settings ({', '.join(differ)} "
+                              "differ); rerun with the same settings, or without --resume to start over")
+        weights = {k[len("weight."):]: v for k, v in tensors.items() if k.startswith("weight.")}
+        state = {k: v for k, v in tensors.items() if k.startswith("state")}
+        return {**saved, "weights": weights, "state": _decode(saved["state"], state)}
+
+    def save(self, name: str, key: dict, *, edits: int, rows: list, weights: dict, state: dict,
+             over_guard: list, seconds: float, measure_seconds: float, segments: list) -> None:
+        """Save method ``name``'s state after ``edits`` edits (atomically: the tensors under a new
+        name first, then the JSON that points at them; older tensor files go last)."""
+        from safetensors.torch import save_file
+
+        from ripple.io import atomic_write_json
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tensors: dict[str, torch.Tensor] = {f"weight.{k}": v.detach().cpu().clone().contiguous()
+                                            for k, v in weights.items()}
+        encoded = _encode(state, "state", tensors)
+        fname = f"{_safe(name)}-{edits}.safetensors"
+        tmp = self.folder / f".{fname}.{os.getpid()}.tmp"
+        save_file(tensors, str(tmp))
+        os.replace(tmp, self.folder / fname)
+        atomic_write_json(self._json(name), {
+            "key": {**self.key, **key}, "method": name, "edits": edits, "rows": rows,
+            "over_guard": over_guard, "seconds": seconds, "measure_seconds": measure_seconds,
+            "segments": segments, "tensors": fname, "state": encoded})
+        for old in self.folder.glob(f"{_safe(name)}-*.safetensors"):
+            if old.name != fname:
+                old.unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
