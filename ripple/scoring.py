@@ -49,6 +49,22 @@ def encode_batch(tok, texts: list[str], device) -> tuple[torch.Tensor, torch.Ten
     return pad_ids([text_ids(tok, t) for t in texts], tok, device)
 
 
+def pad_ids_left(enc: list[list[int]], tok, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+    """Left-padded ids, attention mask and position ids (each row's positions from 0, as if
+    unpadded), and each row's offset: every row ends at the last column, so the logits a batch
+    needs at its rows' last few tokens are one narrow window (:func:`window_logits`)."""
+    width = max(len(e) for e in enc)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    ids = torch.full((len(enc), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(enc), width), dtype=torch.long)
+    offsets = [width - len(e) for e in enc]
+    for i, (e, o) in enumerate(zip(enc, offsets)):
+        ids[i, o:] = torch.tensor(e)
+        mask[i, o:] = 1
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    return ids.to(device), mask.to(device), positions.to(device), offsets
+
+
 def pad_ids(enc: list[list[int]], tok, device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(e) for e in enc)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id

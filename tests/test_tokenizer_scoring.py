@@ -134,3 +134,21 @@ def test_a_tokenizer_marked_for_bos_gets_it_first_in_prompts_not_in_answers(tiny
     assert text_ids(tiny_tokenizer, "w1 w2 w3") == [tiny_tokenizer.bos_token_id, *plain]
     assert subject_token_span(tiny_tokenizer, "w1 w2 w3", "w2") == (span[0] + 1, span[1] + 1)
     assert answer_ids(tiny_tokenizer, "w4") == answer
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "gptj", "gpt_neox", "llama", "gemma2", "gemma3_text"])
+def test_left_padded_rows_end_with_their_unpadded_logits(tiny_model, tiny_tokenizer, model_type):
+    """optimize_delta reads the logits of left-padded rows (ripple.scoring.pad_ids_left) in the
+    last columns only: each row there must score as it does alone, unpadded."""
+    from ripple.scoring import pad_ids_left, window_logits
+
+    model = tiny_model(model_type)
+    rows = [[5, 9, 11, 4], [7, 3], [8, 8, 12, 40, 41, 42]]
+    ids, mask, positions, offsets = pad_ids_left(rows, tiny_tokenizer, "cpu")
+    assert offsets == [2, 4, 0] and ids.shape == (3, 6)
+    assert positions[0].tolist() == [0, 0, 0, 1, 2, 3] and mask[1].tolist() == [0, 0, 0, 0, 1, 1]
+    with torch.no_grad():
+        got = window_logits(model, ids, mask, 4, 6, position_ids=positions)
+        for i, row in enumerate(rows):
+            alone = model(input_ids=torch.tensor([row])).logits[0, -2:]
+            assert torch.allclose(got[i], alone, atol=1e-5), (model_type, i)

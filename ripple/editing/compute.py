@@ -23,7 +23,7 @@ from ripple.devices import input_device
 from ripple.editing.requests import EditRequest
 from ripple.hooks import Trace
 from ripple.modes import held
-from ripple.scoring import encode_batch, pad_ids, window_logits
+from ripple.scoring import encode_batch, pad_ids_left, window_logits
 from ripple.tokens import answer_ids, fill, subject_token_span, text_ids
 
 
@@ -129,30 +129,33 @@ def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contex
     target = answer_ids(tok, request.target_new)
     rewrite = [_render(c, request) for c in contexts]
     kl_texts = [fill(p, request.subject) for p in hp.kl_prompts]
-    seqs, pos, ans = [], [], []
+    seqs, pos = [], []
     for text in rewrite:
         ids = text_ids(tok, text)
         seqs.append(ids + target[:-1])
         pos.append(fact_position(tok, text, request.prompt, request.subject, hp.fact_token))
-        ans.append(len(ids) - 1)
     for text in kl_texts:
         seqs.append(text_ids(tok, text))
         pos.append(fact_position(tok, text, "{}", request.subject, hp.fact_token) if hp.fact_token != "last"
                    else len(seqs[-1]) - 1)
-    ids, mask = pad_ids(seqs, tok, device)
+    # left-padded, so that every row ends at the last column: the loss reads logits only in the
+    # last len(target) columns (a rewrite row's target positions; a KL prompt's last token), and
+    # the unembedding runs there alone (a large share of the cost for a large vocabulary)
+    ids, mask, positions, offsets = pad_ids_left(seqs, tok, device)
     n_rw, rows = len(rewrite), torch.arange(len(seqs), device=device)
-    pos_t = torch.tensor(pos, device=device)
+    pos_t = torch.tensor([p + o for p, o in zip(pos, offsets)], device=device)
     tgt = torch.tensor(target, device=device)
-    kl_last = mask[n_rw:].sum(1) - 1
-    # logits only where the loss reads them: the target's positions and the KL prompts' last
-    lo = min(ans + kl_last.tolist())
-    hi = max([a + len(target) for a in ans] + [k + 1 for k in kl_last.tolist()])
-    kl_at = kl_last - lo
+    hi = ids.shape[1]
+    lo = hi - len(target)
+    kl_at = len(target) - 1
+
+    def logits_at_end():
+        return window_logits(model, ids, mask, lo, hi, position_ids=positions)
 
     with held(model, trainable=()):
         with Trace(model, mod, stop=False) as t:
             with torch.no_grad():
-                base = window_logits(model, ids, mask, lo, hi)
+                base = logits_at_end()
         init = t.output[rows, pos_t].float()
         base_kl = torch.log_softmax(base[rows[n_rw:], kl_at].float(), -1) if kl_texts else None
         init_norm = init[0].norm().item()
@@ -167,10 +170,9 @@ def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contex
         history = []
         for _ in range(hp.v_steps):
             with Trace(model, mod, edit_output=add, retain_output=False):
-                logits = window_logits(model, ids, mask, lo, hi).float()
+                logits = logits_at_end().float()
             logp = torch.log_softmax(logits, -1)
-            idx = torch.tensor([[a - lo + j for j in range(len(target))] for a in ans], device=device)
-            nll = -logp[rows[:n_rw, None], idx, tgt[None, :]].mean()
+            nll = -logp[rows[:n_rw, None], torch.arange(len(target), device=device)[None, :], tgt[None, :]].mean()
             loss = nll + hp.v_weight_decay * delta.norm() / max(init_norm, 1e-8)
             if base_kl is not None:
                 cur = logp[rows[n_rw:], kl_at]
