@@ -1,4 +1,4 @@
-"""Data-parallel key statistics: one process equals second_moment; two processes under torchrun
+"""Data-parallel key statistics: one process equals second_moment to the float32 rounding of the keys; two processes under torchrun
 (gloo, CPU) equal one to float64 rounding and land in the editors' cache; a stopped run goes on
 from its partial sums; the token plan takes the first n tokens in corpus order."""
 
@@ -37,7 +37,9 @@ def test_one_process_equals_second_moment(tiny_tokenizer, cache):
     out = second_moments(model, tiny_tokenizer, get_spec(model), [0, 1], corpus, 150, batch_size=7)
     for layer in (0, 1):
         ref = second_moment(model, tiny_tokenizer, get_spec(model), layer, corpus, 150, use_cache=False)
-        torch.testing.assert_close(out[layer], ref, rtol=1e-12, atol=1e-14)
+        # batched otherwise, so equal to the float32 rounding of the keys (a CPU's kernels need not
+        # give a sequence bit-equal keys in another batch)
+        assert float((out[layer] - ref).norm() / ref.norm()) < 1e-6
         # written where the editors look for it, so second_moment now reads it from the cache
         assert cache_path(model, tiny_tokenizer, layer, corpus, 150).is_file()
         assert torch.equal(second_moment(model, tiny_tokenizer, get_spec(model), layer, corpus, 150), out[layer])
@@ -75,10 +77,10 @@ def test_two_processes_under_torchrun_equal_one(tmp_path, cache, tiny_tokenizer)
 
     loaded, tok, spec = load_model(str(model_dir))
     lines = file_corpus(str(corpus_file))
+    one = second_moments(loaded, tok, spec, [0, 1], lines, 170, batch_size=4, use_cache=False)
     for layer in (0, 1):
         two = torch.load(cache_path(loaded, tok, layer, lines, 170), weights_only=True)
-        one = second_moment(loaded, tok, spec, layer, lines, 170, use_cache=False)
-        torch.testing.assert_close(two, one, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(two, one[layer], rtol=1e-12, atol=1e-14)  # float64 rounding only
     del model
 
 

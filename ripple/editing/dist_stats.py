@@ -6,9 +6,10 @@ order (each passage tokenized alone, as a model reads it). Here:
 
 * the token plan (which passages, how many tokens of the last one) is made from the tokenizer
   alone, so every process agrees on it;
-* each rank takes every ``world``-th passage of the plan, sorts its share by length so a batch
-  holds passages of similar length (little padding), and runs one forward pass per batch for all
-  the requested layers at once, stopping after the deepest one;
+* the plan is sorted by length and cut into batches (passages of similar length: little
+  padding), and each rank takes every ``world``-th batch, so a batch is the same on any number of
+  processes; one forward pass per batch serves all the requested layers at once, stopping after
+  the deepest one;
 * it accumulates ``Σ k kᵀ`` and the token count in float64; an all-reduce (``torch.distributed``,
   gloo on CPU, nccl on GPUs) sums the ranks' partial sums; rank 0 writes ``C`` into the same cache
   file, under the same key, as ``second_moment`` (the editors then read it);
@@ -115,15 +116,17 @@ def second_moments(model, tok, spec, layers, corpus, n_samples: int, batch_size:
     rank, world = _dist()
     device = input_device(model)
     plan = token_plan(tok, corpus, n_samples)
-    mine = plan[rank::world]
-    enc = {i: text_ids(tok, corpus[i])[:take] for i, take in mine}
-    order = sorted(mine, key=lambda p: (len(enc[p[0]]), p[0]))
-    batches = [order[j:j + batch_size] for j in range(0, len(order), batch_size)]
+    # the batches are made over the whole plan and dealt out to the ranks whole, so every batch is
+    # the same on any number of processes: float32 kernels need not give a sequence the same keys
+    # in another batch, and the sums then differ between world sizes by float64 rounding only
+    enc = {i: text_ids(tok, corpus[i])[:take] for i, take in plan}
+    order = sorted(plan, key=lambda p: (len(enc[p[0]]), p[0]))
+    batches = [order[j:j + batch_size] for j in range(0, len(order), batch_size)][rank::world]
     key = hashlib.sha256("|".join(cache_path(model, tok, layer, corpus, n_samples).name
                                   for layer in layers).encode()).hexdigest()[:16]
     from ripple.editing.stats import cache_dir
 
-    partial = cache_dir() / "mom2_partial" / key / f"rank{rank}-of-{world}-b{batch_size}.pt"
+    partial = cache_dir() / "mom2_partial" / key / f"rank{rank}-of-{world}-b{batch_size}-v2.pt"
     state = torch.load(partial, weights_only=True) if partial.exists() else None
     if state is None:
         state = {"done": 0, "count": 0, "forward_tokens": 0, "sums": {}}
