@@ -71,12 +71,15 @@ def test_statistics_are_warmed_only_for_editors_that_read_them():
     from types import SimpleNamespace
 
     from ripple.audit.parallel import warm_statistics
+    from ripple.editing.context import EditContext
 
     calls = []
     for method, mitigation, expect in (("ft", None, 0), ("ft", ("sir", {}), 1), ("rome", None, 1)):
         calls.clear()
         hp = SimpleNamespace(layers_for=lambda n: [2])
-        setup = SimpleNamespace(method=method, hp=hp, model=None, spec=SimpleNamespace(n_layers=lambda m: 6),
-                                ctx=SimpleNamespace(C=lambda layer, hp: calls.append(layer)))
+        ctx = EditContext(None, None, SimpleNamespace(n_layers=lambda m: 6), [])
+        ctx.C = lambda layer, hp: calls.append(layer)
+        ctx.contexts = lambda hp: None
+        setup = SimpleNamespace(method=method, hp=hp, model=None, spec=ctx.spec, ctx=ctx)
         warm_statistics(setup, mitigation)
-        assert len(calls) == expect, method
+        assert calls == [2] * expect, method

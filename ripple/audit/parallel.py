@@ -49,10 +49,7 @@ def warm_statistics(setup, mitigation=None) -> None:
     once."""
     from ripple.editing.editor import get_editor
 
-    if not (get_editor(setup.method).reads_key_stats or mitigation is not None):
-        return
-    for layer in setup.hp.layers_for(setup.spec.n_layers(setup.model)):
-        setup.ctx.C(layer, setup.hp)
+    setup.ctx.read_unedited(setup.hp, get_editor(setup.method).reads_key_stats or mitigation is not None)
 
 
 _WORKER: dict = {}

@@ -17,6 +17,12 @@ from ripple.editing.compute import context_templates
 from ripple.editing.stats import second_moment
 
 
+def copy_state(state: dict) -> dict:
+    """A snapshot of editors' running states (``EditContext.state``; editors replace values, never
+    change them in place, so copying each editor's dict is enough)."""
+    return {name: dict(values) for name, values in state.items()}
+
+
 @dataclass
 class EditContext:
     """The model, the statistics corpus, cached statistics and prefixes, and each editor's running
@@ -28,6 +34,7 @@ class EditContext:
     spec: object
     corpus: list[str]
     use_disk_cache: bool = True
+    value_cache: object = None  # a ripple.editing.value_cache.ValueCache: reuse target values (opt-in)
     state: dict = field(default_factory=dict)
     loaded: dict = field(default_factory=dict)  # what editors load once (RLEdit's hypernetwork); never rolled back
     _C: dict = field(default_factory=dict)
@@ -48,6 +55,18 @@ class EditContext:
             self._contexts[key] = context_templates(self.model, self.tok, hp.context_prefixes, hp.prefix_tokens,
                                                     hp.seed)
         return self._contexts[key]
+
+    def read_unedited(self, hp, key_stats: bool) -> None:
+        """Compute (or load) what an editor reads from the unedited model before its first edit:
+        the context prefixes and, with ``key_stats``, the key statistics at ``hp``'s layers (so that
+        a run resumed on edited weights, or a worker, does not compute them from another model)."""
+        self.contexts(hp)
+        if key_stats:
+            for layer in hp.layers_for(self.n_layers()):
+                self.C(layer, hp)
+
+    def copy_state(self) -> dict:
+        return copy_state(self.state)
 
     def n_layers(self) -> int:
         return self.spec.n_layers(self.model)

@@ -23,16 +23,12 @@ import contextlib
 from dataclasses import dataclass
 
 from ripple.arch import mlp_out_param
-from ripple.editing.context import EditContext
+from ripple.editing.context import EditContext, copy_state
 from ripple.editing.delta import EditDelta, WeightSnapshot
 from ripple.editing.editor import get_editor
 from ripple.errors import RippleError
 
 MODES = ("batch", "sequential")
-
-
-def _copy_state(state: dict) -> dict:
-    return {name: dict(values) for name, values in state.items()}
 
 
 @dataclass
@@ -45,7 +41,7 @@ class EditRun:
         """Undo the whole run: the weights bit-exactly, and the editors' running state."""
         self.snapshot.restore(ctx.model)
         ctx.state.clear()
-        ctx.state.update(_copy_state(self.state))
+        ctx.state.update(copy_state(self.state))
 
     @property
     def total(self) -> EditDelta:
@@ -86,7 +82,7 @@ def run_edits(ctx: EditContext, method: str, requests, hp, mode: str = "batch", 
     editor = get_editor(method)
     groups = edit_groups(method, requests, "batch" if mode == "single" else mode, chunk)
     names = [mlp_out_param(ctx.spec, layer) for layer in hp.layers_for(ctx.n_layers())]
-    run = EditRun([], WeightSnapshot.take(ctx.model, names), _copy_state(ctx.state))
+    run = EditRun([], WeightSnapshot.take(ctx.model, names), ctx.copy_state())
     try:
         for i, group in enumerate(groups):
             delta = editor.compute(ctx, group, hp)
@@ -108,7 +104,7 @@ def applied_run(ctx: EditContext, delta: EditDelta):
     """:func:`edited` for a delta computed already (a mitigated edit): apply it, yield its
     :class:`EditRun`, restore bit-exactly however the block ends."""
     snapshot = delta.apply(ctx.model)
-    run = EditRun([delta], snapshot, _copy_state(ctx.state))
+    run = EditRun([delta], snapshot, ctx.copy_state())
     try:
         yield run
     finally:

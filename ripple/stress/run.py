@@ -179,7 +179,7 @@ def stress_method(setup, name: str, stream, every: int, checkpoints: Checkpoints
     step_size = 1 if editor.one_request_per_solve else chunk
     names = [mlp_out_param(setup.spec, layer) for layer in hp.layers_for(ctx.n_layers())]
     original = WeightSnapshot.take(model, names)
-    state0 = {k: dict(v) for k, v in ctx.state.items()}
+    state0 = ctx.copy_state()
     key = {"method": name, "hparams": json.loads(json.dumps(dataclasses.asdict(hp), default=str)),
            "unedited": weights_hash(original.originals) if store is not None else None}
     code = source_fingerprint() if store is not None else None
@@ -192,11 +192,7 @@ def stress_method(setup, name: str, stream, every: int, checkpoints: Checkpoints
         prior, measure_s, segments = saved["seconds"], saved["measure_seconds"], list(saved["segments"])
         if start < len(stream):
             segments.append({"from_edit": start, "code": code})
-            # what the editor reads from the unedited model, read before the saved weights go in
-            ctx.contexts(hp)
-            if editor.reads_key_stats:
-                for layer in hp.layers_for(ctx.n_layers()):
-                    ctx.C(layer, hp)
+            ctx.read_unedited(hp, editor.reads_key_stats)  # before the saved weights go in
             WeightSnapshot(saved["weights"], model).restore()
             ctx.state.clear()
             ctx.state.update(saved["state"])

@@ -10,11 +10,12 @@ from typing import ClassVar
 import torch
 
 from ripple.arch import act_name, mlp_out_param, out_in_to_storage
-from ripple.editing.compute import fact_keys, optimize_delta, token_requests
+from ripple.editing.compute import fact_keys, token_requests
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.hparams import LayeredHParams
 from ripple.editing.limits import NON_NEGATIVE, Limit
 from ripple.editing.solvers import emmet_update, rank_one_update
+from ripple.editing.value_cache import target_values
 from ripple.errors import RippleError
 
 
@@ -38,8 +39,9 @@ def compute_rome(ctx, requests, hp: RomeHParams):
     K = fact_keys(ctx.model, ctx.tok, ctx.spec, layer, parts, contexts, hp.fact_token)
     t["keys"] = time.perf_counter() - t["keys"]
     t1 = time.perf_counter()
-    opts = [optimize_delta(ctx.model, ctx.tok, ctx.spec, r, act_name(layer, "mlp.out"), hp, contexts) for r in parts]
+    opts = target_values(ctx, parts, act_name(layer, "mlp.out"), hp, contexts)
     t["values"] = time.perf_counter() - t1
+    t["values_reused"] = sum(o["seconds"] for o in opts if o["cached"])
     t1 = time.perf_counter()
     if len(parts) == 1:
         delta_oi = rank_one_update(opts[0]["delta"], ctx.C(layer, hp), K[:, 0])
