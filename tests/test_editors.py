@@ -126,6 +126,22 @@ def test_sequential_alphaedit_sums_the_outer_products_of_each_edits_keys(tiny_to
         assert torch.allclose(ctx.editor_state("alphaedit")[layer], outer, rtol=1e-5, atol=1e-9), layer
 
 
+def test_alphaedit_decomposes_each_layers_statistics_once_per_context(tiny_tokenizer, monkeypatch):
+    import ripple.editing.editors.alphaedit as alphaedit
+
+    model = make_tiny_model("gpt2")
+    reqs, hp = edit_requests(), hparams("alphaedit")
+    fresh = [get_editor("alphaedit").compute(context(model, tiny_tokenizer), [r], hp) for r in reqs]
+    calls = []
+    real = alphaedit.null_space_projector
+    monkeypatch.setattr(alphaedit, "null_space_projector", lambda C, t: calls.append(1) or real(C, t))
+    ctx = context(model, tiny_tokenizer)
+    shared = [get_editor("alphaedit").compute(ctx, [r], hp) for r in reqs]
+    assert len(calls) == 2  # layers 0 and 1, for the first request only
+    for a, b in zip(fresh, shared):
+        assert all(torch.equal(a.deltas[k], b.deltas[k]) for k in a.deltas)
+
+
 @pytest.mark.parametrize("method", ["rome", "alphaedit"])
 def test_a_failing_sequential_step_leaves_model_and_context_as_they_were(method, tiny_tokenizer, monkeypatch):
     model = make_tiny_model("gpt2")

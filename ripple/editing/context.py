@@ -38,6 +38,7 @@ class EditContext:
     state: dict = field(default_factory=dict)
     loaded: dict = field(default_factory=dict)  # what editors load once (RLEdit's hypernetwork); never rolled back
     _C: dict = field(default_factory=dict)
+    _derived: dict = field(default_factory=dict)
     _contexts: dict = field(default_factory=dict)
 
     def C(self, layer: int, hp) -> torch.Tensor:
@@ -48,6 +49,13 @@ class EditContext:
                                          use_cache=self.use_disk_cache)
         C = self._C[key]
         return C + hp.C_reg * C.diagonal().mean() * torch.eye(C.shape[0], dtype=C.dtype)
+
+    def derived(self, key: tuple, make):
+        """``make()``, computed once per ``key``: for what editors derive from the unedited
+        model's statistics alone (AlphaEdit's null-space projectors), which ``C`` keeps fixed."""
+        if key not in self._derived:
+            self._derived[key] = make()
+        return self._derived[key]
 
     def contexts(self, hp) -> list[str]:
         key = (hp.context_prefixes, hp.prefix_tokens, hp.seed)

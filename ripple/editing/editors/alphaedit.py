@@ -36,8 +36,9 @@ def compute_alphaedit(ctx, requests, hp: AlphaEditHParams):
     earlier = ctx.editor_state(NAME)
 
     def solve(layer, R, K):
-        if layer not in projectors:
-            projectors[layer] = null_space_projector(ctx.C(layer, hp), hp.null_threshold)
+        # an eigendecomposition of C per layer, once per context (seconds each at a real model's width)
+        projectors[layer] = ctx.derived((NAME, "P", layer, hp.stats_samples, hp.C_reg, hp.null_threshold),
+                                        lambda: null_space_projector(ctx.C(layer, hp), hp.null_threshold))
         return alphaedit_update(R, K, projectors[layer], earlier.get(layer), hp.reg)
 
     deltas, info = spread(ctx, requests, hp, solve)
