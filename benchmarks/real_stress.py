@@ -103,10 +103,47 @@ def merge(args) -> None:
                              f"{_f(r.get('perplexity_ratio'))} / {_f(ts)}")
             lines.append(f"| {edits} | " + " | ".join(cells) + " |")
         lines.append("")
+        lines += partial_runs(model_dir.name, set(curves))
     notes = ROOT / "reports" / "real_stress_notes.md"
     if notes.is_file():
         lines += [notes.read_text()]
     atomic_write_text(ROOT / "reports" / "real_stress.md", "\n".join(lines))
+
+
+def partial_runs(model: str, finished: set) -> list[str]:
+    """The checkpoints saved so far by runs of ``model`` that have not finished (their resume
+    state under ``runs/real_stress``), as lines of a table kept apart from the finished runs'."""
+    from ripple.stress.report import task_score
+    from ripple.stress.resume import ResumeStore
+
+    work = ROOT / "runs" / "real_stress" / model
+    found = {}
+    for d in sorted(p for p in work.iterdir() if p.is_dir()) if work.is_dir() else []:
+        for name in ({d.name, d.name.replace("_", "+")} - finished):
+            got = ResumeStore(d, {}, "").progress(name)
+            if got is not None:
+                found[name] = got
+    if not found:
+        return []
+    out = ["Runs not finished yet: the checkpoints each has saved so far (its resume state in "
+           f"runs/real_stress/{model}; not in the table or the curves above), edit success / untouched "
+           "facts / perplexity ratio / English task score:", "",
+           "| edits | " + " | ".join(f"{k} ({v['edits']} of {v['key'].get('edits', '?')})" for k, v in found.items())
+           + " |", "|---|" + "---|" * len(found)]
+    for i in range(max(len(v["rows"]) for v in found.values())):
+        cells, edits = [], None
+        for v in found.values():
+            if i >= len(v["rows"]):
+                cells.append("-")
+                continue
+            r = v["rows"][i]
+            edits = r["edits"]
+            cells.append(f"{_f(r.get('edit_success'))} / {_f(r.get('untouched_accuracy'))} / "
+                         f"{_f(r.get('perplexity_ratio'))} / {_f(task_score(r))}")
+        out.append(f"| {edits} | " + " | ".join(cells) + " |")
+    secs = ", ".join(f"{k} {(v['seconds'] - v['measure_seconds']) / max(1, v['edits']):.1f}"
+                     for k, v in found.items())
+    return out + ["", f"Seconds per edit so far (the measuring apart): {secs}.", ""]
 
 
 def _f(x):

@@ -8,6 +8,7 @@ import pytest
 
 from ripple.organism.paths import model_dir
 from ripple.stress import run as stress_run
+from ripple.stress.resume import ResumeStore
 
 from helpers import assert_one_line_error, cli, digest
 
@@ -49,6 +50,9 @@ def test_resumed_run_writes_the_same_curves(capfd, monkeypatch, tmp_path, uninte
     assert "--resume" in err and not (out / "stress.json").exists()
     saved = json.loads((out / ".ripple" / "resume" / "rledit.json").read_text())
     assert saved["edits"] == 2 and len(saved["rows"]) == 2
+    progress = ResumeStore(out, {}, "").progress("rledit")  # what a report of a partial run reads
+    assert progress["rows"] == saved["rows"] and progress["key"]["edits"] == 6
+    assert ResumeStore(out, {}, "").progress("rome") is None
     assert json.loads((out / ".ripple" / "resume" / "alphaedit.json").read_text())["edits"] == 6
     monkeypatch.undo()
     calls = stop_at(monkeypatch, 10**6)  # count only

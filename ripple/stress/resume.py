@@ -123,6 +123,16 @@ class ResumeStore:
         state = {k: v for k, v in tensors.items() if k.startswith("state")}
         return {**saved, "weights": weights, "state": _decode(saved["state"], state)}
 
+    def progress(self, name: str) -> dict | None:
+        """What a stopped (or still running) run of method ``name`` has measured so far, without
+        its tensors or a check of its settings: ``edits``, ``rows`` (the checkpoints), ``seconds``,
+        ``measure_seconds`` and ``key``; None when nothing is saved."""
+        path = self._json(name)
+        if not path.is_file():
+            return None
+        saved = json.loads(path.read_text())
+        return {k: saved[k] for k in ("edits", "rows", "seconds", "measure_seconds", "key")}
+
     def save(self, name: str, key: dict, *, edits: int, rows: list, weights: dict, state: dict,
              over_guard: list, seconds: float, measure_seconds: float, segments: list) -> None:
         """Save method ``name``'s state after ``edits`` edits (atomically: the tensors under a new
