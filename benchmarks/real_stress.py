@@ -87,21 +87,7 @@ def merge(args) -> None:
                               for k, v in timing.items()) + ".", "",
                   "Per checkpoint (edit success / untouched facts / perplexity ratio / English task score):", "",
                   "| edits | " + " | ".join(curves) + " |", "|---|" + "---|" * len(curves)]
-        from ripple.stress.report import task_score
-
-        rows = max(len(c["checkpoints"]) for c in curves.values())
-        for i in range(rows):
-            cells, edits = [], None
-            for c in curves.values():
-                if i >= len(c["checkpoints"]):
-                    cells.append("-")
-                    continue
-                r = c["checkpoints"][i]
-                edits = r["edits"]
-                ts = task_score(r)
-                cells.append(f"{_f(r.get('edit_success'))} / {_f(r.get('untouched_accuracy'))} / "
-                             f"{_f(r.get('perplexity_ratio'))} / {_f(ts)}")
-            lines.append(f"| {edits} | " + " | ".join(cells) + " |")
+        lines += checkpoint_rows([c["checkpoints"] for c in curves.values()])
         lines.append("")
         lines += partial_runs(model_dir.name, set(curves))
     notes = ROOT / "reports" / "real_stress_notes.md"
@@ -110,10 +96,29 @@ def merge(args) -> None:
     atomic_write_text(ROOT / "reports" / "real_stress.md", "\n".join(lines))
 
 
+def checkpoint_rows(columns: list[list[dict]]) -> list[str]:
+    """Table rows, one per checkpoint: edit success / untouched facts / perplexity ratio / English
+    task score for each column (a run's checkpoints)."""
+    from ripple.stress.report import task_score
+
+    out = []
+    for i in range(max(len(c) for c in columns)):
+        cells, edits = [], None
+        for c in columns:
+            if i >= len(c):
+                cells.append("-")
+                continue
+            r = c[i]
+            edits = r["edits"]
+            cells.append(f"{_f(r.get('edit_success'))} / {_f(r.get('untouched_accuracy'))} / "
+                         f"{_f(r.get('perplexity_ratio'))} / {_f(task_score(r))}")
+        out.append(f"| {edits} | " + " | ".join(cells) + " |")
+    return out
+
+
 def partial_runs(model: str, finished: set) -> list[str]:
     """The checkpoints saved so far by runs of ``model`` that have not finished (their resume
     state under ``runs/real_stress``), as lines of a table kept apart from the finished runs'."""
-    from ripple.stress.report import task_score
     from ripple.stress.resume import ResumeStore
 
     work = ROOT / "runs" / "real_stress" / model
@@ -130,20 +135,10 @@ def partial_runs(model: str, finished: set) -> list[str]:
            "facts / perplexity ratio / English task score:", "",
            "| edits | " + " | ".join(f"{k} ({v['edits']} of {v['key'].get('edits', '?')})" for k, v in found.items())
            + " |", "|---|" + "---|" * len(found)]
-    for i in range(max(len(v["rows"]) for v in found.values())):
-        cells, edits = [], None
-        for v in found.values():
-            if i >= len(v["rows"]):
-                cells.append("-")
-                continue
-            r = v["rows"][i]
-            edits = r["edits"]
-            cells.append(f"{_f(r.get('edit_success'))} / {_f(r.get('untouched_accuracy'))} / "
-                         f"{_f(r.get('perplexity_ratio'))} / {_f(task_score(r))}")
-        out.append(f"| {edits} | " + " | ".join(cells) + " |")
+    out += checkpoint_rows([v["rows"] for v in found.values()])
     secs = ", ".join(f"{k} {(v['seconds'] - v['measure_seconds']) / max(1, v['edits']):.1f}"
                      for k, v in found.items())
-    return out + ["", f"Seconds per edit so far (the measuring apart): {secs}.", ""]
+    return out + ["", f"Seconds per edit so far (wall clock, the measuring apart, pauses included): {secs}.", ""]
 
 
 def _f(x):
