@@ -177,6 +177,16 @@ def resolve_site(spec: ArchSpec, site: str) -> tuple[str, str]:
     return spec.block(layer, getattr(spec, field) if field else ""), kind
 
 
+def split_site(site: str) -> tuple[int, str] | None:
+    """``(layer, part)`` of a block site, None for a top site.
+
+    >>> split_site("blocks.7.mlp.out"), split_site("final_norm")
+    ((7, 'mlp.out'), None)
+    """
+    match = _BLOCK_SITE_RE.match(site)
+    return (int(match.group(1)), match.group(2)) if match else None
+
+
 def _check_layer(spec: ArchSpec, layer: int) -> int:
     upper = spec.depth if spec.depth is not None else float("inf")
     if not 0 <= layer < upper:

@@ -321,3 +321,27 @@ def test_an_edit_does_not_depend_on_the_edits_computed_before_it(method, tiny_to
     alone = get_editor(method).compute(context(model, tiny_tokenizer), [second], hp)
     for name in alone.deltas:
         assert torch.equal(late.deltas[name], alone.deltas[name]), name
+
+
+@pytest.mark.parametrize("model_type", SUPPORTED_MODEL_TYPES)
+@pytest.mark.parametrize("site", ["blocks.0.out", "blocks.1.mlp.out"])
+def test_replaying_the_blocks_before_the_site_gives_the_same_value(model_type, site, tiny_tokenizer):
+    """optimize_delta computes the blocks before its site once (ripple.editing.compute.replayed):
+    the same vector, NLLs and steps, bit for bit, with block 0 run once instead of at every step;
+    the blocks' forward methods come back."""
+    model = make_tiny_model(model_type)
+    spec, req = get_spec(model), edit_requests()[0]
+    hp = hparams("rome", model_type, "v_steps=6", "early_stop_loss=0")
+    contexts = context_templates(model, tiny_tokenizer, 2, 3)
+    mlp0 = model.get_submodule(spec.block(0, spec.mlp))
+    calls = []
+    hook = mlp0.register_forward_hook(lambda *a: calls.append(1))
+    plain = optimize_delta(model, tiny_tokenizer, spec, req, site, hp, contexts, replay=False)
+    n_plain = len(calls)
+    fast = optimize_delta(model, tiny_tokenizer, spec, req, site, hp, contexts)
+    hook.remove()
+    assert n_plain == plain["steps"] + 1 and len(calls) - n_plain == 1
+    assert torch.equal(fast["delta"], plain["delta"]) and fast["nll"] == plain["nll"]
+    assert all("forward" not in model.get_submodule(spec.block(i)).__dict__ for i in range(2))
+    again = optimize_delta(model, tiny_tokenizer, spec, req, site, hp, contexts, replay=False)
+    assert torch.equal(again["delta"], plain["delta"])  # the model computes every block again

@@ -14,11 +14,12 @@ None of these change the model's weights; hooks add the vector only inside the f
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import replace
 
 import torch
 
-from ripple.arch import act_name, resolve_site
+from ripple.arch import act_name, resolve_site, split_site
 from ripple.devices import input_device
 from ripple.editing.requests import EditRequest
 from ripple.hooks import Trace
@@ -119,8 +120,54 @@ def site_values(model, tok, spec, site: str, requests: list[EditRequest], fact_t
     return torch.stack([t.output[j, p] for j, p in enumerate(pos)], dim=1).double().cpu()
 
 
-def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contexts: list[str]) -> dict:
+def frozen_blocks(spec, site: str) -> list[int]:
+    """The blocks whose output an optimization at ``site`` cannot change: those before the site's
+    block, and the block itself when the site is its output (the vector is added after it)."""
+    parts = split_site(site)
+    if parts is None:
+        return []
+    return list(range(parts[0] + 1 if parts[1] == "out" else parts[0]))
+
+
+@contextmanager
+def replayed(model, spec, blocks: list[int]):
+    """Record the outputs of ``blocks`` in the first forward pass inside, then make every later
+    pass return them without computing those blocks (the inputs must not change in between).
+
+    Block ``i``'s ``forward`` is swapped for one returning its recorded output; forward hooks
+    still run on it (a hook that adds the optimized vector to a block's output sees the recorded
+    output). Whatever ``forward`` each block had (accelerate's device hook) comes back on exit."""
+    recorded, handles, saved = {}, [], {}
+    mods = {i: model.get_submodule(spec.block(i)) for i in blocks}
+
+    def keep(i):
+        def hook(_module, _args, output):
+            recorded[i] = output
+            handles[i].remove()
+            mod = mods[i]
+            saved[i] = mod.__dict__.get("forward")
+            mod.forward = lambda *a, **k: recorded[i]
+        return hook
+
+    handles = {i: m.register_forward_hook(keep(i)) for i, m in mods.items()}
+    try:
+        yield
+    finally:
+        for i, mod in mods.items():
+            handles[i].remove()
+            if i in saved:
+                if saved[i] is None:
+                    del mod.forward
+                else:
+                    mod.forward = saved[i]
+
+
+def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contexts: list[str],
+                   replay: bool = True) -> dict:
     """Optimize the vector added to ``site``'s output at the fact token (see module docstring).
+
+    The blocks before the site compute the same outputs at every step; with ``replay`` they run
+    once and their outputs are reused (:func:`replayed`; the same result, bit for bit).
 
     Returns ``{"delta": [hidden] float64, "init_norm": float, "nll": [per step], "steps": int}``.
     The model's weights and its train/eval mode are left as they were."""
@@ -150,9 +197,9 @@ def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contex
     kl_at = len(target) - 1
 
     def logits_at_end():
-        return window_logits(model, ids, mask, lo, hi, position_ids=positions)
+        return window_logits(model, ids, mask, lo, hi, position_ids=positions, use_cache=False)
 
-    with held(model, trainable=()):
+    with held(model, trainable=()), replayed(model, spec, frozen_blocks(spec, site) if replay else []):
         with Trace(model, mod, stop=False) as t:
             with torch.no_grad():
                 base = logits_at_end()
