@@ -24,35 +24,49 @@ from ripple.scoring import answer_logprobs
 from ripple.tokens import text_ids
 
 
-def _race(model, tok, prompts: list[str], first: str, second: str | None) -> tuple[list[bool], list[bool]]:
-    """For each prompt: is ``first`` the greedy answer, and is P(first) > P(second)?"""
-    if not prompts:
-        return [], []
-    a = answer_logprobs(model, tok, [(p, first) for p in prompts])
-    top1 = [g for _, g in a]
-    if second is None:
-        return top1, top1
-    b = answer_logprobs(model, tok, [(p, second) for p in prompts])
-    return top1, [x[0] > y[0] for x, y in zip(a, b)]
-
-
 def _mean(xs: list[bool]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
 def request_metrics(model, tok, req: EditRequest) -> dict:
     """Metrics of one request on the model as it is now (apply the edit first)."""
-    e1, e2 = _race(model, tok, [req.rendered], req.target_new, req.target_true)
-    p1, p2 = _race(model, tok, list(req.paraphrase_prompts), req.target_new, req.target_true)
-    out = {"efficacy_top1": _mean(e1), "efficacy": _mean(e2), "paraphrase_top1": _mean(p1), "paraphrase": _mean(p2)}
+    return requests_metrics(model, tok, [req])[0]
+
+
+def _plan(req: EditRequest) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The (prompt, answer) pairs each metric scores: ``(name, pairs)``, in order."""
+    new, true = req.target_new, req.target_true
+    plan = []
+    for name, prompts in (("efficacy", [req.rendered]), ("paraphrase", list(req.paraphrase_prompts))):
+        plan += [(name, [(p, new) for p in prompts])]
+        if true is not None:
+            plan += [(f"{name}:old", [(p, true) for p in prompts])]
+    nb = list(req.neighborhood_prompts)
     if req.neighborhood_answers:  # each neighbour's own true answer against the new target
-        own = answer_logprobs(model, tok, list(zip(req.neighborhood_prompts, req.neighborhood_answers)))
-        new = answer_logprobs(model, tok, [(p, req.target_new) for p in req.neighborhood_prompts])
-        out |= {"neighborhood_top1": _mean([g for _, g in own]),
-                "neighborhood": _mean([x[0] > y[0] for x, y in zip(own, new)])}
-    elif req.target_true is not None:
-        n1, n2 = _race(model, tok, list(req.neighborhood_prompts), req.target_true, req.target_new)
-        out |= {"neighborhood_top1": _mean(n1), "neighborhood": _mean(n2)}
+        plan += [("neighborhood", list(zip(nb, req.neighborhood_answers))), ("neighborhood:new", [(p, new) for p in nb])]
+    elif true is not None:
+        plan += [("neighborhood", [(p, true) for p in nb]), ("neighborhood:new", [(p, new) for p in nb])]
+    return plan
+
+
+def requests_metrics(model, tok, requests: list[EditRequest]) -> list[dict]:
+    """:func:`request_metrics` of each request, every prompt of every request scored in one
+    batched pass (:func:`ripple.scoring.answer_logprobs`): the way to score many at once."""
+    plans = [_plan(r) for r in requests]
+    flat = [pair for plan in plans for _, pairs in plan for pair in pairs]
+    results = iter(answer_logprobs(model, tok, flat) if flat else [])
+    out = []
+    for plan in plans:
+        got = {name: [next(results) for _ in pairs] for name, pairs in plan}
+        row = {}
+        for name in ("efficacy", "paraphrase", "neighborhood"):
+            if name not in got:
+                continue
+            first, second = got[name], got.get(f"{name}:old", got.get(f"{name}:new"))
+            top1 = [g for _, g in first]
+            race = top1 if second is None else [x[0] > y[0] for x, y in zip(first, second)]
+            row |= {f"{name}_top1": _mean(top1), name: _mean(race)}
+        out.append(row)
     return out
 
 

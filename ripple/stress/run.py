@@ -111,9 +111,9 @@ class Checkpoints:
         else:
             row["edit_success"] = row["edit_success_top1"] = None
         if self.counterfact:  # efficacy, paraphrase, neighbourhood over the latest edit of every fact so far
-            from ripple.editing.metrics import aggregate, request_metrics
+            from ripple.editing.metrics import aggregate, requests_metrics
 
-            row["counterfact"] = aggregate([request_metrics(model, tok, r) for r in latest]) if latest else None
+            row["counterfact"] = aggregate(requests_metrics(model, tok, latest)) if latest else None
         if self.untouched:
             hits = query_correct(model, tok, self.untouched)
             row["untouched_accuracy"] = sum(hits) / len(hits)
