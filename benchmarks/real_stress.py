@@ -78,6 +78,8 @@ def merge(args) -> None:
         plot_stress(curves, ROOT / "reports" / png, config["collapse_ratio"])
         lines += [f"## {config['model']}", "",
                   f"{config['edits']} edits, a checkpoint every {config['every']}; tasks: {', '.join(config['tasks'] or [])}; "
+                  "population: the default stream of the real-world graph (every relation, facts the model "
+                  "knew or not, the same stream for every method); untouched facts: 300 facts no edit touches; "
                   f"seed {config['seed']}. Collapse rules as reports/stress.md: the perplexity alarm at "
                   f"{config['collapse_ratio']}x, capability collapse when the task score falls below "
                   f"{args.task_floor} of the unedited model's.", "", f"![curves]({png})", "", stress_table(curves),

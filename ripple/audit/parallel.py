@@ -49,7 +49,8 @@ def warm_statistics(setup, mitigation=None) -> None:
     once."""
     from ripple.editing.editor import get_editor
 
-    setup.ctx.read_unedited(setup.hp, get_editor(setup.method).reads_key_stats or mitigation is not None)
+    if get_editor(setup.method).reads_key_stats or mitigation is not None:
+        setup.ctx.read_key_stats(setup.hp)  # on disk, for the workers; the prefixes each makes itself
 
 
 _WORKER: dict = {}

@@ -120,7 +120,7 @@ def site_values(model, tok, spec, site: str, requests: list[EditRequest], fact_t
     return torch.stack([t.output[j, p] for j, p in enumerate(pos)], dim=1).double().cpu()
 
 
-def frozen_blocks(spec, site: str) -> list[int]:
+def frozen_blocks(site: str) -> list[int]:
     """The blocks whose output an optimization at ``site`` cannot change: those before the site's
     block, and the block itself when the site is its output (the vector is added after it)."""
     parts = split_site(site)
@@ -137,14 +137,13 @@ def replayed(model, spec, blocks: list[int]):
     Block ``i``'s ``forward`` is swapped for one returning its recorded output; forward hooks
     still run on it (a hook that adds the optimized vector to a block's output sees the recorded
     output). Whatever ``forward`` each block had (accelerate's device hook) comes back on exit."""
-    recorded, handles, saved = {}, [], {}
+    recorded, saved = {}, {}
     mods = {i: model.get_submodule(spec.block(i)) for i in blocks}
 
     def keep(i):
-        def hook(_module, _args, output):
+        def hook(mod, _args, output):
             recorded[i] = output
             handles[i].remove()
-            mod = mods[i]
             saved[i] = mod.__dict__.get("forward")
             mod.forward = lambda *a, **k: recorded[i]
         return hook
@@ -199,7 +198,7 @@ def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contex
     def logits_at_end():
         return window_logits(model, ids, mask, lo, hi, position_ids=positions, use_cache=False)
 
-    with held(model, trainable=()), replayed(model, spec, frozen_blocks(spec, site) if replay else []):
+    with held(model, trainable=()), replayed(model, spec, frozen_blocks(site) if replay else []):
         with Trace(model, mod, stop=False) as t:
             with torch.no_grad():
                 base = logits_at_end()

@@ -70,8 +70,12 @@ class EditContext:
         a run resumed on edited weights, or a worker, does not compute them from another model)."""
         self.contexts(hp)
         if key_stats:
-            for layer in hp.layers_for(self.n_layers()):
-                self.C(layer, hp)
+            self.read_key_stats(hp)
+
+    def read_key_stats(self, hp) -> None:
+        """The key statistics at ``hp``'s layers, computed (or loaded) now."""
+        for layer in hp.layers_for(self.n_layers()):
+            self.C(layer, hp)
 
     def copy_state(self) -> dict:
         return copy_state(self.state)

@@ -16,7 +16,7 @@ the model as it was. Entries are safetensors files with their JSON metadata, wri
 ::
 
     ctx.value_cache = ValueCache(Path("values"))
-    opts = ctx.target_values(requests, "blocks.8.out", hp)   # computed, then read from disk
+    opts = target_values(ctx, requests, "blocks.8.out", hp, ctx.contexts(hp))  # then read from disk
 """
 
 from __future__ import annotations
@@ -75,18 +75,17 @@ def target_values(ctx, requests, site: str, hp, contexts) -> list[dict]:
     from ripple.editing.compute import optimize_delta
     from ripple.editing.stats import model_fingerprint
 
-    cache = getattr(ctx, "value_cache", None)
+    cache = ctx.value_cache
     model_fp = model_fingerprint(ctx.model, ctx.tok, -1) if cache is not None else None
     out = []
     for r in requests:
-        key = cache.key(model_fp, site, r, hp, contexts) if cache is not None else None
-        hit = cache.get(key) if cache is not None else None
+        key = cache and cache.key(model_fp, site, r, hp, contexts)
+        hit = cache and cache.get(key)
         if hit is None:
             t0 = time.perf_counter()
-            hit = optimize_delta(ctx.model, ctx.tok, ctx.spec, r, site, hp, contexts)
-            secs = time.perf_counter() - t0
+            opt = optimize_delta(ctx.model, ctx.tok, ctx.spec, r, site, hp, contexts)
+            hit = {**opt, "seconds": time.perf_counter() - t0, "cached": False}
             if cache is not None:
-                cache.put(key, hit, secs)
-            hit = {**hit, "seconds": secs, "cached": False}
+                cache.put(key, opt, hit["seconds"])
         out.append(hit)
     return out
