@@ -19,8 +19,10 @@ MEMIT and AlphaEdit optimize the same value on the unedited model, so whichever 
 reads it, single or in a batch. Its seconds still count the values' compute as it was measured
 when they were made (``values_reused_s`` in a row: the share read from the cache).
 
-Batches: MEMIT, EMMET and AlphaEdit on one batch of 100 distinct known facts and on the largest
-the graph allows (every distinct known fact, at most 1,000), pooled metrics.
+Batches (``--part batch``): MEMIT, EMMET and AlphaEdit on one batch of 100 distinct known facts
+and on the largest the graph allows (every distinct known fact, at most 1,000), plain and with
+RECT: CounterFact's metrics pooled over every prompt, relation specificity over the edited
+subjects' facts no request edits, the RippleEdits categories summed over the requests.
 
 Resumable: rows are appended to ``reports/real_editors/<model>/<method>.json`` after every edit,
 each with the code version (batches: ``.../batch.json``); a rerun with the same settings goes on,
@@ -106,8 +108,23 @@ def measure(setup, req, plan, spec_known, ppl_before, sentences) -> dict:
     return row
 
 
+def plain_and_rect(setup, delta, measure_now) -> dict:
+    """``{"plain": measure_now(), "rect": measure_now()}``, the first with ``delta`` applied, the
+    second with its RECT version (keep :data:`RECT`); the weights restored after each."""
+    from ripple.editing.editor import with_rect
+
+    out = {}
+    for label, d in (("plain", delta), ("rect", with_rect(setup.ctx, delta, RECT))):
+        snap = d.apply(setup.model)
+        try:
+            out[label] = measure_now()
+        finally:
+            snap.restore(setup.model)
+    return out
+
+
 def single(args, setup) -> None:
-    from ripple.editing.editor import get_editor, with_rect
+    from ripple.editing.editor import get_editor
     from ripple.evaluate.perplexity import general_sentences_for, sentence_nlls
     from ripple.evaluate.ripple_scores import plan_ripple
     from ripple.io import atomic_write_json, source_fingerprint
@@ -140,12 +157,7 @@ def single(args, setup) -> None:
             reused = delta.info["timing"].get("values_reused", 0.0)
             row = {"case_id": req.case_id, "relation": req.case_id.split("|")[1],
                    "seconds": round(secs + reused, 3), "values_reused_s": round(reused, 3), "code": code}
-            for label, d in (("plain", delta), ("rect", with_rect(setup.ctx, delta, RECT))):
-                snap = d.apply(setup.model)
-                try:
-                    row[label] = measure(setup, req, plan, spec_known, ppl_before, sentences)
-                finally:
-                    snap.restore(setup.model)
+            row |= plain_and_rect(setup, delta, lambda: measure(setup, req, plan, spec_known, ppl_before, sentences))
             rows.append(row)
             atomic_write_json(path, data)
             p = row["plain"]
@@ -153,39 +165,105 @@ def single(args, setup) -> None:
                   f"nbhd {p.get('neighborhood_top1')} spec {p.get('relation_specificity_top1')} {secs:.1f}s", flush=True)
 
 
-def batch(args, setup) -> None:
-    sys.path.insert(0, str(HERE))
-    from ripple.editing.session import edited
-    from ripple.evaluate.perplexity import general_sentences_for, sentence_nlls
-    from ripple.io import atomic_write_json, source_fingerprint
+def batch_queries(setup, reqs):
+    """Relation specificity for a batch: the edited subjects' other facts (first template each)
+    that no request of the batch edits, known before; each is raced against the new object of
+    every request that edits its subject. Returns ``(queries, known, pairs)``, ``pairs`` as
+    (query index, new object)."""
+    from ripple.organism.edits import specificity_queries
+    from ripple.scoring import query_correct
+
+    from editors_common import edited_key
+
+    world = setup.world
+    edited = {(world.name(s), r) for s, r in map(edited_key, reqs)}
+    index: dict[str, int] = {}
+    queries, pairs = [], set()
+    for req in reqs:
+        for q in specificity_queries(world, req):
+            if (q.subject, q.relation) in edited:
+                continue
+            if q.prompt not in index:
+                index[q.prompt] = len(queries)
+                queries.append(q)
+            pairs.add((index[q.prompt], req.target_new))
+    known = query_correct(setup.model, setup.tok, queries) if queries else []
+    return queries, known, sorted(pairs)
+
+
+def measure_batch(setup, reqs, spec, plans, ppl_before, sentences) -> dict:
+    """What :func:`measure` reads for one edit, for the batch as it is applied now: CounterFact's
+    metrics pooled over every prompt, relation specificity (:func:`batch_queries`), the RippleEdits
+    categories summed over the requests' plans, the perplexity ratio."""
+    from ripple.evaluate.perplexity import sentence_nlls
+    from ripple.evaluate.ripple_scores import score_ripple
+    from ripple.scoring import answer_logprobs, query_correct
 
     from editors_common import pooled_scores
 
-    distinct, _ = counterfact_edits(setup, None, args.seed)  # one edit per known fact
+    m, tok = setup.model, setup.tok
+    row = pooled_scores(m, tok, reqs)
+    queries, known, pairs = spec
+    idx = [i for i, k in enumerate(known) if k]
+    if idx:
+        now = query_correct(m, tok, [queries[i] for i in idx])
+        row["relation_specificity_top1"] = sum(now) / len(now)
+        race = [(i, new) for i, new in pairs if known[i]]
+        own = answer_logprobs(m, tok, [(queries[i].prompt, queries[i].answers[0]) for i, _ in race])
+        new = answer_logprobs(m, tok, [(queries[i].prompt, t) for i, t in race])
+        row["relation_specificity"] = sum(a[0] > b[0] for a, b in zip(own, new)) / len(race)
+        row["specificity_n"] = len(idx)
+    cats: dict[str, dict] = {}
+    for plan in plans:
+        for c, v in score_ripple(m, tok, plan)["categories"].items():
+            acc = cats.setdefault(c, {"n": 0, "correct": 0})
+            acc["n"] += v["n"]
+            acc["correct"] += v["correct"]
+    row["ripple"] = cats
+    nll = sentence_nlls(m, tok, sentences)
+    row["perplexity_ratio"] = float(torch.tensor(nll).mean().exp() / torch.tensor(ppl_before).mean().exp())
+    return row
+
+
+def batch(args, setup) -> None:
+    """MEMIT, EMMET and AlphaEdit on one batch of 100 distinct known facts and on every distinct
+    known fact (at most 1,000): one solve each, measured plain and with RECT, then undone."""
+    sys.path.insert(0, str(HERE))
+    from ripple.editing.editor import get_editor
+    from ripple.evaluate.perplexity import general_sentences_for, sentence_nlls
+    from ripple.evaluate.ripple_scores import plan_ripple
+    from ripple.io import atomic_write_json, source_fingerprint
+
+    distinct, n_known = counterfact_edits(setup, None, args.seed)  # one edit per known fact
     path = model_dir(args.model) / "batch.json"
-    data = json.loads(path.read_text()) if path.exists() else {"model": args.model, "batch": []}
+    config = {"version": 2, "model": args.model, "seed": args.seed, "rect": RECT, "known_facts": n_known}
+    old = json.loads(path.read_text()) if path.exists() else {}
+    data = old if old.get("config") == config else {"config": config, "batch": []}
     sentences = general_sentences_for(None)
-    ppl_before = torch.tensor(sentence_nlls(setup.model, setup.tok, sentences)).mean().exp()
+    ppl_before = sentence_nlls(setup.model, setup.tok, sentences)
     done = {(b["method"], b["requested"]) for b in data["batch"]}
-    for size in (100, min(1000, len(distinct))):
+    code = source_fingerprint()
+    for size in sorted({min(100, len(distinct)), min(1000, len(distinct))}):
         reqs = distinct[:size]
-        for method in BATCHED:
-            if (method, size) in done:
-                continue
+        todo = [m for m in BATCHED if m in args.methods and (m, size) not in done]
+        if not todo:
+            continue
+        spec = batch_queries(setup, reqs)
+        plans = [plan_ripple(setup.model, setup.tok, setup.world, r) for r in reqs]
+        for method in todo:
             hp = setup.hparams_for(method)
             t0 = time.perf_counter()
-            with edited(setup.ctx, method, reqs, hp, force=True) as run:
-                reused = run.deltas[0].info["timing"].get("values_reused", 0.0)
-                secs = time.perf_counter() - t0 + reused
-                scores = pooled_scores(setup.model, setup.tok, reqs)
-                ppl = torch.tensor(sentence_nlls(setup.model, setup.tok, sentences)).mean().exp()
-                worst = max(run.deltas[0].info["norm_ratios"].values())
-            data["batch"].append({"method": method, "requested": size, "n": len(reqs), "distinct_known": len(distinct),
-                                  **scores, "perplexity_ratio": float(ppl / ppl_before), "seconds": round(secs, 2),
-                                  "values_reused_s": round(reused, 2), "worst_norm_ratio": round(worst, 4),
-                                  "code": source_fingerprint()})
+            delta = get_editor(method).compute(setup.ctx, reqs, hp)
+            reused = delta.info["timing"].get("values_reused", 0.0)
+            row = {"method": method, "requested": size, "n": len(reqs), "distinct_known": len(distinct),
+                   "seconds": round(time.perf_counter() - t0 + reused, 2), "values_reused_s": round(reused, 2),
+                   "worst_norm_ratio": round(max(delta.norm_ratios(setup.model).values()), 4), "code": code}
+            row |= plain_and_rect(setup, delta, lambda: measure_batch(setup, reqs, spec, plans, ppl_before, sentences))
+            data["batch"].append(row)
             atomic_write_json(path, data)
-            print(data["batch"][-1], flush=True)
+            p = row["plain"]
+            print(f"batch {method} {size}: eff {p['efficacy']:.3f} para {p['paraphrase']:.3f} "
+                  f"nbhd {p['neighborhood']:.3f} spec {p.get('relation_specificity')} {row['seconds']}s", flush=True)
 
 
 def model_dir(model: str) -> Path:
@@ -255,13 +333,33 @@ def render() -> None:
                     lines.append(f"| {method if label == 'plain' else method + '+rect'} | " + " | ".join(cells) + " |")
             lines += ["", source_versions(allrows), ""]
         if data["batch"]:
-            cols = ["requested", "n", *CF, "perplexity_ratio", "seconds", "worst_norm_ratio"]
-            lines += ["Batches (one solve over the distinct known facts; metrics pooled over every prompt):", "",
-                      "| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+            lines += ["Batches: one solve over the first 100 distinct known facts (in the single edits' order) and "
+                      "over all of them; CounterFact's metrics pooled over every prompt of the batch (neighbours "
+                      "that are themselves edited left out); relation specificity over the edited subjects' other "
+                      "facts that no request of the batch edits, known before, each raced against the new object "
+                      "of every request that edits its subject; worst ‖ΔW‖/‖W‖ over the edited layers.", "",
+                      "| method | batch | efficacy | efficacy top-1 | paraphrase | paraphrase top-1 | neighbourhood | "
+                      "neighbourhood top-1 | relation specificity | rel. spec. top-1 | perplexity ratio | seconds "
+                      "| worst norm ratio |", "|---|" + "---|" * 12]
             for b in data["batch"]:
-                lines.append(f"| {b['method']} | " + " | ".join(
-                    _f(b.get(c)) if isinstance(b.get(c), float) else str(b.get(c, "-")) for c in cols) + " |")
-            lines.append("")
+                for label in ("plain", "rect"):
+                    r = b[label]
+                    cells = [r.get(k) for k in (*CF, "relation_specificity", "relation_specificity_top1",
+                                                "perplexity_ratio")]
+                    name = b["method"] if label == "plain" else b["method"] + "+rect"
+                    lines.append(f"| {name} | {b['n']} | " + " | ".join(_f(c) for c in cells)
+                                 + f" | {b['seconds']:.0f} | {b['worst_norm_ratio']:.3f} |")
+            lines += ["", "Batches, RippleEdits categories (summed over the requests' plans; n in brackets):", "",
+                      "| method | batch | " + " | ".join(RIPPLE_CATEGORIES) + " |",
+                      "|---|---|" + "---|" * len(RIPPLE_CATEGORIES)]
+            for b in data["batch"]:
+                for label in ("plain", "rect"):
+                    rip = b[label]["ripple"]
+                    cells = [f"{rip[c]['correct'] / rip[c]['n']:.3f} ({rip[c]['n']})" if rip.get(c, {}).get("n")
+                             else "-" for c in RIPPLE_CATEGORIES]
+                    name = b["method"] if label == "plain" else b["method"] + "+rect"
+                    lines.append(f"| {name} | {b['n']} | " + " | ".join(cells) + " |")
+            lines += ["", source_versions(data["batch"]), ""]
     notes = REPORTS / "real_editors_notes.md"
     if notes.is_file():
         lines.append(notes.read_text())
