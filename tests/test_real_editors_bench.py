@@ -1,0 +1,79 @@
+"""benchmarks/real_editors.py's drawing of CounterFact-style edits and its batch's specificity
+queries, on the organism: the rules its docstring states."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from ripple.world.edits import WorldEdit
+
+_spec = importlib.util.spec_from_file_location(
+    "real_editors", Path(__file__).resolve().parents[1] / "benchmarks" / "real_editors.py")
+re_bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(re_bench)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    from ripple.editing.setup import load_setup
+
+    return load_setup("organism")
+
+
+def _known(setup):
+    import edit_sweep  # on the path once counterfact_edits has run
+
+    return edit_sweep.known_facts(setup)
+
+
+def test_one_edit_per_known_fact_each_new_object_another_subjects_answer(setup):
+    reqs, n_known = re_bench.counterfact_edits(setup, None, seed=0)
+    known = _known(setup)
+    assert n_known == len(known) and len(reqs) <= n_known
+    world = setup.world
+    facts = [WorldEdit.require(r).fact for r in reqs]
+    assert len(set(facts)) == len(facts), "a fact drawn twice in the distinct set"
+    assert set(facts) <= set(known)
+    for r, (s, rel) in zip(reqs, facts):
+        new = WorldEdit.require(r).new
+        assert new not in world.objects(s, rel)
+        others = {o for s2, r2 in known if r2 == rel and s2 != s for o in world.objects(s2, r2)}
+        assert new in others, f"{r.case_id}: the new object is no other known subject's answer"
+    # every known fact whose relation offers another answer is drawn
+    offered = sum(1 for s, rel in known if {o for s2, r2 in known if r2 == rel for o in world.objects(s2, r2)}
+                  - set(world.objects(s, rel)))
+    assert len(reqs) == offered
+
+
+def test_more_edits_than_facts_go_round_with_other_objects_and_repeat_exactly(setup):
+    distinct, n_known = re_bench.counterfact_edits(setup, None, seed=0)
+    n = len(distinct) + 7
+    reqs, _ = re_bench.counterfact_edits(setup, n, seed=0)
+    assert len(reqs) == n
+    assert [r.case_id for r in reqs[:len(distinct)]] == [r.case_id for r in distinct]
+    assert len({r.case_id for r in reqs}) == n, "an edit (subject, relation, new object) drawn twice"
+    again, _ = re_bench.counterfact_edits(setup, n, seed=0)
+    assert [r.case_id for r in again] == [r.case_id for r in reqs]
+    other, _ = re_bench.counterfact_edits(setup, n, seed=1)
+    assert [r.case_id for r in other] != [r.case_id for r in reqs]
+
+
+def test_batch_specificity_leaves_out_edited_facts_and_races_each_editing_request(setup):
+    distinct, _ = re_bench.counterfact_edits(setup, None, seed=0)
+    reqs = distinct[:40]
+    world = setup.world
+    queries, known, pairs = re_bench.batch_queries(setup, reqs)
+    edited = {(world.name(s), rel) for s, rel in (WorldEdit.require(r).fact for r in reqs)}
+    assert queries and len(known) == len(queries)
+    assert not {(q.subject, q.relation) for q in queries} & edited
+    assert len({q.prompt for q in queries}) == len(queries)
+    news_by_subject = {}
+    for r in reqs:
+        news_by_subject.setdefault(world.name(WorldEdit.require(r).subject), set()).add(r.target_new)
+    assert {i for i, _ in pairs} == set(range(len(queries)))
+    for i, new in pairs:
+        assert new in news_by_subject[queries[i].subject]
+    # every (query, editing request's new object) pair is there once
+    want = {(i, t) for i, q in enumerate(queries) for t in news_by_subject[q.subject]}
+    assert set(pairs) == want and len(pairs) == len(want)
