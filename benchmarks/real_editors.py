@@ -26,7 +26,8 @@ subjects' facts no request edits, the RippleEdits categories summed over the req
 
 Resumable: rows are appended to ``reports/real_editors/<model>/<method>.json`` after every edit,
 each with the code version (batches: ``.../batch.json``); a rerun with the same settings goes on,
-and runs of different methods can go on in separate processes at once.
+and runs of different methods can go on in separate processes at once. One process given several
+methods runs them edit by edit, so that MEMIT and AlphaEdit together optimize each value once.
 
     python benchmarks/real_editors.py --model smollm2 --edits 200
     python benchmarks/real_editors.py --model smollm2 --part batch
@@ -138,27 +139,30 @@ def single(args, setup) -> None:
     sentences = general_sentences_for(None)
     ppl_before = sentence_nlls(setup.model, setup.tok, sentences)
     code = source_fingerprint()
+    runs = []  # (method, its file, its rows so far)
     for method in args.methods:
         path = model_dir(args.model) / f"{method}.json"
         old = json.loads(path.read_text()) if path.exists() else {}
-        data = old if old.get("config") == config else {"config": config, "method": method, "rows": []}
-        rows = data["rows"]
-        hp = setup.hparams_for(method)
-        editor = get_editor(method)
-        for i, req in enumerate(reqs):
-            if i < len(rows):
-                continue
-            plan = plan_ripple(setup.model, setup.tok, world, req)
-            qs = specificity_queries(world, req)
-            spec_known = (qs, query_correct(setup.model, setup.tok, qs) if qs else [])
+        runs.append((method, path, old if old.get("config") == config else
+                     {"config": config, "method": method, "rows": []}))
+    # edit by edit, every method in turn: the methods that optimize the same value (MEMIT,
+    # AlphaEdit) compute it once, and the edit's queries are planned once
+    for i, req in enumerate(reqs):
+        pending = [run for run in runs if len(run[2]["rows"]) == i]
+        if not pending:
+            continue
+        plan = plan_ripple(setup.model, setup.tok, world, req)
+        qs = specificity_queries(world, req)
+        spec_known = (qs, query_correct(setup.model, setup.tok, qs) if qs else [])
+        for method, path, data in pending:
             t0 = time.perf_counter()
-            delta = editor.compute(setup.ctx, [req], hp)
+            delta = get_editor(method).compute(setup.ctx, [req], setup.hparams_for(method))
             secs = time.perf_counter() - t0
             reused = delta.info["timing"].get("values_reused", 0.0)
             row = {"case_id": req.case_id, "relation": req.case_id.split("|")[1],
                    "seconds": round(secs + reused, 3), "values_reused_s": round(reused, 3), "code": code}
             row |= plain_and_rect(setup, delta, lambda: measure(setup, req, plan, spec_known, ppl_before, sentences))
-            rows.append(row)
+            data["rows"].append(row)
             atomic_write_json(path, data)
             p = row["plain"]
             print(f"{method} {i + 1}/{len(reqs)} {req.case_id}: eff {p['efficacy_top1']} para {p['paraphrase_top1']:.2f} "

@@ -64,6 +64,7 @@ class ValueCache:
     def put(self, key: str, opt: dict, seconds: float) -> None:
         meta = {k: v for k, v in opt.items() if k != "delta"}
         meta["seconds"] = round(seconds, 4)
+        self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.folder / f"{key}.safetensors",
                            save({"delta": opt["delta"].contiguous()}, metadata={"json": json.dumps(meta)}))
 
