@@ -60,7 +60,11 @@ def merge(args) -> None:
 
     lines = ["# Capability over many sequential edits on real models", "",
              "Made by `benchmarks/real_stress.py` (its docstring: the stream, what each checkpoint measures). "
-             "Every curve is `ripple stress` on the real model, one edit at a time, the norm guard off (`force`).", ""]
+             "Every curve is `ripple stress` on the real model, one edit at a time, the norm guard off (`force`).", "",
+             "Reproduce: `python benchmarks/real_stress.py --model smollm2 --methods rome memit alphaedit --edits 200 "
+             "--every 25 --jobs 2` (one `ripple stress --model smollm2 --method M --edits 200 --every 25 --tasks english "
+             "--counterfact --seed 0 --resume` per method; a run already in reports/real_stress_runs is kept), then "
+             "`python benchmarks/real_stress.py --merge-only`.", ""]
     for model_dir in sorted(p for p in args.runs.iterdir() if p.is_dir()):
         curves, timing, config = {}, {}, None
         for d in sorted(model_dir.iterdir()):
