@@ -289,6 +289,21 @@ def _f(x):
     return "-" if x is None else f"{x:.3f}"
 
 
+def single_table(single: dict) -> list[str]:
+    """The single edits' means, one line per method and one for it with RECT."""
+    lines = ["| method | n | efficacy | efficacy top-1 | paraphrase | paraphrase top-1 | neighbourhood | "
+             "neighbourhood top-1 | relation specificity | rel. spec. top-1 | perplexity ratio | seconds/edit |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for method, rows in single.items():
+        for label in ("plain", "rect"):
+            cells = [_mean([r[label].get(k) for r in rows]) for k in (
+                *CF, "relation_specificity", "relation_specificity_top1", "perplexity_ratio")]
+            secs = _mean([r["seconds"] for r in rows])
+            name = method if label == "plain" else f"{method}+rect"
+            lines.append(f"| {name} | {len(rows)} | " + " | ".join(_f(c) for c in cells) + f" | {secs:.2f} |")
+    return lines
+
+
 def render() -> None:
     from ripple.evaluate.ripple_scores import RIPPLE_CATEGORIES
     from ripple.io import atomic_write_text, source_versions
@@ -311,20 +326,14 @@ def render() -> None:
         lines += [f"## {cfg.get('model', folder.name)}", ""]
         if data["single"]:
             lines += [f"{cfg['edits']} edits drawn from the {cfg['known_facts']} facts the model knows (seed "
-                      f"{cfg['seed']}); a method with fewer rows is still being measured (n).", "",
-                      "| method | n | efficacy | efficacy top-1 | paraphrase | paraphrase top-1 | neighbourhood | "
-                      "neighbourhood top-1 | relation specificity | rel. spec. top-1 | perplexity ratio | "
-                      "seconds/edit |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-            allrows = []
-            for method, rows in data["single"].items():
-                allrows += rows
-                for label in ("plain", "rect"):
-                    cells = [_mean([r[label].get(k) for r in rows]) for k in (
-                        "efficacy", "efficacy_top1", "paraphrase", "paraphrase_top1", "neighborhood",
-                        "neighborhood_top1", "relation_specificity", "relation_specificity_top1", "perplexity_ratio")]
-                    secs = _mean([r["seconds"] for r in rows])
-                    name = method if label == "plain" else f"{method}+rect"
-                    lines.append(f"| {name} | {len(rows)} | " + " | ".join(_f(c) for c in cells) + f" | {secs:.2f} |")
+                      f"{cfg['seed']}); a method with fewer rows is still being measured (n).", ""]
+            lines += single_table(data["single"])
+            allrows = [r for rows in data["single"].values() for r in rows]
+            common = min(len(rows) for rows in data["single"].values())
+            if common and any(len(rows) > common for rows in data["single"].values()):
+                lines += ["", f"Paired: the first {common} edits, which every method has so far (the same edits "
+                          "in the same order):", ""]
+                lines += single_table({m: rows[:common] for m, rows in data["single"].items()})
             lines += ["", "RippleEdits categories (pooled accuracy over the counted queries; n in brackets):", "",
                       "| method | " + " | ".join(RIPPLE_CATEGORIES) + " |", "|---|" + "---|" * len(RIPPLE_CATEGORIES)]
             for method, rows in data["single"].items():
