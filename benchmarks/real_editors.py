@@ -158,7 +158,7 @@ def single(args, setup) -> None:
             t0 = time.perf_counter()
             delta = get_editor(method).compute(setup.ctx, [req], setup.hparams_for(method))
             secs = time.perf_counter() - t0
-            reused = delta.info["timing"].get("values_reused", 0.0)
+            reused = delta.info.get("timing", {}).get("values_reused", 0.0)
             row = {"case_id": req.case_id, "relation": req.case_id.split("|")[1],
                    "seconds": round(secs + reused, 3), "values_reused_s": round(reused, 3), "code": code}
             row |= plain_and_rect(setup, delta, lambda: measure(setup, req, plan, spec_known, ppl_before, sentences))
@@ -253,7 +253,7 @@ def batch(args, setup) -> None:
             hp = setup.hparams_for(method)
             t0 = time.perf_counter()
             delta = get_editor(method).compute(setup.ctx, reqs, hp)
-            reused = delta.info["timing"].get("values_reused", 0.0)
+            reused = delta.info.get("timing", {}).get("values_reused", 0.0)
             row = {"method": method, "requested": size, "n": len(reqs), "distinct_known": len(distinct),
                    "seconds": round(time.perf_counter() - t0 + reused, 2), "values_reused_s": round(reused, 2),
                    "worst_norm_ratio": round(max(delta.norm_ratios(setup.model).values()), 4), "code": code}

@@ -77,3 +77,30 @@ def test_batch_specificity_leaves_out_edited_facts_and_races_each_editing_reques
     # every (query, editing request's new object) pair is there once
     want = {(i, t) for i, q in enumerate(queries) for t in news_by_subject[q.subject]}
     assert set(pairs) == want and len(pairs) == len(want)
+
+
+def test_single_rows_for_every_method_plain_and_rect_and_a_rerun_goes_on(setup, tmp_path, monkeypatch):
+    """Every method, FT included, writes one row per edit with both measurements; a rerun with the
+    same settings finds every row made and adds nothing."""
+    import json
+    from argparse import Namespace
+
+    from ripple.editing.value_cache import ValueCache
+
+    monkeypatch.setattr(re_bench, "REPORTS", tmp_path)
+    monkeypatch.setattr(setup.ctx, "value_cache", ValueCache(tmp_path / "values"), raising=False)
+    args = Namespace(model="organism", edits=1, seed=0, methods=list(re_bench.METHODS))
+    re_bench.single(args, setup)
+    first = {}
+    for method in re_bench.METHODS:
+        data = json.loads((tmp_path / "real_editors" / "organism" / f"{method}.json").read_text())
+        assert len(data["rows"]) == 1, method
+        for row in data["rows"]:
+            for label in ("plain", "rect"):
+                assert 0.0 <= row[label]["efficacy"] <= 1.0 and row[label]["perplexity_ratio"] > 0
+            assert row["seconds"] >= row["values_reused_s"] >= 0.0
+        first[method] = data["rows"]
+    re_bench.single(args, setup)  # nothing left to do
+    for method in re_bench.METHODS:
+        data = json.loads((tmp_path / "real_editors" / "organism" / f"{method}.json").read_text())
+        assert data["rows"] == first[method]
