@@ -39,6 +39,26 @@ def window_logits(model, ids: torch.Tensor, mask: torch.Tensor | None, lo: int, 
     return model(input_ids=ids, attention_mask=mask, **kw).logits[:, lo:hi]
 
 
+def selected_logits(model, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Logits at the positions where ``keep`` (``[batch, seq]``, bool) is true, shape ``[n, vocab]``
+    in row-major order. The unembedding runs on those positions only: a forward pre-hook on the
+    output embeddings passes them just the kept hidden states, so what the model does after it
+    (Gemma-2's logit soft-capping) still applies. With a 262k-token vocabulary (Gemma-3) the
+    unembedding costs more than the blocks, and a padded batch of sentences wastes a quarter of it."""
+    head = model.get_output_embeddings()
+
+    def only_kept(_module, args):
+        hidden = args[0]
+        return (hidden[keep.to(hidden.device)][None], *args[1:])
+
+    handle = head.register_forward_pre_hook(only_kept)
+    try:
+        logits = model(input_ids=ids, attention_mask=mask).logits
+    finally:
+        handle.remove()
+    return logits[0]
+
+
 def last_logits(model, ids: torch.Tensor) -> torch.Tensor:
     """Logits ``[batch, vocab]`` after the last token of unpadded ``ids``."""
     return window_logits(model, ids, None, ids.shape[1] - 1, ids.shape[1])[:, 0]

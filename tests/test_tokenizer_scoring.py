@@ -152,3 +152,37 @@ def test_left_padded_rows_end_with_their_unpadded_logits(tiny_model, tiny_tokeni
         for i, row in enumerate(rows):
             alone = model(input_ids=torch.tensor([row])).logits[0, -2:]
             assert torch.allclose(got[i], alone, atol=1e-5), (model_type, i)
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "gptj", "gpt_neox", "llama", "gemma2", "gemma3_text"])
+def test_selected_logits_and_sentence_nlls_equal_the_full_forward(tiny_model, tiny_tokenizer, model_type):
+    """sentence_nlls unembeds only the positions it scores (selected_logits): those logits must be
+    the full forward's, Gemma-2's soft-capping included, and each sentence's NLL the one it gets
+    alone with every logit computed."""
+    import transformers
+
+    from ripple.evaluate.perplexity import sentence_nlls
+    from ripple.scoring import pad_ids, selected_logits
+
+    model = tiny_model(model_type)
+    if model_type == "gemma2":  # the shared tiny config turns the capping off; here it must act
+        model.config.final_logit_softcapping = 0.5
+        assert isinstance(model, transformers.Gemma2ForCausalLM)
+    rows = [[5, 9, 11, 4], [7, 3], [8, 8, 12, 40, 41, 42]]
+    ids, mask = pad_ids(rows, tiny_tokenizer, "cpu")
+    keep = torch.tensor([[1, 0, 1, 1, 0, 0], [0, 1, 0, 0, 0, 0], [1, 1, 0, 1, 0, 1]], dtype=torch.bool)
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask).logits
+        got = selected_logits(model, ids, mask, keep)
+    assert got.shape == (int(keep.sum()), full.shape[-1])
+    assert torch.allclose(got, full[keep], atol=1e-5)
+    if model_type == "gemma2":
+        assert got.abs().max() <= 0.5  # capped
+    sentences = ["w5 w6 w7", "w8 w9 w10 w11 w12 w13", "w3 w4"]
+    nlls = sentence_nlls(model, tiny_tokenizer, sentences, batch_size=3)  # one padded batch
+    for s, nll in zip(sentences, nlls):
+        seq = [tiny_tokenizer.bos_token_id] + tiny_tokenizer(s, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([seq])).logits[0].double(), -1)
+        manual = -sum(logp[i, seq[i + 1]].item() for i in range(len(seq) - 1)) / (len(seq) - 1)
+        assert nll == pytest.approx(manual, abs=1e-5), (model_type, s)

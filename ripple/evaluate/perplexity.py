@@ -20,7 +20,7 @@ from importlib import resources
 import torch
 
 from ripple.devices import input_device
-from ripple.scoring import pad_ids
+from ripple.scoring import pad_ids, selected_logits
 from ripple.tokens import bos_prefix, text_ids
 
 #: The bundled English sentences (one per line) used for models without a world.
@@ -54,10 +54,16 @@ def sentence_nlls(model, tok, sentences: list[str], batch_size: int = 32) -> lis
         if short:
             raise ValueError(f"sentence {short[0]!r} has fewer than two tokens; nothing to score")
         ids, mask = pad_ids(enc, tok, device)
-        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
-        tgt_logp = logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
-        m = mask[:, 1:].float()
-        out += (-(tgt_logp * m).sum(1) / m.sum(1)).tolist()
+        # each token predicted from the one before it: the logits at every unpadded position
+        # but a row's last, and only there (selected_logits)
+        keep = torch.zeros_like(mask, dtype=torch.bool)
+        keep[:, :-1] = mask[:, 1:].bool()
+        logits = selected_logits(model, ids, mask, keep).float()
+        target = ids[:, 1:][keep[:, :-1]].to(logits.device)
+        tgt_logp = logits.gather(-1, target[:, None])[:, 0] - torch.logsumexp(logits, -1)
+        row = torch.arange(len(enc), device=logits.device)[:, None].expand_as(keep)[keep.to(logits.device)]
+        total = torch.zeros(len(enc), dtype=tgt_logp.dtype, device=logits.device).index_add_(0, row, tgt_logp)
+        out += (-total.cpu() / keep.sum(1).cpu()).tolist()
     return out
 
 
