@@ -126,10 +126,16 @@ def answer_logprobs(model, tok, pairs: list[tuple[str, str]], batch_size: int = 
     for batch in length_batches([len(p) + len(a) for p, a in zip(p_all, a_all)], batch_size):
         p_ids, a_ids = [p_all[j] for j in batch], [a_all[j] for j in batch]
         ids, mask = pad_ids([p + a for p, a in zip(p_ids, a_ids)], tok, device)
-        lo, hi = answer_window(p_ids, a_ids)
-        logp = torch.log_softmax(window_logits(model, ids, mask, lo, hi).float(), -1)
-        for j, res in zip(batch, score_answers(logp, p_ids, a_ids, offset=lo)):
-            out[j] = res
+        keep = torch.zeros_like(mask, dtype=torch.bool)  # the positions that predict each answer
+        for r, (p, a) in enumerate(zip(p_ids, a_ids)):
+            keep[r, len(p) - 1 : len(p) + len(a) - 1] = True
+        logp = torch.log_softmax(selected_logits(model, ids, mask, keep).float(), -1)
+        start = 0
+        for j, a in zip(batch, a_ids):
+            rows, target = logp[start : start + len(a)], torch.tensor(a, device=logp.device)
+            out[j] = (rows[torch.arange(len(a), device=logp.device), target].sum().item(),
+                      bool((rows.argmax(-1) == target).all()))
+            start += len(a)
     return out
 
 
