@@ -181,6 +181,7 @@ def test_the_norm_guard_refuses_and_leaves_the_model_unchanged(tiny_tokenizer):
 @pytest.mark.parametrize("method,model_type,n_layers,layers", [
     ("rome", "gpt2", 48, (17,)),                    # 17/47 of the way down, as in the ROME paper
     ("emmet", "gpt2", 48, (17,)),                   # EMMET takes ROME's layer
+    ("emmet", "gemma3_text", 18, (1, 2, 3)),        # but MEMIT's on Gemma-3 (its own default wins)
     ("memit", "gpt2", 48, (13, 14, 15, 16, 17)),
     ("alphaedit", "gpt2", 48, (13, 14, 15, 16, 17)),  # AlphaEdit takes MEMIT's layers
     ("rome", "gpt2", 12, (4,)),                     # relative to depth: round(17/47 * 11) = 4

@@ -29,5 +29,9 @@ def compute_emmet(ctx, requests, hp: EmmetHParams):
 
 EDITORS.register(Editor(
     "emmet", EmmetHParams, compute_emmet, layers_from="rome",
+    # Gemma-3: MEMIT's layers (1-3 of 18). At ROME's single layer 1, behind the post-MLP norm, 8 of
+    # the first 37 edits of reports/real_editors.md lost the race to the old object; layers 1-3
+    # edited the 3 of them tried (reports/real_editors_notes.md)
+    arch_defaults={"gemma3_text": {"layer_fracs": (1 / 17, 2 / 17, 3 / 17)}},
     reads_key_stats=True,
     summary="batched equality-constrained edits, ROME's closed form generalized (Gupta et al. 2024)"))
