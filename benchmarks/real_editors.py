@@ -15,8 +15,9 @@ edit is computed once per editor on the unedited model and measured twice, plain
 * perplexity ratio on the general sentences; seconds to compute the edit.
 
 Target values go through :class:`ripple.editing.value_cache.ValueCache` (``$RIPPLE_CACHE/values``):
-MEMIT and AlphaEdit optimize the same value on the unedited model, so whichever runs second
-reads it, single or in a batch. Its seconds still count the values' compute as it was measured
+MEMIT and AlphaEdit optimize the same value on the unedited model (EMMET too where it takes MEMIT's
+layers, as on Gemma-3), so whichever runs second reads it, single or in a batch, and processes
+running at once share it. Its seconds still count the values' compute as it was measured
 when they were made (``values_reused_s`` in a row: the share read from the cache).
 
 Batches (``--part batch``): MEMIT, EMMET and AlphaEdit on one batch of 100 distinct known facts
