@@ -13,6 +13,12 @@ prompt, subject and new target, the target hyperparameters (:data:`VALUE_FIELDS`
 prefixes. An edited model has another fingerprint, so a sequence of edits never reuses a value of
 the model as it was. Entries are safetensors files with their JSON metadata, written atomically.
 
+Processes running at once share the folder without computing a value twice: a value is computed
+under a lock on its key (``filelock``), and a request whose value another process is computing
+now is put off until the rest of the list is done, then read when that lock is released (or
+computed, if that process died). Two processes given the same list in the same order so split
+its values between them.
+
 ::
 
     ctx.value_cache = ValueCache(Path("values"))
@@ -26,6 +32,7 @@ import json
 import time
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from safetensors import safe_open
 from safetensors.torch import save
 
@@ -50,19 +57,31 @@ class ValueCache:
                 "hp": {f: getattr(hp, f) for f in VALUE_FIELDS}}
         return hashlib.sha256(json.dumps(what, sort_keys=True, default=list).encode()).hexdigest()[:32]
 
-    def get(self, key: str) -> dict | None:
+    def read(self, key: str) -> dict | None:
+        """The entry under ``key``, or ``None``; not counted."""
         path = self.folder / f"{key}.safetensors"
         if not path.is_file():
-            self.misses += 1
             return None
         with safe_open(path, framework="pt") as f:
             meta = json.loads(f.metadata()["json"])
             delta = f.get_tensor("delta")
-        self.hits += 1
         return {**meta, "delta": delta, "cached": True}
 
+    def get(self, key: str) -> dict | None:
+        hit = self.read(key)
+        if hit is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return hit
+
+    def lock(self, key: str) -> FileLock:
+        """The lock a process holds while it computes the value under ``key``."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return FileLock(self.folder / f"{key}.lock")
+
     def put(self, key: str, opt: dict, seconds: float) -> None:
-        meta = {k: v for k, v in opt.items() if k != "delta"}
+        meta = {k: v for k, v in opt.items() if k not in ("delta", "cached")}
         meta["seconds"] = round(seconds, 4)
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.folder / f"{key}.safetensors",
@@ -71,22 +90,48 @@ class ValueCache:
 
 def target_values(ctx, requests, site: str, hp, contexts) -> list[dict]:
     """:func:`ripple.editing.compute.optimize_delta` for each request at ``site``, through
-    ``ctx.value_cache`` when it is set. Each result has ``seconds`` (what computing it took, then
-    or now) and ``cached``."""
+    ``ctx.value_cache`` when it is set (see the module docstring: a value another process is
+    computing is waited for, after the others). Each result has ``seconds`` (what computing it
+    took, then or now) and ``cached``."""
     from ripple.editing.compute import optimize_delta
     from ripple.editing.stats import model_fingerprint
 
+    def compute(r) -> dict:
+        t0 = time.perf_counter()
+        opt = optimize_delta(ctx.model, ctx.tok, ctx.spec, r, site, hp, contexts)
+        return {**opt, "seconds": time.perf_counter() - t0, "cached": False}
+
     cache = ctx.value_cache
-    model_fp = model_fingerprint(ctx.model, ctx.tok, -1) if cache is not None else None
-    out = []
-    for r in requests:
-        key = cache and cache.key(model_fp, site, r, hp, contexts)
-        hit = cache and cache.get(key)
-        if hit is None:
-            t0 = time.perf_counter()
-            opt = optimize_delta(ctx.model, ctx.tok, ctx.spec, r, site, hp, contexts)
-            hit = {**opt, "seconds": time.perf_counter() - t0, "cached": False}
-            if cache is not None:
-                cache.put(key, opt, hit["seconds"])
-        out.append(hit)
+    if cache is None:
+        return [compute(r) for r in requests]
+    model_fp = model_fingerprint(ctx.model, ctx.tok, -1)
+    keys = [cache.key(model_fp, site, r, hp, contexts) for r in requests]
+    out: list[dict | None] = [cache.read(k) for k in keys]
+
+    def fill(i: int) -> None:  # under the key's lock: read it if it came meanwhile, else compute it
+        out[i] = cache.read(keys[i])
+        if out[i] is None:
+            out[i] = compute(requests[i])
+            cache.put(keys[i], out[i], out[i]["seconds"])
+
+    later = []
+    for i in [i for i, o in enumerate(out) if o is None]:
+        lock = cache.lock(keys[i])
+        try:
+            lock.acquire(blocking=False)
+        except Timeout:  # another process is computing it now
+            later.append(i)
+            continue
+        try:
+            fill(i)
+        finally:
+            lock.release()
+    for i in later:
+        with cache.lock(keys[i]):
+            fill(i)
+    for o in out:
+        if o["cached"]:
+            cache.hits += 1
+        else:
+            cache.misses += 1
     return out
