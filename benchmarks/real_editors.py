@@ -24,6 +24,9 @@ Batches (``--part batch``): MEMIT, EMMET and AlphaEdit on one batch of 100 disti
 and on the largest the graph allows (every distinct known fact, at most 1,000), plain and with
 RECT: CounterFact's metrics pooled over every prompt, relation specificity over the edited
 subjects' facts no request edits, the RippleEdits categories summed over the requests.
+``--part values`` only fills the value cache with the largest batch's target values (no rows):
+processes started at once share the list (the cache's locks), and a niced one beside the single
+edits uses the time they spend waiting for a value another process is computing.
 
 Resumable: rows are appended to ``reports/real_editors/<model>/<method>.json`` after every edit,
 each with the code version (batches: ``.../batch.json``); a rerun with the same settings goes on,
@@ -32,6 +35,7 @@ methods runs them edit by edit, so that MEMIT and AlphaEdit together optimize ea
 
     python benchmarks/real_editors.py --model smollm2 --edits 200
     python benchmarks/real_editors.py --model smollm2 --part batch
+    nice python benchmarks/real_editors.py --model smollm2 --part values   # optional, ahead of batch
     python benchmarks/real_editors.py --render
 """
 
@@ -53,6 +57,7 @@ REPORTS = ROOT / "reports"
 METHODS = ("rome", "memit", "emmet", "alphaedit", "ft")
 BATCHED = ("memit", "emmet", "alphaedit")
 RECT = 0.4
+LARGEST = 1000  # the largest batch: every distinct known fact, at most this many
 CF = ("efficacy", "efficacy_top1", "paraphrase", "paraphrase_top1", "neighborhood", "neighborhood_top1")
 
 
@@ -243,7 +248,7 @@ def batch(args, setup) -> None:
     ppl_before = sentence_nlls(setup.model, setup.tok, sentences)
     done = {(b["method"], b["requested"]) for b in data["batch"]}
     code = source_fingerprint()
-    for size in sorted({min(100, len(distinct)), min(1000, len(distinct))}):
+    for size in sorted({min(100, len(distinct)), min(LARGEST, len(distinct))}):
         reqs = distinct[:size]
         todo = [m for m in BATCHED if m in args.methods and (m, size) not in done]
         if not todo:
@@ -264,6 +269,24 @@ def batch(args, setup) -> None:
             p = row["plain"]
             print(f"batch {method} {size}: eff {p['efficacy']:.3f} para {p['paraphrase']:.3f} "
                   f"nbhd {p['neighborhood']:.3f} spec {p.get('relation_specificity')} {row['seconds']}s", flush=True)
+
+
+def values(args, setup) -> None:
+    """Fill the value cache with the target values of the largest batch (every distinct known
+    fact, at most 1,000) for each batched method asked for; they share them where their target
+    settings agree. Prints how many were computed and how many were there."""
+    from ripple.editing.editors.memit import memit_targets
+
+    distinct, _ = counterfact_edits(setup, None, args.seed)
+    reqs = distinct[:LARGEST][::-1]  # from the end: single edits, which start where it starts, meet it last
+    for method in [m for m in BATCHED if m in args.methods]:
+        cache = setup.ctx.value_cache
+        hits, misses = cache.hits, cache.misses
+        t0 = time.perf_counter()
+        tokens, *_ = memit_targets(setup.ctx, reqs, setup.hparams_for(method))
+        print(f"values {method}: {len(reqs)} requests ({len(tokens)} values, one a target token): "
+              f"{cache.misses - misses} computed, {cache.hits - hits} in the cache, "
+              f"{time.perf_counter() - t0:.0f}s", flush=True)
 
 
 def model_dir(model: str) -> Path:
@@ -381,7 +404,7 @@ def main(argv=None) -> None:
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--edits", type=int, default=200)
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
-    ap.add_argument("--part", choices=("single", "batch"), default="single")
+    ap.add_argument("--part", choices=("single", "batch", "values"), default="single")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--render", action="store_true")
     args = ap.parse_args(argv)
@@ -393,7 +416,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(int(os.environ.get("RIPPLE_THREADS", "1")))
         setup = load_setup(args.model)
         setup.ctx.value_cache = ValueCache(cache_dir() / "values")  # MEMIT's values serve AlphaEdit
-        (single if args.part == "single" else batch)(args, setup)
+        {"single": single, "batch": batch, "values": values}[args.part](args, setup)
     render()
 
 

@@ -104,3 +104,27 @@ def test_single_rows_for_every_method_plain_and_rect_and_a_rerun_goes_on(setup, 
     for method in re_bench.METHODS:
         data = json.loads((tmp_path / "real_editors" / "organism" / f"{method}.json").read_text())
         assert data["rows"] == first[method]
+
+
+def test_values_part_fills_the_cache_the_batch_reads(setup, tmp_path, monkeypatch, capsys):
+    """``--part values`` computes the largest batch's target values once for the methods that
+    share them; MEMIT's batch then computes none."""
+    from argparse import Namespace
+
+    from ripple.editing.compute import token_requests
+    from ripple.editing.editors.memit import memit_targets
+    from ripple.editing.value_cache import ValueCache
+
+    monkeypatch.setattr(re_bench, "LARGEST", 2)
+    monkeypatch.setattr(setup.ctx, "value_cache", ValueCache(tmp_path / "values"), raising=False)
+    re_bench.values(Namespace(seed=0, methods=["memit", "alphaedit"]), setup)
+    out = capsys.readouterr().out
+    distinct, _ = re_bench.counterfact_edits(setup, None, seed=0)
+    hp = setup.hparams_for("memit")
+    n = len(token_requests(setup.tok, distinct[:2], hp.fact_token))  # one value a target token
+    assert f"values memit: 2 requests ({n} values, one a target token): {n} computed, 0 in the cache" in out
+    assert f"values alphaedit: 2 requests ({n} values, one a target token): 0 computed, {n} in the cache" in out
+    fresh = ValueCache(tmp_path / "values")
+    monkeypatch.setattr(setup.ctx, "value_cache", fresh)
+    memit_targets(setup.ctx, distinct[:2], hp)
+    assert (fresh.hits, fresh.misses) == (n, 0)

@@ -31,6 +31,16 @@ class MemitHParams(RomeHParams):
     LIMITS: ClassVar[dict[str, Limit]] = {"lam": POSITIVE}
 
 
+def memit_targets(ctx, requests, hp) -> tuple[list, str, list[str], list[dict]]:
+    """MEMIT's targets (EMMET's and AlphaEdit's too): the token requests, the site of the values
+    (the last edited layer's output), the context prefixes and each request's optimized value
+    (through ``ctx.value_cache`` when set; computing them ahead fills the cache)."""
+    requests = token_requests(ctx.tok, requests, hp.fact_token)
+    z_site = act_name(hp.layers_for(ctx.n_layers())[-1], "out")
+    contexts = ctx.contexts(hp)
+    return requests, z_site, contexts, target_values(ctx, requests, z_site, hp, contexts)
+
+
 def spread(ctx, requests, hp, solve) -> tuple[dict, dict]:
     """MEMIT's plan (on :func:`~ripple.editing.compute.token_requests`: with the fact at the last
     token, one request per target token): optimize targets at the last layer's output, then for each layer in order
@@ -41,16 +51,13 @@ def spread(ctx, requests, hp, solve) -> tuple[dict, dict]:
     ``ctx``): computed inside the loop, a later layer's ``C`` would come from the model as this
     edit had changed the earlier layers, and, cached, it would carry that edit into every later
     one (a run's results would depend on its first edit)."""
-    requests = token_requests(ctx.tok, requests, hp.fact_token)
     layers = hp.layers_for(ctx.n_layers())
     t1 = time.perf_counter()
     for layer in layers:
         ctx.C(layer, hp)
     timing = {"stats": time.perf_counter() - t1, "values": 0.0, "keys": 0.0, "solve": 0.0}
-    z_site = act_name(layers[-1], "out")
-    contexts = ctx.contexts(hp)
     t1 = time.perf_counter()
-    opts = target_values(ctx, requests, z_site, hp, contexts)
+    requests, z_site, contexts, opts = memit_targets(ctx, requests, hp)
     Z = site_values(ctx.model, ctx.tok, ctx.spec, z_site, requests, hp.fact_token) + torch.stack(
         [o["delta"] for o in opts], dim=1)
     timing["values"] = time.perf_counter() - t1
