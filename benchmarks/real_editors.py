@@ -206,7 +206,7 @@ def measure_batch(setup, reqs, spec, plans, ppl_before, sentences) -> dict:
     metrics pooled over every prompt, relation specificity (:func:`batch_queries`), the RippleEdits
     categories summed over the requests' plans, the perplexity ratio."""
     from ripple.evaluate.perplexity import sentence_nlls
-    from ripple.evaluate.ripple_scores import category_totals, score_ripple
+    from ripple.evaluate.ripple_scores import category_totals, score_ripples
     from ripple.scoring import answer_logprobs, query_correct
 
     from editors_common import pooled_scores
@@ -223,7 +223,7 @@ def measure_batch(setup, reqs, spec, plans, ppl_before, sentences) -> dict:
         new = answer_logprobs(m, tok, [(queries[i].prompt, t) for i, t in race])
         row["relation_specificity"] = sum(a[0] > b[0] for a, b in zip(own, new)) / len(race)
         row["specificity_n"] = len(idx)
-    pooled = category_totals([score_ripple(m, tok, plan) for plan in plans])["categories"]
+    pooled = category_totals(score_ripples(m, tok, plans))["categories"]
     row["ripple"] = {c: {"n": v["n"], "correct": v["correct"]} for c, v in pooled.items()}
     nll = sentence_nlls(m, tok, sentences)
     row["perplexity_ratio"] = float(torch.tensor(nll).mean().exp() / torch.tensor(ppl_before).mean().exp())

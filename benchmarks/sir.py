@@ -56,7 +56,7 @@ def score(setup, delta, group, plan, before, ripple_plans, layer, position, stat
     """Everything measured of one variant's delta."""
     from ripple.audit.measure import classify_changes
     from ripple.editing.metrics import aggregate, request_metrics
-    from ripple.evaluate.ripple_scores import category_totals, score_ripple
+    from ripple.evaluate.ripple_scores import category_totals, score_ripples
     from ripple.gie.measure import measure_items
 
     model, tok, spec = setup.model, setup.tok, setup.spec
@@ -64,7 +64,7 @@ def score(setup, delta, group, plan, before, ripple_plans, layer, position, stat
         if states is None:
             states = measure_items(model, tok, spec, plan.items)
         metrics = aggregate([request_metrics(model, tok, r) for r in group])
-        ripple = category_totals([score_ripple(model, tok, p) for p in ripple_plans])
+        ripple = category_totals(score_ripples(model, tok, ripple_plans))
     changes = classify_changes(plan, before, states)
     skip = plan.expected | set(plan.target_ids)
     cats = {c: {"n": v["n"], "correct": v["correct"]} for c, v in ripple["categories"].items()}

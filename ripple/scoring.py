@@ -116,7 +116,13 @@ def next_token_logits(model, tok, prompts: list[str], batch_size: int = 128) -> 
 @torch.no_grad()
 def answer_logprobs(model, tok, pairs: list[tuple[str, str]], batch_size: int = 128) -> list[tuple[float, bool]]:
     """For each (prompt, answer): total log-probability of the answer's tokens after the prompt,
-    and whether greedy decoding would produce exactly those tokens."""
+    and whether greedy decoding would produce exactly those tokens. A pair given more than once is
+    scored once (pooled metrics over many requests repeat their neighbours)."""
+    keys = [tuple(pair) for pair in pairs]
+    unique = list(dict.fromkeys(keys))
+    if len(unique) < len(keys):
+        got = dict(zip(unique, answer_logprobs(model, tok, unique, batch_size)))
+        return [got[k] for k in keys]
     device = input_device(model)
     p_all = [text_ids(tok, p) for p, _ in pairs]
     a_all = [answer_ids(tok, a) for _, a in pairs]

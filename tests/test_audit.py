@@ -161,7 +161,7 @@ def test_sandbox_restores_weights_and_interruption_leaves_no_report(tmp_path, mo
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("ripple.audit.measure.score_ripple", interrupted)
+    monkeypatch.setattr("ripple.audit.measure.score_ripples", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_audit(setup, setup.requests, items, sentences, DEFAULT_POLICY, out, "organism")
     assert all(torch.equal(v, setup.model.state_dict()[k]) for k, v in weights.items())

@@ -185,3 +185,24 @@ def test_bad_case_id_is_one_line_error(situation):
     with pytest.raises(RippleError, match="subject\\|relation\\|new_object") as e:
         RS.ripple_eval(None, None, w, replace(req, case_id="17"), contextlib.nullcontext)
     assert "\n" not in str(e.value)
+
+
+def test_score_ripples_scores_many_plans_in_one_pass_as_each_alone(situation, monkeypatch):
+    w, pid, new, req, gt = situation
+    before, _, _ = _before(w, gt)
+    oracle = Oracle(before)
+    monkeypatch.setattr(RS, "query_correct", oracle.query_correct)
+    other_new = next(e.id for e in w.of_type("country") if e.id not in (new, *w.objects(pid, "citizen_of")))
+    plans = [RS.plan_ripple(None, None, w, r) for r in (req, request_for(w, pid, "citizen_of", other_new))]
+    oracle.answer = {p: (WRONG if i % 3 == 0 else a) for i, (p, a) in enumerate(sorted(before.items()))}
+    for plan in plans:  # what the edited model now says to the first edit query: the new object
+        first_edit = next(r for r in plan["rows"] if r["category"] == "edit")
+        oracle.answer[first_edit["prompt"]] = first_edit["answers"][0]
+    alone = [RS.score_ripple(None, None, p) for p in plans]
+    calls = len(oracle.calls)
+    together = RS.score_ripples(None, None, plans)
+    assert len(oracle.calls) == calls + 1  # one pass for both plans
+    assert together == alone
+    scored = [r["after"] for p in together for r in p["queries"] if r["counted"]]
+    assert True in scored and False in scored  # the comparison covers both outcomes
+    assert together[0]["case_id"] != together[1]["case_id"]

@@ -186,3 +186,17 @@ def test_selected_logits_and_sentence_nlls_equal_the_full_forward(tiny_model, ti
             logp = torch.log_softmax(model(torch.tensor([seq])).logits[0].double(), -1)
         manual = -sum(logp[i, seq[i + 1]].item() for i in range(len(seq) - 1)) / (len(seq) - 1)
         assert nll == pytest.approx(manual, abs=1e-5), (model_type, s)
+
+
+def test_a_pair_given_twice_is_scored_once_and_returned_in_place(gpt2, tiny_tokenizer, monkeypatch):
+    import ripple.scoring as scoring
+
+    pairs = [("w10 w11 w12", "w20 w21"), ("w5", "w6"), ("w10 w11 w12", "w20 w21"), ("w7 w8", "w9"), ("w5", "w6")]
+    unique = [pairs[0], pairs[1], pairs[3]]
+    want = scoring.answer_logprobs(gpt2, tiny_tokenizer, unique)
+    rows = []
+    real = scoring.selected_logits
+    monkeypatch.setattr(scoring, "selected_logits", lambda m, ids, mask, keep: rows.append(len(ids)) or real(m, ids, mask, keep))
+    got = scoring.answer_logprobs(gpt2, tiny_tokenizer, pairs)
+    assert sum(rows) == len(unique)  # each distinct pair went through the model once
+    assert got == [want[0], want[1], want[0], want[2], want[1]]

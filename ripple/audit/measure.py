@@ -30,7 +30,7 @@ from ripple.editing.metrics import request_metrics
 from ripple.editing.session import applied_run, auto_mode, edited
 from ripple.errors import RippleError
 from ripple.evaluate.perplexity import sentence_perplexities
-from ripple.evaluate.ripple_scores import plan_ripple, score_ripple
+from ripple.evaluate.ripple_scores import plan_ripple, score_ripples
 from ripple.gie.budget import DEFAULT_RANKER, budgeted_measure, check_budget, gradient_cache
 from ripple.gie.graph import build_graph, ripple_profile
 from ripple.gie.measure import ItemState, measure_items, prepare_resume
@@ -119,7 +119,7 @@ def measure(model, tok, spec, requests, plan: AuditPlan, sentences: list[str], b
     return Measurement(requests=[request_metrics(model, tok, r) for r in requests],
                        perplexities=sentence_perplexities(model, tok, sentences),
                        states=measure_items(model, tok, spec, plan.items) if states is None else states,
-                       ripple=[score_ripple(model, tok, p) for p in plan.ripple_plans] if score_plans else [],
+                       ripple=score_ripples(model, tok, plan.ripple_plans) if score_plans else [],
                        tasks=bridge.evaluate() if bridge is not None else None)
 
 

@@ -83,18 +83,27 @@ def plan_ripple(model, tok, world: World, request, max_per_category: int = 10) -
 def score_ripple(model, tok, plan: dict) -> dict:
     """The AFTER half of :func:`ripple_eval`: score a :func:`plan_ripple` plan on the model as it
     is now (the edit applied)."""
-    rows = [dict(r) for r in plan["rows"]]
-    counted = [r for r in rows if r["counted"]]
+    return score_ripples(model, tok, [plan])[0]
+
+
+def score_ripples(model, tok, plans: list[dict]) -> list[dict]:
+    """:func:`score_ripple` of each plan, the counted queries of every plan scored in one batched
+    pass: the way to score a batch's or a run's many plans at once."""
+    rows_of = [[dict(r) for r in plan["rows"]] for plan in plans]
+    counted = [r for rows in rows_of for r in rows if r["counted"]]
     after = query_correct(model, tok, [_as_query(r["prompt"], r["answers"]) for r in counted])
     for r, ok in zip(counted, after):
         r["after"] = bool(ok)
-    cats = {}
-    for cat in CATEGORIES:
-        mine = [r for r in rows if r["category"] == cat]
-        hits = [r["after"] for r in mine if r["counted"]]
-        cats[cat] = {"n": len(hits), "correct": sum(hits), "total": len(mine),
-                     "accuracy": sum(hits) / len(hits) if hits else None}
-    return {"case_id": plan["case_id"], "relation": plan["relation"], "categories": cats, "queries": rows}
+    out = []
+    for plan, rows in zip(plans, rows_of):
+        cats = {}
+        for cat in CATEGORIES:
+            mine = [r for r in rows if r["category"] == cat]
+            hits = [r["after"] for r in mine if r["counted"]]
+            cats[cat] = {"n": len(hits), "correct": sum(hits), "total": len(mine),
+                         "accuracy": sum(hits) / len(hits) if hits else None}
+        out.append({"case_id": plan["case_id"], "relation": plan["relation"], "categories": cats, "queries": rows})
+    return out
 
 
 def ripple_eval(model, tok, world: World, request, sandbox, max_per_category: int = 10) -> dict:

@@ -38,7 +38,7 @@ from ripple.editing.requests import load_requests, validate_for_model
 from ripple.editing.session import edited
 from ripple.errors import RippleError
 from ripple.evaluate.perplexity import general_sentences_for, mean_perplexity
-from ripple.evaluate.ripple_scores import category_totals, plan_ripple, score_ripple
+from ripple.evaluate.ripple_scores import category_totals, plan_ripple, score_ripples
 from ripple.scoring import answer_logprobs, query_correct
 from ripple.stress.stream import edit_stream, fact_of, latest_edits
 from ripple.world.edits import WorldEdit
@@ -125,7 +125,7 @@ class Checkpoints:
             if any(fact_of(r) == fact for r in self.stream[i + 1 : n_done]):
                 continue  # edited again since: its plan no longer describes the model
             live.append(plan)
-        row["ripple"] = category_totals([score_ripple(model, tok, p) for p in live]) if live else None
+        row["ripple"] = category_totals(score_ripples(model, tok, live)) if live else None
         row["perplexity"] = mean_perplexity(model, tok, self.sentences)
         row["perplexity_ratio"] = row["perplexity"] / self.ppl_before
         row["alarm"] = row["perplexity_ratio"] >= self.collapse_ratio
