@@ -408,6 +408,8 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--render", action="store_true")
     args = ap.parse_args(argv)
+    if args.part != "single" and not set(args.methods) & set(BATCHED):
+        ap.error(f"--part {args.part} runs {', '.join(BATCHED)} only; name at least one in --methods")
     if not args.render:
         from ripple.editing.setup import load_setup
         from ripple.editing.stats import cache_dir

@@ -128,3 +128,11 @@ def test_values_part_fills_the_cache_the_batch_reads(setup, tmp_path, monkeypatc
     monkeypatch.setattr(setup.ctx, "value_cache", fresh)
     memit_targets(setup.ctx, distinct[:2], hp)
     assert (fresh.hits, fresh.misses) == (n, 0)
+
+
+def test_batch_parts_without_a_batched_method_are_a_one_line_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        re_bench.main(["--part", "values", "--methods", "rome", "ft"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--part values runs memit, emmet, alphaedit only; name at least one in --methods" in err

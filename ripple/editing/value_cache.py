@@ -58,7 +58,7 @@ class ValueCache:
         return hashlib.sha256(json.dumps(what, sort_keys=True, default=list).encode()).hexdigest()[:32]
 
     def read(self, key: str) -> dict | None:
-        """The entry under ``key``, or ``None``; not counted."""
+        """The entry under ``key``, or ``None`` (``target_values`` counts hits and misses)."""
         path = self.folder / f"{key}.safetensors"
         if not path.is_file():
             return None
@@ -66,14 +66,6 @@ class ValueCache:
             meta = json.loads(f.metadata()["json"])
             delta = f.get_tensor("delta")
         return {**meta, "delta": delta, "cached": True}
-
-    def get(self, key: str) -> dict | None:
-        hit = self.read(key)
-        if hit is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return hit
 
     def lock(self, key: str) -> FileLock:
         """The lock a process holds while it computes the value under ``key``."""
