@@ -237,16 +237,14 @@ def batch(args, setup) -> None:
     from ripple.editing.editor import get_editor
     from ripple.evaluate.perplexity import general_sentences_for, sentence_nlls
     from ripple.evaluate.ripple_scores import plan_ripple
-    from ripple.io import atomic_write_json, source_fingerprint
+    from ripple.io import source_fingerprint
 
     distinct, n_known = counterfact_edits(setup, None, args.seed)  # one edit per known fact
     path = model_dir(args.model) / "batch.json"
     config = {"version": 2, "model": args.model, "seed": args.seed, "rect": RECT, "known_facts": n_known}
-    old = json.loads(path.read_text()) if path.exists() else {}
-    data = old if old.get("config") == config else {"config": config, "batch": []}
     sentences = general_sentences_for(None)
     ppl_before = sentence_nlls(setup.model, setup.tok, sentences)
-    done = {(b["method"], b["requested"]) for b in data["batch"]}
+    done = {(b["method"], b["requested"]) for b in read_batch(path, config)["batch"]}
     code = source_fingerprint()
     for size in sorted({min(100, len(distinct)), min(LARGEST, len(distinct))}):
         reqs = distinct[:size]
@@ -264,11 +262,31 @@ def batch(args, setup) -> None:
                    "seconds": round(time.perf_counter() - t0 + reused, 2), "values_reused_s": round(reused, 2),
                    "worst_norm_ratio": round(max(delta.norm_ratios(setup.model).values()), 4), "code": code}
             row |= plain_and_rect(setup, delta, lambda: measure_batch(setup, reqs, spec, plans, ppl_before, sentences))
-            data["batch"].append(row)
-            atomic_write_json(path, data)
+            append_batch_row(path, config, row)
             p = row["plain"]
             print(f"batch {method} {size}: eff {p['efficacy']:.3f} para {p['paraphrase']:.3f} "
                   f"nbhd {p['neighborhood']:.3f} spec {p.get('relation_specificity')} {row['seconds']}s", flush=True)
+
+
+def read_batch(path: Path, config: dict) -> dict:
+    """batch.json's rows if they were made under ``config``, else none."""
+    old = json.loads(path.read_text()) if path.exists() else {}
+    return old if old.get("config") == config else {"config": config, "batch": []}
+
+
+def append_batch_row(path: Path, config: dict, row: dict) -> None:
+    """Add ``row`` to batch.json under a lock, reading the file again first: processes measuring
+    different methods share the file, and each keeps the rows the others wrote meanwhile. A row of
+    the same method and size replaces the one there."""
+    from filelock import FileLock
+
+    from ripple.io import atomic_write_json
+
+    with FileLock(str(path) + ".lock"):
+        data = read_batch(path, config)
+        key = (row["method"], row["requested"])
+        data["batch"] = [b for b in data["batch"] if (b["method"], b["requested"]) != key] + [row]
+        atomic_write_json(path, data)
 
 
 def values(args, setup) -> None:
@@ -337,7 +355,8 @@ def render() -> None:
                    if (folder / f"{m}.json").is_file()}
         batch_file = folder / "batch.json"
         data = {"single": {m: d["rows"] for m, d in singles.items()},
-                "batch": json.loads(batch_file.read_text())["batch"] if batch_file.is_file() else []}
+                "batch": sorted(json.loads(batch_file.read_text())["batch"] if batch_file.is_file() else [],
+                                key=lambda b: (b["requested"], BATCHED.index(b["method"])))}
         configs = [d["config"] for d in singles.values()]
         cfg = configs[0] if configs else {}
         if any(c != cfg for c in configs):

@@ -2,6 +2,7 @@
 queries, on the organism: the rules its docstring states."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,6 @@ def test_batch_specificity_leaves_out_edited_facts_and_races_each_editing_reques
 def test_single_rows_for_every_method_plain_and_rect_and_a_rerun_goes_on(setup, tmp_path, monkeypatch):
     """Every method, FT included, writes one row per edit with both measurements; a rerun with the
     same settings finds every row made and adds nothing."""
-    import json
     from argparse import Namespace
 
     from ripple.editing.value_cache import ValueCache
@@ -136,3 +136,21 @@ def test_batch_parts_without_a_batched_method_are_a_one_line_error(capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--part values runs memit, emmet, alphaedit only; name at least one in --methods" in err
+
+
+def test_batch_rows_from_two_processes_are_all_kept(tmp_path):
+    """Two processes measuring different methods each read batch.json at their start; a row one of
+    them appends later must not drop the row the other wrote meanwhile (the lost update that cost
+    MEMIT's 314-fact Gemma row once). A row of the same method and size replaces the old one."""
+    config = {"version": 2, "model": "m"}
+    path = tmp_path / "batch.json"
+    first_seen = re_bench.read_batch(path, config)  # both processes start on an empty file
+    re_bench.append_batch_row(path, config, {"method": "memit", "requested": 3, "x": 1})
+    re_bench.append_batch_row(path, config, {"method": "emmet", "requested": 3, "x": 2})
+    re_bench.append_batch_row(path, config, {"method": "memit", "requested": 3, "x": 3})
+    rows = json.loads(path.read_text())["batch"]
+    assert first_seen["batch"] == []
+    assert [(r["method"], r["x"]) for r in rows] == [("emmet", 2), ("memit", 3)]
+    other = {"version": 3, "model": "m"}  # rows made under another configuration are not kept
+    re_bench.append_batch_row(path, other, {"method": "alphaedit", "requested": 3, "x": 4})
+    assert [r["method"] for r in json.loads(path.read_text())["batch"]] == ["alphaedit"]
