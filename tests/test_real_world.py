@@ -137,6 +137,22 @@ def test_model_samples_are_seeded_and_cached(tmp_path, monkeypatch, tiny_model, 
     assert model_samples(model, tiny_tokenizer, 6, seed=1, tokens=8, batch_size=4) != a
 
 
+def test_long_sampling_shows_a_bar_and_samples_the_same(tmp_path, monkeypatch, capsys, tiny_model, tiny_tokenizer):
+    """Sampling many batches says so on stderr (it takes most of an hour for Gemma's corpus); the bar
+    changes nothing sampled. Two batches stay quiet at the default threshold."""
+    import ripple.editing.corpora as corpora
+
+    monkeypatch.setenv("RIPPLE_CACHE", str(tmp_path))
+    model = tiny_model("gpt2")
+    quiet = model_samples(model, tiny_tokenizer, 6, seed=0, tokens=8, batch_size=4)
+    assert "sampling" not in capsys.readouterr().err
+    for f in (tmp_path / "corpora").glob("*.txt"):
+        f.unlink()
+    monkeypatch.setattr(corpora, "BAR_BATCHES", 2)
+    assert model_samples(model, tiny_tokenizer, 6, seed=0, tokens=8, batch_size=4) == quiet
+    assert "sampling 6 passages for the statistics corpus" in capsys.readouterr().err
+
+
 def test_a_fix_of_a_wrong_answer_keeps_what_had_that_answer(world):
     """'The capital of Turkey is' -> Ankara, where a model says Istanbul: the graph already holds
     Ankara, so the request is a fix; its neighbourhood is what the graph answers Istanbul."""
