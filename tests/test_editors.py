@@ -140,6 +140,9 @@ def test_alphaedit_decomposes_each_layers_statistics_once_per_context(tiny_token
     assert len(calls) == 2  # layers 0 and 1, for the first request only
     for a, b in zip(fresh, shared):
         assert all(torch.equal(a.deltas[k], b.deltas[k]) for k in a.deltas)
+    for d in shared:  # what the projection leaves to the update, per layer, is reported
+        assert set(d.info["null_space_share"]) == set(d.info["null_space_dims"]) == {"0", "1"}
+        assert all(0.0 <= v < 1.0 for v in d.info["null_space_share"].values())
 
 
 @pytest.mark.parametrize("method", ["rome", "alphaedit"])

@@ -12,6 +12,7 @@ from ripple.editing.solvers import (
     emmet_update,
     memit_update,
     null_space_projector,
+    null_space_share,
     rank_one_update,
     rect_mask,
     rome_update,
@@ -127,6 +128,16 @@ def eig_C():
     """``(C, Q)``: C with eigenvalues EIGS along the columns of the orthogonal Q."""
     Q, _ = torch.linalg.qr(rand(IN, IN, seed=14))
     return Q @ torch.diag(EIGS) @ Q.T, Q
+
+
+def test_null_space_share_is_the_small_eigenvalues_share_of_the_trace(eig_C):
+    C, _ = eig_C
+    P = null_space_projector(C, threshold=1e-2)
+    small = EIGS[3:].sum() / EIGS.sum()
+    assert null_space_share(P, C).item() == pytest.approx(small.item(), rel=1e-9)
+    # a threshold above the 3.0 eigenvalue (of 10) takes it in as well
+    assert null_space_share(null_space_projector(C, threshold=0.5), C).item() == pytest.approx(
+        (EIGS[2:].sum() / EIGS.sum()).item(), rel=1e-9)
 
 
 def test_null_space_projector_is_the_projector_on_small_eigenvectors(eig_C):

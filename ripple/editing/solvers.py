@@ -107,6 +107,13 @@ def null_space_projector(C: torch.Tensor, threshold: float = 1e-2, relative: boo
     return U @ U.T
 
 
+def null_space_share(P: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """``tr(P C) / tr(C)``: the share of the keys' second moment ``C`` that lies in the span of the
+    projector ``P`` (for AlphaEdit's ``P``, the eigenvalues of ``C`` under its threshold over all of them)."""
+    P, C = _f64(P, C)
+    return (P * C).sum() / C.trace()  # P symmetric: tr(P C) = Σ P ∘ C
+
+
 def alphaedit_update(R: torch.Tensor, K: torch.Tensor, P: torch.Tensor,
                      K_prev_outer: torch.Tensor | None = None, reg: float = 1.0) -> torch.Tensor:
     """AlphaEdit: ``Δ = R Kᵀ P (K_p K_pᵀ P + K Kᵀ P + reg·I)⁻¹``, ``K_p K_pᵀ`` the running sum of

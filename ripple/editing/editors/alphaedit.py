@@ -17,7 +17,7 @@ from ripple.editing.compute import fact_keys, token_requests
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.editors.memit import MemitHParams, spread
 from ripple.editing.limits import NON_NEGATIVE, POSITIVE, Limit
-from ripple.editing.solvers import alphaedit_update, null_space_projector
+from ripple.editing.solvers import alphaedit_update, null_space_projector, null_space_share
 
 NAME = "alphaedit"
 
@@ -43,6 +43,10 @@ def compute_alphaedit(ctx, requests, hp: AlphaEditHParams):
 
     deltas, info = spread(ctx, requests, hp, solve)
     info["null_space_dims"] = {str(k): int(round(torch.trace(P).item())) for k, P in projectors.items()}
+    # the share of the preserved keys' second moment inside the null space, tr(P C) / tr(C): what
+    # the projection lets the update reach (0 protects every preserved key, 1 none)
+    info["null_space_share"] = {str(k): round(float(null_space_share(P, ctx.C(k, hp))), 4)
+                                for k, P in projectors.items()}
     return make_delta(ctx, NAME, requests, hp, deltas, info, t0)
 
 
