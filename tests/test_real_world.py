@@ -138,8 +138,8 @@ def test_model_samples_are_seeded_and_cached(tmp_path, monkeypatch, tiny_model, 
 
 
 def test_long_sampling_shows_a_bar_and_samples_the_same(tmp_path, monkeypatch, capsys, tiny_model, tiny_tokenizer):
-    """Sampling many batches says so on stderr (it takes most of an hour for Gemma's corpus); the bar
-    changes nothing sampled. Two batches stay quiet at the default threshold."""
+    """Sampling many batches says so on stderr (half an hour for Gemma's corpus on one busy CPU
+    thread); the bar changes nothing sampled. Two batches stay quiet at the default threshold."""
     import ripple.editing.corpora as corpora
 
     monkeypatch.setenv("RIPPLE_CACHE", str(tmp_path))

@@ -80,8 +80,8 @@ def sample_corpus_dir() -> Path:
 
 
 #: Sampling this many batches or more shows a bar on stderr (Gemma-3-270M's 1,024 passages, 32
-#: batches, took most of an hour on one CPU thread: its 262k-token vocabulary is unembedded and
-#: sampled at every step).
+#: batches, took half an hour on one CPU thread of a busy machine: its 262k-token vocabulary is
+#: unembedded and sampled at every step).
 BAR_BATCHES = 8
 
 
