@@ -207,7 +207,8 @@ def samples_section() -> list[str]:
         lines += ["Gupta et al. (arXiv 2506.04226) find that under 0.3% of MEMIT's 44 million vectors per layer "
                   "(about 130,000) suffice for MEMIT, ROME and EMMET. Here single edits stop improving by "
                   + ", ".join(f"{n} tokens on {m}" for m, n in plateaus.items())
-                  + ". The default real-model corpus (`samples:256`, about 16,000 tokens) is past that on both. "
+                  + ". The default real-model corpus (`samples:256`, about 16,000 tokens) is "
+                  + ("past that on each." if max(plateaus.values()) <= 16000 else "short of it on some.") + " "
                   "Batches and sequences of edits, which must keep more keys apart, are not measured at these "
                   "counts.", ""]
     return lines

@@ -35,18 +35,22 @@ def compute_alphaedit(ctx, requests, hp: AlphaEditHParams):
     projectors = {}
     earlier = ctx.editor_state(NAME)
 
+    def project(layer):
+        # an eigendecomposition of C per layer, once per context (seconds each at a real model's width),
+        # and the share of the preserved keys' second moment inside the null space, tr(P C) / tr(C):
+        # what the projection lets the update reach (0 protects every preserved key, 1 none)
+        C = ctx.C(layer, hp)
+        P = null_space_projector(C, hp.null_threshold)
+        return P, round(float(null_space_share(P, C)), 4)
+
     def solve(layer, R, K):
-        # an eigendecomposition of C per layer, once per context (seconds each at a real model's width)
         projectors[layer] = ctx.derived((NAME, "P", layer, hp.stats_samples, hp.C_reg, hp.null_threshold),
-                                        lambda: null_space_projector(ctx.C(layer, hp), hp.null_threshold))
-        return alphaedit_update(R, K, projectors[layer], earlier.get(layer), hp.reg)
+                                        lambda: project(layer))
+        return alphaedit_update(R, K, projectors[layer][0], earlier.get(layer), hp.reg)
 
     deltas, info = spread(ctx, requests, hp, solve)
-    info["null_space_dims"] = {str(k): int(round(torch.trace(P).item())) for k, P in projectors.items()}
-    # the share of the preserved keys' second moment inside the null space, tr(P C) / tr(C): what
-    # the projection lets the update reach (0 protects every preserved key, 1 none)
-    info["null_space_share"] = {str(k): round(float(null_space_share(P, ctx.C(k, hp))), 4)
-                                for k, P in projectors.items()}
+    info["null_space_dims"] = {str(k): int(round(torch.trace(P).item())) for k, (P, _) in projectors.items()}
+    info["null_space_share"] = {str(k): share for k, (_, share) in projectors.items()}
     return make_delta(ctx, NAME, requests, hp, deltas, info, t0)
 
 
