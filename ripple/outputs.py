@@ -14,8 +14,15 @@ the new run lacks are removed after it, so at every moment, a kill included, eac
 previous complete run or the new complete one. SIGINT and SIGTERM are held back during the
 commit (a few renames), so an interrupted command leaves the previous run; the staging folder is
 removed on any failure, and a staging folder of a killed process is removed by the next commit.
-A run that fails leaves no new directory behind. An ``OUT`` written by ripple before this layout
-(plain files) is converted on its first run: its files with the run's names are replaced.
+A run that fails leaves no new directory behind.
+
+ripple replaces or removes only what it wrote: the links it made (``OUT/name ->
+.ripple/current/name``) and the files a manifest of its own lists (``OUT/.ripple/manifest.json``,
+written at every commit and by :func:`copy_run`, with each plain file's sha256). Anything else in
+``OUT`` with the name of an output (a user's ``config.json`` or ``report.md``, a folder named like
+a per-edit output) is a one-line error before any work (:func:`check_out` with the names a
+command writes) and again at the commit, before anything is switched. An ``OUT`` in the plain-file
+layout is converted only where its manifest proves ripple wrote the files (same name, same bytes).
 
 Readers need nothing special: ``OUT/report.json``, ``from_pretrained(OUT)`` follow the links.
 
@@ -30,6 +37,9 @@ Readers need nothing special: ``OUT/report.json``, ``from_pretrained(OUT)`` foll
 from __future__ import annotations
 
 import contextlib
+import fnmatch
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -42,7 +52,71 @@ from ripple.errors import RippleError
 
 RIPPLE_DIR = ".ripple"
 CURRENT = "current"
+MANIFEST = "manifest.json"
 _LINK_PREFIX = f"{RIPPLE_DIR}/{CURRENT}/"
+
+
+#: The names a saved transformers model directory may hold (``save_pretrained``), with ripple's own
+#: files beside them: what ``ripple edit``, ``mitigate`` and ``organism train`` write into ``--out``.
+MODEL_FILES = ("config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json",
+               "tokenizer*", "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json",
+               "chat_template.jinja", "world.json", "ripple_hparams.json", "ripple_base.json")
+
+
+def _manifest(out: Path) -> dict:
+    """``OUT/.ripple/manifest.json`` (empty when missing or unreadable: then nothing is proven)."""
+    try:
+        data = json.loads((out / RIPPLE_DIR / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _tree_hashes(path: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under ``path`` (itself when a file)."""
+    if path.is_file():
+        return {"": _sha256(path)}
+    return {p.relative_to(path).as_posix(): _sha256(p) for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def owned(entry: Path, manifest: dict | None = None) -> bool:
+    """Whether ripple wrote ``entry`` (a top-level entry of an output directory): a link of its own
+    into ``.ripple/current``, or a plain file or folder its manifest lists with the same bytes."""
+    entry = Path(entry)
+    if entry.is_symlink():
+        return os.readlink(entry) == _LINK_PREFIX + entry.name
+    if not entry.exists():
+        return True  # nothing there: nothing to lose
+    manifest = _manifest(entry.parent) if manifest is None else manifest
+    plain = manifest.get("plain", {})
+    return isinstance(plain, dict) and entry.name in plain and plain[entry.name] == _tree_hashes(entry)
+
+
+def foreign(out, patterns: Iterable[str]) -> list[Path]:
+    """The entries of ``out`` named like ``patterns`` (``fnmatch``) that ripple did not write."""
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    manifest = _manifest(out)
+    patterns = list(patterns)
+    return [e for e in sorted(out.iterdir()) if e.name != RIPPLE_DIR
+            and any(fnmatch.fnmatchcase(e.name, pat) for pat in patterns) and not owned(e, manifest)]
+
+
+def _refuse_foreign(out, entries: list[Path]) -> None:
+    if entries:
+        first, more = entries[0], len(entries) - 1
+        also = f" (and {more} more: {', '.join(e.name for e in entries[1:4])})" if more else ""
+        kind = "folder" if first.is_dir() else "file"
+        raise RippleError(f"{first} is a {kind} ripple did not write{also}, and this run writes that name into "
+                          f"--out {out}; pass another --out (ripple never replaces what it did not write)")
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -51,13 +125,17 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def check_out(out, inputs: Iterable[tuple[str, object]] = ()) -> Path:
-    """Check ``--out`` before any work and create nothing: not a file, writable, and no input
+def check_out(out, inputs: Iterable[tuple[str, object]] = (), writes: Iterable[str] = ()) -> Path:
+    """Check ``--out`` before any work and create nothing: not a file, writable, no input
     (``(label, path)`` pairs: the model directory, an edit file, a policy, a probe set, ...) at or
-    inside it, where a run could replace it."""
+    inside it, where a run could replace it, and nothing ripple did not write under a name the
+    command writes (``writes``: ``fnmatch`` patterns, e.g. ``("report.*", "edit-*")``)."""
     if out is None or not str(out).strip():
         raise RippleError("--out is empty; pass a directory for the outputs")
     p = Path(out).expanduser()
+    if p.is_symlink() and not p.exists():
+        raise RippleError(f"output path {out} is a symbolic link to {os.readlink(p)}, which does not exist; "
+                          "create its target or pass another --out")
     if p.exists() and not p.is_dir():
         raise RippleError(f"output path {out} is a file, not a directory; pass a directory for --out")
     base = _nearest_existing(p.absolute())
@@ -76,6 +154,10 @@ def check_out(out, inputs: Iterable[tuple[str, object]] = ()) -> Path:
         if resolved in ip.parents:
             raise RippleError(f"the {label} {path} is inside --out {out}, where this run writes; "
                               "choose another --out or move the input")
+    rdir = p / RIPPLE_DIR
+    if (rdir.exists() or rdir.is_symlink()) and (rdir.is_symlink() or not rdir.is_dir()):
+        raise RippleError(f"{rdir} is not ripple's folder (ripple keeps its runs there); pass another --out")
+    _refuse_foreign(out, foreign(p, writes))
     return p
 
 
@@ -114,10 +196,11 @@ def _signals_held() -> Iterator[None]:
 
 
 def _replace_with_link(path: Path, target: str, rdir: Path) -> None:
-    """Make ``path`` a symbolic link to ``target`` (atomically, except over a real folder)."""
+    """Make ``path`` a symbolic link to ``target`` (atomically; a folder the manifest proves
+    ripple wrote is set aside first and removed after the switch)."""
     if path.is_symlink() and os.readlink(path) == target:
         return
-    if path.is_dir() and not path.is_symlink():  # a folder an older ripple wrote: set it aside
+    if path.is_dir() and not path.is_symlink():
         path.rename(Path(tempfile.mkdtemp(dir=rdir, prefix="old-")) / path.name)
     tmp = path.parent / f".{path.name}.{os.getpid()}.link"
     tmp.unlink(missing_ok=True)
@@ -128,6 +211,8 @@ def _replace_with_link(path: Path, target: str, rdir: Path) -> None:
 def _commit(out: Path, staging: Path) -> None:
     rdir = out / RIPPLE_DIR
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    _refuse_foreign(out, foreign(out, [p.name for p in staging.iterdir()]))  # before anything is switched
+    before = _manifest(out)
     with _signals_held():
         run = Path(tempfile.mkdtemp(dir=rdir, prefix=f"run-{stamp}-"))
         run.rmdir()
@@ -139,8 +224,11 @@ def _commit(out: Path, staging: Path) -> None:
         tmp.unlink(missing_ok=True)
         os.symlink(run.name, tmp)
         os.replace(tmp, rdir / CURRENT)  # the switch
+        plain = {n: h for n, h in before.get("plain", {}).items()  # proven plain files this run left alone
+                 if n not in names and (out / n).exists() and owned(out / n, before)}
+        _write_manifest(rdir, {"run": run.name, "names": names, **({"plain": plain} if plain else {})})
         for entry in out.iterdir():
-            if entry.is_symlink() and os.readlink(entry).startswith(_LINK_PREFIX) and entry.name not in names:
+            if entry.is_symlink() and os.readlink(entry) == _LINK_PREFIX + entry.name and entry.name not in names:
                 entry.unlink()
     for entry in rdir.iterdir():  # earlier runs, folders set aside, staging of dead processes
         kind = entry.name.split("-", 2)
@@ -149,6 +237,12 @@ def _commit(out: Path, staging: Path) -> None:
             stale = not _pid_alive(int(kind[1]))
         if stale and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def _write_manifest(rdir: Path, data: dict) -> None:
+    tmp = rdir / f".{MANIFEST}.{os.getpid()}"
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, rdir / MANIFEST)
 
 
 @contextlib.contextmanager
@@ -188,8 +282,17 @@ def output_unit(out) -> Iterator[Path]:
 
 def copy_run(out, dest) -> Path:
     """Copy the run ``out`` shows into ``dest`` as plain files (links followed, no ``.ripple``), e.g.
-    to publish it in a repository; ``dest`` is replaced as a whole, through a sibling folder."""
+    to publish it in a repository, with a manifest of what was copied (``dest/.ripple/manifest.json``:
+    each entry's files and sha256); ``dest`` is replaced as a whole, through a sibling folder, only
+    where everything in it is an earlier copy's (else a one-line error, and nothing changes)."""
     out, dest = Path(out), Path(dest)
+    if dest.exists():
+        manifest = _manifest(dest)
+        theirs = [e for e in sorted(dest.iterdir()) if e.name != RIPPLE_DIR and not owned(e, manifest)]
+        if theirs or not manifest:
+            what = theirs[0] if theirs else dest
+            raise RippleError(f"{what} was not written by ripple's copy (no manifest proves it); copy into "
+                              "another folder or move it away")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = _mkdtemp(dest.parent, f".{dest.name}-")
     try:
@@ -200,6 +303,9 @@ def copy_run(out, dest) -> Path:
                 shutil.copytree(entry, tmp / entry.name, symlinks=False)
             else:
                 shutil.copyfile(entry, tmp / entry.name)
+        (tmp / RIPPLE_DIR).mkdir()
+        plain = {e.name: _tree_hashes(e) for e in sorted(tmp.iterdir()) if e.name != RIPPLE_DIR}
+        _write_manifest(tmp / RIPPLE_DIR, {"copied": True, "plain": plain})
         old = None
         if dest.exists():
             old = dest.with_name(f".{dest.name}-old-{os.getpid()}")

@@ -20,6 +20,9 @@ The conventions, stated once here and used everywhere:
 
 from __future__ import annotations
 
+import contextlib
+import re
+
 from ripple.errors import RippleError
 
 
@@ -42,6 +45,68 @@ def text_ids(tok, text: str) -> list[int]:
 def answer_ids(tok, answer: str) -> list[int]:
     """The token ids of ``answer`` as it follows a prompt: one leading space, no special tokens."""
     return tok(" " + answer.strip(), add_special_tokens=False)["input_ids"]
+
+
+def unknown_words(tok, text: str) -> list[str]:
+    """The words of ``text`` that ``tok`` reads as its unknown token (none for a tokenizer without one).
+
+    >>> from transformers import AutoTokenizer
+    >>> from ripple.organism.paths import model_dir
+    >>> tok = AutoTokenizer.from_pretrained(model_dir())
+    >>> unknown_words(tok, "brazouth Kaibour was born in")
+    ['brazouth']
+    """
+    unk = getattr(tok, "unk_token_id", None)
+    if unk is None or not text:
+        return []
+    try:
+        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        spans = [(s, e) for i, (s, e) in zip(enc["input_ids"], enc["offset_mapping"]) if i == unk]
+        return [text[s:e].strip() or text[s:e] for s, e in spans]
+    except NotImplementedError:  # a slow tokenizer: word by word
+        return [w for w in text.split() if unk in tok(" " + w, add_special_tokens=False)["input_ids"]]
+
+
+def _vocab_by_lower(tok) -> dict[str, str]:
+    """The tokenizer's whole-word entries by their lower case (an unambiguous match only)."""
+    cached = getattr(tok, "_ripple_vocab_by_lower", None)
+    if cached is None:
+        seen: dict[str, set[str]] = {}
+        for word in tok.get_vocab():
+            seen.setdefault(word.lstrip("Ġ▁").lower(), set()).add(word.lstrip("Ġ▁"))
+        cached = {low: next(iter(words)) for low, words in seen.items() if len(words) == 1}
+        with contextlib.suppress(AttributeError):
+            tok._ripple_vocab_by_lower = cached
+    return cached
+
+
+def check_readable(tok, text: str, what: str) -> None:
+    """A one-line error when ``text`` holds words the model cannot read (its unknown token), with
+    the spelling the vocabulary has where one differs only in case.
+
+    >>> from transformers import AutoTokenizer
+    >>> from ripple.organism.paths import model_dir
+    >>> tok = AutoTokenizer.from_pretrained(model_dir())
+    >>> check_readable(tok, "brazouth kaibour was born in", "prompt")
+    Traceback (most recent call last):
+    ...
+    ripple.errors.RippleError: prompt 'brazouth kaibour was born in' has words the model cannot read ('brazouth', 'kaibour': they tokenize to the unknown token); did you mean 'Brazouth Kaibour was born in'? use words the model knows
+    """
+    bad = unknown_words(tok, text)
+    if not bad:
+        return
+    vocab = _vocab_by_lower(tok)
+    hint = ""
+    if all(w.lower() in vocab for w in bad):
+        fixed = text
+        for w in bad:
+            fixed = re.sub(rf"(?<!\w){re.escape(w)}(?!\w)", vocab[w.lower()], fixed, count=1)
+        hint = f" did you mean {fixed.strip()!r}?"
+    text = text.strip()
+    short = text if len(text) <= 80 else text[:77] + "..."
+    words = ", ".join(repr(w) for w in dict.fromkeys(bad))
+    raise RippleError(f"{what} {short!r} has words the model cannot read ({words}: they tokenize to the unknown "
+                      f"token);{hint} use words the model knows")
 
 
 def render_prompt(prompt: str, subject: str) -> str:

@@ -2,6 +2,7 @@
 into an existing --out, leave one complete run (the model there is the base plus the delta saved
 beside it); SIGTERM leaves no staging folder; files ripple did not write are never touched."""
 
+import hashlib
 import json
 import os
 import signal
@@ -49,7 +50,8 @@ def test_a_new_run_replaces_the_old_one_and_leaves_other_files_alone(tmp_path):
     assert shown(out) == {"a.json": "new a", "c.json": "new c"}  # b and sub were the old run's: gone
     assert (out / "notes.txt").read_text() == "mine"
     runs = [p.name for p in (out / RIPPLE_DIR).iterdir()]
-    assert sorted(n.split("-")[0] for n in runs) == ["current", "run"]  # one run kept, no staging left
+    assert sorted(n.split("-")[0] for n in runs) == ["current", "manifest.json", "run"]  # one run, no staging
+    assert json.loads((out / RIPPLE_DIR / "manifest.json").read_text())["names"] == ["a.json", "c.json"]
 
 
 def test_a_failed_run_leaves_the_previous_one_and_no_new_folder(tmp_path):
@@ -68,14 +70,67 @@ def test_a_failed_run_leaves_the_previous_one_and_no_new_folder(tmp_path):
     assert not (tmp_path / "deep").exists()
 
 
-def test_an_older_plain_output_is_converted(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "a.json").write_text("plain old")
-    (out / "edit-01").mkdir()
-    (out / "edit-01" / "f").write_text("plain dir")
+def test_plain_files_are_converted_only_where_a_manifest_proves_ripple_wrote_them(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    write_run(src, {"a.json": "old a", "edit-01/f": "old dir", "b.json": "old b"})
+    outputs.copy_run(src, out)  # plain files, with the manifest of what was copied
+    assert (out / "a.json").is_file() and not (out / "a.json").is_symlink()
     write_run(out, {"a.json": "new", "edit-01/f": "new dir"})
-    assert shown(out) == {"a.json": "new", "edit-01": "new dir"}
+    assert shown(out) == {"a.json": "new", "b.json": "old b", "edit-01": "new dir"}
+    write_run(out, {"b.json": "newer b"})  # b.json is still proven ripple's: replaced
+    assert shown(out) == {"b.json": "newer b"}
+
+
+@pytest.mark.parametrize("kind", ["file", "folder", "changed copy", "link elsewhere"])
+def test_what_ripple_did_not_write_is_never_replaced(tmp_path, kind):
+    out = tmp_path / "out"
+    if kind == "changed copy":  # a copied file the user edited afterwards: no longer ripple's bytes
+        src = tmp_path / "src"
+        write_run(src, {"report.md": "ripple's"})
+        outputs.copy_run(src, out)
+        (out / "report.md").write_text("the user's edit")
+    else:
+        out.mkdir()
+        if kind == "file":
+            (out / "report.md").write_text("the user's")
+        elif kind == "folder":
+            (out / "report.md").mkdir()
+            (out / "report.md" / "keep").write_text("the user's")
+        else:
+            (tmp_path / "elsewhere").write_text("the user's")
+            (out / "report.md").symlink_to(tmp_path / "elsewhere")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and RIPPLE_DIR not in p.parts}
+    with pytest.raises(outputs.RippleError, match="ripple did not write.*pass another --out"):
+        outputs.check_out(out, writes=("report.*",))
+    with pytest.raises(outputs.RippleError, match="ripple did not write"):
+        write_run(out, {"report.md": "new", "report.json": "{}"})
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and RIPPLE_DIR not in p.parts}
+    assert after == before
+    assert not (out / "report.json").exists() and not list((out / RIPPLE_DIR).glob("staging-*"))
+    outputs.check_out(out, writes=("graph.*",))  # other names: fine
+
+
+def test_copy_run_never_replaces_a_folder_it_did_not_write(tmp_path):
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    write_run(src, {"a.json": "a"})
+    dest.mkdir()
+    (dest / "mine.txt").write_text("the user's")
+    with pytest.raises(outputs.RippleError, match="not written by ripple's copy"):
+        outputs.copy_run(src, dest)
+    assert (dest / "mine.txt").read_text() == "the user's" and not (dest / "a.json").exists()
+    (dest / "mine.txt").unlink()
+    dest.rmdir()
+    outputs.copy_run(src, dest)
+    outputs.copy_run(src, dest)  # its own earlier copy: replaced
+    (dest / "extra.txt").write_text("the user's")
+    with pytest.raises(outputs.RippleError, match="extra.txt was not written"):
+        outputs.copy_run(src, dest)
+
+
+def test_a_dangling_link_out_is_named_as_such(tmp_path):
+    (tmp_path / "out").symlink_to(tmp_path / "gone")
+    with pytest.raises(outputs.RippleError, match="symbolic link to .*gone, which does not exist"):
+        outputs.check_out(tmp_path / "out")
 
 
 @pytest.mark.parametrize("fail_at", range(12))
@@ -204,7 +259,10 @@ def test_copy_run_publishes_plain_files(tmp_path):
     dest.parent.mkdir()
     for _ in range(2):  # the second copy replaces the first
         outputs.copy_run(out, dest)
-    assert sorted(p.name for p in dest.iterdir()) == ["a.json", "sub"]
+    assert sorted(p.name for p in dest.iterdir()) == [RIPPLE_DIR, "a.json", "sub"]
+    manifest = json.loads((dest / RIPPLE_DIR / "manifest.json").read_text())
+    assert manifest["plain"] == {"a.json": {"": hashlib.sha256(b"one").hexdigest()},
+                                 "sub": {"f": hashlib.sha256(b"two").hexdigest()}}
     assert not (dest / "a.json").is_symlink() and (dest / "a.json").read_text() == "one"
     assert (dest / "sub" / "f").read_text() == "two" and not (dest / "sub").is_symlink()
     assert sorted(p.name for p in dest.parent.iterdir()) == ["sample"]

@@ -96,4 +96,14 @@ def test_other_settings_are_refused(capfd, monkeypatch, tmp_path):
     monkeypatch.undo()
     code, _, err = cli(capfd, *[a if a != "6" else "8" for a in ARGS], "--out", out, "--resume")
     line = assert_one_line_error(code, err)
-    assert "other settings" in line and "edits" in line and "without --resume" in line
+    assert "other settings" in line and "edits" in line and "another --out" in line
+    saved = digest(out / ".ripple" / "resume")
+    # another method, or no --resume at all, never throws the saved state away
+    other = [a if a != "alphaedit" else "memit" for a in ARGS]
+    code, _, err = cli(capfd, *other, "--out", out, "--resume")
+    line = assert_one_line_error(code, err)
+    assert "is of alphaedit" in line and "without alphaedit" in line, line
+    code, _, err = cli(capfd, *ARGS, "--out", out)
+    line = assert_one_line_error(code, err)
+    assert "holds a partial run of alphaedit" in line and "pass --resume" in line, line
+    assert digest(out / ".ripple" / "resume") == saved

@@ -89,6 +89,10 @@ def check_tasks(tasks) -> list[str]:
     return list(tasks)
 
 
+#: What ``ripple audit`` writes into ``--out`` (``fnmatch`` patterns; see :func:`ripple.outputs.check_out`).
+WRITES = ("report.html", "report.md", "report.json", "*.png", "plain", "together", "edit-*")
+
+
 def check_args(args) -> None:
     """Bad input that needs no model: fail before loading anything."""
     from ripple.commands.edit import inputs_of
@@ -100,7 +104,7 @@ def check_args(args) -> None:
         raise RippleError(f"probe file {args.probes} does not exist; pass a probe set JSONL with --probes")
     args.tasks = check_tasks(args.tasks)
     check_out(args.out, inputs_of(args, ("edit file", args.edit), ("policy file", args.policy),
-                                  ("probe set", args.probes)))
+                                  ("probe set", args.probes)), writes=WRITES)
 
 
 def run(args) -> int:

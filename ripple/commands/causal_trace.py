@@ -36,7 +36,7 @@ def run(args) -> int:
     from ripple.io import atomic_write_json
     from ripple.loading import load_model, model_path
     from ripple.outputs import check_out, output_unit
-    from ripple.tokens import answer_ids, render_prompt
+    from ripple.tokens import answer_ids, check_readable, render_prompt
 
     for kind in args.kinds:
         parse_kind(kind, args.window)  # one line for a bad kind, before the model loads
@@ -44,10 +44,13 @@ def run(args) -> int:
     if mlp_kind is None:
         raise RippleError("--kinds needs an mlp kind (mlp or mlp/N): the summary reports where the MLP effect "
                           "peaks; add mlp")
-    check_out(args.out, [("model directory", model_path(args.model))])
+    check_out(args.out, [("model directory", model_path(args.model))], writes=("trace.json", "trace_*.png"))
     model, tok, spec = load_model(args.model, **model_kwargs(args))
     check_length(tok, [render_prompt(args.prompt, args.subject)], spec.context_length(model), "prompt",
                  room=8 if args.answer is None else 8 + len(answer_ids(tok, args.answer)))
+    check_readable(tok, render_prompt(args.prompt, args.subject), "prompt")
+    if args.answer is not None:
+        check_readable(tok, " " + args.answer.strip(), "answer")
     if args.window > spec.n_layers(model):
         raise RippleError(f"--window {args.window} is more layers than the model's {spec.n_layers(model)}; pass "
                           f"at most {spec.n_layers(model)}")

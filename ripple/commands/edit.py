@@ -13,6 +13,7 @@ import sys
 import time
 
 from ripple.commands.options import count, device_map, max_memory, share, text
+from ripple.outputs import MODEL_FILES
 from ripple.editing.editor import editor_help
 
 
@@ -135,6 +136,10 @@ def setup_from_args(args, requests, extra_overrides=()):
     return setup
 
 
+#: What ``ripple edit`` writes into ``--out`` (``fnmatch`` patterns; see :func:`ripple.outputs.check_out`).
+WRITES = ("delta.safetensors", "metrics.json", *MODEL_FILES)
+
+
 def run(args) -> int:
     from ripple.editing.editor import get_editor
     from ripple.editing.metrics import aggregate, request_metrics
@@ -146,7 +151,7 @@ def run(args) -> int:
     from ripple.progress import each
 
     get_editor(args.method)
-    check_out(args.out, inputs_of(args, ("edit file", args.edits)))
+    check_out(args.out, inputs_of(args, ("edit file", args.edits)), writes=WRITES)
     mode = "sequential" if args.sequential else "batch"
     requests = load_requests(args.edits)
     edit_groups(args.method, requests, mode, args.chunk)  # a batch the editor cannot take: before loading

@@ -69,7 +69,8 @@ def run(args) -> int:
     get_editor(args.method)
     if args.probes is not None and not Path(args.probes).is_file():
         raise RippleError(f"probe file {args.probes} does not exist; pass a probe set JSONL with --probes")
-    check_out(args.out, inputs_of(args, ("edit file", args.edit), ("probe set", args.probes)))
+    check_out(args.out, inputs_of(args, ("edit file", args.edit), ("probe set", args.probes)),
+              writes=("graph.json", "graph.graphml", "summary.json", "*.png"))
     request = one_request(args.edit)
     precheck_hparams(args, args.method)
     setup = setup_from_args(args, [request])

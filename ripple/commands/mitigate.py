@@ -74,14 +74,15 @@ def run(args) -> int:
     from ripple.io import atomic_write_json
     from ripple.loading import save_model
     from ripple.mitigation.run import mitigate
-    from ripple.outputs import check_out, output_unit
+    from ripple.outputs import MODEL_FILES, check_out, output_unit
     from ripple.probes.sets import probe_items
 
     get_editor(args.method)
     hp_m = mitigation_hparams(args.mitigation, args.mitigation_set)
     if args.probes is not None and not Path(args.probes).is_file():
         raise RippleError(f"probe file {args.probes} does not exist; pass a probe set JSONL with --probes")
-    check_out(args.out, inputs_of(args, ("edit file", args.edit), ("probe set", args.probes)))
+    check_out(args.out, inputs_of(args, ("edit file", args.edit), ("probe set", args.probes)),
+              writes=("delta.safetensors", "plain_delta.safetensors", "mitigation.json", *MODEL_FILES))
     requests = requests_from_args(args)
     precheck_hparams(args, args.method)
     setup = setup_from_args(args, requests)

@@ -50,9 +50,9 @@ def run_train(args) -> int:
         raise RippleError(f"bad --set override ({e}); use NAME=VALUE with a TrainConfig field such as n_layer=6")
     import torch
 
-    from ripple.outputs import check_out, output_unit
+    from ripple.outputs import MODEL_FILES, check_out, output_unit
 
-    check_out(args.out)
+    check_out(args.out, writes=("train_config.json", "metrics.json", *MODEL_FILES))
     torch.set_num_threads(args.threads or cfg.threads)
     with output_unit(args.out) as stage:
         train(cfg, stage)
@@ -68,7 +68,7 @@ def run_world(args) -> int:
     from ripple.organism.paths import world_path
     from ripple.outputs import check_out, output_unit
 
-    check_out(args.out, [("organism's world", world_path())])
+    check_out(args.out, [("organism's world", world_path())], writes=("world.json", "world.graphml"))
     world = load_world()
     g = world.to_networkx()
     for _, data in g.nodes(data=True):

@@ -46,7 +46,8 @@ def run_train(args) -> int:
     from ripple.rledit.train import train
 
     if args.out is not None:
-        check_out(args.out, inputs_of(args, ("edit file", args.edits)))
+        check_out(args.out, inputs_of(args, ("edit file", args.edits)),
+                  writes=("hypernet.json", "hypernet.safetensors"))
     precheck_hparams(args, "rledit")
     requests = load_requests(args.edits) if args.edits else None
     setup = load_setup(args.model, "rledit", requests or (), hparams_file=args.hparams, overrides=args.set,

@@ -66,7 +66,8 @@ def check_args(args) -> list[str]:
         raise RippleError(f"--every {args.every} is not a multiple of --chunk {args.chunk}; checkpoints fall between "
                           "steps, so pass an --every that the chunk divides")
     args.tasks = check_tasks(args.tasks)
-    check_out(args.out, inputs_of(args, ("edit file", args.edit_file)))
+    check_out(args.out, inputs_of(args, ("edit file", args.edit_file)),
+              writes=("stress.json", "stress.md", "stress.png", "timing.json"))
     return names
 
 
@@ -89,7 +90,7 @@ def run(args) -> int:
               "chunk": args.chunk, "counterfact": args.counterfact, "tasks": args.tasks, "limit": args.limit,
               "collapse_ratio": args.collapse_ratio, "task_floor": args.task_floor,
               "source": args.edit_file or "world stream", "set": args.set}
-    store = resume_store(args, config, stream, setup)
+    store = resume_store(args, config, stream, setup, names)
 
     def progress(name, row):
         if not args.quiet:
@@ -126,9 +127,10 @@ def run(args) -> int:
     return 0
 
 
-def resume_store(args, config: dict, stream, setup):
+def resume_store(args, config: dict, stream, setup, names):
     """Where this run saves its checkpoints (``OUT/.ripple/resume``), keyed by everything the curves
-    depend on; without ``--resume`` an earlier partial run there is set aside."""
+    depend on. A partial run there is never thrown away: without ``--resume``, or with other
+    methods or settings, it is a one-line error."""
     import hashlib
     import json
 
@@ -139,10 +141,11 @@ def resume_store(args, config: dict, stream, setup):
     key = {**config, "stats_corpus": setup.corpus.describe() if setup.corpus is not None else None, "stream": digest}
     store = ResumeStore(args.out, key, source_fingerprint())
     if store.exists() and not args.resume:
-        if not args.quiet:
-            print(f"starting over: the partial run in {store.folder} is replaced (--resume goes on from it)",
-                  file=sys.stderr)
-        store.clear()
-    elif args.resume and not store.exists() and not args.quiet:
-        print(f"nothing to resume in {args.out}; starting from the first edit", file=sys.stderr)
+        raise RippleError(f"{store.folder} holds a partial run of {', '.join(store.saved_keys())}; pass --resume to "
+                          "go on from it, or another --out (move that folder away to start over)")
+    if store.exists():
+        store.check(names)
+    elif args.resume:
+        print(f"ripple: note: nothing to resume in {args.out} (no partial run in {store.folder}); starting from "
+              "the first edit", file=sys.stderr)
     return store

@@ -35,7 +35,7 @@ from typing import Any
 
 from ripple.errors import RippleError
 from ripple.scoring import answer_logprobs
-from ripple.tokens import _whole_word_rfind, answer_ids, fill, subject_token_span, text_ids
+from ripple.tokens import _whole_word_rfind, answer_ids, check_readable, fill, subject_token_span, text_ids
 
 #: Every accepted field name -> the EditRequest field it fills.
 FIELD_NAMES: dict[str, str] = {
@@ -307,6 +307,11 @@ def validate_for_model(requests: list[EditRequest], tok, model=None, context: in
     for i, req in each(enumerate(requests, 1), "checking edit requests", quiet=not progress):
         try:
             subject_token_span(tok, req.prompt, req.subject)
+            check_readable(tok, req.rendered, "prompt")  # the subject and the prompt's words
+            for kind, texts in (("paraphrase", req.paraphrase_prompts), ("neighbourhood prompt",
+                                                                         req.neighborhood_prompts)):
+                for text in texts:
+                    check_readable(tok, text, kind)
         except RippleError as exc:
             raise RippleError(f"{_label(i, req)}: {exc}") from None
         for field_name, target in [("target_new", req.target_new), ("target_true", req.target_true),

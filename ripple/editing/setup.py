@@ -125,9 +125,20 @@ class EditSetup:
         return self.spec.context_length(self.model)
 
     def check_probes(self, items) -> None:
-        """A one-line error for a probe item longer than the model's context."""
+        """A one-line error for a probe item longer than the model's context, and for a probe set
+        with items the model cannot read (words its tokenizer maps to the unknown token: e.g. the
+        real-world graph on the organism's whole-word vocabulary), which would be scored as noise."""
         from ripple.editing.requests import check_length
+        from ripple.tokens import unknown_words
 
+        unreadable = [item for item in items
+                      if unknown_words(self.tok, item.rendered) or unknown_words(self.tok, " " + item.answer)]
+        if unreadable:
+            first = unreadable[0]
+            words = unknown_words(self.tok, first.rendered) or unknown_words(self.tok, " " + first.answer)
+            raise RippleError(f"the probe set has {len(unreadable)} of {len(items)} items the model cannot read "
+                              f"(e.g. {first.id}: {first.rendered!r} -> {first.answer!r}; {words[0]!r} tokenizes to "
+                              "the unknown token); pass a probe set in the model's vocabulary with --probes")
         for item in items:
             check_length(self.tok, [item.rendered], self.context_length, f"probe item {item.id}:",
                          room=len(answer_ids(self.tok, item.answer)))

@@ -118,10 +118,39 @@ class ResumeStore:
         if saved["key"] != want:
             differ = sorted(k for k in set(want) | set(saved["key"]) if want.get(k) != saved["key"].get(k))
             raise RippleError(f"the partial run in {self.folder} was made with other settings ({', '.join(differ)} "
-                              "differ); rerun with the same settings, or without --resume to start over")
+                              "differ); resume with the same settings, or pass another --out")
         weights = {k[len("weight."):]: v for k, v in tensors.items() if k.startswith("weight.")}
         state = {k: v for k, v in tensors.items() if k.startswith("state")}
         return {**saved, "weights": weights, "state": _decode(saved["state"], state)}
+
+    def saved_keys(self) -> dict[str, dict]:
+        """Method name -> the settings its saved state was made with (unreadable files: a one-line error)."""
+        out = {}
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                saved = json.loads(path.read_text())
+                out[saved["method"]] = saved["key"]
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise RippleError(f"the resume state {path} cannot be read ({type(e).__name__}); move {self.folder} "
+                                  "away to start over") from None
+        return out
+
+    def check(self, names) -> None:
+        """Before any work: every saved method is among ``names`` (the run's methods) and was made
+        with this run's settings, else a one-line error that names what differs (nothing is
+        deleted: a run with other settings never throws the saved state away)."""
+        saved = self.saved_keys()
+        extra = [m for m in saved if m not in names]
+        if extra:
+            raise RippleError(f"the partial run in {self.folder} is of {', '.join(saved)}, and --method/--compare "
+                              f"now name {', '.join(names)} (without {', '.join(extra)}); resume with the same "
+                              "methods, or pass another --out")
+        for method, key in saved.items():
+            differ = sorted(k for k in self.key if key.get(k) != self.key[k])
+            if differ:
+                raise RippleError(f"the partial run in {self.folder} ({method}) was made with other settings "
+                                  f"({', '.join(differ)} differ); resume with the same settings, or pass another "
+                                  "--out")
 
     def progress(self, name: str) -> dict | None:
         """What a stopped (or still running) run of method ``name`` has measured so far, without
