@@ -37,9 +37,9 @@ def old_module(path: str, name: str):
 
 
 def main(model_name: str, reps: int = 3) -> None:
+    from ripple import scoring
     from ripple.editing.setup import load_setup
     from ripple.evaluate import perplexity
-    from ripple import scoring
 
     torch.set_num_threads(int(os.environ.get("RIPPLE_THREADS", "1")))
     setup = load_setup(model_name)

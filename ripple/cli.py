@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -51,7 +52,16 @@ def _threads(value: str | None) -> int | None:
     if n < 1:
         raise RippleError(f"thread count {value!r} (--threads or RIPPLE_THREADS) is not a whole number of at "
                           "least 1; pass e.g. --threads 1")
+    most = max_threads()
+    if n > most:
+        raise RippleError(f"thread count {n} (--threads or RIPPLE_THREADS) is more than {most} (4 per core of this "
+                          f"machine's {os.cpu_count() or 1}); more threads only slow torch down, pass e.g. --threads 1")
     return n
+
+
+def max_threads() -> int:
+    """The most torch threads ripple starts: 4 per core (100,000 threads exhaust the process table)."""
+    return 4 * (os.cpu_count() or 1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,10 +88,18 @@ def _quiet_libraries(verbose: bool):
         return
     import logging
 
-    loggers = [logging.getLogger(n) for n in ("matplotlib", "transformers", "datasets", "lm_eval")]
+    loggers = [logging.getLogger(n) for n in ("matplotlib", "transformers", "datasets", "lm_eval", "accelerate")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+    # transformers sets its own level when it is first imported (inside the command, after the lines
+    # above): its environment variables keep it at errors, so that a tokenizer's warning (a prompt
+    # longer than the model's maximum) never comes before ripple's one-line error
+    env = {"TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+    saved_env = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    if "transformers.utils.logging" in sys.modules:
+        sys.modules["transformers.utils.logging"].set_verbosity_error()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -89,6 +107,53 @@ def _quiet_libraries(verbose: bool):
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class _HeldNotes:
+    """stderr with ripple's own ``ripple: warning:`` and ``ripple: note:`` lines held back until the
+    command ends: written when it succeeds, dropped when it fails, so that a bad input's error is the
+    only line (a warning about the requests must not come before an error about an option). Everything
+    else (progress bars, progress lines) goes straight through."""
+
+    PREFIXES = ("ripple: warning:", "ripple: note:")
+
+    def __init__(self, real):
+        self.real, self.held, self._holding = real, [], False
+
+    def write(self, text: str) -> int:
+        if text.startswith(self.PREFIXES) or (self._holding and text == "\n"):
+            self.held.append(text)
+            self._holding = not text.endswith("\n")
+            return len(text)
+        self._holding = False
+        return self.real.write(text)
+
+    def release(self) -> None:
+        self.real.write("".join(self.held))
+        self.real.flush()
+        self.held = []
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+@contextlib.contextmanager
+def _notes_held():
+    held = _HeldNotes(sys.stderr)
+    sys.stderr = held
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        sys.stderr = held.real
+        if ok:
+            held.release()
 
 
 def main(argv=None) -> int:
@@ -104,7 +169,10 @@ def main(argv=None) -> int:
                 import torch
 
                 torch.set_num_threads(args.threads or 1)
-            return args.func(args)
+            from ripple.progress import bars_silenced
+
+            with bars_silenced(getattr(args, "quiet", False)), _notes_held():  # --quiet: no bar at all
+                return args.func(args)
     except RippleError as e:
         print(f"ripple: error: {e}", file=sys.stderr)
         return 2
@@ -118,10 +186,18 @@ def main(argv=None) -> int:
         if os.environ.get("RIPPLE_DEBUG"):
             raise
         where = f" {e.filename}" if e.filename else ""
+        if e.errno in _FULL:
+            print(f"ripple: error: cannot write{where}: {e.strerror or e}; free some space (or raise the file size "
+                  "limit) or pass an --out on another disk (--out keeps its previous run)", file=sys.stderr)
+            return 2
         print(f"ripple: error: cannot use{where}: {e.strerror or e}; check the path and its permissions",
               file=sys.stderr)
         return 2
     except Exception as e:  # a bug in ripple, not bad input: still one line unless asked for more
+        if _disk_full(e) and not os.environ.get("RIPPLE_DEBUG"):  # libraries that wrap the OS error
+            print(f"ripple: error: cannot write: {_disk_full(e)}; free some space (or raise the file size limit) or "
+                  "pass an --out on another disk (--out keeps its previous run)", file=sys.stderr)
+            return 2
         if os.environ.get("RIPPLE_DEBUG"):
             raise
         print(f"ripple: internal error: {type(e).__name__}: {e} (set RIPPLE_DEBUG=1 for the traceback)",
@@ -130,6 +206,24 @@ def main(argv=None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_FULL_WORDS = ("No space left on device", "Disk quota exceeded", "File too large", "file write failed")
+
+
+def _disk_full(e: BaseException) -> str | None:
+    """The words of a full disk (or a file size limit) in an error a library raised around the OS
+    error (safetensors' SafetensorError, torch's RuntimeError), else None."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in _FULL:
+            return e.strerror or str(e)
+        text = str(e)
+        for words in _FULL_WORDS:
+            if words in text:
+                return words
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _main_thread() -> bool:

@@ -32,6 +32,35 @@ if TYPE_CHECKING:  # torch stays out of the CLI's start-up
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
+def check_device(value: str) -> str:
+    """``value`` when torch can place a model there now, else a one-line error with the fix, before
+    anything is loaded: ``cuda`` on a machine without CUDA, an index past the GPUs there are.
+
+    >>> check_device("cpu")
+    'cpu'
+    """
+    import torch
+
+    from ripple.errors import RippleError
+
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise RippleError(f"--device {value!r} is an unknown device; pass cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RippleError(f"--device {value}: this machine has no CUDA GPU (or torch was built without CUDA); "
+                              "pass --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RippleError(f"--device {value}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                              f"numbered from 0; pass --device cuda:0")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise RippleError(f"--device {value}: MPS is not available here; pass --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise RippleError(f"--device {value}: ripple places models on cpu, cuda or mps; pass one of those")
+    return value
+
+
 def _hooks(module):
     """The accelerate hooks on ``module`` (a SequentialHook unpacked), or none."""
     hook = getattr(module, "_hf_hook", None)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ripple.errors import RippleError
+from ripple.io import absent
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def converted(gguf: str | Path) -> Path:
     """The cached transformers directory of ``gguf`` (converted now on the first use)."""
     path = Path(gguf).expanduser()
     if not path.is_file():
-        problem = "is a directory" if path.is_dir() else "does not exist"
+        problem = absent(path)
         raise RippleError(f"GGUF file {gguf} {problem}; pass the path of a .gguf file")
     try:
         with path.open("rb") as f:
@@ -106,8 +107,28 @@ def converted(gguf: str | Path) -> Path:
     out = model_cache() / _sha256(path)[:24]
     if (out / "config.json").is_file():
         return out
+    check_complete(path)
     _convert(path, out)
     return out
+
+
+def check_complete(path: Path) -> None:
+    """A one-line error for a GGUF file whose header cannot be read or whose tensors run past its
+    end (a truncated download or copy), before transformers reads it."""
+    try:
+        import gguf
+    except ImportError:
+        raise RippleError("reading a GGUF file needs the gguf package: pip install gguf") from None
+    size = path.stat().st_size
+    try:
+        reader = gguf.GGUFReader(str(path))
+        end = max((t.data_offset + int(t.n_bytes) for t in reader.tensors), default=0)
+    except Exception as exc:  # the reader fails in many ways on a cut file (struct, numpy, value errors)
+        raise RippleError(f"GGUF file {path} is corrupt or truncated ({size} bytes; its header or tensors cannot "
+                          f"be read: {str(exc).splitlines()[0][:120]}); download or copy it again") from None
+    if end > size:
+        raise RippleError(f"GGUF file {path} is truncated: its tensors need {end} bytes, the file has {size}; "
+                          "download or copy it again")
 
 
 def _convert(path: Path, out: Path) -> None:
@@ -119,11 +140,12 @@ def _convert(path: Path, out: Path) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from ripple.loading import quiet_transformers
+    from ripple.progress import library_bars
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
     try:
-        with quiet_transformers():
+        with quiet_transformers(), library_bars():  # its tensor-conversion bar: off with --quiet
             try:
                 config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
                 quantized = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -16,6 +17,43 @@ from collections import Counter
 from pathlib import Path
 
 from ripple.errors import RippleError
+
+
+def loads_json(text, where):
+    """``json.loads``, with a one-line error naming ``where`` for input nested past what Python can
+    read (``[[[[...`` thousands deep); a syntax error is left to the caller.
+
+    >>> loads_json("[" * 100000 + "]" * 100000, "edits.json")
+    Traceback (most recent call last):
+    ...
+    ripple.errors.RippleError: edits.json is nested too deeply to read (JSON deeper than Python's recursion limit); flatten it
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise RippleError(f"{where} is nested too deeply to read (JSON deeper than Python's recursion limit); "
+                          "flatten it") from None
+
+
+def absent(path) -> str:
+    """Why ``path`` cannot be opened as a file, in words: "is a directory", "is a symbolic link loop",
+    "is a symbolic link to X, which does not exist" or "does not exist".
+
+    >>> absent("/nonexistent/file.json")
+    'does not exist'
+    """
+    p = Path(path)
+    try:
+        os.stat(p)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        if p.is_symlink():
+            return f"is a symbolic link to {os.readlink(p)}, which does not exist"
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return "cannot be reached (permission denied)"
+        return "does not exist"
+    return "is a directory" if p.is_dir() else "is not a regular file"
 
 
 def prepare_out_dir(path) -> Path:
@@ -40,6 +78,21 @@ def atomic_write_bytes(path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_torch_save(obj, path) -> None:
+    """``torch.save`` through :func:`atomic_write_bytes`: a full disk (or a file size limit) is an
+    ``OSError`` that names it, not torch's ``unexpected pos`` from its own writer, and no partial
+    file is left."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def atomic_write_text(path, text: str) -> None:

@@ -25,6 +25,7 @@ import torch
 
 from ripple.arch import ArchSpec, get_spec
 from ripple.errors import RippleError
+from ripple.io import loads_json
 
 _TRUE = {"1", "ON", "YES", "TRUE"}
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -57,7 +58,9 @@ def _local_dir(name_or_path: str) -> Path | None:
     if path.is_file():
         raise RippleError(f"model path {name_or_path} is a file; pass the directory holding config.json")
     if name_or_path.startswith((".", "/", "~")):
-        raise RippleError(f"model path {name_or_path} does not exist")
+        from ripple.io import absent
+
+        raise RippleError(f"model path {name_or_path} {absent(path)}")
     return None
 
 
@@ -65,7 +68,7 @@ def _check_local(path: Path) -> None:
     """Fail fast on an unsupported model_type or missing safetensors, before any weight is read."""
     config = path / "config.json"
     try:
-        data = json.loads(config.read_bytes().decode("utf-8"))
+        data = loads_json(config.read_bytes().decode("utf-8"), config)
     except json.JSONDecodeError as exc:
         raise RippleError(f"{config} is not valid JSON (line {exc.lineno}: {exc.msg}); fix it or re-save the "
                           "model with save_pretrained") from None
@@ -124,11 +127,32 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-def save_model(model, tokenizer, path) -> None:
-    """``save_pretrained`` of model (safetensors) and tokenizer, quietly."""
+#: What ripple reads from a model directory beside the weights, carried into an edited model it
+#: saves so that the edited model is audited as its base was: the world it was trained on (probes,
+#: ground truth, statistics corpus) and its editors' settings (layers).
+CARRIED = ("world.json", "ripple_hparams.json")
+
+
+def save_model(model, tokenizer, path, base: str | None = None, edit: dict | None = None) -> None:
+    """``save_pretrained`` of model (safetensors) and tokenizer, quietly. ``base``: the model it was
+    loaded from ('organism', a directory): its :data:`CARRIED` files are copied beside, and
+    ``ripple_base.json`` records the base and ``edit`` (what was done to it)."""
+    import json
+    import shutil
+
     with quiet_transformers():
         model.save_pretrained(path, safe_serialization=True)
         tokenizer.save_pretrained(path)
+    if base is None:
+        return
+    src = model_path(base)
+    carried = []
+    for name in CARRIED:
+        if src is not None and (src / name).is_file():
+            shutil.copyfile(src / name, Path(path) / name)
+            carried.append(name)
+    record = {"base": str(base), "carried": carried, **({"edit": edit} if edit else {})}
+    (Path(path) / "ripple_base.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def model_path(name_or_path: str) -> Path | None:

@@ -134,8 +134,9 @@ def check_out(out, inputs: Iterable[tuple[str, object]] = (), writes: Iterable[s
         raise RippleError("--out is empty; pass a directory for the outputs")
     p = Path(out).expanduser()
     if p.is_symlink() and not p.exists():
-        raise RippleError(f"output path {out} is a symbolic link to {os.readlink(p)}, which does not exist; "
-                          "create its target or pass another --out")
+        from ripple.io import absent
+
+        raise RippleError(f"output path {out} {absent(p)}; pass another --out (or make the link point at a folder)")
     if p.exists() and not p.is_dir():
         raise RippleError(f"output path {out} is a file, not a directory; pass a directory for --out")
     base = _nearest_existing(p.absolute())
@@ -143,11 +144,11 @@ def check_out(out, inputs: Iterable[tuple[str, object]] = (), writes: Iterable[s
         raise RippleError(f"output path {out} is under {base}, which is a file; pass a directory for --out")
     if not os.access(base, os.W_OK | os.X_OK):
         raise RippleError(f"cannot write to {base} (permission denied); pass an --out you may write to")
-    resolved = p.resolve()
+    resolved = Path(os.path.realpath(p))  # never raises, a symbolic link loop included
     for label, path in inputs:
         if path is None:
             continue
-        ip = Path(path).expanduser().resolve()
+        ip = Path(os.path.realpath(Path(path).expanduser()))
         if ip == resolved:
             raise RippleError(f"--out {out} is the {label} itself; pass a new directory for --out, "
                               "so that the outputs never replace an input")

@@ -6,7 +6,38 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import io
 import sys
+
+_QUIET = contextvars.ContextVar("ripple_quiet_bars", default=False)
+
+
+@contextlib.contextmanager
+def bars_silenced(quiet: bool = True):
+    """Inside the block every bar ripple shows is off, and so are the bars of libraries ripple calls
+    that cannot be told (transformers' GGUF conversion): ``--quiet`` means no bar at all."""
+    token = _QUIET.set(bool(quiet) or _QUIET.get())
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
+
+
+def bars_off() -> bool:
+    """Whether bars are silenced here (:func:`bars_silenced`)."""
+    return _QUIET.get()
+
+
+@contextlib.contextmanager
+def library_bars():
+    """Around a library call that draws its own bars on stderr: they go nowhere when bars are off."""
+    if not bars_off():
+        yield
+        return
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield
 
 
 class Stages:
@@ -20,7 +51,7 @@ class Stages:
         self._started = 0
 
     def __enter__(self) -> "Stages":
-        if not self.quiet:
+        if not self.quiet and not bars_off():
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=len(self.names), desc=self.desc, file=sys.stderr, leave=False,
@@ -48,7 +79,7 @@ MANY = 1000
 def each(items, desc: str, quiet: bool = False):
     """``items`` with a bar on stderr when there are many of them (at least :data:`MANY`)."""
     items = list(items)
-    if quiet or len(items) < MANY:
+    if quiet or bars_off() or len(items) < MANY:
         return items
     from tqdm.auto import tqdm
 

@@ -51,3 +51,25 @@ def tiny_probe_items():
 
 def digest(directory) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def tree_digest(root) -> dict | None:
+    """Every file under ``root`` (links followed) -> sha256; None when ``root`` does not exist."""
+    from pathlib import Path
+
+    root = Path(root)
+    if not root.exists():
+        return None
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def fill(argv, ws, out):
+    """The argv with ``{name}`` placeholders of the workspace filled in (a prompt's ``{}`` stays)."""
+    values = {**{k: str(v) for k, v in ws.items()}, "out": str(out)}
+    filled = []
+    for a in map(str, argv):
+        for key, value in values.items():
+            a = a.replace("{" + key + "}", value)
+        filled.append(a)
+    return filled

@@ -118,7 +118,7 @@ def test_html_report_is_self_contained(runs):
 
 def test_warn_exit_code_from_policy_and_json_stdout(capfd, tmp_path):
     policy = tmp_path / "policy.toml"
-    policy.write_text("warn_exit_code = 1\n[efficacy]\nwarn = 2.0\n")  # efficacy 1.0 < 2.0: a warning
+    policy.write_text("warn_exit_code = 1\n[update_norm_ratio]\nwarn = 0.0\n")  # any edit's update > 0: a warning
     out = tmp_path / "run"
     code, stdout, err = audit(capfd, out, *BENIGN, "--policy", policy, "--json")
     assert code == 1, err

@@ -2,7 +2,6 @@
 one line on stderr that names the problem, creates or changes no output directory, and leaves the
 model files as they were."""
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -13,18 +12,10 @@ from ripple.organism.paths import model_dir
 from ripple.probes.sets import save_probe_set
 
 from conftest import edit_requests, save_tiny_gpt2, stats_corpus
-from helpers import cli, tiny_probe_items
+from helpers import cli, fill, tiny_probe_items, tree_digest
 
 CHEAP = ["--set", "v_steps=2", "context_prefixes=0", "stats_samples=300", "layers=0", "fact_token=last"]
 ORGANISM_EDIT = ["--prompt", "{} was born in", "--subject", "Lodro Toudein", "--target", "Kraile"]
-
-
-def tree_digest(root) -> dict:
-    """Every file under ``root`` (links followed) -> sha256; None when ``root`` does not exist."""
-    if not root.exists():
-        return None
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -213,17 +204,6 @@ CASES = [
     ("unknown-command", ["frobnicate"], "invalid choice: 'frobnicate'"),
     ("missing-required", ["edit", "--model", M], "the following arguments are required"),
 ]
-
-
-def fill(argv, ws, out):
-    """The argv with ``{name}`` placeholders of the workspace filled in (a prompt's ``{}`` stays)."""
-    values = {**{k: str(v) for k, v in ws.items()}, "out": str(out)}
-    filled = []
-    for a in map(str, argv):
-        for key, value in values.items():
-            a = a.replace("{" + key + "}", value)
-        filled.append(a)
-    return filled
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

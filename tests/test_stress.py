@@ -148,4 +148,4 @@ def test_model_without_world_samples_from_the_real_world_graph(capfd, tmp_path, 
     path, *_ = tiny_inputs
     code, _, err = cli(capfd, "stress", "--model", path, "--method", "rome", "--edits", 2, "--every", 1,
                        "--out", tmp_path / "o")
-    assert "outside the model's vocabulary" in assert_one_line_error(code, err)
+    assert "words the model cannot read" in assert_one_line_error(code, err)

@@ -60,6 +60,21 @@ _BAD_RULE = "bad audit rule: "
 METRIC_ALIASES = {"neighbourhood": "neighborhood", "neighbourhood_top1": "neighborhood_top1"}
 
 
+#: The values each metric an audit measures can take, ``(low, high, what)``: a threshold outside them
+#: can never mean anything (a negative share, ``warn = 5`` on efficacy) and is refused.
+_SHARE = (0.0, 1.0, "a share, from 0 to 1")
+METRIC_RANGES: dict[str, tuple[float, float, str]] = {
+    **{m: _SHARE for m in ("efficacy", "paraphrase", "neighborhood", "efficacy_top1", "paraphrase_top1",
+                           "neighborhood_top1", "logical_generalization", "compositionality_1",
+                           "compositionality_2", "subject_aliasing", "preservation", "relation_specificity",
+                           "ripple_overall")},
+    "unintended_changes": (0.0, math.inf, "a count, at least 0"),
+    "perplexity_ratio": (0.0, math.inf, "a ratio, above 0"),
+    "update_norm_ratio": (0.0, math.inf, "a ratio, at least 0"),
+    "task_acc_drop": (-1.0, 1.0, "a difference of accuracies, from -1 to 1"),
+}
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -79,6 +94,11 @@ def _rule_problem(metric: Any, op: Any, warn: Any, fail: Any, description: Any) 
             return f"{metric}.{name} must be a finite number, got {value!r}"
     if warn is None and fail is None:
         return f"{metric} needs a warn or a fail threshold (or both)"
+    lo, hi, what = METRIC_RANGES.get(metric, (-math.inf, math.inf, ""))
+    for name, value in (("warn", warn), ("fail", fail)):
+        if value is not None and not lo <= value <= hi:
+            return (f"{metric}.{name} = {value!r} can never be reached: {metric} is {what}; "
+                    f"give a threshold in that range")
     if not isinstance(description, str):
         return f"{metric}.description must be a string, got {type(description).__name__}"
     if warn is not None and fail is not None:
@@ -203,6 +223,8 @@ def load_policy(path: str | Path, base: Policy = DEFAULT_POLICY, known=None) -> 
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise RippleError(f"{where} is not UTF-8 text; save it as UTF-8 TOML") from None
+    except RecursionError:
+        raise RippleError(f"{where} is nested too deeply to read; flatten it") from None
     except tomllib.TOMLDecodeError as exc:
         msg = " ".join(str(exc).split())
         raise RippleError(f"{where} is not valid TOML: {msg}; fix the syntax at that line") from None

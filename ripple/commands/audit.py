@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     from ripple.commands.edit import add_edit_options
     from ripple.commands.graph import add_budget_option
     from ripple.commands.mitigate import add_mitigation_options
-    from ripple.commands.options import count, natural, share, text
+    from ripple.commands.options import count, natural, seed, share, text
 
     p = sub.add_parser("audit", help="audit a proposed edit: sandboxed edit, measurements, pass/warn/fail verdict")
     add_edit_options(p)
@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
                    "only)")
     p.add_argument("--rect", type=share, default=None, help="RECT: keep this top share of the update, in (0, 1] "
                    "(e.g. 0.4)")
-    p.add_argument("--seed", type=natural, default=None, help="editing seed (hyperparameter seed; default 0)")
+    p.add_argument("--seed", type=seed, default=None, help="editing seed (hyperparameter seed; default 0)")
     p.add_argument("--tasks", nargs="*", default=None, help="lm-eval tasks before and after (organism: the "
                    "organism's offline suite; english: the offline English suite for real models; others need "
                    "their data cached locally)")
@@ -69,7 +69,11 @@ def requests_from_args(args) -> list:
     if args.edit is not None:
         if any(x is not None for x in inline + [args.target_true]):
             raise RippleError("pass either --edit FILE or --prompt/--subject/--target, not both")
-        return load_requests(args.edit)
+        notes: list[str] = []
+        requests = load_requests(args.edit, batch=True, notes=notes)  # audited alone and together
+        for note in notes:
+            print(f"ripple: note: {note}", file=sys.stderr)
+        return requests
     if not all(x is not None for x in inline):
         missing = [n for n, x in zip(("--prompt", "--subject", "--target"), inline) if x is None]
         raise RippleError(f"no edit given: pass --edit FILE, or --prompt, --subject and --target "
@@ -101,7 +105,9 @@ def check_args(args) -> None:
 
     get_editor(args.method)
     if args.probes is not None and not Path(args.probes).is_file():
-        raise RippleError(f"probe file {args.probes} does not exist; pass a probe set JSONL with --probes")
+        from ripple.io import absent
+
+        raise RippleError(f"probe file {args.probes} {absent(args.probes)}; pass a probe set JSONL with --probes")
     args.tasks = check_tasks(args.tasks)
     check_out(args.out, inputs_of(args, ("edit file", args.edit), ("policy file", args.policy),
                                   ("probe set", args.probes)), writes=WRITES)

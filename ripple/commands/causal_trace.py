@@ -7,7 +7,7 @@ from ripple.errors import RippleError
 
 
 def add_parser(sub) -> None:
-    from ripple.commands.options import count, natural, positive, text
+    from ripple.commands.options import count, positive, seed, text
 
     t = sub.add_parser("trace", help="causal tracing of one fact: where is it recalled?")
     from ripple.commands.edit import add_model_argument
@@ -25,7 +25,8 @@ def add_parser(sub) -> None:
     t.add_argument("--kinds", nargs="+", default=["hidden", "mlp", "attn"],
                    help="states to restore: hidden, mlp, attn; mlp/N or attn/N restores a window of N layers "
                    "(default: hidden mlp attn, the last two with --window)")
-    t.add_argument("--seed", type=natural, default=0)
+    t.add_argument("--seed", type=seed, default=0)
+    t.add_argument("--quiet", action="store_true", help="no progress bars (a GGUF model's first conversion)")
     t.set_defaults(func=run)
 
 

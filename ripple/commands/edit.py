@@ -13,8 +13,8 @@ import sys
 import time
 
 from ripple.commands.options import count, device_map, max_memory, share, text
-from ripple.outputs import MODEL_FILES
 from ripple.editing.editor import editor_help
+from ripple.outputs import MODEL_FILES
 
 
 def add_parser(sub) -> None:
@@ -28,6 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--chunk", type=count, default=1, help="requests per step in sequential mode (at least 1)")
     p.add_argument("--rect", type=share, default=None, help="RECT: keep this top share of the update, in (0, 1] "
                    "(e.g. 0.4)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
@@ -53,7 +54,11 @@ def add_model_argument(p) -> None:
 
 
 def model_kwargs(args) -> dict:
-    """:func:`ripple.loading.load_model`'s keyword arguments from :func:`add_model_argument`'s options."""
+    """:func:`ripple.loading.load_model`'s keyword arguments from :func:`add_model_argument`'s options
+    (the device checked first: one line, before anything loads)."""
+    from ripple.devices import check_device
+
+    check_device(args.device)
     return {"dtype": args.dtype, "device": args.device, "device_map": args.device_map,
             "max_memory": args.max_memory, "offload_folder": args.offload_folder}
 
@@ -153,7 +158,10 @@ def run(args) -> int:
     get_editor(args.method)
     check_out(args.out, inputs_of(args, ("edit file", args.edits)), writes=WRITES)
     mode = "sequential" if args.sequential else "batch"
-    requests = load_requests(args.edits)
+    notes: list[str] = []
+    requests = load_requests(args.edits, batch=mode == "batch", notes=notes)
+    for note in notes:
+        print(f"ripple: note: {note}", file=sys.stderr)
     edit_groups(args.method, requests, mode, args.chunk)  # a batch the editor cannot take: before loading
     rect = [f"rect={args.rect}"] if args.rect is not None else []
     precheck_hparams(args, args.method, rect)
@@ -165,7 +173,8 @@ def run(args) -> int:
         with edited(ctx, args.method, requests, hp, mode=mode, chunk=args.chunk, force=args.force) as result:
             seconds = time.perf_counter() - t0
             after = [request_metrics(model, tok, r) for r in each(requests, "measuring the edited model")]
-            save_model(model, tok, stage)
+            save_model(model, tok, stage, base=args.model, edit={"method": args.method, "mode": mode,
+                                                                 "requests": len(requests)})
         metrics = {"method": result.total.method, "mode": mode, "n_requests": len(requests),
                    "seconds": round(seconds, 3), "before": aggregate(before), "after": aggregate(after),
                    "per_request": [{"case_id": r.case_id, "subject": r.subject, **m} for r, m in zip(requests, after)],

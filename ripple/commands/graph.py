@@ -27,6 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument("--probes", default=None, help="probe set (JSONL); default: every fact of the model's world.json")
     p.add_argument("--k", type=natural, default=5, help="kNN edges per item (0: links only)")
     add_budget_option(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
@@ -68,7 +69,9 @@ def run(args) -> int:
 
     get_editor(args.method)
     if args.probes is not None and not Path(args.probes).is_file():
-        raise RippleError(f"probe file {args.probes} does not exist; pass a probe set JSONL with --probes")
+        from ripple.io import absent
+
+        raise RippleError(f"probe file {args.probes} {absent(args.probes)}; pass a probe set JSONL with --probes")
     check_out(args.out, inputs_of(args, ("edit file", args.edit), ("probe set", args.probes)),
               writes=("graph.json", "graph.graphml", "summary.json", "*.png"))
     request = one_request(args.edit)

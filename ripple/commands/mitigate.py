@@ -80,7 +80,9 @@ def run(args) -> int:
     get_editor(args.method)
     hp_m = mitigation_hparams(args.mitigation, args.mitigation_set)
     if args.probes is not None and not Path(args.probes).is_file():
-        raise RippleError(f"probe file {args.probes} does not exist; pass a probe set JSONL with --probes")
+        from ripple.io import absent
+
+        raise RippleError(f"probe file {args.probes} {absent(args.probes)}; pass a probe set JSONL with --probes")
     check_out(args.out, inputs_of(args, ("edit file", args.edit), ("probe set", args.probes)),
               writes=("delta.safetensors", "plain_delta.safetensors", "mitigation.json", *MODEL_FILES))
     requests = requests_from_args(args)
@@ -99,7 +101,8 @@ def run(args) -> int:
     record = mitigation_record(out, plan, setup.requests)
     with output_unit(args.out) as stage:
         with out.revised.applied(setup.model):
-            save_model(setup.model, setup.tok, stage)
+            save_model(setup.model, setup.tok, stage, base=args.model,
+                       edit={"method": args.method, "mitigation": args.mitigation, "requests": len(setup.requests)})
         out.revised.save(stage / "delta.safetensors")
         out.plain.save(stage / "plain_delta.safetensors")
         atomic_write_json(stage / "mitigation.json", json.loads(json.dumps(record, default=str)))

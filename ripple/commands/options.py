@@ -5,7 +5,7 @@
 >>> count("0")
 Traceback (most recent call last):
 ...
-argparse.ArgumentTypeError: must be a whole number of at least 1, got '0'
+argparse.ArgumentTypeError: must be a whole number of at least 1 (and at most 1000000), got '0'
 >>> share("1.5")
 Traceback (most recent call last):
 ...
@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from ripple.devices import DEVICE_MAPS
-from ripple.editing.limits import AT_LEAST_0, AT_LEAST_1, POSITIVE, SHARE, Limit
+from ripple.editing.limits import POSITIVE, SHARE, Limit
 
 
 def _number(value: str, kind=float):
@@ -48,8 +48,13 @@ def ranged(limit: Limit):
     return parse
 
 
-count = ranged(AT_LEAST_1)  # steps, requests, samples, windows, documents
-natural = ranged(AT_LEAST_0)  # a seed, a neighbour count
+#: The largest count an option takes: past it a run would not end in any session (or a stream of
+#: requests would not fit in memory), so it is a typo.
+MAX_COUNT = 1_000_000
+count = ranged(Limit(1, MAX_COUNT, integer=True, text=f"a whole number of at least 1 (and at most {MAX_COUNT})"))
+natural = ranged(Limit(0, MAX_COUNT, integer=True, text=f"a whole number of at least 0 (and at most {MAX_COUNT})"))
+#: Seeds go to torch, numpy and random: numpy takes 0 to 2**32 - 1.
+seed = ranged(Limit(0, 2**32 - 1, integer=True, text="a whole number of at least 0 (and at most 4294967295)"))
 positive = ranged(POSITIVE)  # a noise scale
 share = ranged(SHARE)  # RECT's kept share
 open_share = ranged(Limit(0, 1, lo_open=True, hi_open=True, text="between 0 and 1 (a share, both ends excluded)"))
@@ -76,6 +81,8 @@ def device_map(value: str):
                                          f"{{module: device}}, got {value!r}")
     try:
         mapping = json.loads(path.read_text())
+    except RecursionError:
+        raise argparse.ArgumentTypeError(f"{value} is nested too deeply to read; flatten it") from None
     except (OSError, ValueError) as exc:
         raise argparse.ArgumentTypeError(f"{value} is not a readable JSON file ({exc})") from None
     if not isinstance(mapping, dict) or not mapping or not all(

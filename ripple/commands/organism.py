@@ -48,6 +48,13 @@ def run_train(args) -> int:
         cfg = TrainConfig().with_overrides(args.set)
     except (KeyError, ValueError) as e:
         raise RippleError(f"bad --set override ({e}); use NAME=VALUE with a TrainConfig field such as n_layer=6")
+    from ripple.world.generate import build_world
+
+    try:  # before any training: the world is a pure function of the settings, and cheap
+        build_world(cfg.world)
+    except (ValueError, IndexError, KeyError, ZeroDivisionError) as e:
+        raise RippleError(f"the world these --set values describe cannot be built ({e}); give it more names, "
+                          "countries or persons (see 'ripple organism train --help')") from None
     import torch
 
     from ripple.outputs import MODEL_FILES, check_out, output_unit

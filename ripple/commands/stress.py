@@ -18,7 +18,7 @@ from ripple.errors import RippleError
 
 def add_parser(sub) -> None:
     from ripple.commands.edit import add_model_options
-    from ripple.commands.options import count, natural, open_share, ratio_above_one, text
+    from ripple.commands.options import count, open_share, ratio_above_one, seed, text
     from ripple.editing.editor import editor_help
 
     p = sub.add_parser("stress", help="capability loss over N sequential edits (collapse points per method)")
@@ -38,7 +38,7 @@ def add_parser(sub) -> None:
                    help="perplexity ratio that raises the alarm (above 1)")
     p.add_argument("--task-floor", type=open_share, default=0.5, help="capability collapse: task score below this "
                    "share of the unedited model's (between 0 and 1)")
-    p.add_argument("--seed", type=natural, default=0, help="seed of the sampled edits")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the sampled edits")
     p.add_argument("--counterfact", action="store_true", help="at each checkpoint also score efficacy, paraphrase "
                    "and neighbourhood over the latest edit of every fact edited so far (slower)")
     p.add_argument("--out", required=True, type=text,
@@ -138,7 +138,8 @@ def resume_store(args, config: dict, stream, setup, names):
     from ripple.stress.resume import ResumeStore
 
     digest = hashlib.sha256(json.dumps([r.to_dict() for r in stream], sort_keys=True).encode()).hexdigest()[:16]
-    key = {**config, "stats_corpus": setup.corpus.describe() if setup.corpus is not None else None, "stream": digest}
+    key = {**config, "stats_corpus": setup.corpus.describe() if setup.corpus is not None else None, "stream": digest,
+           "dtype": args.dtype}  # the weights' dtype shapes every number too
     store = ResumeStore(args.out, key, source_fingerprint())
     if store.exists() and not args.resume:
         raise RippleError(f"{store.folder} holds a partial run of {', '.join(store.saved_keys())}; pass --resume to "

@@ -30,6 +30,8 @@ from pathlib import Path
 
 from ripple.devices import input_device
 from ripple.errors import RippleError
+from ripple.io import absent
+from ripple.progress import bars_off
 
 #: The statistics corpus of a model without a world, chosen by measurement (benchmarks/stats_corpus.py).
 DEFAULT_REAL = "samples:256"
@@ -107,7 +109,7 @@ def model_samples(model, tok, n: int = DEFAULT_SAMPLES, seed: int = 0, tokens: i
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         starts = range(0, n, batch_size)
-        if len(starts) >= BAR_BATCHES:  # minutes on a CPU for a large vocabulary: say what is going on
+        if len(starts) >= BAR_BATCHES and not bars_off():  # minutes on a CPU: say what is going on
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc=f"sampling {n} passages for the statistics corpus (once per model)",
@@ -137,7 +139,7 @@ def graph_sentences(world) -> list[str]:
 def file_corpus(path: str) -> list[str]:
     p = Path(path)
     if not p.is_file():
-        raise RippleError(f"statistics corpus {p} does not exist; pass a text file with one passage a line, "
+        raise RippleError(f"statistics corpus {p} {absent(p)}; pass a text file with one passage a line, "
                           f"or one of {', '.join(BUILT_IN)}")
     lines = [x.strip() for x in p.read_text(encoding="utf-8", errors="replace").splitlines() if x.strip()]
     if not lines:

@@ -91,10 +91,9 @@ def init_from_env() -> bool:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    from ripple.io import atomic_torch_save
+
+    atomic_torch_save(obj, path)
 
 
 @torch.no_grad()

@@ -26,6 +26,7 @@ from typing import ClassVar
 from ripple.arch import fraction_to_layer
 from ripple.editing.limits import AT_LEAST_0, AT_LEAST_1, NON_NEGATIVE, POSITIVE, SHARE, UNIT, Limit, check_field
 from ripple.errors import RippleError
+from ripple.io import absent, loads_json
 
 LAYER_KEYS = ("layer_fracs", "layers")
 
@@ -119,9 +120,9 @@ def _read_json(path: Path, what: str) -> dict:
     if path.is_dir():
         raise RippleError(f"{what} {path} is a directory; pass a JSON file")
     if not path.is_file():
-        raise RippleError(f"{what} {path} does not exist")
+        raise RippleError(f"{what} {path} {absent(path)}")
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        data = loads_json(path.read_bytes().decode("utf-8"), path)
     except UnicodeDecodeError as e:
         raise RippleError(f"{what} {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at {e.start}); "
                           "pass a JSON file") from None

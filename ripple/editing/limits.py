@@ -78,8 +78,20 @@ def limits_of(cls) -> dict[str, Limit]:
     return out
 
 
+#: No hyperparameter of any editor is sensibly larger than this (a step count, a sample count, a
+#: weight): past it a value is a typo that would run for ever or exhaust memory.
+CEILING = 1e9
+
+
 def check_field(hp_cls, name: str, value, where: str) -> None:
-    """A one-line error when ``value`` does not fit field ``name`` of ``hp_cls`` (``where``: its source)."""
+    """A one-line error when ``value`` does not fit field ``name`` of ``hp_cls`` (``where``: its source).
+
+    >>> from ripple.editing.hparams import TargetHParams
+    >>> check_field(TargetHParams, "v_steps", 10**12, "--set v_steps=1000000000000")
+    Traceback (most recent call last):
+    ...
+    ripple.errors.RippleError: hyperparameter v_steps must be at most 1e+09 in size, got 1000000000000 (--set v_steps=1000000000000)
+    """
     annotation = {f.name: str(f.type) for f in fields(hp_cls)}[name]
     problem = _type_problem(annotation, value)
     limit = limits_of(hp_cls).get(name)
@@ -88,5 +100,8 @@ def check_field(hp_cls, name: str, value, where: str) -> None:
             problem = limit.problem(v)
             if problem:
                 break
+    if problem is None and value is not None and not isinstance(value, str):
+        if any(_is_number(v) and abs(v) > CEILING for v in (value if isinstance(value, (list, tuple)) else [value])):
+            problem = f"at most {CEILING:g} in size"
     if problem:
         raise RippleError(f"hyperparameter {name} must be {problem}, got {value!r} ({where})")

@@ -88,8 +88,7 @@ def second_moment(model, tok, spec, layer: int, corpus: list[str], n_samples: in
     K = collect_keys(model, tok, spec, layer, corpus, n_samples)
     C = K.T @ K / len(K)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(C, tmp)
-        os.replace(tmp, path)
+        from ripple.io import atomic_torch_save
+
+        atomic_torch_save(C, path)
     return C

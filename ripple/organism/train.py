@@ -41,24 +41,67 @@ class TrainConfig:
     threads: int = 2
 
     def with_overrides(self, pairs: list[str]) -> "TrainConfig":
-        """``["n_layer=6", "world.name_tokens=3"]`` -> a new config."""
+        """``["n_layer=6", "world.name_tokens=3"]`` -> a new config; a name that is no field, a value
+        of the wrong type or outside :data:`TRAIN_LIMITS` is a one-line ``ValueError``.
+
+        >>> TrainConfig().with_overrides(["steps=10", "world.n_persons=20"]).steps
+        10
+        >>> TrainConfig().with_overrides(["steps=10000000000"])
+        Traceback (most recent call last):
+        ...
+        ValueError: steps=10000000000: must be a whole number from 1 to 1000000
+        """
         cfg = self
         for pair in pairs:
-            key, value = pair.split("=", 1)
-            if "." in key:
-                part, sub = key.split(".", 1)
-                inner = getattr(cfg, part)
-                typ = {f.name: f.type for f in fields(inner)}[sub]
-                cfg = replace(cfg, **{part: replace(inner, **{sub: _cast(typ, value)})})
-            else:
-                typ = {f.name: f.type for f in fields(cfg)}[key]
-                cfg = replace(cfg, **{key: _cast(typ, value)})
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise ValueError(f"{pair!r} is not NAME=VALUE")
+            part, _, sub = key.rpartition(".")
+            holder = getattr(cfg, part) if part else cfg
+            if part not in ("", "world", "corpus") or sub not in {f.name for f in fields(holder)}:
+                raise ValueError(f"{key!r} is not a TrainConfig field (fields: {', '.join(_field_names())})")
+            typ = {f.name: f.type for f in fields(holder)}[sub]
+            try:
+                cast = _cast(typ, value)
+            except ValueError:
+                raise ValueError(f"{pair}: must be {'a whole number' if typ in (int, 'int') else 'a number'}") from None
+            lo, hi = TRAIN_LIMITS.get(key, (None, None))
+            if lo is not None and not (math.isfinite(cast) and lo <= cast <= hi):
+                kind = "a whole number" if isinstance(cast, int) else "a number"
+                raise ValueError(f"{pair}: must be {kind} from {lo} to {hi}")
+            holder = replace(holder, **{sub: cast})
+            cfg = replace(cfg, **{part: holder}) if part else holder
+        if cfg.n_embd % cfg.n_head:
+            raise ValueError(f"n_embd={cfg.n_embd} is not a multiple of n_head={cfg.n_head}")
         return cfg
+
+
+#: The range of every number a ``--set`` may give (past them training would not end in a session, or
+#: would not fit in memory, or the world could not be built).
+TRAIN_LIMITS: dict[str, tuple[float, float]] = {
+    "n_layer": (1, 48), "n_embd": (8, 4096), "n_head": (1, 64), "mlp_ratio": (1, 16), "seq_len": (8, 4096),
+    "batch_size": (1, 4096), "steps": (1, 1_000_000), "lr": (1e-8, 1.0), "warmup": (0, 1_000_000),
+    "weight_decay": (0.0, 1.0), "seed": (0, 2**32 - 1), "threads": (1, 256),
+    "world.seed": (0, 2**32 - 1), "world.n_continents": (1, 20), "world.n_countries": (1, 500),
+    "world.cities_per_country": (1, 20), "world.n_languages": (1, 200), "world.n_companies": (1, 2000),
+    "world.n_universities": (1, 2000), "world.n_persons": (1, 20000), "world.first_names": (1, 5000),
+    "world.last_names": (1, 5000), "world.name_tokens": (1, 4), "world.heldout_two_hop_frac": (0.0, 1.0),
+    "world.alias_fact_frac": (0.0, 1.0), "world.citizen_of_birth_country": (0.0, 1.0),
+    "corpus.seed": (0, 2**32 - 1), "corpus.lead_in_paraphrases": (0, 20), "corpus.bios_per_person": (0, 50),
+    "corpus.profiles_per_subject": (0, 50), "corpus.alias_fact_templates": (0, 20),
+    "corpus.counting_lines": (0, 100_000), "corpus.addition_repeats": (0, 50),
+}
+
+
+def _field_names() -> list[str]:
+    cfg = TrainConfig()
+    return [f.name for f in fields(cfg) if f.name not in ("world", "corpus")] + [
+        f"{part}.{f.name}" for part in ("world", "corpus") for f in fields(getattr(cfg, part))]
 
 
 def _cast(typ, value: str):
     name = typ if isinstance(typ, str) else typ.__name__
-    return {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}.get(name, str)(value)
+    return {"int": int, "float": float}.get(name, str)(value)
 
 
 def _pack(units: list[list[int]], seq_len: int, eos: int, rng: random.Random):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ripple.errors import RippleError
-from ripple.io import atomic_write_text
+from ripple.io import absent, atomic_write_text, loads_json
 from ripple.tokens import fill
 from ripple.world.edits import fact_id
 
@@ -113,13 +113,13 @@ def load_probe_set(path) -> list[ProbeItem]:
     """Read a probe-set JSONL file (blank lines skipped); one-line :class:`RippleError` on any problem."""
     path = Path(path)
     if not path.is_file():
-        raise RippleError(f"probe set {path} does not exist; pass a JSONL file (format: probes/README.md)")
+        raise RippleError(f"probe set {path} {absent(path)}; pass a JSONL file (format: probes/README.md)")
     items, lines = [], []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = loads_json(line, f"{path} line {n}")
         except json.JSONDecodeError as exc:
             raise RippleError(f"{path}:{n}: invalid JSON ({exc.msg}, column {exc.colno}); "
                               "write one JSON object per line") from None

@@ -20,9 +20,21 @@ import torch
 
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.hparams import LayeredHParams
-from ripple.editing.limits import AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT, Limit
+from ripple.editing.limits import UNIT, Limit
 
 NAME = "rledit"
+
+
+def _whole(lo: int, hi: int) -> Limit:
+    return Limit(lo, hi, integer=True, text=f"a whole number from {lo} to {hi}")
+
+
+def _up_to(hi: float) -> Limit:
+    return Limit(0, hi, lo_open=True, text=f"a finite number above 0 and at most {hi:g}")
+
+
+def _from_zero(hi: float) -> Limit:
+    return Limit(0, hi, text=f"a finite number from 0 to {hi:g}")
 
 
 @dataclass(frozen=True)
@@ -44,11 +56,12 @@ class RLEditHParams(LayeredHParams):
     paraphrases: int = 2  # paraphrase prompts per edit in the training loss
     loc_prompts: int = 20  # unrelated prompts per batch for the locality term
 
+    # every number bounded above too: past these a training run would not end in a session or fit in memory
     LIMITS: ClassVar[dict[str, Limit]] = {
-        "rank": AT_LEAST_1, "n_blocks": AT_LEAST_1, "lr_init": POSITIVE, "meta_lr": POSITIVE,
-        "loc_coef": NON_NEGATIVE, "reg_coef": NON_NEGATIVE, "time_decay": UNIT, "back_depth": AT_LEAST_1,
-        "max_grad_norm": POSITIVE, "batch_edits": AT_LEAST_1, "seq_batches": AT_LEAST_1,
-        "n_sequences": AT_LEAST_1, "paraphrases": AT_LEAST_1, "loc_prompts": AT_LEAST_1}
+        "rank": _whole(1, 8192), "n_blocks": _whole(1, 64), "lr_init": _up_to(1.0), "meta_lr": _up_to(1.0),
+        "loc_coef": _from_zero(1e6), "reg_coef": _from_zero(1e6), "time_decay": UNIT, "back_depth": _whole(1, 1000),
+        "max_grad_norm": _up_to(1e6), "batch_edits": _whole(1, 10_000), "seq_batches": _whole(1, 10_000),
+        "n_sequences": _whole(1, 1_000_000), "paraphrases": _whole(1, 100), "loc_prompts": _whole(1, 10_000)}
 
 
 def hypernetwork(ctx, hp: RLEditHParams):
