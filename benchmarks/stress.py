@@ -28,7 +28,7 @@ def run_one(name: str, args) -> tuple[str, int, float]:
     work = ROOT / "runs" / "stress_benchmark" / name.replace("+", "_")  # the --out; reports/ gets plain files
     cmd = [sys.executable, "-m", "ripple.cli", "stress", "--model", "organism", "--method", name,
            "--edits", str(args.edits), "--every", str(args.every), "--tasks", "organism", "--seed", str(args.seed),
-           "--out", str(work)]
+           "--out", str(work), "--resume"]  # a run that stopped goes on; with nothing saved it starts
     env = dict(os.environ, RIPPLE_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     t = time.perf_counter()
     with open(args.runs / f"{name.replace('+', '_')}.log", "w") as log:

@@ -187,16 +187,14 @@ def main(argv=None) -> int:
             raise
         where = f" {e.filename}" if e.filename else ""
         if e.errno in _FULL:
-            print(f"ripple: error: cannot write{where}: {e.strerror or e}; free some space (or raise the file size "
-                  "limit) or pass an --out on another disk (--out keeps its previous run)", file=sys.stderr)
+            print(f"ripple: error: cannot write{where}: {e.strerror or e}; {_FULL_FIX}", file=sys.stderr)
             return 2
         print(f"ripple: error: cannot use{where}: {e.strerror or e}; check the path and its permissions",
               file=sys.stderr)
         return 2
     except Exception as e:  # a bug in ripple, not bad input: still one line unless asked for more
         if _disk_full(e) and not os.environ.get("RIPPLE_DEBUG"):  # libraries that wrap the OS error
-            print(f"ripple: error: cannot write: {_disk_full(e)}; free some space (or raise the file size limit) or "
-                  "pass an --out on another disk (--out keeps its previous run)", file=sys.stderr)
+            print(f"ripple: error: cannot write: {_disk_full(e)}; {_FULL_FIX}", file=sys.stderr)
             return 2
         if os.environ.get("RIPPLE_DEBUG"):
             raise
@@ -209,6 +207,8 @@ def main(argv=None) -> int:
 
 
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_FULL_FIX = ("free some space (or raise the file size limit), or write elsewhere: another --out, or RIPPLE_CACHE for "
+             "ripple's cache (--out keeps its previous run)")
 _FULL_WORDS = ("No space left on device", "Disk quota exceeded", "File too large", "file write failed")
 
 

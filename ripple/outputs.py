@@ -58,8 +58,9 @@ _LINK_PREFIX = f"{RIPPLE_DIR}/{CURRENT}/"
 
 #: The names a saved transformers model directory may hold (``save_pretrained``), with ripple's own
 #: files beside them: what ``ripple edit``, ``mitigate`` and ``organism train`` write into ``--out``.
-MODEL_FILES = ("config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json",
-               "tokenizer*", "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json",
+MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model-[0-9]*-of-[0-9]*.safetensors",
+               "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
+               "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json",
                "chat_template.jinja", "world.json", "ripple_hparams.json", "ripple_base.json")
 
 
@@ -67,16 +68,24 @@ def _manifest(out: Path) -> dict:
     """``OUT/.ripple/manifest.json`` (empty when missing or unreadable: then nothing is proven)."""
     try:
         data = json.loads((out / RIPPLE_DIR / MANIFEST).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    if not isinstance(data.get("plain", {}), dict):
+        data["plain"] = {}
+    return data
 
 
 def _sha256(path: Path) -> str | None:
+    digest = hashlib.sha256()
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
     except OSError:
         return None
+    return digest.hexdigest()
 
 
 def _tree_hashes(path: Path) -> dict[str, str]:
@@ -100,14 +109,20 @@ def owned(entry: Path, manifest: dict | None = None) -> bool:
 
 
 def foreign(out, patterns: Iterable[str]) -> list[Path]:
-    """The entries of ``out`` named like ``patterns`` (``fnmatch``) that ripple did not write."""
+    """The entries of ``out`` named like ``patterns`` (``fnmatch``) that ripple did not write. A
+    name without wildcards is looked up by path, so that a case-insensitive filesystem's own rule
+    applies (a user's ``Report.md`` is the ``report.md`` a run would write there)."""
     out = Path(out)
     if not out.is_dir():
         return []
     manifest = _manifest(out)
-    patterns = list(patterns)
-    return [e for e in sorted(out.iterdir()) if e.name != RIPPLE_DIR
-            and any(fnmatch.fnmatchcase(e.name, pat) for pat in patterns) and not owned(e, manifest)]
+    found: dict[str, Path] = {}
+    for pat in patterns:
+        if any(c in pat for c in "*?["):
+            found.update({e.name: e for e in out.iterdir() if fnmatch.fnmatchcase(e.name, pat)})
+        elif (out / pat).exists() or (out / pat).is_symlink():
+            found[pat] = out / pat
+    return [e for name, e in sorted(found.items()) if name != RIPPLE_DIR and not owned(e, manifest)]
 
 
 def _refuse_foreign(out, entries: list[Path]) -> None:
@@ -214,6 +229,17 @@ def _commit(out: Path, staging: Path) -> None:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     _refuse_foreign(out, foreign(out, [p.name for p in staging.iterdir()]))  # before anything is switched
     before = _manifest(out)
+    names_now = sorted(p.name for p in staging.iterdir())
+    plain = {n: h for n, h in before.get("plain", {}).items()  # proven plain files this run leaves alone
+             if n not in names_now and (out / n).exists() and owned(out / n, before)}
+    manifest_tmp = _manifest_tmp(rdir, {"names": names_now, **({"plain": plain} if plain else {})})
+    try:
+        _switch(out, rdir, staging, stamp, manifest_tmp)
+    finally:
+        manifest_tmp.unlink(missing_ok=True)  # renamed into place unless the switch failed first
+
+
+def _switch(out: Path, rdir: Path, staging: Path, stamp: str, manifest_tmp: Path) -> None:
     with _signals_held():
         run = Path(tempfile.mkdtemp(dir=rdir, prefix=f"run-{stamp}-"))
         run.rmdir()
@@ -225,9 +251,7 @@ def _commit(out: Path, staging: Path) -> None:
         tmp.unlink(missing_ok=True)
         os.symlink(run.name, tmp)
         os.replace(tmp, rdir / CURRENT)  # the switch
-        plain = {n: h for n, h in before.get("plain", {}).items()  # proven plain files this run left alone
-                 if n not in names and (out / n).exists() and owned(out / n, before)}
-        _write_manifest(rdir, {"run": run.name, "names": names, **({"plain": plain} if plain else {})})
+        os.replace(manifest_tmp, rdir / MANIFEST)  # written before the switch: a rename now
         for entry in out.iterdir():
             if entry.is_symlink() and os.readlink(entry) == _LINK_PREFIX + entry.name and entry.name not in names:
                 entry.unlink()
@@ -240,10 +264,19 @@ def _commit(out: Path, staging: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def _write_manifest(rdir: Path, data: dict) -> None:
+def _manifest_tmp(rdir: Path, data: dict) -> Path:
+    """The manifest written beside its place, to be renamed into it (a failure leaves nothing)."""
     tmp = rdir / f".{MANIFEST}.{os.getpid()}"
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, rdir / MANIFEST)
+    try:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _write_manifest(rdir: Path, data: dict) -> None:
+    os.replace(_manifest_tmp(rdir, data), rdir / MANIFEST)
 
 
 @contextlib.contextmanager
@@ -287,10 +320,11 @@ def copy_run(out, dest) -> Path:
     each entry's files and sha256); ``dest`` is replaced as a whole, through a sibling folder, only
     where everything in it is an earlier copy's (else a one-line error, and nothing changes)."""
     out, dest = Path(out), Path(dest)
-    if dest.exists():
-        manifest = _manifest(dest)
-        theirs = [e for e in sorted(dest.iterdir()) if e.name != RIPPLE_DIR and not owned(e, manifest)]
-        if theirs or not manifest:
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        manifest = _manifest(dest) if dest.is_dir() else {}
+        theirs = [e for e in sorted(dest.iterdir()) if e.name != RIPPLE_DIR
+                  and not owned(e, manifest)] if dest.is_dir() else [dest]
+        if theirs or not manifest.get("copied"):
             what = theirs[0] if theirs else dest
             raise RippleError(f"{what} was not written by ripple's copy (no manifest proves it); copy into "
                               "another folder or move it away")

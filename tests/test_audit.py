@@ -124,7 +124,7 @@ def test_warn_exit_code_from_policy_and_json_stdout(capfd, tmp_path):
     assert code == 1, err
     printed = json.loads(stdout)
     assert printed == report(out) and printed["verdict"]["status"] == "warn"
-    assert {f["metric"]: f["status"] for f in printed["verdict"]["findings"]}["efficacy"] == "warn"
+    assert {f["metric"]: f["status"] for f in printed["verdict"]["findings"]}["update_norm_ratio"] == "warn"
 
 
 def test_batch_audits_each_alone_and_together(capfd, tmp_path):

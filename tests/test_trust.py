@@ -9,6 +9,7 @@ behaviours that are not errors: duplicates merged, a pipe read, an edited model 
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -51,6 +52,12 @@ def _user_folder(name):
     return prepare
 
 
+def _saved_state(out, method):
+    """A stress run's saved checkpoint of ``method`` in ``out`` (2. saved state is never thrown away)."""
+    (out / ".ripple" / "resume").mkdir(parents=True)
+    (out / ".ripple" / "resume" / f"{method}.json").write_text(json.dumps({"method": method, "key": {}}))
+
+
 # (case id, argv with placeholders, a phrase the one-line error must contain, optional prepare(out))
 FOREIGN = [  # 1. never touch what ripple did not write
     ("edit-user-config", TINY_EDIT, "config.json is a file ripple did not write", _user_file("config.json")),
@@ -76,6 +83,10 @@ FOREIGN = [  # 1. never touch what ripple did not write
     ("plain-report-without-manifest", TINY_AUDIT, "report.json is a file ripple did not write",
      _user_file("report.json", "{}")),
     ("dot-ripple-is-a-file", TINY_AUDIT, "is not ripple's folder", _user_file(".ripple")),
+    ("stress-partial-without-resume", TINY_STRESS, "holds a partial run of rome; pass --resume",
+     lambda out: _saved_state(out, "rome")),
+    ("stress-partial-other-method", [*TINY_STRESS[:4], "memit", *TINY_STRESS[5:], "--resume"],
+     "is of rome, and --method/--compare now name memit", lambda out: _saved_state(out, "rome")),
     ("user-link-named-like-output", TINY_AUDIT, "report.html is a file ripple did not write",
      lambda out: (out.mkdir(parents=True), (out.parent / "elsewhere.html").write_text("the user's"),
                   (out / "report.html").symlink_to(out.parent / "elsewhere.html"))),
@@ -106,6 +117,10 @@ CONTRADICT = [  # 4. one subject and prompt, two targets, in one batch
      "line 1 and line 3 both edit 'w10 w11 w20 w21', to 'w50' and to 'w55'", None),
     ("audit-two-targets-json", [*TINY_AUDIT[:6], "{contradict_json}", *TINY_AUDIT[7:]],
      "item 1 and item 2 both edit", None),
+    ("edit-two-templates-one-prompt", [*TINY_EDIT[:6], "{contradict_rendered}", *TINY_EDIT[7:]],
+     "line 1 and line 2 both edit 'w10 w11 w20 w21'", None),
+    ("edit-sequential-chunk", [*TINY_EDIT[:6], "{contradict_jsonl}", *TINY_EDIT[7:], "--sequential", "--chunk", "3"],
+     "(a chunk of --chunk 3): line 1 and line 3 both edit", None),
 ]
 
 BOUNDS = [  # 6. every number bounded, every file fault a user fault
@@ -116,6 +131,8 @@ BOUNDS = [  # 6. every number bounded, every file fault a user fault
     ("train-heads", ["organism", "train", "--set", "n_head=5"], "not a multiple of n_head=5", None),
     ("train-unknown-field", ["organism", "train", "--set", "layers=3"], "'layers' is not a TrainConfig field",
      None),
+    ("train-unknown-part", ["organism", "train", "--set", "foo.bar=1"], "'foo.bar' is not a TrainConfig field", None),
+    ("train-whole-world", ["organism", "train", "--set", "world=3"], "'world' is not a TrainConfig field", None),
     ("train-world-cannot-build", ["organism", "train", "--set", "world.n_persons=50", "world.first_names=1",
                                   "world.last_names=1", "world.name_tokens=1"], "cannot be built", None),
     ("rledit-sequences-huge", ["rledit", "train", "--model", "organism", "--set", "n_sequences=10000000000"],
@@ -136,6 +153,10 @@ BOUNDS = [  # 6. every number bounded, every file fault a user fault
     ("edit-deep-hparams", [*TINY_EDIT, "--hparams", "{deep_json}"], "is nested too deeply", None),
     ("audit-deep-probes", [*TINY_AUDIT[:10], "{deep_jsonl}", *TINY_AUDIT[11:]], "is nested too deeply", None),
     ("audit-deep-policy", [*TINY_AUDIT, "--policy", "{deep_toml}"], "is nested too deeply", None),
+    ("model-deep-config", [*TINY_EDIT[:2], "{deep_config_model}", *TINY_EDIT[3:]], "config.json is nested too "
+     "deeply", None),
+    ("model-deep-world", [*TINY_EDIT[:2], "{deep_world_model}", *TINY_EDIT[3:]], "world.json is nested too deeply",
+     None),
     ("edit-loop-file", [*TINY_EDIT[:6], "{loop}", *TINY_EDIT[7:]], "is a symbolic link loop", None),
     ("audit-loop-probes", [*TINY_AUDIT[:10], "{loop}", *TINY_AUDIT[11:]], "is a symbolic link loop", None),
     ("edit-loop-corpus", [*TINY_EDIT[:8], "{loop}", *TINY_EDIT[9:]], "is a symbolic link loop", None),
@@ -199,6 +220,9 @@ def ws(tmp_path_factory):
              "contradict_jsonl.jsonl": "".join(json.dumps(r) + "\n" for r in (
                  reqs[0], reqs[1], {**reqs[0], "target_new": "w55"})),
              "contradict_json.json": json.dumps([reqs[0], {**reqs[0], "target_new": "w55"}]),
+             "contradict_rendered.jsonl": "".join(json.dumps(r) + "\n" for r in (
+                 reqs[0], {**reqs[0], "prompt": "w10 {} w20 w21", "subject": "w11", "target_new": "w55",
+                           "paraphrase_prompts": [], "neighborhood_prompts": []})),
              "deep_json.json": "[" * 100000 + "]" * 100000,
              "deep_jsonl.jsonl": "[" * 100000 + "]" * 100000 + "\n",
              "deep_toml.toml": "a = " + "[" * 100000 + "]" * 100000 + "\n",
@@ -220,6 +244,11 @@ def ws(tmp_path_factory):
     save_probe_set(bad, bad_probes)
     (root / "loop").symlink_to(root / "loop")
     (root / "dangling").symlink_to(root / "no-such-folder")
+    deep = "[" * 100000 + "]" * 100000
+    for name, file in (("deep_config_model", "config.json"), ("deep_world_model", "world.json")):
+        shutil.copytree(model, root / name)
+        (root / name / file).write_text(deep)
+        paths[name] = root / name
     whole = _tiny_gguf(root / "whole.gguf")
     (root / "head.gguf").write_bytes(whole[:60])
     (root / "tail.gguf").write_bytes(whole[:-1000])
@@ -248,6 +277,7 @@ def test_refused_in_one_line_and_nothing_of_the_users_changes(case, ws, capfd, t
     assert tree_digest(tmp_path) == user_before  # nothing created, changed or removed there
     assert {k: tree_digest(ws[k]) for k in inputs} == inputs
     assert tree_digest(model_dir()) == organism
+    assert not (ws["root"] / "no-such-folder").exists()  # a dangling --out's target is not made either
 
 
 def test_every_class_has_cases():
@@ -316,6 +346,7 @@ def test_a_user_file_beside_the_outputs_survives_every_run(ws, capfd, tmp_path, 
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.md").write_text("mine")
+    (out / "figure.png").write_bytes(b"mine")  # named like no output of an audit: never in the way
     (out / "data").mkdir()
     (out / "data" / "keep.json").write_text("{}")
     mine = {k: v for k, v in tree_digest(out).items()}

@@ -122,7 +122,7 @@ def precheck_hparams(args, method: str, extra_overrides=(), strict: bool = True)
     if path is not None and (path / "config.json").is_file():
         try:
             model_type = json.loads((path / "config.json").read_text()).get("model_type")
-        except (ValueError, OSError, AttributeError):
+        except (ValueError, OSError, AttributeError, RecursionError):
             return  # the loader says what is wrong with it
     resolve_hparams(method, str(model_type), None, model_dir=path, json_file=args.hparams,
                     overrides=[*args.set, *extra_overrides, *hypernet_overrides(args, method, strict)])
@@ -159,7 +159,7 @@ def run(args) -> int:
     check_out(args.out, inputs_of(args, ("edit file", args.edits)), writes=WRITES)
     mode = "sequential" if args.sequential else "batch"
     notes: list[str] = []
-    requests = load_requests(args.edits, batch=mode == "batch", notes=notes)
+    requests = load_requests(args.edits, batch=mode == "batch", notes=notes, chunk=args.chunk)
     for note in notes:
         print(f"ripple: note: {note}", file=sys.stderr)
     edit_groups(args.method, requests, mode, args.chunk)  # a batch the editor cannot take: before loading

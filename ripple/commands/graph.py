@@ -73,7 +73,8 @@ def run(args) -> int:
 
         raise RippleError(f"probe file {args.probes} {absent(args.probes)}; pass a probe set JSONL with --probes")
     check_out(args.out, inputs_of(args, ("edit file", args.edit), ("probe set", args.probes)),
-              writes=("graph.json", "graph.graphml", "summary.json", "*.png"))
+              writes=("graph.json", "graph.graphml", "summary.json", "ripple_graph.png", "drift_by_hop.png",
+                      "drift_vs_similarity.png"))
     request = one_request(args.edit)
     precheck_hparams(args, args.method)
     setup = setup_from_args(args, [request])

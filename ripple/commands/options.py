@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from ripple.devices import DEVICE_MAPS
-from ripple.editing.limits import POSITIVE, SHARE, Limit
+from ripple.editing.limits import SHARE, Limit
 
 
 def _number(value: str, kind=float):
@@ -55,7 +55,7 @@ count = ranged(Limit(1, MAX_COUNT, integer=True, text=f"a whole number of at lea
 natural = ranged(Limit(0, MAX_COUNT, integer=True, text=f"a whole number of at least 0 (and at most {MAX_COUNT})"))
 #: Seeds go to torch, numpy and random: numpy takes 0 to 2**32 - 1.
 seed = ranged(Limit(0, 2**32 - 1, integer=True, text="a whole number of at least 0 (and at most 4294967295)"))
-positive = ranged(POSITIVE)  # a noise scale
+positive = ranged(Limit(0, 1e6, lo_open=True, text="a finite number above 0 (and at most 1e6)"))  # a noise scale
 share = ranged(SHARE)  # RECT's kept share
 open_share = ranged(Limit(0, 1, lo_open=True, hi_open=True, text="between 0 and 1 (a share, both ends excluded)"))
 ratio_above_one = ranged(Limit(1, lo_open=True, text="above 1 (a rise)"))

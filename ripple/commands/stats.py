@@ -10,14 +10,16 @@ from __future__ import annotations
 
 def add_parser(sub) -> None:
     from ripple.commands.edit import add_model_argument
-    from ripple.commands.options import count, natural
+    from ripple.commands.options import count, natural, ranged
+    from ripple.editing.limits import Limit
 
     p = sub.add_parser("stats", help="key second moments for the editors, ahead of time (data-parallel under "
                        "torchrun)")
     add_model_argument(p)
     p.add_argument("--corpus", default=None, help="the statistics corpus, as --stats-corpus takes it (a text file, "
                    "hf:NAME, samples:N, graph, english; default: the model's default)")
-    p.add_argument("--samples", type=count, default=None, help="tokens to take (default: the editors' "
+    p.add_argument("--samples", type=ranged(Limit(1, 10**9, integer=True, text="a whole number from 1 to 1000000000")),
+                   default=None, help="tokens to take (default: the editors' "
                    "stats_samples for this model)")
     p.add_argument("--layers", type=natural, nargs="+", default=None, help="layers (default: every layer ROME "
                    "and MEMIT edit on this model)")

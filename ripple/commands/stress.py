@@ -68,7 +68,21 @@ def check_args(args) -> list[str]:
     args.tasks = check_tasks(args.tasks)
     check_out(args.out, inputs_of(args, ("edit file", args.edit_file)),
               writes=("stress.json", "stress.md", "stress.png", "timing.json"))
+    check_saved(args, names)
     return names
+
+
+def check_saved(args, names) -> None:
+    """A partial run in ``--out`` is never thrown away: without ``--resume``, or with other methods,
+    a one-line error before anything loads (its settings are checked once the run's key is known)."""
+    from ripple.stress.resume import ResumeStore
+
+    store = ResumeStore(args.out, {}, "")
+    if store.exists() and not args.resume:
+        raise RippleError(f"{store.folder} holds a partial run of {', '.join(store.saved_keys())}; pass --resume to "
+                          "go on from it, or another --out (move that folder away to start over)")
+    if store.exists():
+        store.check(names)
 
 
 def run(args) -> int:
@@ -85,6 +99,12 @@ def run(args) -> int:
         precheck_hparams(args, method, [f"rect={rect}"] if rect else [], strict=False)
     setup = load_setup(args.model, hparams_file=args.hparams, context=False, **model_kwargs(args))
     stream, world = stress_stream(setup, args.edits, args.edit_file, args.seed)
+    if args.chunk > 1:  # a chunk is one solve of a batch editor: no two of its edits may contradict
+        from ripple.editing.requests import one_batch
+
+        for lo in range(0, len(stream), args.chunk):
+            one_batch(stream[lo:lo + args.chunk], [f"edit {lo + i + 1}" for i in range(args.chunk)], [],
+                      where=f"the edit stream (a chunk of --chunk {args.chunk})")
     setup.make_context(args.stats_corpus)
     config = {"model": str(args.model), "edits": len(stream), "every": args.every, "seed": args.seed,
               "chunk": args.chunk, "counterfact": args.counterfact, "tasks": args.tasks, "limit": args.limit,
@@ -138,14 +158,12 @@ def resume_store(args, config: dict, stream, setup, names):
     from ripple.stress.resume import ResumeStore
 
     digest = hashlib.sha256(json.dumps([r.to_dict() for r in stream], sort_keys=True).encode()).hexdigest()[:16]
-    key = {**config, "stats_corpus": setup.corpus.describe() if setup.corpus is not None else None, "stream": digest,
-           "dtype": args.dtype}  # the weights' dtype shapes every number too
+    key = {**config, "stats_corpus": setup.corpus.describe() if setup.corpus is not None else None, "stream": digest}
+    if args.dtype != "float32":  # the weights' dtype shapes every number too (float32: states saved before it)
+        key["dtype"] = args.dtype
     store = ResumeStore(args.out, key, source_fingerprint())
-    if store.exists() and not args.resume:
-        raise RippleError(f"{store.folder} holds a partial run of {', '.join(store.saved_keys())}; pass --resume to "
-                          "go on from it, or another --out (move that folder away to start over)")
     if store.exists():
-        store.check(names)
+        store.check(names)  # and their settings, now that the key is known
     elif args.resume:
         print(f"ripple: note: nothing to resume in {args.out} (no partial run in {store.folder}); starting from "
               "the first edit", file=sys.stderr)

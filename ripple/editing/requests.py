@@ -219,12 +219,14 @@ def _json_error(where: str, exc: json.JSONDecodeError, hint: str) -> RippleError
     return RippleError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); {hint}")
 
 
-def load_requests(path, batch: bool = False, notes: list | None = None) -> list[EditRequest]:
+def load_requests(path, batch: bool = False, notes: list | None = None, chunk: int | None = None
+                  ) -> list[EditRequest]:
     """Edit requests from a ``.json`` file (one object or a list) or ``.jsonl`` (one object a line).
 
-    ``batch``: the requests go into one solve, so two that give one prompt and subject two targets
-    are a one-line error naming both lines, and exact repeats are merged (a note for each is
-    appended to ``notes``)."""
+    ``batch``: the requests go into one solve, so two that ask one prompt (as rendered) for two
+    targets are a one-line error naming both lines, and exact repeats are merged (a note for each
+    is appended to ``notes``). ``chunk``: they go in solves of that many, one after another; two in
+    one chunk that contradict each other are the same error."""
     p = Path(path)
     stream = _is_stream(p)  # a pipe such as the shell's <(cmd): read once, its form told by its text
     if not p.is_file() and not stream:
@@ -273,18 +275,23 @@ def load_requests(path, batch: bool = False, notes: list | None = None) -> list[
         raise RippleError(f"no edit requests in {p}; add at least one request object")
     if batch and len(requests) > 1:
         requests = one_batch(requests, labels, notes, where=str(p))
+    elif chunk and chunk > 1:
+        labels = labels or [f"request {i}" for i in range(1, len(requests) + 1)]
+        for lo in range(0, len(requests), chunk):
+            one_batch(requests[lo:lo + chunk], labels[lo:lo + chunk], [], where=f"{p} (a chunk of --chunk {chunk})")
     return requests
 
 
 def _is_stream(p: Path) -> bool:
-    """A pipe or character device (``<(cmd)``, ``/dev/stdin``), which has no suffix to go by."""
+    """A pipe, a character device or a file descriptor (``<(cmd)``, ``/dev/stdin`` also when it is a
+    redirected file), which has no suffix to go by."""
     import stat
 
     try:
         mode = p.stat().st_mode
     except OSError:
         return False
-    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or str(p).startswith(("/dev/", "/proc/self/fd/"))
 
 
 def _whole_json(text: str) -> bool:
@@ -310,10 +317,10 @@ def one_batch(requests: list[EditRequest], labels=None, notes: list | None = Non
     ripple.errors.RippleError: the requests: request 1 and request 2 both edit 'Kalo Miren was born in', to 'Tesvar' and to 'Kraile'; one batch cannot hold both: keep one, or edit them one after another (--sequential)
     """
     labels = list(labels) if labels else [f"request {i}" for i in range(1, len(requests) + 1)]
-    first: dict[tuple[str, str], int] = {}
+    first: dict[str, int] = {}
     kept = []
     for i, req in enumerate(requests):
-        key = (req.prompt, req.subject)
+        key = req.rendered  # two templates that render one prompt are one prompt
         if key not in first:
             first[key] = i
             kept.append(req)

@@ -49,6 +49,10 @@ def dataset_corpus(spec: str, limit: int = 20000) -> list[str]:
         raise RippleError("--stats-corpus hf:... needs the datasets package (pip install datasets); "
                           "or pass a text file") from None
     name, config, split = (spec.split(":") + [None, None])[:3]
+    from ripple.progress import bars_off
+
+    if bars_off():
+        datasets.disable_progress_bars()
     try:
         ds = datasets.load_dataset(name, config, split=split or "train")
     except Exception as e:  # offline, unknown name, missing config: all the same to the user

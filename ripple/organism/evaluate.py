@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 from ripple.scoring import accuracy
 from ripple.world import queries as Q
@@ -19,9 +19,11 @@ from ripple.world.generate import World
 
 def load_world(path=None) -> World:
     """The world the bundled organism (or the organism at ``path``) was trained on."""
+    from ripple.io import loads_json
     from ripple.organism.paths import world_path
 
-    return World.from_dict(json.loads(open(path or world_path()).read()))
+    path = path or world_path()
+    return World.from_dict(loads_json(Path(path).read_text(), path))
 
 
 def recall_report(model, tok, world: World) -> dict[str, float]:

@@ -56,10 +56,10 @@ class TrainConfig:
             key, sep, value = pair.partition("=")
             if not sep:
                 raise ValueError(f"{pair!r} is not NAME=VALUE")
+            if key not in _field_names():
+                raise ValueError(f"{key!r} is not a TrainConfig field (fields: {', '.join(_field_names())})")
             part, _, sub = key.rpartition(".")
             holder = getattr(cfg, part) if part else cfg
-            if part not in ("", "world", "corpus") or sub not in {f.name for f in fields(holder)}:
-                raise ValueError(f"{key!r} is not a TrainConfig field (fields: {', '.join(_field_names())})")
             typ = {f.name: f.type for f in fields(holder)}[sub]
             try:
                 cast = _cast(typ, value)

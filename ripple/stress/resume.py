@@ -111,8 +111,8 @@ class ResumeStore:
         try:
             saved = json.loads(path.read_text())
             tensors = load_file(str(self.folder / saved["tensors"]))
-        except (OSError, ValueError, KeyError) as e:
-            raise RippleError(f"the resume state {path} cannot be read ({e}); delete {self.folder} and rerun "
+        except (OSError, ValueError, KeyError, RecursionError) as e:
+            raise RippleError(f"the resume state {path} cannot be read ({type(e).__name__}); delete {self.folder} and rerun "
                               "without --resume") from None
         want = json.loads(json.dumps({**self.key, **key}))
         if saved["key"] != want:
@@ -130,7 +130,7 @@ class ResumeStore:
             try:
                 saved = json.loads(path.read_text())
                 out[saved["method"]] = saved["key"]
-            except (OSError, ValueError, KeyError, TypeError) as e:
+            except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
                 raise RippleError(f"the resume state {path} cannot be read ({type(e).__name__}); move {self.folder} "
                                   "away to start over") from None
         return out
