@@ -1,7 +1,7 @@
 """How long an audit spends measuring one model state, against one batched forward pass over every
 sequence that measurement scores (issue 12, item 8: the target is at most 1.5x).
 
-The audit's ``measure`` (ripple/audit/measure.py) scores, for one state: the probe items (prompt +
+The audit's ``measure`` (ripple/auditing/measure.py) scores, for one state: the probe items (prompt +
 answer), each request's rewrite, paraphrase and neighbourhood prompts with both answers, and the
 general sentences for perplexity. The floor is one forward pass, in batches of 64 with no hooks,
 over exactly those token sequences. Both are timed as the median of ``--repeats`` runs after a
@@ -52,7 +52,7 @@ def one_forward(model, tok, seqs, batch_size: int = 64) -> None:
 
 
 def measure_model(name: str, probes: str | None, edit: str | None, repeats: int) -> dict:
-    from ripple.audit.measure import measure, plan_audit
+    from ripple.auditing.measure import measure, plan_audit
     from ripple.editing.requests import load_requests
     from ripple.editing.setup import load_setup
     from ripple.evaluate.perplexity import general_sentences_for
@@ -94,7 +94,7 @@ def main() -> None:
             for m, p, e in zip(args.model, probes, edits)]
     command = "RIPPLE_THREADS={} python benchmarks/audit_speed.py {}".format(threads, " ".join(sys.argv[1:]))
     lines = ["# Audit measuring time against one forward pass", "", f"Reproduce: `{command}`", "",
-             "One model state measured as the audit measures it (`ripple.audit.measure.measure`: probe items, "
+             "One model state measured as the audit measures it (`ripple.auditing.measure.measure`: probe items, "
              "request metrics, perplexity sentences; no lm-eval tasks, no RippleEdits plan) against one batched "
              f"forward pass (64 a batch, no hooks) over the same token sequences; median of {args.repeats} after a "
              f"warm-up, {threads} thread(s), CPU. Target (issue 12, item 8): at most 1.5x.", "",

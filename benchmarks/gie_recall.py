@@ -73,7 +73,7 @@ def eval_times(setup, items, resume, shares=SHARES, repeats=3) -> dict:
 def light_plan(world, req, items):
     """The audit's plan without its RippleEdits queries (which score the model): the edited items
     and the items the ground truth says must change."""
-    from ripple.audit.measure import AuditPlan, edited_items
+    from ripple.auditing.measure import AuditPlan, edited_items
     from ripple.gie.targets import expected_changes, world_edit
 
     items2, target_ids = edited_items(items, [req], world)
@@ -82,7 +82,7 @@ def light_plan(world, req, items):
 
 
 def run_method(setup, items, method, requests, path: Path, config: dict, rankers, log=print) -> None:
-    from ripple.audit.measure import classify_changes
+    from ripple.auditing.measure import classify_changes
     from ripple.editing.editor import get_editor
     from ripple.gie.keys import KeyCache
     from ripple.gie.measure import measure_items, prepare_resume

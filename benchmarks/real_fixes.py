@@ -50,8 +50,8 @@ def wrong_facts(setup) -> list[tuple[str, str, str]]:
 
 
 def main(argv=None) -> None:
-    from ripple.audit.policy import DEFAULT_POLICY
-    from ripple.audit.run import run_audit
+    from ripple.auditing.policy import DEFAULT_POLICY
+    from ripple.auditing.run import run_audit
     from ripple.editing.requests import EditRequest
     from ripple.editing.setup import load_setup
     from ripple.evaluate.perplexity import general_sentences_for

@@ -54,7 +54,7 @@ def drifts(before, after, items, skip: set[str], layer: int, position: str) -> d
 
 def score(setup, delta, group, plan, before, ripple_plans, layer, position, states=None) -> dict:
     """Everything measured of one variant's delta."""
-    from ripple.audit.measure import classify_changes
+    from ripple.auditing.measure import classify_changes
     from ripple.editing.metrics import aggregate, request_metrics
     from ripple.evaluate.ripple_scores import category_totals, score_ripples
     from ripple.gie.measure import measure_items
@@ -106,7 +106,7 @@ def heldout_repair(setup, queries, plain, revised) -> dict:
 
 
 def run_case(setup, method, group, items, before_all, hp_sir) -> dict:
-    from ripple.audit.measure import plan_audit
+    from ripple.auditing.measure import plan_audit
     from ripple.editing.editor import get_editor, with_rect
     from ripple.evaluate.ripple_scores import plan_ripple
     from ripple.gie.measure import measure_items

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ripple.audit.measure import answer_swaps, audit_edits
-from ripple.audit.policy import DEFAULT_POLICY
-from ripple.audit.run import REPORT_FILES, run_audit
+from ripple.auditing.measure import answer_swaps, audit_edits
+from ripple.auditing.policy import DEFAULT_POLICY
+from ripple.auditing.run import REPORT_FILES, run_audit
 from ripple.editing.requests import EditRequest
 from ripple.editing.setup import load_setup
 from ripple.evaluate.perplexity import general_sentences_for
@@ -161,7 +161,7 @@ def test_sandbox_restores_weights_and_interruption_leaves_no_report(tmp_path, mo
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("ripple.audit.measure.score_ripples", interrupted)
+    monkeypatch.setattr("ripple.auditing.measure.score_ripples", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_audit(setup, setup.requests, items, sentences, DEFAULT_POLICY, out, "organism")
     assert all(torch.equal(v, setup.model.state_dict()[k]) for k, v in weights.items())

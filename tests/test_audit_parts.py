@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from ripple.audit.measure import AuditPlan, Changes, classify_changes, edited_items, plan_audit
-from ripple.audit.metrics import AUDIT_METRICS, policy_metrics, task_acc_drop
-from ripple.audit.policy import DEFAULT_POLICY
+from ripple.auditing.measure import AuditPlan, Changes, classify_changes, edited_items, plan_audit
+from ripple.auditing.metrics import AUDIT_METRICS, policy_metrics, task_acc_drop
+from ripple.auditing.policy import DEFAULT_POLICY
 from ripple.editing.requests import EditRequest
 from ripple.evaluate.ripple_scores import RIPPLE_CATEGORIES
 from ripple.organism.edits import request_for

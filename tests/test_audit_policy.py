@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from ripple.audit.policy import (
+from ripple.auditing.policy import (
     DEFAULT_POLICY,
     Finding,
     Policy,

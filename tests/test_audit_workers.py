@@ -4,9 +4,9 @@ it is and leaves no report."""
 
 import pytest
 
-from ripple.audit.parallel import worker_device
-from ripple.audit.policy import DEFAULT_POLICY
-from ripple.audit.run import run_audit
+from ripple.auditing.parallel import worker_device
+from ripple.auditing.policy import DEFAULT_POLICY
+from ripple.auditing.run import run_audit
 from ripple.editing.requests import EditRequest
 from ripple.editing.setup import load_setup
 from ripple.errors import RippleError
@@ -70,7 +70,7 @@ def test_worker_devices():
 def test_statistics_are_warmed_only_for_editors_that_read_them():
     from types import SimpleNamespace
 
-    from ripple.audit.parallel import warm_statistics
+    from ripple.auditing.parallel import warm_statistics
     from ripple.editing.context import EditContext
 
     calls = []

@@ -86,7 +86,7 @@ def test_the_example_editor_runs_through_ripple_audit_and_restores_exactly(nudge
     assert code == report["verdict"]["exit_code"] in (0, 1), err
     assert report["method"] == "nudge" and report["mode"] == "single" and report["hparams"]["strength"] == 8.0
 
-    from ripple.audit.measure import audit_edits
+    from ripple.auditing.measure import audit_edits
     from ripple.evaluate.perplexity import general_sentences_for
     from ripple.probes.sets import world_probe_set
 

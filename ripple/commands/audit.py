@@ -115,8 +115,8 @@ def check_args(args) -> None:
 
 
 def run(args) -> int:
-    from ripple.audit.policy import DEFAULT_POLICY, load_policy
-    from ripple.audit.run import run_audit
+    from ripple.auditing.policy import DEFAULT_POLICY, load_policy
+    from ripple.auditing.run import run_audit
     from ripple.commands.edit import precheck_hparams, setup_from_args
     from ripple.commands.graph import ranker_arg
     from ripple.evaluate.perplexity import general_sentences_for
@@ -125,7 +125,7 @@ def run(args) -> int:
     check_args(args)
     mitigation = None
     if args.mitigate is not None:
-        from ripple.commands.mitigate import mitigation_hparams
+        from ripple.mitigation import mitigation_hparams
 
         mitigation = (args.mitigate, mitigation_hparams(args.mitigate, args.mitigation_set))
     elif args.mitigation_set:
@@ -173,12 +173,12 @@ def run(args) -> int:
 
 def worker_context(args, requests, extra, index: int):
     """A ``--workers`` process's own model, probe items, sentences and lm-eval bridge, loaded as
-    :func:`run` loads them (worker ``index``: its GPU, :func:`ripple.audit.parallel.worker_device`)."""
+    :func:`run` loads them (worker ``index``: its GPU, :func:`ripple.auditing.parallel.worker_device`)."""
     import argparse
 
     import torch
 
-    from ripple.audit.parallel import WorkerContext, worker_device
+    from ripple.auditing.parallel import WorkerContext, worker_device
     from ripple.commands.edit import setup_from_args
     from ripple.evaluate.perplexity import general_sentences_for
     from ripple.probes.sets import probe_items

@@ -56,7 +56,7 @@ def one_request(path):
 def run(args) -> int:
     from dataclasses import asdict
 
-    from ripple.audit.measure import edited_items
+    from ripple.auditing.measure import edited_items
     from ripple.commands.audit import check_k
     from ripple.commands.edit import inputs_of, precheck_hparams, setup_from_args
     from ripple.editing.editor import get_editor

@@ -42,15 +42,6 @@ def add_mitigation_options(p, flag: str = "--mitigation", default: str | None = 
                    help="mitigation hyperparameters, e.g. iterations=5 neuron_share=0.8")
 
 
-def mitigation_hparams(name: str, overrides):
-    """The mitigation's hyperparameters with ``--mitigation-set`` applied (one-line errors)."""
-    from ripple.editing.hparams import apply_overrides
-    from ripple.mitigation import MITIGATIONS
-
-    entry = MITIGATIONS.get(name)
-    return apply_overrides(entry.hparams(), overrides, name)
-
-
 def mitigation_record(out, plan, requests) -> dict:
     """The JSON-ready before/after figures of a :class:`~ripple.mitigation.run.Mitigated`."""
     from ripple.mitigation.run import item_table
@@ -66,7 +57,7 @@ def _metrics(r: dict) -> dict:
 
 
 def run(args) -> int:
-    from ripple.audit.measure import plan_audit
+    from ripple.auditing.measure import plan_audit
     from ripple.commands.audit import requests_from_args
     from ripple.commands.edit import inputs_of, precheck_hparams, setup_from_args
     from ripple.editing.editor import get_editor
@@ -78,6 +69,8 @@ def run(args) -> int:
     from ripple.probes.sets import probe_items
 
     get_editor(args.method)
+    from ripple.mitigation import mitigation_hparams
+
     hp_m = mitigation_hparams(args.mitigation, args.mitigation_set)
     if args.probes is not None and not Path(args.probes).is_file():
         from ripple.io import absent

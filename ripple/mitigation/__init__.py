@@ -37,3 +37,10 @@ class Mitigation:
 
 
 MITIGATIONS: Registry[Mitigation] = Registry("mitigation", builtins="ripple.mitigation.sir")
+
+
+def mitigation_hparams(name: str, overrides=()):
+    """Mitigation ``name``'s hyperparameters with ``NAME=VALUE`` overrides applied (one-line errors)."""
+    from ripple.editing.hparams import apply_overrides
+
+    return apply_overrides(MITIGATIONS.get(name).hparams(), list(overrides), name)

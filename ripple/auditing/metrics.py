@@ -1,7 +1,7 @@
 """The flat metric dict an audit's policy judges, keyed by the policy's rule names.
 
 :data:`AUDIT_METRICS` names every metric an audit measures, with what it is; the default
-policy's rules (:data:`ripple.audit.policy.DEFAULT_POLICY`) and any policy file name metrics
+policy's rules (:data:`ripple.auditing.policy.DEFAULT_POLICY`) and any policy file name metrics
 from it. A value of None means "not measurable here" (no world, no lm-eval tasks).
 
 >>> "efficacy" in AUDIT_METRICS and "ripple_overall" in AUDIT_METRICS
@@ -41,7 +41,7 @@ def mean(xs) -> float:
 
 def policy_metrics(before, after, changes, norms: dict, with_tasks: bool) -> dict:
     """Every metric of :data:`AUDIT_METRICS` from the two measurements (``before``/``after``:
-    :class:`~ripple.audit.measure.Measurement`), the classified changes and the update norms."""
+    :class:`~ripple.auditing.measure.Measurement`), the classified changes and the update norms."""
     cf = aggregate(after.requests)
     ripple = category_totals(after.ripple) if after.ripple else None
     metrics = {name: cf.get(name) for name in (*_CF, *(f"{k}_top1" for k in _CF))}

@@ -1,12 +1,12 @@
 """The JSON-ready details of an audit that the report shows (beside the verdict's metrics):
 per-edit metrics, ripple categories, the GIE profile, the most affected probe items, perplexity,
-update norms and lm-eval scores. :mod:`ripple.audit.render` turns them into Markdown and HTML."""
+update norms and lm-eval scores. :mod:`ripple.auditing.render` turns them into Markdown and HTML."""
 
 from __future__ import annotations
 
 import networkx as nx
 
-from ripple.audit.metrics import mean
+from ripple.auditing.metrics import mean
 from ripple.editing.metrics import aggregate
 from ripple.evaluate.ripple_scores import category_totals
 from ripple.probes.sets import ProbeItem

@@ -8,7 +8,7 @@
 * :func:`classify_changes`: which changed answers are intended, swaps between right answers,
   or unintended damage;
 * :func:`audit_edits`: plan, measure, edit in the sandbox, measure, restore; then the policy's
-  metrics (:mod:`ripple.audit.metrics`) and the report's details (:mod:`ripple.audit.details`).
+  metrics (:mod:`ripple.auditing.metrics`) and the report's details (:mod:`ripple.auditing.details`).
 
 ::
 
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from ripple.audit.details import report_details
-from ripple.audit.metrics import policy_metrics
+from ripple.auditing.details import report_details
+from ripple.auditing.metrics import policy_metrics
 from ripple.editing.metrics import request_metrics
 from ripple.editing.session import applied_run, auto_mode, edited
 from ripple.errors import RippleError

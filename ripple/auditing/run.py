@@ -19,9 +19,9 @@ import dataclasses
 import math
 from pathlib import Path
 
-from ripple.audit.measure import AuditResult, audit_edits
-from ripple.audit.policy import STATUSES, Policy, judge
-from ripple.audit.render import report_html, report_markdown
+from ripple.auditing.measure import AuditResult, audit_edits
+from ripple.auditing.policy import STATUSES, Policy, judge
+from ripple.auditing.render import report_html, report_markdown
 from ripple.editing.editor import get_editor
 from ripple.io import atomic_write_json, atomic_write_text
 from ripple.outputs import output_unit
@@ -181,7 +181,7 @@ def run_audit(setup, requests, items, sentences, policy: Policy, out, model_name
     several: each alone and all together) and write the report(s) to ``out``; returns the
     top-level report. ``mitigation``: ``(name, hparams)`` to audit the mitigated edit beside the
     plain one (the verdict is then the mitigated edit's: what would ship). ``workers`` > 1: the
-    audits of a batch run in that many processes (:mod:`ripple.audit.parallel`), each with the
+    audits of a batch run in that many processes (:mod:`ripple.auditing.parallel`), each with the
     model ``build(index)`` loads; the reports are the serial run's."""
     import functools
 
@@ -202,7 +202,7 @@ def run_audit(setup, requests, items, sentences, policy: Policy, out, model_name
         job = functools.partial(_batch_job, policy, model_name, method, hparams, k, force, True if workers > 1
                                 else quiet, mitigation, budget, ranker)
         if workers > 1:
-            from ripple.audit.parallel import run_jobs, warm_statistics
+            from ripple.auditing.parallel import run_jobs, warm_statistics
 
             warm_statistics(setup, mitigation)
             reports = run_jobs(jobs, job, build, min(workers, len(jobs)), tmp, quiet=quiet)

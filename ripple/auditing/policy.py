@@ -15,7 +15,7 @@ Metrics absent from the measured dict (or ``None``) are handled per
 ``Policy.missing``: ``"skip"`` records a ``"skip"`` finding that does not affect
 the verdict, ``"warn"`` / ``"fail"`` record a finding with that status.
 Measured metrics that no rule mentions are ignored. The metrics an audit measures are
-:data:`ripple.audit.metrics.AUDIT_METRICS`; a policy file may spell ``neighborhood`` the British way
+:data:`ripple.auditing.metrics.AUDIT_METRICS`; a policy file may spell ``neighborhood`` the British way
 (``[neighbourhood]``, :data:`METRIC_ALIASES`), the key stays CounterFact's.
 
 The overall status is the worst finding (fail > warn > pass); the exit code is 0
@@ -208,7 +208,7 @@ def load_policy(path: str | Path, base: Policy = DEFAULT_POLICY, known=None) -> 
     """Read a TOML policy file; its sections override ``base`` (the default policy). A section for
     a metric outside ``known`` (default: what an audit measures, ``AUDIT_METRICS``) is an error."""
     if known is None:
-        from ripple.audit.metrics import AUDIT_METRICS as known
+        from ripple.auditing.metrics import AUDIT_METRICS as known
     path = Path(path)
     where = f"policy file {path}"
     try:

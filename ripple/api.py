@@ -1,0 +1,244 @@
+"""The front door: one call to audit an edit, one object for everything else.
+
+>>> import ripple
+>>> report = ripple.audit("organism", "rome", [ripple.EditRequest("{} was born in", "Lodro Toudein", "Kraile")])
+>>> report.verdict, report.exit_code, report.metrics["efficacy"]
+('pass', 0, 1.0)
+
+``report`` is an :class:`AuditReport`: the verdict, its findings, the metrics, the edits, the ripple
+graph's summary, and ``save(dir)``, which writes the same ``report.html/md/json`` as ``ripple audit``
+(atomically, into a folder ripple owns). For more than one job on one model, load it once:
+
+>>> lab = ripple.load("organism")
+>>> delta = lab.edit("memit", [ripple.EditRequest("{} was born in", "Lodro Toudein", "Kraile")])
+>>> with lab.edited(delta):                         # applied for the block, restored bit-exactly after
+...     lab.answer("Lodro Toudein was born in")
+'Kraile'
+>>> lab.answer("Lodro Toudein was born in") != 'Kraile'
+True
+
+Edits are given as :class:`~ripple.editing.requests.EditRequest` values, as dicts in any accepted
+form (CounterFact, ROME, EasyEdit fields), or as the path of a JSON/JSONL file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from ripple.errors import RippleError
+
+if TYPE_CHECKING:
+    from ripple.auditing.policy import Policy
+    from ripple.editing.delta import EditDelta
+    from ripple.editing.requests import EditRequest
+    from ripple.editing.setup import EditSetup
+
+#: What ``AuditReport.save`` writes (the names ``ripple audit`` writes into ``--out``).
+AUDIT_FILES = ("report.html", "report.md", "report.json", "ripple_graph.png", "drift_by_hop.png",
+               "plain_ripple_graph.png", "plain", "together", "edit-[0-9]*")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule of the policy applied to one measured metric."""
+
+    metric: str
+    status: str  # pass, warn, fail or skip
+    value: float | None
+    threshold: float | None
+    description: str = ""
+
+
+@dataclass
+class AuditReport:
+    """What an audit found: the fields users read, the whole JSON report, and its files."""
+
+    verdict: str  # pass, warn or fail: the worst finding
+    exit_code: int  # what ``ripple audit`` exits with (0 pass, 1 fail; warn per the policy)
+    findings: list[Finding]
+    metrics: dict[str, Any]
+    edits: list[dict]
+    graph: dict | None  # the ripple graph's summary (drift by hop, most affected items); None for a batch
+    report: dict = field(repr=False)  # the whole report.json
+    files: dict[str, bytes] = field(default_factory=dict, repr=False)  # relative path -> bytes
+
+    @classmethod
+    def from_report(cls, report: dict, files: dict[str, bytes] | None = None) -> AuditReport:
+        verdict = report["verdict"]
+        findings = [Finding(f["metric"], f["status"], f.get("value"), f.get("threshold"), f.get("description", ""))
+                    for f in verdict["findings"]]
+        return cls(verdict["status"], verdict["exit_code"], findings, dict(report.get("metrics", {})),
+                   list(report.get("edits", [])), report.get("gie"), report, dict(files or {}))
+
+    def failing(self) -> list[Finding]:
+        """The findings that warn or fail."""
+        return [f for f in self.findings if f.status in ("warn", "fail")]
+
+    def to_json(self) -> str:
+        """The report as ``ripple audit --json`` prints it."""
+        return json.dumps(self.report, indent=2)
+
+    def save(self, directory) -> Path:
+        """Write the report's files (``report.html``, ``report.md``, ``report.json``, the figures; a
+        batch's ``edit-NN/`` and ``together/``) into ``directory`` as one unit, as ``ripple audit
+        --out`` does; never over a file ripple did not write (:mod:`ripple.outputs`)."""
+        from ripple.outputs import check_out, output_unit
+
+        if not self.files:
+            raise RippleError("this report holds no files to save (it was made without them)")
+        check_out(directory, writes=AUDIT_FILES)
+        with output_unit(directory) as stage:
+            for rel, data in sorted(self.files.items()):
+                (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+                (stage / rel).write_bytes(data)
+        return Path(directory)
+
+
+def _requests(edits) -> list:
+    """Edit requests from values, dicts in any accepted form, or a JSON/JSONL file's path."""
+    from ripple.editing.requests import EditRequest, load_requests, parse_request
+
+    if isinstance(edits, (str, Path)):
+        return load_requests(edits, batch=True)
+    if isinstance(edits, (EditRequest, dict)):
+        edits = [edits]
+    out = [e if isinstance(e, EditRequest) else parse_request(e, f"edit {i}") for i, e in enumerate(edits, 1)]
+    if not out:
+        raise RippleError("no edit requests given; pass at least one")
+    return out
+
+
+def _overrides(hp: dict) -> list[str]:
+    """``{"layers": [5], "v_steps": 20}`` -> ``["layers=[5]", "v_steps=20"]`` (``--set`` overrides)."""
+    return [f"{k}={json.dumps(v) if isinstance(v, (list, tuple, dict)) else v}" for k, v in hp.items()]
+
+
+class Lab:
+    """A model loaded once with everything ripple's jobs read: tokenizer, architecture row, world or
+    knowledge graph, key-statistics corpus and caches (:func:`load` makes one)."""
+
+    def __init__(self, setup: EditSetup, name: str, stats_corpus: str | None = None):
+        self.setup, self.name, self._corpus = setup, name, stats_corpus
+
+    model = property(lambda self: self.setup.model)
+    tokenizer = property(lambda self: self.setup.tok)
+    spec = property(lambda self: self.setup.spec)
+    world = property(lambda self: self.setup.world)
+
+    def __repr__(self) -> str:
+        world = getattr(self.world, "kind", None)
+        return f"Lab({self.name!r}, {self.spec.model_type}, {self.spec.n_layers(self.model)} layers, world={world})"
+
+    @property
+    def ctx(self):
+        """The editing context (built on first use: it reads the statistics corpus)."""
+        if self.setup.ctx is None:
+            self.setup.make_context(self._corpus)
+        return self.setup.ctx
+
+    def requests(self, edits) -> list[EditRequest]:
+        """``edits`` checked against the tokenizer and completed from the world (one-line errors)."""
+        return self.setup.complete(_requests(edits))
+
+    def hparams(self, method: str, **hp):
+        """``method``'s hyperparameters on this model, with ``hp`` overriding them."""
+        return self.setup.hparams_for(method, _overrides(hp))
+
+    def edit(self, method: str, edits, *, mode: str = "batch", chunk: int = 1, force: bool = False,
+             **hp) -> EditDelta:
+        """Compute an edit as a value: the model is left as it was (apply it with :meth:`edited`)."""
+        from ripple.editing.session import edited
+
+        requests = self.requests(edits)
+        with edited(self.ctx, method, requests, self.hparams(method, **hp), mode=mode, chunk=chunk,
+                    force=force) as run:
+            return run.total
+
+    @contextlib.contextmanager
+    def edited(self, delta: EditDelta):
+        """The model with ``delta`` applied for the block, restored bit-exactly however it ends."""
+        with delta.applied(self.model):
+            yield self
+
+    def answer(self, prompt: str, max_new_tokens: int = 6) -> str:
+        """The model's greedy continuation of ``prompt``, up to its first word or name."""
+        from ripple.editing.setup import greedy_text
+
+        text = greedy_text(self.model, self.tokenizer, prompt, max_new_tokens).strip()
+        return text.split(" .")[0].split("\n")[0].strip()
+
+    def audit(self, method: str, edits, *, policy: Policy | str | None = None, probes: str | None = None,
+              k: int = 5, tasks: Iterable[str] = (), limit: int | None = None, seed: int | None = None,
+              mitigate: str | None = None, budget: float | None = None, force: bool = False,
+              quiet: bool = True, **hp) -> AuditReport:
+        """Audit ``edits`` made with ``method`` as ``ripple audit`` does (the same measurements and
+        verdict; the model is restored afterwards), returning an :class:`AuditReport`."""
+        from ripple.auditing.policy import DEFAULT_POLICY, load_policy
+        from ripple.auditing.run import run_audit
+        from ripple.evaluate.perplexity import general_sentences_for
+        from ripple.probes.sets import probe_items
+
+        if isinstance(policy, (str, Path)):
+            policy = load_policy(policy)
+        hp = {**hp, **({"seed": seed} if seed is not None else {})}
+        setup = self.setup
+        setup.method, setup.hp = method, self.hparams(method, **hp)
+        setup.requests = self.requests(edits)
+        self.ctx  # noqa: B018 (built before the audit, as the CLI does)
+        items = probe_items(probes, self.world)
+        setup.check_probes(items)
+        bridge = None
+        if tasks:
+            from ripple.evaluate.lm_eval_bridge import LmEvalBridge
+
+            bridge = LmEvalBridge(self.model, self.tokenizer, list(tasks), world=self.world, limit=limit)
+        mitigation = None
+        if mitigate is not None:
+            from ripple.mitigation import mitigation_hparams
+
+            mitigation = (mitigate, mitigation_hparams(mitigate, []))
+        work = Path(tempfile.mkdtemp(prefix="ripple-audit-"))
+        try:
+            report = run_audit(setup, setup.requests, items, general_sentences_for(self.world),
+                               policy or DEFAULT_POLICY, work / "out", model_name=self.name, k=k, force=force,
+                               quiet=quiet, bridge=bridge, mitigation=mitigation, budget=budget)
+            from ripple.outputs import shown_files
+
+            return AuditReport.from_report(report, shown_files(work / "out"))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def trace(self, prompt: str, subject: str, **options):
+        """A causal trace of ``prompt`` (``{}`` marks the subject; :func:`ripple.causal_trace.causal_trace`)."""
+        from ripple.causal_trace import causal_trace
+
+        return causal_trace(self.model, self.tokenizer, self.spec, prompt, subject, **options)
+
+
+def load(model: str = "organism", *, stats_corpus: str | None = None, hparams_file: str | None = None,
+         dtype: str | None = None, device: str = "cpu", **placement) -> Lab:
+    """Load ``model`` ('organism', 'smollm2', 'gemma3-270m', a .gguf file or a local transformers
+    directory) once for every job: a :class:`Lab`. ``stats_corpus``: the key statistics' text (as
+    ``--stats-corpus``); ``placement``: ``device_map``, ``max_memory``, ``offload_folder``."""
+    from ripple.devices import check_device
+    from ripple.editing.setup import load_setup
+
+    check_device(device)
+    setup = load_setup(model, hparams_file=hparams_file, context=False, dtype=dtype, device=device, **placement)
+    return Lab(setup, str(model), stats_corpus)
+
+
+def audit(model, method: str, edits, *, policy: Policy | str | None = None, probes: str | None = None,
+          stats_corpus: str | None = None, **options) -> AuditReport:
+    """Audit an edit in one call: load ``model`` (or take a :class:`Lab`), apply ``edits`` with
+    ``method`` in the sandbox, measure, restore, and return the :class:`AuditReport` (see the module
+    docstring). ``options``: :meth:`Lab.audit`'s (``k``, ``tasks``, ``seed``, ``mitigate``,
+    ``budget``, hyperparameters such as ``layers=[5]``)."""
+    lab = model if isinstance(model, Lab) else load(model, stats_corpus=stats_corpus)
+    return lab.audit(method, edits, policy=policy, probes=probes, **options)
