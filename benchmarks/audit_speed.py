@@ -61,7 +61,7 @@ def measure_model(name: str, probes: str | None, edit: str | None, repeats: int)
     requests = load_requests(edit) if edit else []
     setup = load_setup(name, context=False)
     if not requests:
-        from ripple.organism.edits import sample_edits
+        from ripple.editing.from_world import sample_edits
 
         requests = sample_edits(setup.world, 1, seed=0)
     requests = setup.complete(requests)

@@ -32,7 +32,7 @@ def write_edits(model: str, n: int, path: Path) -> None:
     from ripple.editing.setup import load_setup
 
     if model == "organism":
-        from ripple.organism.edits import sample_edits
+        from ripple.editing.from_world import sample_edits
 
         setup = load_setup(model, context=False)
         reqs = sample_edits(setup.world, n, seed=0)

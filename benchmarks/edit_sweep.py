@@ -44,9 +44,9 @@ def parse_grid(grid: str) -> list[tuple[str, list[str]]]:
 
 
 def run_sweep(setup, requests, configs, extra=(), on_row=None) -> list[dict]:
+    from ripple.editing.from_world import specificity_queries
     from ripple.editing.metrics import aggregate, request_metrics
     from ripple.editing.session import edited
-    from ripple.organism.edits import specificity_queries
     from ripple.scoring import query_correct
 
     model, tok, world = setup.model, setup.tok, setup.world
@@ -87,9 +87,9 @@ def known_facts(setup) -> list[tuple[str, str]]:
 
 
 def main(argv=None) -> None:
+    from ripple.editing.from_world import sample_edits
     from ripple.editing.setup import load_setup
     from ripple.io import atomic_write_json, atomic_write_text
-    from ripple.organism.edits import sample_edits
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="organism")

@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # editors_common, editors_report beside this file
 
 from ripple.arch import mlp_out_param  # noqa: E402
-from ripple.organism.edits import specificity_queries  # noqa: E402
+from ripple.editing.from_world import specificity_queries  # noqa: E402
 
 from editors_common import (  # noqa: E402
     BATCHABLE,
@@ -62,8 +62,8 @@ from editors_report import write_markdown  # noqa: E402
 
 
 def part_single(b: Bench, relations=None) -> dict:
+    from ripple.editing.from_world import EDITABLE, sample_edits
     from ripple.editing.metrics import aggregate, request_metrics
-    from ripple.organism.edits import EDITABLE, sample_edits
     from ripple.scoring import query_correct
 
     m, tok = b.model, b.tok
@@ -118,7 +118,7 @@ def part_batch(b: Bench, relations=None) -> dict:
                          "seconds": round(sec, 3), "worst_norm_ratio": round(worst, 4),
                          "guard_refuses": worst > hp.max_update_ratio})
             log("batch", rows[-1])
-    from ripple.organism.edits import EDITABLE
+    from ripple.editing.from_world import EDITABLE
 
     return {"rows": rows, "relations": list(EDITABLE if relations is None else relations)}
 
@@ -242,7 +242,7 @@ def time_single_edits(b: Bench, label: str, reqs) -> dict:
 
 
 def part_speed(b: Bench) -> dict:
-    from ripple.organism.edits import sample_edits
+    from ripple.editing.from_world import sample_edits
 
     reqs = sample_edits(b.world, b.args.n_speed + 1, seed=2)
     rows = {}
@@ -270,8 +270,8 @@ def corpus_tokens(b: Bench, corpus) -> int:
 
 
 def part_samples(b: Bench) -> dict:
+    from ripple.editing.from_world import sample_edits, world_corpus
     from ripple.editing.metrics import aggregate, request_metrics
-    from ripple.organism.edits import sample_edits, world_corpus
 
     tokens = corpus_tokens(b, world_corpus(b.world))
     log(f"statistics corpus: {tokens} tokens")

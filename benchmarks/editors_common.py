@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ripple.editing.editor import EDITORS
-from ripple.organism.edits import specificity_queries
+from ripple.editing.from_world import specificity_queries
 
 PARTS = ("single", "batch", "single_all", "batch_all", "sequential", "speed", "samples")
 METHODS = EDITORS.names()
@@ -61,7 +61,7 @@ class Bench:
     def ctx(self, label: str, fresh: bool = False):
         """The method's shared context; ``fresh``: a new one that computes C without the disk cache."""
         from ripple.editing.context import EditContext
-        from ripple.organism.edits import world_corpus
+        from ripple.editing.from_world import world_corpus
 
         method = self.method(label)
         if fresh or method not in self.contexts:
@@ -92,7 +92,7 @@ def edited_key(req) -> tuple[str, str]:
 def distinct_edits(world, n: int, seed: int = 0, relations=None) -> tuple[list, int]:
     """``n`` edits of distinct facts, ``n`` capped at the world's distinct editable facts (the cap too);
     ``relations``: those edited (default the person relations, ``EDITABLE``)."""
-    from ripple.organism.edits import EDITABLE, sample_edits
+    from ripple.editing.from_world import EDITABLE, sample_edits
 
     relations = EDITABLE if relations is None else tuple(relations)
     cap = len({(f.subject, f.relation) for f in world.facts if f.relation in relations})

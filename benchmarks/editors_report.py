@@ -47,7 +47,7 @@ def line_panels(path: Path, panels: list[tuple[str, dict]], xlabel: str, logx: b
 
 def population(r: dict) -> str:
     """Which relations a part's edits cover (older runs: the person relations)."""
-    from ripple.organism.edits import EDITABLE
+    from ripple.editing.from_world import EDITABLE
 
     rels = r.get("relations") or list(EDITABLE)
     if set(rels) == set(EDITABLE):

@@ -346,8 +346,8 @@ def run_examples(methods, log=print) -> None:
     import tempfile
 
     from ripple.cli import main as cli_main
+    from ripple.editing.from_world import sample_edits
     from ripple.io import atomic_write_json, atomic_write_text
-    from ripple.organism.edits import sample_edits
     from ripple.organism.evaluate import load_world
     from ripple.outputs import copy_run
 
@@ -413,8 +413,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(int(os.environ.get("RIPPLE_THREADS", "1")))
     from edit_sweep import known_facts
 
+    from ripple.editing.from_world import sample_edits
     from ripple.editing.setup import load_setup
-    from ripple.organism.edits import sample_edits
     from ripple.probes.sets import world_probe_set
 
     setup = load_setup(args.model)

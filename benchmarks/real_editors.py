@@ -67,7 +67,7 @@ def counterfact_edits(setup, n: int | None, seed: int = 0) -> tuple[list, int]:
     sys.path.insert(0, str(HERE))
     from edit_sweep import known_facts
 
-    from ripple.organism.edits import request_for
+    from ripple.editing.from_world import request_for
 
     world = setup.world
     known = known_facts(setup)
@@ -132,10 +132,10 @@ def plain_and_rect(setup, delta, measure_now) -> dict:
 
 def single(args, setup) -> None:
     from ripple.editing.editor import get_editor
+    from ripple.editing.from_world import specificity_queries
     from ripple.evaluate.perplexity import general_sentences_for, sentence_nlls
     from ripple.evaluate.ripple_scores import plan_ripple
     from ripple.io import atomic_write_json, source_fingerprint
-    from ripple.organism.edits import specificity_queries
     from ripple.scoring import query_correct
 
     world = setup.world
@@ -180,7 +180,7 @@ def batch_queries(setup, reqs):
     that no request of the batch edits, known before; each is raced against the new object of
     every request that edits its subject. Returns ``(queries, known, pairs)``, ``pairs`` as
     (query index, new object)."""
-    from ripple.organism.edits import specificity_queries
+    from ripple.editing.from_world import specificity_queries
     from ripple.scoring import query_correct
 
     from editors_common import edited_key

@@ -68,9 +68,9 @@ def render(rows: dict, command: str, n: int) -> str:
 
 def main(argv=None) -> None:
     from ripple.editing.editor import EDITORS, get_editor
+    from ripple.editing.from_world import sample_edits
     from ripple.editing.setup import load_setup
     from ripple.io import atomic_write_json, atomic_write_text, prepare_out_dir
-    from ripple.organism.edits import sample_edits
     from ripple.world.schema import RELATIONS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

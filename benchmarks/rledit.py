@@ -109,10 +109,10 @@ def main(argv=None) -> None:
         ship()
         return
     from ripple.editing.setup import load_setup
+    from ripple.editing.streams import edit_stream
     from ripple.io import atomic_write_json, source_fingerprint
     from ripple.rledit.train import editable_relations, fact_split
     from ripple.stress.run import run_stress
-    from ripple.stress.stream import edit_stream
 
     setup = load_setup(args.model)
     world = setup.world

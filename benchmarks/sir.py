@@ -160,12 +160,12 @@ def main(argv=None) -> None:
     from edit_sweep import known_facts
 
     from ripple.editing.editor import get_editor
+    from ripple.editing.from_world import sample_edits
     from ripple.editing.hparams import apply_overrides
     from ripple.editing.setup import load_setup
     from ripple.gie.measure import measure_items
     from ripple.io import atomic_write_json, source_fingerprint
     from ripple.mitigation.sir import SirHParams
-    from ripple.organism.edits import sample_edits
     from ripple.probes.sets import world_probe_set
 
     name = args.name or Path(args.model).stem.replace(".", "_")

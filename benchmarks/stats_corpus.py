@@ -55,8 +55,8 @@ def main(argv=None) -> None:
     sys.path.insert(0, str(HERE))
     from edit_sweep import known_facts, run_sweep
 
+    from ripple.editing.from_world import sample_edits
     from ripple.editing.setup import load_setup
-    from ripple.organism.edits import sample_edits
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")

@@ -48,7 +48,7 @@ def main() -> None:
     site = act_name(layers[0], "mlp.out") if method == "rome" else act_name(layers[-1], "out")
     contexts = s.ctx.contexts(hp)
     if name == "organism":
-        from ripple.stress.stream import edit_stream
+        from ripple.editing.streams import edit_stream
 
         reqs = edit_stream(s.world, n, seed=0)
     else:

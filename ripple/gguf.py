@@ -55,7 +55,7 @@ def model_cache() -> Path:
     """Where converted models live (see the module docstring)."""
     if os.environ.get("RIPPLE_MODEL_CACHE"):
         return Path(os.environ["RIPPLE_MODEL_CACHE"]).expanduser()
-    from ripple.editing.stats import cache_dir
+    from ripple.io import cache_dir
 
     return Path(cache_dir()) / "models"
 
@@ -139,8 +139,7 @@ def _convert(path: Path, out: Path) -> None:
         raise RippleError("reading a GGUF file needs the gguf package: pip install gguf") from None
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from ripple.loading import quiet_transformers
-    from ripple.progress import library_bars
+    from ripple.progress import library_bars, quiet_transformers
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))

@@ -19,6 +19,12 @@ from pathlib import Path
 from ripple.errors import RippleError
 
 
+def cache_dir() -> Path:
+    """Where ripple caches what it computes once (statistics, sampled corpora, converted GGUF models,
+    hypernetworks): ``$RIPPLE_CACHE``, else ``~/.cache/ripple``."""
+    return Path(os.environ.get("RIPPLE_CACHE", Path.home() / ".cache" / "ripple"))
+
+
 def loads_json(text, where):
     """``json.loads``, with a one-line error naming ``where`` for input nested past what Python can
     read (``[[[[...`` thousands deep); a syntax error is left to the caller.

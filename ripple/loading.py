@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,6 +25,7 @@ import torch
 from ripple.arch import ArchSpec, get_spec
 from ripple.errors import RippleError
 from ripple.io import loads_json
+from ripple.progress import quiet_transformers
 
 _TRUE = {"1", "ON", "YES", "TRUE"}
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -113,20 +113,6 @@ def _dtype_kwarg() -> str:
     return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
 
 
-@contextmanager
-def quiet_transformers():
-    """Silence transformers' progress bars (weight loading and saving) inside the block."""
-    from transformers.utils import logging as hf_logging
-
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_on:
-            hf_logging.enable_progress_bar()
-
-
 #: What ripple reads from a model directory beside the weights, carried into an edited model it
 #: saves so that the edited model is audited as its base was: the world it was trained on (probes,
 #: ground truth, statistics corpus) and its editors' settings (layers).
@@ -159,7 +145,7 @@ def model_path(name_or_path: str) -> Path | None:
     """The local directory ``name_or_path`` names ("organism": the bundled one), None for a hub id;
     nothing is loaded (so the CLI can check ``--out`` against it first)."""
     if name_or_path == "organism":
-        from ripple.organism.paths import model_dir
+        from ripple.data import organism_dir as model_dir
 
         return model_dir()
     from ripple.gguf import PACKAGES
@@ -235,7 +221,7 @@ def load_model(name_or_path: str = "organism", device: str = "cpu", dtype=None,
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     if name_or_path == "organism":
-        from ripple.organism.paths import model_dir
+        from ripple.data import organism_dir as model_dir
 
         name_or_path = str(model_dir())
         if not (model_dir() / "config.json").is_file():

@@ -40,6 +40,20 @@ def library_bars():
         yield
 
 
+@contextlib.contextmanager
+def quiet_transformers():
+    """Silence transformers' progress bars (weight loading and saving) inside the block."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 class Stages:
     """One bar over named stages; ``next(name)`` finishes the previous stage and starts ``name``."""
 

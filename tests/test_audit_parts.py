@@ -8,9 +8,9 @@ import pytest
 from ripple.auditing.measure import AuditPlan, Changes, classify_changes, edited_items, plan_audit
 from ripple.auditing.metrics import AUDIT_METRICS, policy_metrics, task_acc_drop
 from ripple.auditing.policy import DEFAULT_POLICY
+from ripple.editing.from_world import request_for
 from ripple.editing.requests import EditRequest
 from ripple.evaluate.ripple_scores import RIPPLE_CATEGORIES
-from ripple.organism.edits import request_for
 from ripple.probes.sets import ProbeItem, world_probe_set
 
 ITEMS = [ProbeItem("e", "X", "born_in", "{} was born in", "C1"),

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+import ripple.data
 import ripple.organism.paths
 from ripple.arch import get_spec
 from ripple.causal_trace import causal_trace
@@ -98,14 +99,14 @@ def test_organism_show_on_a_stand_in(capfd, monkeypatch, saved_gpt2, tmp_path):
     path, _ = saved_gpt2
     (path / "world.json").write_text(json.dumps({"entities": [{"id": "x"}], "facts": [{"subject": "x"}]}))
     (path / "metrics.json").write_text(json.dumps({"single_hop": 0.5}))
-    monkeypatch.setattr(ripple.organism.paths, "model_dir", lambda: path)
+    monkeypatch.setattr(ripple.data, "organism_dir", lambda: path)
     info, model, _ = check_organism_show(capfd)
     assert info["world"] == str(path / "world.json") and info["metrics"] == {"single_hop": 0.5}
     assert model.config.model_type == "gpt2"
 
 
 def test_organism_show_without_an_organism(capfd, monkeypatch, tmp_path):
-    monkeypatch.setattr(ripple.organism.paths, "model_dir", lambda: tmp_path)
+    monkeypatch.setattr(ripple.data, "organism_dir", lambda: tmp_path)
     code, out, err = cli(capfd, "organism", "show", "--json")
     assert out == ""
     assert str(tmp_path) in assert_one_line_error(code, err)

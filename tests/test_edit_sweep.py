@@ -23,8 +23,8 @@ def setup():
 
 def test_configurations_share_values_through_the_cache_and_measure_the_same(setup, tmp_path, monkeypatch):
     from ripple.editing.compute import token_requests
+    from ripple.editing.from_world import sample_edits
     from ripple.editing.value_cache import ValueCache
-    from ripple.organism.edits import sample_edits
 
     reqs = sample_edits(setup.world, 2, seed=1)
     configs = sweep.parse_grid("memit:lam=100,20000")

@@ -9,7 +9,7 @@ import networkx as nx
 import pytest
 
 from ripple.cli import main
-from ripple.organism.edits import request_for
+from ripple.editing.from_world import request_for
 from ripple.organism.evaluate import load_world
 from ripple.organism.paths import model_dir
 from ripple.probes.sets import world_probe_set

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+import ripple.data
 import ripple.organism.paths
 from ripple.errors import RippleError
 from ripple.loading import LoadedModel, load_model
@@ -82,12 +83,12 @@ def test_round_trip_gives_identical_logits(saved_gpt2, token_ids, monkeypatch):
 
 def test_organism_resolves_through_model_dir(saved_gpt2, monkeypatch):
     path, _ = saved_gpt2
-    monkeypatch.setattr(ripple.organism.paths, "model_dir", lambda: path)
+    monkeypatch.setattr(ripple.data, "organism_dir", lambda: path)
     assert load_model().spec.model_type == "gpt2"
 
 
 def test_missing_organism_says_how_to_build(tmp_path, monkeypatch):
-    monkeypatch.setattr(ripple.organism.paths, "model_dir", lambda: tmp_path / "data")
+    monkeypatch.setattr(ripple.data, "organism_dir", lambda: tmp_path / "data")
     one_line_error("organism", "the bundled organism is missing from .*ripple.organism.train")
 
 

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 from ripple.editing.metrics import request_metrics, requests_metrics
 from ripple.editing.setup import load_setup
+from ripple.editing.streams import edit_stream
 from ripple.scoring import answer_logprobs
-from ripple.stress.stream import edit_stream
 
 
 def test_batched_metrics_equal_each_alone_and_the_races_by_hand():

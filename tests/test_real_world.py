@@ -7,9 +7,9 @@ from collections import Counter
 import pytest
 
 from ripple.editing.corpora import graph_sentences, load_corpus, model_samples, parse_spec
+from ripple.editing.from_world import complete_from_world, sample_edits
 from ripple.editing.requests import EditRequest
 from ripple.errors import RippleError
-from ripple.organism.edits import complete_from_world, sample_edits
 from ripple.world.ground_truth import ripple_ground_truth
 from ripple.world.real import build_real_world, real_world
 
@@ -185,7 +185,7 @@ def test_a_fix_whose_wrong_answer_is_no_entity_races_each_neighbour_against_the_
 
 
 def test_an_edit_whose_old_answer_nothing_else_has_still_gets_a_neighbourhood(world):
-    from ripple.organism.edits import request_for
+    from ripple.editing.from_world import request_for
 
     req = request_for(world, "cuba", "capital", "caracas")
     assert req.target_true == "Havana" and len(req.neighborhood_prompts) == len(req.neighborhood_answers) == 10

@@ -6,8 +6,8 @@ import contextlib
 import pytest
 
 import ripple.evaluate.ripple_scores as RS
+from ripple.editing.from_world import request_for
 from ripple.errors import RippleError
-from ripple.organism.edits import request_for
 from ripple.world import build_world
 from ripple.world.ground_truth import ripple_ground_truth
 

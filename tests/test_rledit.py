@@ -8,10 +8,10 @@ import torch
 
 from ripple.arch import get_spec
 from ripple.editing.context import EditContext
-from ripple.editing.editors.rledit import RLEditHParams
 from ripple.editing.requests import EditRequest
 from ripple.editing.session import edited
 from ripple.errors import RippleError
+from ripple.rledit.editor import RLEditHParams
 from ripple.rledit.hypernet import Hypernetwork
 from ripple.rledit.net import HyperNet, Moments, ridge_shift
 from ripple.rledit.train import Curriculum, run_sequence, train
@@ -201,8 +201,8 @@ def test_stress_runs_rledit_with_its_hypernetwork(capfd, tmp_path):
 
 
 def test_a_training_sequence_longer_than_the_training_facts_goes_round_them_to_new_objects(world):
+    from ripple.editing.streams import fact_of
     from ripple.rledit.train import editable_relations, fact_split
-    from ripple.stress.stream import fact_of
 
     train_facts = {p for p in fact_split(world)["train"] if p[1] in editable_relations(world)}
     n_batches = len(train_facts) // 10 + 5  # more edits than facts: some facts come round again

@@ -97,8 +97,8 @@ def test_no_damaged_keys_no_correction_and_row_selection():
 
 @pytest.fixture(scope="module")
 def organism():
+    from ripple.editing.from_world import sample_edits
     from ripple.editing.setup import load_setup
-    from ripple.organism.edits import sample_edits
     from ripple.probes.sets import world_probe_set
 
     setup = load_setup("organism", "rome")

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
+from ripple.editing.streams import edit_stream, fact_of, latest_edits
 from ripple.errors import RippleError
 from ripple.organism.evaluate import load_world
 from ripple.organism.paths import model_dir
 from ripple.stress.run import parse_method
-from ripple.stress.stream import edit_stream, fact_of, latest_edits
 
 from conftest import edit_requests
 from helpers import assert_one_line_error, cli, digest

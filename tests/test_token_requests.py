@@ -96,8 +96,8 @@ def test_two_token_names_land_whole_on_the_organism(organism, method):
     """The organism's spouses are two-token names; before the split every edit got the first name
     and lost the surname (efficacy top-1 0 of 20 on married_to). Now the whole name is the greedy
     answer, and the edit is undone exactly."""
+    from ripple.editing.from_world import sample_edits
     from ripple.editing.session import edited
-    from ripple.organism.edits import sample_edits
 
     s = organism
     reqs = [r for r in sample_edits(s.world, 100, seed=0, relations=tuple(sorted(s.world.relations)))

@@ -210,8 +210,8 @@ def test_no_prompt_is_a_prefix_of_a_prompt_of_another_relation(world):
 
 
 def test_sample_edits_never_repeats_a_fact_and_caps_n(world):
+    from ripple.editing.from_world import EDITABLE, sample_edits
     from ripple.errors import RippleError
-    from ripple.organism.edits import EDITABLE, sample_edits
 
     n_facts = len({(f.subject, f.relation) for f in world.facts if f.relation in EDITABLE})
     reqs = sample_edits(world, n_facts, seed=3)
@@ -227,8 +227,8 @@ def test_sample_edits_never_repeats_a_fact_and_caps_n(world):
 
 
 def test_complete_from_world_fills_paraphrases_and_neighbours(world):
+    from ripple.editing.from_world import complete_from_world, request_for
     from ripple.editing.requests import EditRequest
-    from ripple.organism.edits import complete_from_world, request_for
 
     p = world.persons[0]
     old = world.objects(p.id, "citizen_of")[0]

@@ -57,11 +57,11 @@ def _metrics(r: dict) -> dict:
 
 
 def run(args) -> int:
-    from ripple.auditing.measure import plan_audit
     from ripple.commands.audit import requests_from_args
     from ripple.commands.edit import inputs_of, precheck_hparams, setup_from_args
     from ripple.editing.editor import get_editor
     from ripple.errors import RippleError
+    from ripple.evaluate.changes import plan_audit
     from ripple.io import atomic_write_json
     from ripple.loading import save_model
     from ripple.mitigation.run import mitigate

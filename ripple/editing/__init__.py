@@ -13,6 +13,8 @@
 - :mod:`ripple.editing.compute`: keys and target values (what every locate-then-edit method computes first).
 - :mod:`ripple.editing.solvers`: the closed forms (ROME, MEMIT, EMMET, AlphaEdit, RECT).
 - :mod:`ripple.editing.metrics`: CounterFact-style efficacy, paraphrase, neighbourhood, fluency.
+- :mod:`ripple.editing.from_world`: requests, neighbours and the statistics text from a world.
+- :mod:`ripple.editing.streams`: streams of edits from a world (stress, RLEdit's training).
 
 Typical use::
 

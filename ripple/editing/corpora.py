@@ -76,7 +76,7 @@ def parse_spec(spec: str) -> tuple[str, int | None]:
 
 
 def sample_corpus_dir() -> Path:
-    from ripple.editing.stats import cache_dir
+    from ripple.io import cache_dir
 
     return cache_dir() / "corpora"
 
@@ -163,7 +163,7 @@ def load_corpus(spec: str | None, world, model=None, tok=None, seed: int = 0) ->
         if world is None or world.kind != "synthetic":
             raise RippleError("--stats-corpus world needs a model trained on a world (the organism); use "
                               f"{DEFAULT_REAL} or a text file")
-        from ripple.organism.edits import world_corpus
+        from ripple.editing.from_world import world_corpus
 
         return Corpus("world", tuple(world_corpus(world)))
     if kind == "graph":
@@ -171,7 +171,7 @@ def load_corpus(spec: str | None, world, model=None, tok=None, seed: int = 0) ->
             raise RippleError("--stats-corpus graph needs a knowledge graph; use samples or a text file")
         return Corpus("graph", tuple(graph_sentences(world)))
     if kind == "english":
-        from ripple.evaluate.perplexity import english_sentences
+        from ripple.data import english_sentences
 
         return Corpus("english", tuple(english_sentences()))
     if model is None:

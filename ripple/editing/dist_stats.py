@@ -61,7 +61,8 @@ def token_plan(tok, corpus, n_samples: int) -> list[tuple[int, int]]:
 
 def cache_path(model, tok, layer: int, corpus, n_samples: int) -> Path:
     """Where :func:`ripple.editing.stats.second_moment` keeps this statistic."""
-    from ripple.editing.stats import cache_dir, corpus_fingerprint, model_fingerprint
+    from ripple.editing.stats import corpus_fingerprint, model_fingerprint
+    from ripple.io import cache_dir
 
     return cache_dir() / "mom2" / (f"{model_fingerprint(model, tok, layer)}-L{layer}-"
                                    f"{corpus_fingerprint(list(corpus))}-n{n_samples}.pt")
@@ -123,7 +124,7 @@ def second_moments(model, tok, spec, layers, corpus, n_samples: int, batch_size:
     batches = [order[j:j + batch_size] for j in range(0, len(order), batch_size)][rank::world]
     key = hashlib.sha256("|".join(cache_path(model, tok, layer, corpus, n_samples).name
                                   for layer in layers).encode()).hexdigest()[:16]
-    from ripple.editing.stats import cache_dir
+    from ripple.io import cache_dir
 
     partial = cache_dir() / "mom2_partial" / key / f"rank{rank}-of-{world}-b{batch_size}-v2.pt"
     state = torch.load(partial, weights_only=True) if partial.exists() else None

@@ -88,7 +88,7 @@ def editor_help() -> str:
     """The editors' names for a CLI help text (RECT is an option on each), without importing them:
     the built-in editors' files (each is named as its editor) and any editor registered already."""
     spec = importlib.util.find_spec(EDITORS_PACKAGE)
-    builtin = {m.name for m in pkgutil.iter_modules(spec.submodule_search_locations)}
+    builtin = {m.name for m in pkgutil.iter_modules(spec.submodule_search_locations)} | {"rledit"}  # a plugin
     return ", ".join(sorted(builtin | set(EDITORS.registered()))) + " (RECT on any: --rect 0.4 or rect=0.4)"
 
 

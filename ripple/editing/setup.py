@@ -36,7 +36,7 @@ def world_of(model_path: str):
         from ripple.world.real import real_world
 
         return real_world()
-    from ripple.organism.evaluate import load_world
+    from ripple.world.generate import load_world
 
     return load_world(world_file)
 
@@ -95,7 +95,7 @@ class EditSetup:
         self.warnings += validate_for_model(requests, self.tok, self.model, progress=True)
         if self.world is None:
             return list(requests)
-        from ripple.organism.edits import complete_from_world
+        from ripple.editing.from_world import complete_from_world
         from ripple.progress import each
 
         return [complete_from_world(self.world, r) for r in each(requests, "completing requests from the world")]
@@ -105,7 +105,7 @@ class EditSetup:
         a wrong answer) get the model's current answer as ``target_true``: the old answer to race."""
         from dataclasses import replace
 
-        from ripple.organism.edits import relation_of_prompt
+        from ripple.editing.from_world import relation_of_prompt
 
         world, out = self.world, []
         for r in requests:

@@ -14,8 +14,6 @@ file. The default cache directory is ``$RIPPLE_CACHE`` or ``~/.cache/ripple``.
 from __future__ import annotations
 
 import hashlib
-import os
-from pathlib import Path
 
 import torch
 
@@ -23,12 +21,9 @@ from ripple.arch import act_name, resolve_site
 from ripple.devices import input_device, param_value
 from ripple.errors import RippleError
 from ripple.hooks import Trace
+from ripple.io import cache_dir  # noqa: F401 (read from here too)
 from ripple.scoring import pad_ids
 from ripple.tokens import text_ids
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("RIPPLE_CACHE", Path.home() / ".cache" / "ripple"))
 
 
 def model_fingerprint(model, tok, layer: int) -> str:

@@ -27,8 +27,7 @@ import json
 import random
 from pathlib import Path
 
-from ripple.editing.stats import cache_dir
-from ripple.io import atomic_write_text
+from ripple.io import atomic_write_text, cache_dir
 from ripple.tokens import fill
 from ripple.world.generate import World
 from ripple.world.schema import RELATIONS

@@ -15,21 +15,14 @@ that ships a ``world.json`` (the organism), else a bundled set of plain English 
 from __future__ import annotations
 
 import math
-from importlib import resources
 
 import torch
 
+#: The bundled English sentences (one per line) used for models without a world.
+from ripple.data import english_sentences  # noqa: E402,F401 (read from here too)
 from ripple.devices import input_device
 from ripple.scoring import pad_ids, selected_logits
 from ripple.tokens import bos_prefix, text_ids
-
-#: The bundled English sentences (one per line) used for models without a world.
-ENGLISH_FILE = "general_sentences.txt"
-
-
-def english_sentences() -> list[str]:
-    text = resources.files("ripple.data").joinpath(ENGLISH_FILE).read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
 def general_sentences_for(world, n: int = 40) -> list[str]:

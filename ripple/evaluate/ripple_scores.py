@@ -41,7 +41,7 @@ MULTIHOP_RELATIONS = ("citizen_of", "born_in", "works_for")
 
 
 def parse_case_id(case_id) -> tuple[str, str, str]:
-    """``"subject|relation|new_object"`` -> its three parts (as :func:`ripple.organism.edits.request_for` makes)."""
+    """``"subject|relation|new_object"`` -> its three parts (as :func:`ripple.editing.from_world.request_for` makes)."""
     edit = WorldEdit.require(case_id)
     return edit.subject, edit.relation, edit.new
 

@@ -3,7 +3,7 @@
 Round 0 measures the plain edit: every probe item's state (GIE's measurement,
 :func:`~ripple.gie.measure.measure_items`) and the requests' CounterFact metrics; the damaged
 items are those answered right before the edit and wrong after it, neither edited nor required to
-change by the ground truth (:func:`~ripple.auditing.measure.classify_changes`). Each later round
+change by the ground truth (:func:`~ripple.evaluate.changes.classify_changes`). Each later round
 revises the *plain* edit against every item found damaged so far (revisions do not compound) and
 measures the result. The loop stops when
 
@@ -68,9 +68,9 @@ def mitigate(ctx, method: str, requests, edit_hp, items, world, mitigation: str 
              before: ItemState | None = None, plain: EditDelta | None = None, force: bool = False) -> Mitigated:
     """Edit with ``method`` (or take the computed ``plain`` delta), then run the loop above with
     ``mitigation`` (hyperparameters ``hp``, default its dataclass's). ``plan`` and ``before``: the
-    audit's plan (:func:`~ripple.auditing.measure.plan_audit`) and the unedited states when the caller
+    audit's plan (:func:`~ripple.evaluate.changes.plan_audit`) and the unedited states when the caller
     has them; ``force`` skips the editor's norm guard."""
-    from ripple.auditing.measure import classify_changes, plan_audit
+    from ripple.evaluate.changes import classify_changes, plan_audit
 
     entry = MITIGATIONS.get(mitigation)
     hp = entry.hparams() if hp is None else hp

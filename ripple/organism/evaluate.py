@@ -10,20 +10,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ripple.scoring import accuracy
 from ripple.world import queries as Q
-from ripple.world.generate import World
-
-
-def load_world(path=None) -> World:
-    """The world the bundled organism (or the organism at ``path``) was trained on."""
-    from ripple.io import loads_json
-    from ripple.organism.paths import world_path
-
-    path = path or world_path()
-    return World.from_dict(loads_json(Path(path).read_text(), path))
+from ripple.world.generate import (
+    World,
+    load_world,  # noqa: E402,F401 (read from here too)
+)
 
 
 def recall_report(model, tok, world: World) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""Where the bundled organism lives inside the installed package.
+"""Where the bundled organism lives inside the installed package (:mod:`ripple.data` computes it,
+so that model loading, below this package, finds it too).
 
 >>> model_dir().name
 'data'
@@ -6,12 +7,14 @@
 
 from pathlib import Path
 
+import ripple.data
+
 
 def model_dir() -> Path:
     """The transformers directory of the bundled organism (config.json, model.safetensors, tokenizer.json)."""
-    return Path(__file__).parent / "data"
+    return ripple.data.organism_dir()
 
 
 def world_path() -> Path:
     """The world JSON the organism was trained on (entities, aliases, facts, templates)."""
-    return model_dir() / "world.json"
+    return ripple.data.organism_world()

@@ -18,7 +18,6 @@ One item per line (format in ``probes/README.md``)::
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 from ripple.errors import RippleError
 from ripple.io import absent, atomic_write_text, loads_json
 from ripple.tokens import fill
-from ripple.world.edits import fact_id
+from ripple.world.edits import fact_id, slug  # noqa: F401 (slug: read from here too)
 
 LINK_TYPES = ("same_subject", "object_is_subject", "same_object", "inverse")
 REQUIRED = ("id", "subject", "relation", "prompt", "answer")
@@ -188,12 +187,6 @@ def world_probe_set(world) -> list[ProbeItem]:
                                  [r.name for r in relations.values() if r.kind == "symmetric"])
     return facts_probe_set(facts, {r: rel.templates[0] for r, rel in relations.items()}, name=world.name,
                            aliases=lambda key: world.entities[key].aliases, inverses=inverses)
-
-
-def slug(text: str) -> str:
-    """An id-safe key: ``"São Paulo"`` -> ``"sao_paulo"``."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return "_".join("".join(c if c.isalnum() else " " for c in ascii_text.lower()).split())
 
 
 def probe_items(probes: str | None, world) -> list[ProbeItem]:

@@ -7,5 +7,5 @@ loss gradients, trained over whole sequences of edits so that late edits still l
 * :mod:`ripple.rledit.features`: keys and gradients at the answer tokens, and the training losses;
 * :mod:`ripple.rledit.train`: training over edit sequences (``ripple rledit train``);
 * :mod:`ripple.rledit.store`: the shipped and cached hypernetworks;
-* the editor itself is ``rledit`` in :mod:`ripple.editing.editors.rledit`.
+* the editor itself is ``rledit`` in :mod:`ripple.rledit.editor`.
 """

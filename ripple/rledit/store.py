@@ -12,13 +12,13 @@ from ripple.rledit.hypernet import META, model_identity
 
 def shipped_dir() -> Path:
     """The organism's hypernetwork, inside the package."""
-    from ripple.organism.paths import model_dir
+    from ripple.data import organism_dir as model_dir
 
     return model_dir() / "rledit"
 
 
 def cache_dir_for(identity: dict) -> Path:
-    from ripple.editing.stats import cache_dir
+    from ripple.io import cache_dir
 
     return cache_dir() / "rledit" / f"{identity['model_type']}-{identity['embedding_sha256']}"
 

@@ -51,7 +51,7 @@ def fact_split(world) -> dict[str, list[tuple[str, str]]]:
 
 
 def editable_relations(world) -> tuple[str, ...]:
-    from ripple.organism.edits import EDITABLE
+    from ripple.editing.from_world import EDITABLE
 
     return EDITABLE if world.kind == "synthetic" else tuple(world.relations)
 
@@ -76,18 +76,18 @@ class Curriculum:
     def sequence(self, index: int) -> list[list]:
         """The batches of sequence ``index``. From a file: each edit at most once. From the world: each
         fact at most once while the training half lasts; a longer sequence goes round the facts again
-        to new objects, as the lifelong stream does (:func:`ripple.stress.stream.edit_stream`)."""
+        to new objects, as the lifelong stream does (:func:`ripple.editing.streams.edit_stream`)."""
         hp = self.hp
         n = hp.seq_batches * hp.batch_edits
         if self.requests is not None:
             chosen = self.rng.sample(self.requests, n)
         elif n <= len(self.pairs):
-            from ripple.organism.edits import sample_edits
+            from ripple.editing.from_world import sample_edits
 
             chosen = sample_edits(self.world, n, seed=self.rng.randrange(2**31), pairs=self.pairs,
                                   relations=editable_relations(self.world))
         else:
-            from ripple.stress.stream import edit_stream
+            from ripple.editing.streams import edit_stream
 
             chosen = edit_stream(self.world, n, seed=self.rng.randrange(2**31), relations=editable_relations(self.world),
                                  pairs=self.pairs)

@@ -36,11 +36,11 @@ from ripple.devices import param_value
 from ripple.editing.editor import get_editor
 from ripple.editing.requests import load_requests, validate_for_model
 from ripple.editing.session import edited
+from ripple.editing.streams import edit_stream, fact_of, latest_edits
 from ripple.errors import RippleError
 from ripple.evaluate.perplexity import general_sentences_for, mean_perplexity
 from ripple.evaluate.ripple_scores import category_totals, plan_ripple, score_ripples
 from ripple.scoring import answer_logprobs, query_correct
-from ripple.stress.stream import edit_stream, fact_of, latest_edits
 from ripple.world.edits import WorldEdit
 from ripple.world.queries import fact_query
 
@@ -247,7 +247,7 @@ def stress_stream(setup, n: int, edit_file=None, seed: int = 0) -> tuple[list, o
                               f"pass --edits {len(stream)} or a longer file")
         stream = stream[:n]
         if world is not None:
-            from ripple.organism.edits import complete_from_world
+            from ripple.editing.from_world import complete_from_world
 
             stream = [complete_from_world(world, r) for r in stream]
         if any(r.target_true is None for r in stream):

@@ -22,6 +22,18 @@ from ripple.errors import RippleError
 SEP = "|"
 
 
+def slug(text: str) -> str:
+    """An id-safe key: ``"São Paulo"`` -> ``"sao_paulo"``.
+
+    >>> slug("São Paulo")
+    'sao_paulo'
+    """
+    import unicodedata
+
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return "_".join("".join(c if c.isalnum() else " " for c in ascii_text.lower()).split())
+
+
 def fact_id(subject: str, relation: str, obj: str) -> str:
     """The id of a world fact (its probe item): ``subject|relation|object``."""
     return SEP.join((subject, relation, obj))
@@ -53,7 +65,7 @@ class WorldEdit:
         edit = cls.parse(case_id)
         if edit is None:
             raise RippleError(f"edit case_id {case_id!r} is not 'subject|relation|new_object'; "
-                              "make requests with ripple.organism.edits.request_for or sample_edits")
+                              "make requests with ripple.editing.from_world.request_for or sample_edits")
         return edit
 
     @property

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from ripple.world.schema import RELATIONS, TWO_HOPS
 
@@ -249,3 +250,12 @@ def build_world(config: WorldConfig = WorldConfig()) -> World:
         (f.subject, f.relation, f.object) for f in aliased if rng.random() < config.alias_fact_frac
     )
     return World(config, ents, facts, heldout, alias_trained)
+
+
+def load_world(path=None) -> World:
+    """The world the bundled organism (or the model whose ``world.json`` is at ``path``) was trained on."""
+    from ripple.data import organism_world
+    from ripple.io import loads_json
+
+    path = path or organism_world()
+    return World.from_dict(loads_json(Path(path).read_text(), path))

@@ -214,7 +214,7 @@ def read_fact_table(path: Path = FACTS_FILE):
 
 def build_real_world(path: Path = FACTS_FILE) -> World:
     """The graph of the table at ``path`` (see the module docstring); one-line errors for a bad table."""
-    from ripple.probes.sets import slug
+    from ripple.world.edits import slug
 
     facts, aliases, types = read_fact_table(path)
     for derived, source in DERIVED.items():

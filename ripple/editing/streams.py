@@ -16,8 +16,8 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+from ripple.editing.from_world import EDITABLE, request_for
 from ripple.editing.requests import EditRequest
-from ripple.organism.edits import EDITABLE, request_for
 from ripple.world.edits import WorldEdit
 from ripple.world.generate import World
 

@@ -1,5 +1,6 @@
-"""Edit requests drawn from the organism's world, with paraphrase and neighbourhood prompts
-filled in from the world automatically, and the world's text as the statistics corpus.
+"""Edit requests drawn from a world (the organism's, or the real-world graph), with paraphrase and
+neighbourhood prompts filled in from the world automatically, and the world's text as the
+statistics corpus.
 
 >>> from ripple.world import build_world
 >>> reqs = sample_edits(build_world(), 3, seed=0)
@@ -77,7 +78,7 @@ def complete_from_world(world: World, request: EditRequest) -> EditRequest:
     rel = relation_of_prompt(world, request.prompt, world.entities[subject].type)
     named = [e for e in world.entities.values() if e.name == request.target_new]
     if not named and rel is not None and world.kind == "real":  # a new object the graph lacks
-        from ripple.probes.sets import slug
+        from ripple.world.edits import slug
         from ripple.world.generate import Entity
 
         key = slug(request.target_new) or "new"
