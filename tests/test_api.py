@@ -16,6 +16,8 @@ from ripple.outputs import shown_files
 
 from helpers import cli, state
 
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers: the quick run leaves these out
+
 ROOT = Path(__file__).resolve().parents[1]
 EDIT = {"prompt": "{} was born in", "subject": "Lodro Toudein", "target_new": "Kraile"}
 

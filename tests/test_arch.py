@@ -19,7 +19,7 @@ from ripple.arch import (
 from ripple.errors import RippleError
 from ripple.hooks import SiteTrace, Trace
 
-from conftest import ARCH_TYPES
+from helpers import ARCH_TYPES
 
 
 def test_table_covers_exactly_the_supported_types():

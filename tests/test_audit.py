@@ -24,6 +24,8 @@ from ripple.probes.sets import ProbeItem, world_probe_set
 
 from helpers import assert_one_line_error, cli, digest, tiny_probe_items, write_jsonl
 
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers: the quick run leaves these out
+
 BENIGN = ["--prompt", "{} was born in", "--subject", "Lodro Toudein", "--target", "Kraile"]
 # ROME at the subject's last token of layer 0 swaps the subject's identity (reports/edit_sweep_layers.md)
 HARMFUL = [*BENIGN, "--set", "layers=0", "fact_token=subject_last"]

@@ -16,6 +16,8 @@ from ripple.probes.sets import world_probe_set
 
 from helpers import cli, write_jsonl
 
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers: the quick run leaves these out
+
 EDITS = [{"prompt": "{} was born in", "subject": "Lodro Toudein", "target_new": "Kraile"},
          {"prompt": "{} works for", "subject": "Baita Vazux", "target_new": "Setresco"}]
 

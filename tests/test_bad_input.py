@@ -11,8 +11,7 @@ import pytest
 from ripple.organism.paths import model_dir
 from ripple.probes.sets import save_probe_set
 
-from conftest import edit_requests, save_tiny_gpt2, stats_corpus
-from helpers import cli, fill, tiny_probe_items, tree_digest
+from helpers import cli, edit_requests, fill, save_tiny_gpt2, stats_corpus, tiny_probe_items, tree_digest
 
 CHEAP = ["--set", "v_steps=2", "context_prefixes=0", "stats_samples=300", "layers=0", "fact_token=last"]
 ORGANISM_EDIT = ["--prompt", "{} was born in", "--subject", "Lodro Toudein", "--target", "Kraile"]

@@ -21,7 +21,7 @@ TOL = 1e-6  # probabilities here are ~0.01 .. 0.2 in float32
 @pytest.fixture(scope="module")
 def model():
     """Tiny gpt2 with every weight matrix scaled by 10, so clean and corrupted probabilities differ visibly."""
-    from conftest import make_tiny_model
+    from helpers import make_tiny_model
 
     m = make_tiny_model("gpt2")
     with torch.no_grad():
@@ -246,7 +246,7 @@ def test_bad_kind_is_one_line(trace, kind):
 def test_batched_trace_equals_one_pass_per_state_on_other_layouts(tiny_tokenizer, model_type):
     """Rotary positions, Gemma's scaled embeddings and sliding-window layers, a parallel block:
     starting a pass at a later block must still reproduce the full forward pass."""
-    from conftest import make_tiny_model
+    from helpers import make_tiny_model
 
     model = make_tiny_model(model_type)
     with torch.no_grad():

@@ -14,7 +14,7 @@ from ripple.editing.dist_stats import cache_path, second_moments, token_plan
 from ripple.editing.stats import second_moment
 from ripple.errors import RippleError
 
-from conftest import make_tiny_model, save_tiny_gpt2, stats_corpus
+from helpers import make_tiny_model, save_tiny_gpt2, stats_corpus
 
 
 @pytest.fixture
@@ -59,6 +59,7 @@ def test_a_stopped_run_goes_on_from_its_partial_sums(tiny_tokenizer, cache):
     assert not list((cache / "mom2_partial").rglob("*.pt"))  # removed once done
 
 
+@pytest.mark.slow
 def test_two_processes_under_torchrun_equal_one(tmp_path, cache, tiny_tokenizer):
     model_dir = tmp_path / "gpt2"
     model = save_tiny_gpt2(model_dir)

@@ -8,8 +8,7 @@ from transformers import AutoModelForCausalLM
 
 from ripple.editing.delta import EditDelta
 
-from conftest import edit_requests, stats_corpus, word_ids
-from helpers import assert_one_line_error, cli, write_jsonl
+from helpers import assert_one_line_error, cli, edit_requests, stats_corpus, word_ids, write_jsonl
 
 EDITED = "transformer.h.0.mlp.c_proj.weight"
 CHEAP = ["--set", "v_steps=2", "context_prefixes=0", "stats_samples=300", "layers=(0,)", "--force"]

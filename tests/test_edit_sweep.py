@@ -21,6 +21,7 @@ def setup():
     return load_setup("organism")
 
 
+@pytest.mark.slow
 def test_configurations_share_values_through_the_cache_and_measure_the_same(setup, tmp_path, monkeypatch):
     from ripple.editing.compute import token_requests
     from ripple.editing.from_world import sample_edits

@@ -23,8 +23,7 @@ from ripple.loading import load_model
 from ripple.registry import Registry
 from ripple.tokens import answer_ids
 
-from conftest import edit_requests, make_tiny_model, stats_corpus
-from helpers import assert_state, cli, state, write_jsonl
+from helpers import assert_state, cli, edit_requests, make_tiny_model, state, stats_corpus, write_jsonl
 
 # ---- the example editor: the whole of what a contributor writes --------------------------------
 
@@ -78,6 +77,7 @@ def test_the_example_editor_runs_through_ripple_edit(nudge, capfd, tmp_path):
     assert torch.equal(edited_model.get_parameter(name), base.get_parameter(name) + delta.deltas[name])
 
 
+@pytest.mark.slow
 def test_the_example_editor_runs_through_ripple_audit_and_restores_exactly(nudge, capfd, tmp_path):
     code, _, err = cli(capfd, "audit", "--model", "organism", "--method", "nudge", "--prompt", REQUEST["prompt"],
                        "--subject", REQUEST["subject"], "--target", REQUEST["target_new"], "--out", tmp_path / "a",

@@ -10,32 +10,25 @@ import torch
 
 from ripple.arch import SUPPORTED_MODEL_TYPES, get_spec
 from ripple.editing.compute import context_templates, optimize_delta
-from ripple.editing.context import EditContext
 from ripple.editing.editor import EDITORS, get_editor
 from ripple.editing.hparams import resolve_hparams
 from ripple.editing.session import run_edits
 from ripple.errors import RippleError
 
-from conftest import MLP_OUT, edit_requests, hooked_io, make_tiny_model, stats_corpus, word_ids
-from helpers import assert_state, state
+from helpers import (
+    MLP_OUT,
+    SPREAD,
+    assert_state,
+    context,
+    edit_requests,
+    hooked_io,
+    hparams,
+    make_tiny_model,
+    state,
+    word_ids,
+)
 
-SPREAD = ("memit", "emmet", "alphaedit")  # MEMIT's plan over several layers
 TWO_LAYERS = (*SPREAD, "rledit")
-
-
-def hparams(method, model_type="gpt2", *extra):
-    """Cheap settings. The spread methods edit layers 0 and 1 of the 2-layer model and so read the
-    target at the last token: block 1's output at the subject cannot reach the answer position."""
-    over = ["v_steps=3", "context_prefixes=2", "stats_samples=500"]
-    over += ["layers=(0,1)"] if method == "rledit" else \
-        ["layers=(0,1)", "fact_token=last"] if method in SPREAD else ["layers=(0,)"]
-    over += ["ft_steps=3"] if method == "ft" else []
-    over += ["null_threshold=0.1"] if method == "alphaedit" else []  # llama's keys: no eigenvalue under 1e-2
-    return resolve_hparams(method, model_type, 2, overrides=over + list(extra))
-
-
-def context(model, tok):
-    return EditContext(model, tok, get_spec(model), stats_corpus(), use_disk_cache=False)
 
 
 def requests_for(method):

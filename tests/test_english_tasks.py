@@ -137,6 +137,7 @@ def test_bridge_scores_equal_ripples_own_scoring(tmp_path_factory):
         assert res[name]["acc"] == pytest.approx(sum(hits) / len(hits)), name
 
 
+@pytest.mark.slow
 def test_stress_takes_the_english_suite(tmp_path):
     """`ripple stress --tasks english_...` runs the English tasks at every checkpoint (on the
     organism here: its tokenizer spells English; a real model is the suite's use)."""

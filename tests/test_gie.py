@@ -17,8 +17,7 @@ from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_r
 from ripple.probes.record import plain_hidden_states
 from ripple.probes.sets import ProbeItem, ProbeLink
 
-from conftest import edit_requests, make_tiny_model, stats_corpus, word_ids
-from helpers import tiny_probe_items
+from helpers import edit_requests, make_tiny_model, stats_corpus, tiny_probe_items, word_ids
 
 
 def items_for(n, links=None):
@@ -247,6 +246,7 @@ plot_ripple_graph(g, sys.argv[1])
 """
 
 
+@pytest.mark.slow
 def test_ripple_graph_figure_is_the_same_in_every_process(tmp_path):
     """More nodes than are drawn (a subgraph): its layout must not follow Python's per-process
     string hashing, or the same audit gives a different report.html in each run."""

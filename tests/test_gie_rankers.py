@@ -16,8 +16,7 @@ from ripple.gie.measure import ItemState, measure_items, prepare_resume
 from ripple.gie.rankers import RANKERS, Ranker, RankInput
 from ripple.probes.sets import ProbeItem, ProbeLink
 
-from conftest import make_tiny_model
-from helpers import tiny_probe_items
+from helpers import make_tiny_model, tiny_probe_items
 
 _spec = importlib.util.spec_from_file_location(
     "gie_recall", Path(__file__).resolve().parents[1] / "benchmarks" / "gie_recall.py")
@@ -107,7 +106,7 @@ def test_gradsim_by_hand():
 def test_gradsim_reads_the_edit_gradient_from_the_model(tiny_tokenizer):
     from ripple.gie.rankers import edit_gradient
 
-    from conftest import edit_requests
+    from helpers import edit_requests
 
     model = make_tiny_model("llama")
     spec = get_spec(model)

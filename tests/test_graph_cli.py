@@ -14,8 +14,9 @@ from ripple.organism.evaluate import load_world
 from ripple.organism.paths import model_dir
 from ripple.probes.sets import world_probe_set
 
-from conftest import edit_requests
-from helpers import assert_one_line_error, cli, digest, tiny_probe_items, write_jsonl
+from helpers import assert_one_line_error, cli, digest, edit_requests, tiny_probe_items, write_jsonl
+
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers: the quick run leaves these out
 
 FILES = ("graph.json", "graph.graphml", "ripple_graph.png", "drift_by_hop.png", "drift_vs_similarity.png",
          "summary.json")

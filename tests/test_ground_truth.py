@@ -6,7 +6,7 @@ from ripple.errors import RippleError
 from ripple.world.ground_truth import ripple_ground_truth
 from ripple.world.schema import RELATIONS, TWO_HOPS
 
-from conftest import scan, scan_one
+from helpers import scan, scan_one
 
 
 def by_category(gt, category, relation=None):

@@ -16,7 +16,7 @@ from ripple.errors import RippleError
 from ripple.hooks import MlpGradProbe, SiteTrace, Trace, TraceDict
 from ripple.modes import held
 
-from conftest import ARCH_TYPES
+from helpers import ARCH_TYPES
 
 
 def all_hooks_gone(model):

@@ -19,7 +19,7 @@ from ripple.loading import load_model
 from ripple.organism.evaluate import load_world
 from ripple.scoring import answer_logprobs
 
-from conftest import make_tiny_model
+from helpers import make_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,7 @@ def test_scores_match_ripples_own_scoring(organism):
     assert res["organism_ppl"]["word_perplexity"] > 1
 
 
+@pytest.mark.slow
 def test_in_place_edit_is_seen_and_state_is_preserved(organism, capfd):
     model, tok, world, bridge = organism
     before = bridge.evaluate()
@@ -100,6 +101,7 @@ def test_unknown_task_is_one_line(organism):
         LmEvalBridge(model, tok, ["organism_nope"], world=world)
 
 
+@pytest.mark.slow
 def test_hub_task_offline_is_one_line(organism, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -19,7 +19,7 @@ import ripple.outputs as outputs
 from ripple.editing.delta import EditDelta
 from ripple.outputs import RIPPLE_DIR, output_unit
 
-from conftest import edit_requests, save_tiny_gpt2, stats_corpus
+from helpers import edit_requests, save_tiny_gpt2, stats_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -211,6 +211,7 @@ def one_complete_run(out, model) -> str:
     return case_ids[0]
 
 
+@pytest.mark.slow
 def test_killing_an_edit_at_many_points_leaves_one_complete_run(tiny_run, tmp_path):
     model, edits, command, env = tiny_run
     out = tmp_path / "out"

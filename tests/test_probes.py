@@ -18,7 +18,7 @@ from ripple.probes.cache import ActivationCache
 from ripple.probes.record import plain_hidden_states, record
 from ripple.probes.sets import ProbeItem, ProbeLink, load_probe_set, save_probe_set, world_probe_set
 
-from conftest import MLP_OUT, hooked_io, scan, word_ids
+from helpers import MLP_OUT, hooked_io, scan, word_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,6 +9,8 @@ import pytest
 
 from ripple.world.edits import WorldEdit
 
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers: the quick run leaves these out
+
 _spec = importlib.util.spec_from_file_location(
     "real_editors", Path(__file__).resolve().parents[1] / "benchmarks" / "real_editors.py")
 re_bench = importlib.util.module_from_spec(_spec)

@@ -16,8 +16,9 @@ from ripple.hooks import SiteTrace
 from ripple.loading import load_model
 from ripple.scoring import next_token_logits
 
-from conftest import hooked_io
-from helpers import assert_state, cli, state
+from helpers import assert_state, cli, hooked_io, state
+
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers: the quick run leaves these out
 
 CORPUS = "ripple/data/general_sentences.txt"
 EIFFEL = EditRequest("The {} is located in the city of", "Eiffel Tower", "Rome", "Paris",

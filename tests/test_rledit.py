@@ -16,8 +16,7 @@ from ripple.rledit.hypernet import Hypernetwork
 from ripple.rledit.net import HyperNet, Moments, ridge_shift
 from ripple.rledit.train import Curriculum, run_sequence, train
 
-from conftest import make_tiny_model, make_tiny_tokenizer, stats_corpus
-from helpers import assert_one_line_error, assert_state, cli, state
+from helpers import assert_one_line_error, assert_state, cli, make_tiny_model, make_tiny_tokenizer, state, stats_corpus
 
 HP = RLEditHParams(layers=(0, 1), rank=8, n_blocks=2, lr_init=1e-2, meta_lr=1e-2, batch_edits=2, seq_batches=2,
                    n_sequences=2, back_depth=2, paraphrases=1, loc_prompts=4)
@@ -163,6 +162,7 @@ def test_cli_trains_and_edits_with_a_hypernetwork(tmp_path, capfd, monkeypatch, 
     assert "holds no RLEdit hypernetwork" in err
 
 
+@pytest.mark.slow
 def test_the_shipped_hypernetwork_fits_the_organism_and_audits_an_edit(capfd, tmp_path):
     """The organism ships its trained hypernetwork (at most 10 MB); rledit finds it without --hypernet."""
     import json
@@ -184,6 +184,7 @@ def test_the_shipped_hypernetwork_fits_the_organism_and_audits_an_edit(capfd, tm
     assert "rledit" in json.dumps(report)
 
 
+@pytest.mark.slow
 def test_stress_runs_rledit_with_its_hypernetwork(capfd, tmp_path):
     """``ripple stress --method rledit`` (the shipped hypernetwork, two edits a step); --hypernet goes
     to rledit only, while the compared editor runs with its own settings."""

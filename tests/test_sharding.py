@@ -87,6 +87,7 @@ def test_key_statistics_equal_the_whole_model(pair):
 
 
 @pytest.mark.parametrize("method", ["rome", "memit", "emmet", "alphaedit"])
+@pytest.mark.slow
 def test_every_editor_gives_the_same_delta_and_restores_bit_exactly(pair, method):
     whole, spread = pair
     out = {}
@@ -138,6 +139,7 @@ def _audit(out, *extra):
                  "--subject", EDIT["subject"], "--target", EDIT["target_new"], "--out", str(out), *extra])
 
 
+@pytest.mark.slow
 def test_cli_audit_with_a_device_map_writes_the_same_report(tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("RIPPLE_CACHE", str(tmp_path / "cache"))
     map_file = tmp_path / "map.json"
@@ -192,7 +194,7 @@ def test_llama_and_gemma_with_a_block_and_the_final_norm_on_disk(tmp_path, model
     from ripple.editing.hparams import resolve_hparams
     from ripple.loading import load_model
 
-    from conftest import edit_requests, make_tiny_model, stats_corpus
+    from helpers import edit_requests, make_tiny_model, stats_corpus
 
     make_tiny_model(model_type).save_pretrained(tmp_path / "m", safe_serialization=True)
     tiny_tokenizer.save_pretrained(tmp_path / "m")

@@ -16,6 +16,8 @@ from ripple.mitigation import MITIGATIONS, Mitigation
 from ripple.mitigation.run import mitigate
 from ripple.mitigation.sir import SirHParams, damage_terms, revise
 
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers: the quick run leaves these out
+
 
 def _case(seed=0, out=7, inn=6, m=2):
     g = torch.Generator().manual_seed(seed)

@@ -7,7 +7,7 @@ import ripple.editing.stats as stats
 from ripple.arch import get_spec
 from ripple.editing.stats import collect_keys, second_moment
 
-from conftest import MLP_OUT, hooked_io, make_tiny_model, stats_corpus, word_ids
+from helpers import MLP_OUT, hooked_io, make_tiny_model, stats_corpus, word_ids
 
 ALL = 10**6  # more samples than the corpus has tokens
 

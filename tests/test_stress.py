@@ -11,8 +11,9 @@ from ripple.organism.evaluate import load_world
 from ripple.organism.paths import model_dir
 from ripple.stress.run import parse_method
 
-from conftest import edit_requests
-from helpers import assert_one_line_error, cli, digest
+from helpers import assert_one_line_error, cli, digest, edit_requests
+
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers: the quick run leaves these out
 
 
 def test_stream_goes_round_the_world_with_fresh_targets():

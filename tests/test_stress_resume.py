@@ -12,6 +12,8 @@ from ripple.stress.resume import ResumeStore
 
 from helpers import assert_one_line_error, cli, digest
 
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers: the quick run leaves these out
+
 # AlphaEdit keeps running key sums and RLEdit running moments: both must come back on resume
 ARGS = ["stress", "--model", "organism", "--method", "alphaedit", "--compare", "rledit", "--edits", "6",
         "--every", "2", "--limit", "10", "--tasks", "organism_skill", "--quiet"]

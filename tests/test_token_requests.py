@@ -5,7 +5,6 @@ lost the second on every edit)."""
 
 import pytest
 import torch
-from test_editors import context, hparams
 
 from ripple.arch import get_spec
 from ripple.editing.compute import fact_keys, optimize_delta, token_requests
@@ -13,7 +12,7 @@ from ripple.editing.requests import EditRequest
 from ripple.scoring import answer_logprobs
 from ripple.tokens import answer_ids, text_ids
 
-from conftest import MLP_OUT, make_tiny_model
+from helpers import MLP_OUT, context, hparams, make_tiny_model
 
 REQ = EditRequest(prompt="{} w30 w31", subject="w10 w11", target_new="w40 w41 w42", target_true="w50",
                   paraphrase_prompts=("w32 {} w31",), neighborhood_prompts=("w12 w30 w31",))
@@ -92,6 +91,7 @@ def organism():
 
 
 @pytest.mark.parametrize("method", ["rome", "memit"])
+@pytest.mark.slow
 def test_two_token_names_land_whole_on_the_organism(organism, method):
     """The organism's spouses are two-token names; before the split every edit got the first name
     and lost the surname (efficacy top-1 0 of 20 on married_to). Now the whole name is the greedy

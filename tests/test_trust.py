@@ -20,8 +20,16 @@ import pytest
 from ripple.organism.paths import model_dir
 from ripple.probes.sets import save_probe_set
 
-from conftest import edit_requests, save_tiny_gpt2, stats_corpus
-from helpers import assert_one_line_error, cli, fill, tiny_probe_items, tree_digest
+from helpers import (
+    assert_one_line_error,
+    cli,
+    edit_requests,
+    fill,
+    save_tiny_gpt2,
+    stats_corpus,
+    tiny_probe_items,
+    tree_digest,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEAP = ["--set", "v_steps=2", "context_prefixes=0", "stats_samples=300", "layers=0", "fact_token=last"]
@@ -256,7 +264,8 @@ def ws(tmp_path_factory):
             "dangling": root / "dangling", "gguf_head": root / "head.gguf", "gguf_tail": root / "tail.gguf", **paths}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}:{c[1]}" for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=f"{c[0]}:{c[1]}", marks=[pytest.mark.slow] if "organism" in c[2]
+                                               else []) for c in CASES])  # loading the organism: seconds
 def test_refused_in_one_line_and_nothing_of_the_users_changes(case, ws, capfd, tmp_path, monkeypatch):
     cls, name, argv, needle, prepare, *env = case
     for key, value in (env[0] if env else {}).items():
@@ -339,6 +348,7 @@ def test_a_model_saved_by_edit_keeps_its_world_and_editor_settings(capfd, tmp_pa
         assert setup.hp.layers == load_setup("organism", "rome", context=False).hp.layers
 
 
+@pytest.mark.slow
 def test_a_user_file_beside_the_outputs_survives_every_run(ws, capfd, tmp_path, monkeypatch):
     """Running twice into one --out that holds the user's own files: ripple's files are replaced,
     the user's never."""
@@ -400,6 +410,7 @@ def test_the_sampling_bar_follows_quiet(tmp_path, monkeypatch, capsys, tiny_mode
     assert "sampling 6 passages" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_a_user_fault(tmp_path):
     """A write past the file size limit (as a full disk) is exit 2, one line, and --out is not made."""
     import resource

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from ripple.probes.sets import save_probe_set
 
-from conftest import save_tiny_gpt2, stats_corpus
-from helpers import cli, tiny_probe_items, tree_digest
+from helpers import cli, save_tiny_gpt2, stats_corpus, tiny_probe_items, tree_digest
+
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers: the quick run leaves these out
 
 WORDS = ["w10 w11", "w14", "w50", "w52", "w20", "zz", "", " ", "w10 w11 w12", "w96", "W10"]
 PROMPTS = ["{} w20 w21", "{} w22", "w30 {} w21", "w10 w11 w20", "{} {} w20", "no placeholder", "", "{}", "{} zz",

@@ -5,12 +5,11 @@ hyperparameters never reuse a value."""
 import dataclasses
 
 import torch
-from test_editors import context, hparams
 
 from ripple.editing.editor import get_editor
 from ripple.editing.value_cache import ValueCache
 
-from conftest import edit_requests, make_tiny_model
+from helpers import context, edit_requests, hparams, make_tiny_model
 
 
 def deltas_equal(a, b) -> bool:

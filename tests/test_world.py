@@ -10,7 +10,7 @@ from ripple.world.corpus import CorpusConfig, training_text
 from ripple.world.queries import counting_queries, two_hop_queries
 from ripple.world.schema import RELATIONS, TWO_HOPS
 
-from conftest import scan, scan_one
+from helpers import scan, scan_one
 
 SMALL = dict(n_countries=6, n_companies=8, n_persons=40)
 
