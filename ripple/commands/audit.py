@@ -16,14 +16,21 @@ import json
 import sys
 from pathlib import Path
 
+from ripple.commands.options import add_request_options, check_k, check_tasks, requests_from_args
 from ripple.errors import RippleError
 
 
 def add_parser(sub) -> None:
-    from ripple.commands.edit import add_edit_options
-    from ripple.commands.graph import add_budget_option
-    from ripple.commands.mitigate import add_mitigation_options
-    from ripple.commands.options import count, natural, seed, share, text
+    from ripple.commands.options import (
+        add_budget_option,
+        add_edit_options,
+        add_mitigation_options,
+        count,
+        natural,
+        seed,
+        share,
+        text,
+    )
 
     p = sub.add_parser("audit", help="audit a proposed edit: sandboxed edit, measurements, pass/warn/fail verdict")
     add_edit_options(p)
@@ -51,48 +58,6 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def add_request_options(p, edit_help: str) -> None:
-    """``--edit FILE`` or ``--prompt/--subject/--target`` (read back by :func:`requests_from_args`)."""
-    p.add_argument("--edit", default=None, help=edit_help)
-    p.add_argument("--prompt", default=None, help="edit prompt with {} for the subject (instead of --edit)")
-    p.add_argument("--subject", default=None, help="the edited subject (with --prompt)")
-    p.add_argument("--target", default=None, help="the new object (with --prompt)")
-    p.add_argument("--target-true", default=None, help="the current object (optional; the world or the "
-                   "real-world graph knows it)")
-
-
-def requests_from_args(args) -> list:
-    """The requests of ``--edit FILE`` or of ``--prompt/--subject/--target`` (exactly one of the two)."""
-    from ripple.editing.requests import load_requests, parse_request
-
-    inline = [args.prompt, args.subject, args.target]
-    if args.edit is not None:
-        if any(x is not None for x in inline + [args.target_true]):
-            raise RippleError("pass either --edit FILE or --prompt/--subject/--target, not both")
-        notes: list[str] = []
-        requests = load_requests(args.edit, batch=True, notes=notes)  # audited alone and together
-        for note in notes:
-            print(f"ripple: note: {note}", file=sys.stderr)
-        return requests
-    if not all(x is not None for x in inline):
-        missing = [n for n, x in zip(("--prompt", "--subject", "--target"), inline) if x is None]
-        raise RippleError(f"no edit given: pass --edit FILE, or --prompt, --subject and --target "
-                          f"(missing {', '.join(missing)})")
-    obj = {"prompt": args.prompt, "subject": args.subject, "target_new": args.target}
-    if args.target_true is not None:
-        obj["target_true"] = args.target_true
-    return [parse_request(obj, "the edit given on the command line")]
-
-
-def check_tasks(tasks) -> list[str]:
-    """``--tasks`` as given: None (not asked for) or at least one name."""
-    if tasks is None:
-        return []
-    if not tasks:
-        raise RippleError("--tasks needs at least one task name (e.g. --tasks organism); leave it out for none")
-    return list(tasks)
-
-
 #: What ``ripple audit`` writes into ``--out`` (``fnmatch`` patterns; see :func:`ripple.outputs.check_out`).
 WRITES = ("report.html", "report.md", "report.json", "ripple_graph.png", "drift_by_hop.png", "plain_ripple_graph.png",
           "plain", "together", "edit-[0-9]*")
@@ -100,7 +65,7 @@ WRITES = ("report.html", "report.md", "report.json", "ripple_graph.png", "drift_
 
 def check_args(args) -> None:
     """Bad input that needs no model: fail before loading anything."""
-    from ripple.commands.edit import inputs_of
+    from ripple.commands.options import inputs_of
     from ripple.editing.editor import get_editor
     from ripple.outputs import check_out
 
@@ -117,8 +82,7 @@ def check_args(args) -> None:
 def run(args) -> int:
     from ripple.auditing.policy import DEFAULT_POLICY, load_policy
     from ripple.auditing.run import run_audit
-    from ripple.commands.edit import precheck_hparams, setup_from_args
-    from ripple.commands.graph import ranker_arg
+    from ripple.commands.options import precheck_hparams, ranker_arg, setup_from_args
     from ripple.evaluate.perplexity import general_sentences_for
     from ripple.probes.sets import probe_items
 
@@ -179,7 +143,7 @@ def worker_context(args, requests, extra, index: int):
     import torch
 
     from ripple.auditing.parallel import WorkerContext, worker_device
-    from ripple.commands.edit import setup_from_args
+    from ripple.commands.options import setup_from_args
     from ripple.evaluate.perplexity import general_sentences_for
     from ripple.probes.sets import probe_items
 
@@ -193,18 +157,6 @@ def worker_context(args, requests, extra, index: int):
 
         bridge = LmEvalBridge(setup.model, setup.tok, args.tasks, world=setup.world, limit=args.limit)
     return WorkerContext(setup, items, general_sentences_for(setup.world), bridge)
-
-
-def check_k(k: int, items) -> None:
-    """``--k`` must leave neighbours to link: at most the probe set's size less one; a warning when
-    the graph files would be large."""
-    if k > max(0, len(items) - 1):
-        raise RippleError(f"--k {k} is more neighbours than the {len(items)}-item probe set has; pass at most "
-                          f"{max(0, len(items) - 1)}")
-    edges = k * len(items)
-    if edges > 200_000:
-        print(f"ripple: warning: --k {k} over {len(items)} probe items makes about {edges:,} graph edges "
-              "(large graph files); a smaller --k is usually enough", file=sys.stderr)
 
 
 def _short(value) -> str:

@@ -10,7 +10,7 @@ def add_parser(sub) -> None:
     from ripple.commands.options import count, positive, seed, text
 
     t = sub.add_parser("trace", help="causal tracing of one fact: where is it recalled?")
-    from ripple.commands.edit import add_model_argument
+    from ripple.commands.options import add_model_argument
 
     add_model_argument(t)
     t.add_argument("--prompt", required=True, type=text, help="prompt ending before the answer; '{}' marks the subject")
@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ripple.causal_trace import causal_trace, parse_kind, plot_trace
-    from ripple.commands.edit import model_kwargs
+    from ripple.commands.options import model_kwargs
     from ripple.editing.requests import check_length
     from ripple.io import atomic_write_json
     from ripple.loading import load_model, model_path

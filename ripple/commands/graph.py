@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ripple.commands.options import add_budget_option, ranker_arg
 from ripple.errors import RippleError
 
 
 def add_parser(sub) -> None:
-    from ripple.commands.edit import add_edit_options
-    from ripple.commands.options import natural, text
+    from ripple.commands.options import add_edit_options, natural, text
 
     p = sub.add_parser("graph", help="the ripple graph of one edit: what else it moves (GIE)")
     add_edit_options(p)
@@ -29,17 +29,6 @@ def add_parser(sub) -> None:
     add_budget_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
-
-
-def add_budget_option(p) -> None:
-    from ripple.commands.options import share
-
-    p.add_argument("--budget", type=share, default=None, metavar="F",
-                   help="after the edit, evaluate only the share F (0-1] of the probe items most at risk of "
-                        "damage (ranked from the edit and the unedited model); the figures are then an estimate")
-    p.add_argument("--ranker", default=None, metavar="NAME",
-                   help="with --budget: the damage ranker (default key_sqrt_margin; combined and taylor need one "
-                        "backward pass over the probe set; see reports/gie.md)")
 
 
 def one_request(path):
@@ -57,8 +46,7 @@ def run(args) -> int:
     from dataclasses import asdict
 
     from ripple.auditing.measure import edited_items
-    from ripple.commands.audit import check_k
-    from ripple.commands.edit import inputs_of, precheck_hparams, setup_from_args
+    from ripple.commands.options import check_k, inputs_of, precheck_hparams, setup_from_args
     from ripple.editing.editor import get_editor
     from ripple.gie import gie_for_edit, save_graph
     from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph
@@ -108,18 +96,6 @@ def run(args) -> int:
     if estimate:
         print(estimate["note"])
     return 0
-
-
-def ranker_arg(args) -> dict:
-    """``{"ranker": NAME}`` from ``--ranker`` (checked: a known ranker, and only with --budget)."""
-    if args.ranker is None:
-        return {}
-    if args.budget is None:
-        raise RippleError("--ranker orders the items a --budget run evaluates; pass --budget F with it")
-    from ripple.gie.rankers import RANKERS
-
-    RANKERS.get(args.ranker)
-    return {"ranker": args.ranker}
 
 
 def budget_note(budget, model, method: str, profile: dict) -> dict | None:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ripple.commands.options import add_mitigation_options
+
 
 def add_parser(sub) -> None:
-    from ripple.commands.audit import add_request_options
-    from ripple.commands.edit import add_edit_options
-    from ripple.commands.options import text
+    from ripple.commands.options import add_edit_options, add_request_options, text
 
     p = sub.add_parser("mitigate", help="edit, then revise the edit so that what it damaged is repaired (SIR)")
     add_edit_options(p)
@@ -32,14 +32,6 @@ def add_parser(sub) -> None:
     add_mitigation_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=run)
-
-
-def add_mitigation_options(p, flag: str = "--mitigation", default: str | None = "sir") -> None:
-    """The mitigation's name and its ``--mitigation-set`` overrides."""
-    p.add_argument(flag, default=default, help="the mitigation (built in: sir, selective impact revision)"
-                   + (f"; default {default}" if default else ""))
-    p.add_argument("--mitigation-set", nargs="*", default=[], metavar="NAME=VALUE",
-                   help="mitigation hyperparameters, e.g. iterations=5 neuron_share=0.8")
 
 
 def mitigation_record(out, plan, requests) -> dict:
@@ -57,8 +49,7 @@ def _metrics(r: dict) -> dict:
 
 
 def run(args) -> int:
-    from ripple.commands.audit import requests_from_args
-    from ripple.commands.edit import inputs_of, precheck_hparams, setup_from_args
+    from ripple.commands.options import inputs_of, precheck_hparams, requests_from_args, setup_from_args
     from ripple.editing.editor import get_editor
     from ripple.errors import RippleError
     from ripple.evaluate.changes import plan_audit

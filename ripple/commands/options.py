@@ -1,4 +1,7 @@
-"""Typed, ranged command-line values: a bad one is a one-line argparse error naming the option.
+"""What the commands share: typed, ranged command-line values (a bad one is a one-line argparse
+error naming the option), and the options several commands take (the model and its placement, the
+editor and its hyperparameters, the edit requests, the budget, the mitigation), with the helpers
+that turn them into library calls. No command imports another (an import-linter contract).
 
 >>> count("3"), share("0.4"), positive("2.5")
 (3, 0.4, 2.5)
@@ -18,10 +21,13 @@ import argparse
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
 from ripple.devices import DEVICE_MAPS
+from ripple.editing.editor import editor_help
 from ripple.editing.limits import SHARE, Limit
+from ripple.errors import RippleError
 
 
 def _number(value: str, kind=float):
@@ -104,3 +110,200 @@ def max_memory(value: str) -> dict:
         out[int(dev) if dev.isdigit() else dev] = size.replace(" ", "")
     return out
 
+
+# ---- the options several commands share (no command imports another) ----
+
+MODEL_HELP = ("'organism', 'smollm2', 'gemma3-270m', a .gguf file, a local transformers directory, or a hub id")
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def add_model_argument(p) -> None:
+    """``--model``, ``--dtype`` and where the model goes (``--device``, or ``--device-map`` with
+    ``--max-memory`` and ``--offload-folder``)."""
+    p.add_argument("--model", default="organism", type=text, help=MODEL_HELP)
+    p.add_argument("--dtype", default="float32", choices=DTYPES, help="the weights' dtype (the edit's solve runs "
+                   "in float64, the delta is kept in float32 and applied in this dtype)")
+    p.add_argument("--device", default="cpu", type=text, help="the device for the whole model: cpu, cuda, "
+                   "cuda:1 (default cpu; --device-map spreads it instead)")
+    p.add_argument("--device-map", default=None, type=device_map, help="spread the model over devices with "
+                   "accelerate: auto, balanced, sequential, or a JSON file of {module: device} (devices: 0, 1, "
+                   "cpu, disk)")
+    p.add_argument("--max-memory", default=None, type=max_memory, metavar="DEV=SIZE,...",
+                   help="with --device-map: the memory each device may hold, e.g. 0=20GiB,1=20GiB,cpu=64GiB")
+    p.add_argument("--offload-folder", default=None, help="with --device-map: where weights offloaded to disk "
+                   "go (default: a temporary directory)")
+
+
+def model_kwargs(args) -> dict:
+    """:func:`ripple.loading.load_model`'s keyword arguments from :func:`add_model_argument`'s options
+    (the device checked first: one line, before anything loads)."""
+    from ripple.devices import check_device
+
+    check_device(args.device)
+    return {"dtype": args.dtype, "device": args.device, "device_map": args.device_map,
+            "max_memory": args.max_memory, "offload_folder": args.offload_folder}
+
+
+def add_model_options(p) -> None:
+    """The model and what editing it reads: hyperparameter file and overrides, statistics corpus."""
+    add_model_argument(p)
+    p.add_argument("--hparams", default=None, help="JSON file of hyperparameters (flat, or laid out per method "
+                   "as a model's ripple_hparams.json)")
+    p.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="hyperparameter overrides")
+    p.add_argument("--stats-corpus", default=None, help="the text for key statistics: a text file (one passage a line), "
+                   "hf:NAME[:CONFIG[:SPLIT]], samples:N (N passages sampled from the model, cached), graph (the "
+                   "knowledge graph's sentences) or english; default: the organism's world text, for other models "
+                   "the measured default (samples:256)")
+    p.add_argument("--hypernet", default=None, type=text, help="--method rledit: the directory of a hypernetwork "
+                   "'ripple rledit train' wrote (default: the organism's shipped one, or the one trained and cached "
+                   "for this model)")
+
+
+def add_edit_options(p) -> None:
+    """The options every command that makes one edit shares: the model options, the editor, the guard."""
+    add_model_options(p)
+    p.add_argument("--method", required=True, help=f"the editor: {editor_help()}")
+    p.add_argument("--force", action="store_true", help="apply an update even past the norm guard")
+
+
+def inputs_of(args, *extra) -> list[tuple[str, object]]:
+    """The files a command reads, for :func:`ripple.outputs.check_out` (``extra``: ``(label, path)``)."""
+    from ripple.editing.corpora import parse_spec
+    from ripple.loading import model_path
+
+    corpus = args.stats_corpus if args.stats_corpus and parse_spec(args.stats_corpus)[0] == "file" else None
+    return [("model directory", model_path(args.model)), ("hyperparameter file", args.hparams),
+            ("statistics corpus", corpus), ("RLEdit hypernetwork", getattr(args, "hypernet", None)), *extra]
+
+
+def hypernet_overrides(args, method: str, strict: bool = True) -> list[str]:
+    """``hypernet=DIR`` for rledit when ``--hypernet`` is given; for another editor nothing, or with
+    ``strict`` a one-line error."""
+    given = getattr(args, "hypernet", None)
+    if not given or (method != "rledit" and not strict):
+        return []
+    if method != "rledit":
+        from ripple.errors import RippleError
+
+        raise RippleError(f"--hypernet is for --method rledit, not {method}; drop it or pass --method rledit")
+    return [f"hypernet={given}"]
+
+
+def precheck_hparams(args, method: str, extra_overrides=(), strict: bool = True) -> None:
+    """Resolve ``method``'s hyperparameters from the options before the model is loaded (its
+    ``config.json`` gives the architecture), so that a bad value fails at once; layer indices are
+    checked against the model's depth after loading."""
+    import json
+
+    from ripple.editing.hparams import resolve_hparams
+    from ripple.loading import model_path
+
+    path = model_path(args.model)
+    model_type = None
+    if path is not None and (path / "config.json").is_file():
+        try:
+            model_type = json.loads((path / "config.json").read_text()).get("model_type")
+        except (ValueError, OSError, AttributeError, RecursionError):
+            return  # the loader says what is wrong with it
+    resolve_hparams(method, str(model_type), None, model_dir=path, json_file=args.hparams,
+                    overrides=[*args.set, *extra_overrides, *hypernet_overrides(args, method, strict)])
+
+
+def setup_from_args(args, requests, extra_overrides=()):
+    """The library's :func:`~ripple.editing.setup.load_setup` from the shared options; warnings
+    about the requests go to stderr."""
+    from ripple.editing.setup import load_setup
+
+    setup = load_setup(args.model, args.method, requests, hparams_file=args.hparams,
+                       overrides=[*args.set, *extra_overrides, *hypernet_overrides(args, args.method)],
+                       stats_corpus_file=args.stats_corpus, **model_kwargs(args))
+    for warning in setup.warnings:
+        print(f"ripple: warning: {warning}", file=sys.stderr)
+    return setup
+
+
+def add_budget_option(p) -> None:
+    from ripple.commands.options import share
+
+    p.add_argument("--budget", type=share, default=None, metavar="F",
+                   help="after the edit, evaluate only the share F (0-1] of the probe items most at risk of "
+                        "damage (ranked from the edit and the unedited model); the figures are then an estimate")
+    p.add_argument("--ranker", default=None, metavar="NAME",
+                   help="with --budget: the damage ranker (default key_sqrt_margin; combined and taylor need one "
+                        "backward pass over the probe set; see reports/gie.md)")
+
+
+def ranker_arg(args) -> dict:
+    """``{"ranker": NAME}`` from ``--ranker`` (checked: a known ranker, and only with --budget)."""
+    if args.ranker is None:
+        return {}
+    if args.budget is None:
+        raise RippleError("--ranker orders the items a --budget run evaluates; pass --budget F with it")
+    from ripple.gie.rankers import RANKERS
+
+    RANKERS.get(args.ranker)
+    return {"ranker": args.ranker}
+
+
+def check_k(k: int, items) -> None:
+    """``--k`` must leave neighbours to link: at most the probe set's size less one; a warning when
+    the graph files would be large."""
+    if k > max(0, len(items) - 1):
+        raise RippleError(f"--k {k} is more neighbours than the {len(items)}-item probe set has; pass at most "
+                          f"{max(0, len(items) - 1)}")
+    edges = k * len(items)
+    if edges > 200_000:
+        print(f"ripple: warning: --k {k} over {len(items)} probe items makes about {edges:,} graph edges "
+              "(large graph files); a smaller --k is usually enough", file=sys.stderr)
+
+
+def check_tasks(tasks) -> list[str]:
+    """``--tasks`` as given: None (not asked for) or at least one name."""
+    if tasks is None:
+        return []
+    if not tasks:
+        raise RippleError("--tasks needs at least one task name (e.g. --tasks organism); leave it out for none")
+    return list(tasks)
+
+
+def add_request_options(p, edit_help: str) -> None:
+    """``--edit FILE`` or ``--prompt/--subject/--target`` (read back by :func:`requests_from_args`)."""
+    p.add_argument("--edit", default=None, help=edit_help)
+    p.add_argument("--prompt", default=None, help="edit prompt with {} for the subject (instead of --edit)")
+    p.add_argument("--subject", default=None, help="the edited subject (with --prompt)")
+    p.add_argument("--target", default=None, help="the new object (with --prompt)")
+    p.add_argument("--target-true", default=None, help="the current object (optional; the world or the "
+                   "real-world graph knows it)")
+
+
+def requests_from_args(args) -> list:
+    """The requests of ``--edit FILE`` or of ``--prompt/--subject/--target`` (exactly one of the two)."""
+    from ripple.editing.requests import load_requests, parse_request
+
+    inline = [args.prompt, args.subject, args.target]
+    if args.edit is not None:
+        if any(x is not None for x in inline + [args.target_true]):
+            raise RippleError("pass either --edit FILE or --prompt/--subject/--target, not both")
+        notes: list[str] = []
+        requests = load_requests(args.edit, batch=True, notes=notes)  # audited alone and together
+        for note in notes:
+            print(f"ripple: note: {note}", file=sys.stderr)
+        return requests
+    if not all(x is not None for x in inline):
+        missing = [n for n, x in zip(("--prompt", "--subject", "--target"), inline) if x is None]
+        raise RippleError(f"no edit given: pass --edit FILE, or --prompt, --subject and --target "
+                          f"(missing {', '.join(missing)})")
+    obj = {"prompt": args.prompt, "subject": args.subject, "target_new": args.target}
+    if args.target_true is not None:
+        obj["target_true"] = args.target_true
+    return [parse_request(obj, "the edit given on the command line")]
+
+
+def add_mitigation_options(p, flag: str = "--mitigation", default: str | None = "sir") -> None:
+    """The mitigation's name and its ``--mitigation-set`` overrides."""
+    p.add_argument(flag, default=default, help="the mitigation (built in: sir, selective impact revision)"
+                   + (f"; default {default}" if default else ""))
+    p.add_argument("--mitigation-set", nargs="*", default=[], metavar="NAME=VALUE",
+                   help="mitigation hyperparameters, e.g. iterations=5 neuron_share=0.8")

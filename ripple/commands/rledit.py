@@ -16,8 +16,7 @@ import sys
 
 
 def add_parser(sub) -> None:
-    from ripple.commands.edit import add_model_argument
-    from ripple.commands.options import text
+    from ripple.commands.options import add_model_argument, text
 
     p = sub.add_parser("rledit", help="RLEdit's hypernetwork: train it for a model (ripple rledit train)")
     actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
@@ -37,7 +36,7 @@ def add_parser(sub) -> None:
 
 
 def run_train(args) -> int:
-    from ripple.commands.edit import inputs_of, model_kwargs, precheck_hparams
+    from ripple.commands.options import inputs_of, model_kwargs, precheck_hparams
     from ripple.editing.requests import load_requests
     from ripple.editing.setup import load_setup
     from ripple.outputs import check_out, output_unit

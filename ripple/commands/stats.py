@@ -9,8 +9,7 @@ from __future__ import annotations
 
 
 def add_parser(sub) -> None:
-    from ripple.commands.edit import add_model_argument
-    from ripple.commands.options import count, natural, ranged
+    from ripple.commands.options import add_model_argument, count, natural, ranged
     from ripple.editing.limits import Limit
 
     p = sub.add_parser("stats", help="key second moments for the editors, ahead of time (data-parallel under "
@@ -34,7 +33,7 @@ def run(args) -> int:
 
     import torch
 
-    from ripple.commands.edit import model_kwargs
+    from ripple.commands.options import model_kwargs
     from ripple.editing.corpora import load_corpus
     from ripple.editing.dist_stats import cache_path, init_from_env, second_moments
     from ripple.editing.setup import load_setup

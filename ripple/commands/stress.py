@@ -17,8 +17,7 @@ from ripple.errors import RippleError
 
 
 def add_parser(sub) -> None:
-    from ripple.commands.edit import add_model_options
-    from ripple.commands.options import count, open_share, ratio_above_one, seed, text
+    from ripple.commands.options import add_model_options, count, open_share, ratio_above_one, seed, text
     from ripple.editing.editor import editor_help
 
     p = sub.add_parser("stress", help="capability loss over N sequential edits (collapse points per method)")
@@ -50,8 +49,7 @@ def add_parser(sub) -> None:
 
 
 def check_args(args) -> list[str]:
-    from ripple.commands.audit import check_tasks
-    from ripple.commands.edit import inputs_of
+    from ripple.commands.options import check_tasks, inputs_of
     from ripple.outputs import check_out
     from ripple.stress.run import parse_method
 
@@ -86,7 +84,7 @@ def check_saved(args, names) -> None:
 
 
 def run(args) -> int:
-    from ripple.commands.edit import hypernet_overrides, model_kwargs, precheck_hparams
+    from ripple.commands.options import hypernet_overrides, model_kwargs, precheck_hparams
     from ripple.editing.setup import load_setup
     from ripple.io import atomic_write_json, atomic_write_text
     from ripple.outputs import output_unit
