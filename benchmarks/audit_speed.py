@@ -53,7 +53,7 @@ def one_forward(model, tok, seqs, batch_size: int = 64) -> None:
 
 def measure_model(name: str, probes: str | None, edit: str | None, repeats: int) -> dict:
     from ripple.auditing.measure import measure, plan_audit
-    from ripple.editing.requests import load_requests
+    from ripple.editing.request_files import load_requests
     from ripple.editing.setup import load_setup
     from ripple.evaluate.perplexity import general_sentences_for
     from ripple.probes.sets import probe_items

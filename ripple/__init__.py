@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 #: name -> the module that defines it, imported on first access (PEP 562)
 _EXPORTS = {
     "load": "ripple.api", "audit": "ripple.api", "Lab": "ripple.api", "AuditReport": "ripple.api",
-    "Finding": "ripple.api", "EditRequest": "ripple.editing.requests", "EditDelta": "ripple.editing.delta",
+    "Finding": "ripple.api", "AuditOptions": "ripple.api", "EditRequest": "ripple.editing.requests", "EditDelta": "ripple.editing.delta",
     "Policy": "ripple.auditing.policy", "Rule": "ripple.auditing.policy", "RippleError": "ripple.errors",
 }
 

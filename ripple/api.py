@@ -27,9 +27,9 @@ import contextlib
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ripple.errors import RippleError
 
@@ -100,9 +100,34 @@ class AuditReport:
         return Path(directory)
 
 
+@dataclass(frozen=True)
+class AuditOptions:
+    """How an audit runs, beside the edit and its hyperparameters (``ripple audit``'s options)."""
+
+    k: int = 5  # kNN edges per probe item in the ripple graph
+    tasks: tuple[str, ...] = ()  # lm-eval tasks before and after (e.g. ("organism",))
+    limit: int | None = None  # lm-eval: at most this many documents per task
+    seed: int | None = None  # the editing seed (a hyperparameter; default 0)
+    mitigate: str | None = None  # audit the edit revised by this mitigation (e.g. "sir") beside the plain one
+    budget: float | None = None  # evaluate only this share of the probe items most at risk
+    force: bool = False  # apply an update past the norm guard
+    quiet: bool = True  # no progress bars
+
+    @classmethod
+    def split(cls, kwargs: dict) -> tuple[AuditOptions, dict]:
+        """``(options, hyperparameters)`` from keyword arguments: the names of this class's fields
+        are options, every other name is an editor hyperparameter (``layers=[5]``)."""
+        names = {f.name for f in fields(cls)}
+        options = {k: v for k, v in kwargs.items() if k in names}
+        if isinstance(options.get("tasks"), str):
+            options["tasks"] = (options["tasks"],)
+        return cls(**options), {k: v for k, v in kwargs.items() if k not in names}
+
+
 def _requests(edits) -> list:
     """Edit requests from values, dicts in any accepted form, or a JSON/JSONL file's path."""
-    from ripple.editing.requests import EditRequest, load_requests, parse_request
+    from ripple.editing.request_files import load_requests
+    from ripple.editing.requests import EditRequest, parse_request
 
     if isinstance(edits, (str, Path)):
         return load_requests(edits, batch=True)
@@ -174,11 +199,15 @@ class Lab:
         return text.split(" .")[0].split("\n")[0].strip()
 
     def audit(self, method: str, edits, *, policy: Policy | str | None = None, probes: str | None = None,
-              k: int = 5, tasks: Iterable[str] = (), limit: int | None = None, seed: int | None = None,
-              mitigate: str | None = None, budget: float | None = None, force: bool = False,
-              quiet: bool = True, **hp) -> AuditReport:
+              **kwargs) -> AuditReport:
         """Audit ``edits`` made with ``method`` as ``ripple audit`` does (the same measurements and
-        verdict; the model is restored afterwards), returning an :class:`AuditReport`."""
+        verdict; the model is restored afterwards), returning an :class:`AuditReport`. ``kwargs``:
+        :class:`AuditOptions` fields (``k=3``, ``tasks=["organism"]``, ``mitigate="sir"``, ...) and
+        the editor's hyperparameters (``layers=[5]``)."""
+        opts, hp = AuditOptions.split(kwargs)
+        return self._audit(method, edits, policy, probes, opts, hp)
+
+    def _audit(self, method: str, edits, policy, probes, opts: AuditOptions, hp: dict) -> AuditReport:
         from ripple.auditing.policy import DEFAULT_POLICY, load_policy
         from ripple.auditing.run import run_audit
         from ripple.evaluate.perplexity import general_sentences_for
@@ -186,7 +215,7 @@ class Lab:
 
         if isinstance(policy, (str, Path)):
             policy = load_policy(policy)
-        hp = {**hp, **({"seed": seed} if seed is not None else {})}
+        hp = {**hp, **({"seed": opts.seed} if opts.seed is not None else {})}
         setup = self.setup
         setup.method, setup.hp = method, self.hparams(method, **hp)
         setup.requests = self.requests(edits)
@@ -194,20 +223,21 @@ class Lab:
         items = probe_items(probes, self.world)
         setup.check_probes(items)
         bridge = None
-        if tasks:
+        if opts.tasks:
             from ripple.evaluate.lm_eval_bridge import LmEvalBridge
 
-            bridge = LmEvalBridge(self.model, self.tokenizer, list(tasks), world=self.world, limit=limit)
+            bridge = LmEvalBridge(self.model, self.tokenizer, list(opts.tasks), world=self.world, limit=opts.limit)
         mitigation = None
-        if mitigate is not None:
+        if opts.mitigate is not None:
             from ripple.mitigation import mitigation_hparams
 
-            mitigation = (mitigate, mitigation_hparams(mitigate, []))
+            mitigation = (opts.mitigate, mitigation_hparams(opts.mitigate, []))
         work = Path(tempfile.mkdtemp(prefix="ripple-audit-"))
         try:
             report = run_audit(setup, setup.requests, items, general_sentences_for(self.world),
-                               policy or DEFAULT_POLICY, work / "out", model_name=self.name, k=k, force=force,
-                               quiet=quiet, bridge=bridge, mitigation=mitigation, budget=budget)
+                               policy or DEFAULT_POLICY, work / "out", model_name=self.name, k=opts.k,
+                               force=opts.force, quiet=opts.quiet, bridge=bridge, mitigation=mitigation,
+                               budget=opts.budget)
             from ripple.outputs import shown_files
 
             return AuditReport.from_report(report, shown_files(work / "out"))
@@ -235,10 +265,10 @@ def load(model: str = "organism", *, stats_corpus: str | None = None, hparams_fi
 
 
 def audit(model, method: str, edits, *, policy: Policy | str | None = None, probes: str | None = None,
-          stats_corpus: str | None = None, **options) -> AuditReport:
+          stats_corpus: str | None = None, **kwargs) -> AuditReport:
     """Audit an edit in one call: load ``model`` (or take a :class:`Lab`), apply ``edits`` with
     ``method`` in the sandbox, measure, restore, and return the :class:`AuditReport` (see the module
-    docstring). ``options``: :meth:`Lab.audit`'s (``k``, ``tasks``, ``seed``, ``mitigate``,
-    ``budget``, hyperparameters such as ``layers=[5]``)."""
+    docstring). ``kwargs``: :class:`AuditOptions` fields (``k``, ``tasks``, ``seed``, ``mitigate``,
+    ``budget``, ...) and hyperparameters such as ``layers=[5]``."""
     lab = model if isinstance(model, Lab) else load(model, stats_corpus=stats_corpus)
-    return lab.audit(method, edits, policy=policy, probes=probes, **options)
+    return lab.audit(method, edits, policy=policy, probes=probes, **kwargs)

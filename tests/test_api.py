@@ -82,3 +82,9 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("pass 0 1.0") and printed[1] == "Kraile"
     assert (tmp_path / "runs" / "audit_py" / "report.html").is_file()
+
+
+def test_keyword_arguments_split_into_options_and_hyperparameters():
+    opts, hp = ripple.AuditOptions.split({"k": 3, "tasks": "organism", "mitigate": "sir", "layers": [5], "v_lr": 0.1})
+    assert opts == ripple.AuditOptions(k=3, tasks=("organism",), mitigate="sir")
+    assert hp == {"layers": [5], "v_lr": 0.1}

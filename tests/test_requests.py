@@ -4,10 +4,10 @@ import json
 
 import pytest
 
+from ripple.editing.request_files import load_requests
 from ripple.editing.requests import (
     EditRequest,
     already_predicts,
-    load_requests,
     parse_request,
     to_template,
     validate_for_model,

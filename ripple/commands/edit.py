@@ -39,7 +39,7 @@ WRITES = ("delta.safetensors", "metrics.json", *MODEL_FILES)
 def run(args) -> int:
     from ripple.editing.editor import get_editor
     from ripple.editing.metrics import aggregate, request_metrics
-    from ripple.editing.requests import load_requests
+    from ripple.editing.request_files import load_requests
     from ripple.editing.session import edit_groups, edited
     from ripple.io import atomic_write_json
     from ripple.loading import save_model

@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
 
 def one_request(path):
     """The single edit request in ``path``; a one-line error for none or several."""
-    from ripple.editing.requests import load_requests
+    from ripple.editing.request_files import load_requests
 
     requests = load_requests(path)
     if len(requests) != 1:

@@ -280,7 +280,8 @@ def add_request_options(p, edit_help: str) -> None:
 
 def requests_from_args(args) -> list:
     """The requests of ``--edit FILE`` or of ``--prompt/--subject/--target`` (exactly one of the two)."""
-    from ripple.editing.requests import load_requests, parse_request
+    from ripple.editing.request_files import load_requests
+    from ripple.editing.requests import parse_request
 
     inline = [args.prompt, args.subject, args.target]
     if args.edit is not None:

@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
 
 def run_train(args) -> int:
     from ripple.commands.options import inputs_of, model_kwargs, precheck_hparams
-    from ripple.editing.requests import load_requests
+    from ripple.editing.request_files import load_requests
     from ripple.editing.setup import load_setup
     from ripple.outputs import check_out, output_unit
     from ripple.rledit.hypernet import model_identity

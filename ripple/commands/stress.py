@@ -98,7 +98,7 @@ def run(args) -> int:
     setup = load_setup(args.model, hparams_file=args.hparams, context=False, **model_kwargs(args))
     stream, world = stress_stream(setup, args.edits, args.edit_file, args.seed)
     if args.chunk > 1:  # a chunk is one solve of a batch editor: no two of its edits may contradict
-        from ripple.editing.requests import one_batch
+        from ripple.editing.request_files import one_batch
 
         for lo in range(0, len(stream), args.chunk):
             one_batch(stream[lo:lo + args.chunk], [f"edit {lo + i + 1}" for i in range(args.chunk)], [],

@@ -18,7 +18,7 @@
 
 Typical use::
 
-    from ripple.editing.requests import load_requests
+    from ripple.editing.request_files import load_requests
     from ripple.editing.session import edited
     from ripple.editing.setup import load_setup
 

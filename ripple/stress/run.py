@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from ripple.arch import mlp_out_param
 from ripple.devices import param_value
 from ripple.editing.editor import get_editor
-from ripple.editing.requests import load_requests, validate_for_model
+from ripple.editing.request_files import load_requests
+from ripple.editing.requests import validate_for_model
 from ripple.editing.session import edited
 from ripple.editing.streams import edit_stream, fact_of, latest_edits
 from ripple.errors import RippleError
