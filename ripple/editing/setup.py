@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -26,6 +27,15 @@ from ripple.editing.hparams import resolve_hparams
 from ripple.editing.requests import validate_for_model
 from ripple.errors import RippleError
 from ripple.tokens import answer_ids
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from ripple.arch import ArchSpec
+    from ripple.editing.corpora import Corpus
+    from ripple.editing.hparams import TargetHParams
+    from ripple.editing.requests import EditRequest
+    from ripple.world.generate import World
 
 
 def world_of(model_path: str):
@@ -68,17 +78,17 @@ class EditSetup:
     """The model, its world (or None), the editing context and, for one editor, its
     hyperparameters and the checked, completed requests."""
 
-    model: object
-    tok: object
-    spec: object
-    world: object
+    model: PreTrainedModel
+    tok: PreTrainedTokenizerBase
+    spec: ArchSpec
+    world: World | None
     ctx: EditContext | None = None
     method: str | None = None
-    hp: object = None
-    requests: list = field(default_factory=list)
+    hp: TargetHParams | None = None  # the editor's own dataclass (every one is built on TargetHParams)
+    requests: list[EditRequest] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # what the request check found (not errors)
     hparams_file: str | None = None
-    corpus: object = None  # the statistics corpus (ripple.editing.corpora.Corpus), once make_context ran
+    corpus: Corpus | None = None  # the statistics corpus, once make_context ran
 
     def hparams_for(self, method: str, overrides=()):
         """``method``'s hyperparameters on this model (its shipped file, then ``hparams_file``, then
