@@ -192,11 +192,12 @@ class Lab:
             yield self
 
     def answer(self, prompt: str, max_new_tokens: int = 6) -> str:
-        """The model's greedy continuation of ``prompt``, up to its first word or name."""
-        from ripple.editing.setup import greedy_text
+        """The answer the model's greedy continuation of ``prompt`` gives: the longest name of its
+        world it starts with, else its first word (:func:`~ripple.editing.setup.said_answer`)."""
+        from ripple.editing.setup import greedy_text, said_answer
 
-        text = greedy_text(self.model, self.tokenizer, prompt, max_new_tokens).strip()
-        return text.split(" .")[0].split("\n")[0].strip()
+        names = [n for e in self.world.entities.values() for n in (e.name, *e.aliases)] if self.world else []
+        return said_answer(greedy_text(self.model, self.tokenizer, prompt, max_new_tokens), names)
 
     def audit(self, method: str, edits, *, policy: Policy | str | None = None, probes: str | None = None,
               **kwargs) -> AuditReport:

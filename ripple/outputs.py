@@ -227,9 +227,9 @@ def _replace_with_link(path: Path, target: str, rdir: Path) -> None:
 def _commit(out: Path, staging: Path) -> None:
     rdir = out / RIPPLE_DIR
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    _refuse_foreign(out, foreign(out, [p.name for p in staging.iterdir()]))  # before anything is switched
-    before = _manifest(out)
     names_now = sorted(p.name for p in staging.iterdir())
+    _refuse_foreign(out, foreign(out, names_now))  # before anything is switched
+    before = _manifest(out)
     plain = {n: h for n, h in before.get("plain", {}).items()  # proven plain files this run leaves alone
              if n not in names_now and (out / n).exists() and owned(out / n, before)}
     manifest_tmp = _manifest_tmp(rdir, {"names": names_now, **({"plain": plain} if plain else {})})

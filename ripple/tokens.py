@@ -20,7 +20,6 @@ The conventions, stated once here and used everywhere:
 
 from __future__ import annotations
 
-import contextlib
 import re
 
 from ripple.errors import RippleError
@@ -68,16 +67,12 @@ def unknown_words(tok, text: str) -> list[str]:
 
 
 def _vocab_by_lower(tok) -> dict[str, str]:
-    """The tokenizer's whole-word entries by their lower case (an unambiguous match only)."""
-    cached = getattr(tok, "_ripple_vocab_by_lower", None)
-    if cached is None:
-        seen: dict[str, set[str]] = {}
-        for word in tok.get_vocab():
-            seen.setdefault(word.lstrip("Ġ▁").lower(), set()).add(word.lstrip("Ġ▁"))
-        cached = {low: next(iter(words)) for low, words in seen.items() if len(words) == 1}
-        with contextlib.suppress(AttributeError):
-            tok._ripple_vocab_by_lower = cached
-    return cached
+    """The tokenizer's whole-word entries by their lower case (an unambiguous match only); read only
+    when a text is refused, to suggest its spelling."""
+    seen: dict[str, set[str]] = {}
+    for word in tok.get_vocab():
+        seen.setdefault(word.lstrip("Ġ▁").lower(), set()).add(word.lstrip("Ġ▁"))
+    return {low: next(iter(words)) for low, words in seen.items() if len(words) == 1}
 
 
 def check_readable(tok, text: str, what: str) -> None:

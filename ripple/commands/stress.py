@@ -98,11 +98,9 @@ def run(args) -> int:
     setup = load_setup(args.model, hparams_file=args.hparams, context=False, **model_kwargs(args))
     stream, world = stress_stream(setup, args.edits, args.edit_file, args.seed)
     if args.chunk > 1:  # a chunk is one solve of a batch editor: no two of its edits may contradict
-        from ripple.editing.request_files import one_batch
+        from ripple.editing.request_files import check_chunks
 
-        for lo in range(0, len(stream), args.chunk):
-            one_batch(stream[lo:lo + args.chunk], [f"edit {lo + i + 1}" for i in range(args.chunk)], [],
-                      where=f"the edit stream (a chunk of --chunk {args.chunk})")
+        check_chunks(stream, args.chunk, [f"edit {i}" for i in range(1, len(stream) + 1)], where="the edit stream")
     setup.make_context(args.stats_corpus)
     config = {"model": str(args.model), "edits": len(stream), "every": args.every, "seed": args.seed,
               "chunk": args.chunk, "counterfact": args.counterfact, "tasks": args.tasks, "limit": args.limit,

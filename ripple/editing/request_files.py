@@ -39,10 +39,16 @@ def load_requests(path, batch: bool = False, notes: list | None = None, chunk: i
     if batch and len(requests) > 1:
         requests = one_batch(requests, labels, notes, where=str(p))
     elif chunk and chunk > 1:
-        labels = labels or [f"request {i}" for i in range(1, len(requests) + 1)]
-        for lo in range(0, len(requests), chunk):
-            one_batch(requests[lo:lo + chunk], labels[lo:lo + chunk], [], where=f"{p} (a chunk of --chunk {chunk})")
+        check_chunks(requests, chunk, labels, where=str(p))
     return requests
+
+
+def check_chunks(requests: list[EditRequest], chunk: int, labels=None, where: str = "the requests") -> None:
+    """A one-line error for two requests of one chunk (one solve of ``chunk`` in a sequential run)
+    that give one prompt two targets (:func:`one_batch`'s rule; repeats are left as they are)."""
+    labels = labels or [f"request {i}" for i in range(1, len(requests) + 1)]
+    for lo in range(0, len(requests), chunk):
+        one_batch(requests[lo:lo + chunk], labels[lo:lo + chunk], [], where=f"{where} (a chunk of --chunk {chunk})")
 
 
 def _read(p: Path) -> tuple[str, str]:

@@ -145,11 +145,10 @@ class EditSetup:
         from ripple.editing.requests import check_length
         from ripple.tokens import unknown_words
 
-        unreadable = [item for item in items
-                      if unknown_words(self.tok, item.rendered) or unknown_words(self.tok, " " + item.answer)]
+        unreadable = [(item, words) for item in items
+                      if (words := unknown_words(self.tok, item.rendered) + unknown_words(self.tok, " " + item.answer))]
         if unreadable:
-            first = unreadable[0]
-            words = unknown_words(self.tok, first.rendered) or unknown_words(self.tok, " " + first.answer)
+            first, words = unreadable[0]
             raise RippleError(f"the probe set has {len(unreadable)} of {len(items)} items the model cannot read "
                               f"(e.g. {first.id}: {first.rendered!r} -> {first.answer!r}; {words[0]!r} tokenizes to "
                               "the unknown token); pass a probe set in the model's vocabulary with --probes")
