@@ -209,8 +209,9 @@ class Lab:
         return self._audit(method, edits, policy, probes, opts, hp)
 
     def _audit(self, method: str, edits, policy, probes, opts: AuditOptions, hp: dict) -> AuditReport:
+        from ripple.auditing.measure import AuditInputs, MeasureOptions
         from ripple.auditing.policy import DEFAULT_POLICY, load_policy
-        from ripple.auditing.run import run_audit
+        from ripple.auditing.run import AuditConfig, run_audit
         from ripple.evaluate.perplexity import general_sentences_for
         from ripple.probes.sets import probe_items
 
@@ -235,10 +236,9 @@ class Lab:
             mitigation = (opts.mitigate, mitigation_hparams(opts.mitigate, []))
         work = Path(tempfile.mkdtemp(prefix="ripple-audit-"))
         try:
-            report = run_audit(setup, setup.requests, items, general_sentences_for(self.world),
-                               policy or DEFAULT_POLICY, work / "out", model_name=self.name, k=opts.k,
-                               force=opts.force, quiet=opts.quiet, bridge=bridge, mitigation=mitigation,
-                               budget=opts.budget)
+            measure = MeasureOptions(k=opts.k, force=opts.force, quiet=opts.quiet, budget=opts.budget)
+            report = run_audit(AuditInputs(setup, items, general_sentences_for(self.world), bridge), setup.requests,
+                               AuditConfig(policy or DEFAULT_POLICY, self.name, measure, mitigation), work / "out")
             from ripple.outputs import shown_files
 
             return AuditReport.from_report(report, shown_files(work / "out"))

@@ -40,7 +40,7 @@ class TraceResult:
     p_clean: float
     p_corrupt: float
     effects: dict[str, torch.Tensor] = field(default_factory=dict)  # kind -> [tokens, layers] of IE
-    timing: dict = field(default_factory=dict)  # seconds, restored_states, rows (, floor_seconds)
+    timing: dict = field(default_factory=dict)  # seconds, restored_states, rows
 
     def to_dict(self) -> dict:
         return {"prompt": self.prompt, "subject": self.subject, "answer": self.answer, "tokens": self.tokens,
@@ -94,59 +94,103 @@ def _window(layer: int, width: int, n_layers: int) -> tuple[int, int]:
     return max(0, layer - width // 2), min(n_layers, layer - width // 2 + width)
 
 
+@dataclass(frozen=True)
+class TraceOptions:
+    """How :func:`causal_trace` corrupts and restores: ``samples`` noise draws of ``noise`` times
+    the embeddings' spread (seeded by ``seed``); ``kinds`` restored (``hidden``, ``mlp``, ``attn``;
+    ``mlp/10`` restores a window of 10 layers, a plain ``mlp`` or ``attn`` takes ``window``);
+    ``positions``: trace only these token positions (negative counts from the end, or
+    ``subject_last``; the others are NaN); ``batch_rows``: corrupted rows per forward pass."""
+
+    samples: int = 10
+    noise: float = 3.0
+    window: int = 1
+    seed: int = 0
+    kinds: tuple = ("hidden", "mlp", "attn")
+    positions: tuple | None = None
+    batch_rows: int = 256
+
+
+@dataclass
+class _Corrupted:
+    """The clean run's restorable states and the corrupted residual stream entering every block."""
+
+    ids: torch.Tensor  # [1, tokens] on the model's input device
+    target: int
+    samples: int
+    clean: dict[str, torch.Tensor]  # module -> [tokens, hidden]
+    entering: list[torch.Tensor]  # block -> [samples, tokens, hidden]
+    p_clean: float
+    p_corrupt: float
+
+
 @torch.no_grad()
 def causal_trace(model, tok, spec, prompt: str, subject: str, answer: str | None = None,
-                 samples: int = 10, noise: float = 3.0, window: int = 1, seed: int = 0,
-                 kinds=("hidden", "mlp", "attn"), positions=None, batch_rows: int = 256,
-                 measure_floor: bool = False) -> TraceResult:
-    """Indirect effect of every (kind, token, layer) state; deterministic for a given ``seed``.
-    ``positions``: trace only these token positions (negative counts from the end; the others
-    are NaN), e.g. ``("subject_last", -1)`` to ask only where a layer sweep would edit.
-    ``kinds``: ``hidden``, ``mlp``, ``attn``; ``mlp/10`` restores a window of 10 layers (a plain
-    ``mlp`` or ``attn`` takes ``window``).
+                 opts: TraceOptions | None = None, **options) -> TraceResult:
+    """Indirect effect of every (kind, token, layer) state; deterministic for a given seed.
+    ``opts`` (a :class:`TraceOptions`) or its fields as keywords (``samples=2``, ``kinds=("mlp",)``).
 
     The restorations are batched: every restored state is one group of ``samples`` corrupted rows,
     up to ``batch_rows`` rows a forward pass, and since the corrupted run is the same for every
     restoration up to the first restored layer, each pass starts there from the cached corrupted
-    residual stream (:func:`ripple.hooks.start_at_block`) instead of at the embeddings.
-    ``measure_floor``: also time the plain corrupted forward passes the trace stands for (one
-    full pass per restored state and sample, batched the same way): ``result.timing``."""
+    residual stream (:func:`ripple.hooks.start_at_block`) instead of at the embeddings."""
+    import dataclasses
     import time
 
+    opts = dataclasses.replace(opts or TraceOptions(), **options)
     t_start = time.perf_counter()
     text = render_prompt(prompt, subject)
     s0, s1 = subject_token_span(tok, prompt, subject)
     ids = torch.tensor([text_ids(tok, text)])
-    device = input_device(model)
     n_tok, n_layers = ids.shape[1], spec.n_layers(model)
-    target = None
-    if answer is None:  # trace the model's own top token itself: re-encoding " " + its text may give another
-        target = int(last_logits(model, ids.to(device))[0].argmax())
-        answer = tok.decode([target]).strip()
+    target, answer = _target(model, tok, ids, answer)
+    if opts.samples < 1 or opts.batch_rows < 1:
+        raise RippleError("samples and batch_rows must be at least 1")
+    parsed = {kind: parse_kind(kind, opts.window) for kind in opts.kinds}
+    gen = torch.Generator().manual_seed(opts.seed)
+    hidden = model.get_input_embeddings().weight.shape[1]
+    eps = torch.randn(opts.samples, s1 - s0, hidden, generator=gen) * embedding_noise_scale(model, spec, opts.noise)
+    traced = list(range(n_tok)) if opts.positions is None else \
+        sorted({s1 - 1 if p == "subject_last" else p % n_tok for p in opts.positions})
+    jobs = _restorations(spec, parsed, traced, n_layers)
+    run = _corrupt(model, spec, ids, target, eps, (s0, s1), sorted({m for job in jobs for m in job[4]}))
+    effects = {kind: torch.full((n_tok, n_layers), float("nan")) for kind in parsed}
+    for kind, layer, t, p in _restored_probs(model, spec, run, jobs, max(1, opts.batch_rows // opts.samples)):
+        effects[kind][t, layer] = p - run.p_corrupt
+    timing = {"seconds": time.perf_counter() - t_start, "restored_states": len(jobs), "rows": len(jobs) * opts.samples}
+    tokens = tok.convert_ids_to_tokens(ids[0].tolist())
+    return TraceResult(text, subject, answer, tokens, (s0, s1), run.p_clean, run.p_corrupt, effects, timing)
+
+
+def _target(model, tok, ids: torch.Tensor, answer: str | None) -> tuple[int, str]:
+    """The answer's first token id, and the answer (None: the model's own top token, traced as itself:
+    re-encoding " " + its text may give another token)."""
+    if answer is None:
+        target = int(last_logits(model, ids.to(input_device(model)))[0].argmax())
+        return target, tok.decode([target]).strip()
     if not answer.strip():
         raise RippleError("the answer is empty; pass --answer or let the model's own prediction be traced")
-    target = first_token_id(tok, answer) if target is None else target
-    if samples < 1 or batch_rows < 1:
-        raise RippleError("samples and batch_rows must be at least 1")
-    parsed = {kind: parse_kind(kind, window) for kind in kinds}
-    gen = torch.Generator().manual_seed(seed)
-    hidden = model.get_input_embeddings().weight.shape[1]
-    eps = torch.randn(samples, s1 - s0, hidden, generator=gen) * embedding_noise_scale(model, spec, noise)
-    embed_module = _module_of(spec, "embed")
-    blocks = [spec.block(i) for i in range(n_layers)]
-    if positions is None:
-        traced = list(range(n_tok))
-    else:
-        traced = sorted({s1 - 1 if p == "subject_last" else p % n_tok for p in positions})
+    return first_token_id(tok, answer), answer
 
-    # every restoration: (kind, layer, token, the block its pass starts at, the modules restored)
+
+def _restorations(spec, parsed: dict, traced: list[int], n_layers: int) -> list[tuple]:
+    """Every restoration: (kind, layer, token, the block its pass starts at, the modules restored)."""
     jobs = []
     for kind, (base, width) in parsed.items():
         for layer in range(n_layers):
             lo, hi = _window(layer, width, n_layers)
             mods = tuple(_module_of(spec, act_name(i, KINDS[base])) for i in range(lo, hi))
             jobs += [(kind, layer, t, lo, mods) for t in traced]
-    sites = sorted({m for job in jobs for m in job[4]})
+    return jobs
+
+
+def _corrupt(model, spec, ids: torch.Tensor, target: int, eps: torch.Tensor, span: tuple[int, int],
+             sites: list[str]) -> _Corrupted:
+    """The clean run (its states at ``sites``, P(target)) and the corrupted one (``eps`` added to
+    the subject's embeddings at ``span``: P(target) and the residual entering every block)."""
+    s0, s1 = span
+    embed_module = _module_of(spec, "embed")
+    blocks = [spec.block(i) for i in range(spec.n_layers(model))]
 
     def corrupt(out, name):
         if name == embed_module:
@@ -154,26 +198,28 @@ def causal_trace(model, tok, spec, prompt: str, subject: str, answer: str | None
             out[:, s0:s1] += eps.to(out.device, out.dtype)
         return out
 
-    ids_dev = ids.to(device)
+    ids_dev = ids.to(input_device(model))
     with TraceDict(model, sites, clone=True) as clean_tr:  # the clean states, [tokens, hidden] each
         p_clean = torch.softmax(last_logits(model, ids_dev)[0].float(), -1)[target].item()
-    clean = {m: clean_tr[m].output[0] for m in sites}
-    corrupted = ids_dev.repeat(samples, 1)
+    corrupted = ids_dev.repeat(eps.shape[0], 1)
     with TraceDict(model, [embed_module, *blocks], retain_input=True, retain_output=False, clone=True,
                    edit_output=corrupt) as corr_tr:  # the corrupted residual entering every block
         p_corrupt = torch.softmax(last_logits(model, corrupted).float(), -1)[:, target].mean().item()
-    entering = [corr_tr[b].input for b in blocks]
+    return _Corrupted(ids_dev, target, eps.shape[0], {m: clean_tr[m].output[0] for m in sites},
+                      [corr_tr[b].input for b in blocks], p_clean, p_corrupt)
 
-    effects = {kind: torch.full((n_tok, n_layers), float("nan")) for kind in parsed}
-    per_pass = max(1, batch_rows // samples)
+
+def _restored_probs(model, spec, run: _Corrupted, jobs: list[tuple], per_pass: int):
+    """(kind, layer, token, P(target) with that state restored, averaged over the samples) for every
+    job, ``per_pass`` restorations a forward pass, each pass started at its first restored block."""
+    device, samples = run.ids.device, run.samples
     by_start: dict[int, list] = {}
     for job in jobs:
         by_start.setdefault(job[3], []).append(job)
     for start, group in sorted(by_start.items()):
         for c in range(0, len(group), per_pass):
             chunk = group[c:c + per_pass]
-            rows = len(chunk) * samples
-            feed = entering[start].repeat(len(chunk), 1, 1)
+            feed = run.entering[start].repeat(len(chunk), 1, 1)
             where: dict[str, tuple[list[int], list[int]]] = {}
             for j, (_, _, t, _, mods) in enumerate(chunk):
                 for m in mods:
@@ -185,32 +231,15 @@ def causal_trace(model, tok, spec, prompt: str, subject: str, answer: str | None
             def restore(out, name, index=index):
                 r, k = index[name]
                 out = out.clone()
-                out[r, k] = clean[name][k].to(out.dtype)
+                out[r, k] = run.clean[name][k].to(out.dtype)
                 return out
 
             with start_at_block(model, spec, start, lambda feed=feed: feed), \
                     TraceDict(model, list(index), edit_output=restore, retain_output=False):
-                probs = torch.softmax(last_logits(model, ids_dev.repeat(rows, 1)).float(), -1)[:, target]
-            probs = probs.view(len(chunk), samples).mean(1).cpu()
+                logits = last_logits(model, run.ids.repeat(len(chunk) * samples, 1))
+            probs = torch.softmax(logits.float(), -1)[:, run.target].view(len(chunk), samples).mean(1).cpu()
             for (kind, layer, t, _, _), p in zip(chunk, probs.tolist()):
-                effects[kind][t, layer] = p - p_corrupt
-    timing = {"seconds": time.perf_counter() - t_start, "restored_states": len(jobs), "rows": len(jobs) * samples}
-    if measure_floor:
-        t0 = time.perf_counter()
-        for c in range(0, len(jobs), per_pass):
-            rows = len(jobs[c:c + per_pass]) * samples
-            big_eps = eps.repeat(rows // samples, 1, 1)
-
-            def corrupt_all(out, name, big_eps=big_eps):
-                out = out.clone()
-                out[:, s0:s1] += big_eps.to(out.device, out.dtype)
-                return out
-
-            with TraceDict(model, [embed_module], edit_output=corrupt_all, retain_output=False):
-                last_logits(model, ids_dev.repeat(rows, 1))
-        timing["floor_seconds"] = time.perf_counter() - t0
-    tokens = tok.convert_ids_to_tokens(ids[0].tolist())
-    return TraceResult(text, subject, answer, tokens, (s0, s1), p_clean, p_corrupt, effects, timing)
+                yield kind, layer, t, p
 
 
 #: ROME's token kinds (Meng et al., 2022, Figure 2), and the tokens before the subject apart

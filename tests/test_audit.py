@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ripple.auditing.measure import answer_swaps, audit_edits
+from ripple.auditing.measure import AuditInputs, answer_swaps, audit_edits
 from ripple.auditing.policy import DEFAULT_POLICY
-from ripple.auditing.run import REPORT_FILES, run_audit
+from ripple.auditing.run import REPORT_FILES, AuditConfig, run_audit
 from ripple.editing.requests import EditRequest
 from ripple.editing.setup import load_setup
 from ripple.evaluate.perplexity import general_sentences_for
@@ -152,7 +152,7 @@ def test_sandbox_restores_weights_and_interruption_leaves_no_report(tmp_path, mo
     weights = {k: v.clone() for k, v in setup.model.state_dict().items()}
     items = [dataclasses.replace(it, links=()) for it in world_probe_set(setup.world)[:60]]
     sentences = general_sentences_for(setup.world)[:5]
-    result = audit_edits(setup, setup.requests, items, sentences)
+    result = audit_edits(AuditInputs(setup, items, sentences), setup.requests)
     assert result.metrics["efficacy"] == 1.0
     assert all(torch.equal(v, setup.model.state_dict()[k]) for k, v in weights.items())
 
@@ -165,7 +165,7 @@ def test_sandbox_restores_weights_and_interruption_leaves_no_report(tmp_path, mo
 
     monkeypatch.setattr("ripple.auditing.measure.score_ripples", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_audit(setup, setup.requests, items, sentences, DEFAULT_POLICY, out, "organism")
+        run_audit(AuditInputs(setup, items, sentences), setup.requests, AuditConfig(DEFAULT_POLICY, "organism"), out)
     assert all(torch.equal(v, setup.model.state_dict()[k]) for k, v in weights.items())
     assert sorted(p.name for p in out.iterdir()) == ["report.json"]
     assert (out / "report.json").read_text() == "previous report\n"

@@ -4,9 +4,10 @@ it is and leaves no report."""
 
 import pytest
 
+from ripple.auditing.measure import AuditInputs
 from ripple.auditing.parallel import worker_device
 from ripple.auditing.policy import DEFAULT_POLICY
-from ripple.auditing.run import run_audit
+from ripple.auditing.run import AuditConfig, run_audit
 from ripple.editing.requests import EditRequest
 from ripple.editing.setup import load_setup
 from ripple.errors import RippleError
@@ -55,11 +56,12 @@ def test_a_worker_error_is_raised_and_leaves_no_report(tmp_path):
     items = world_probe_set(setup.world)[:40]
     out = tmp_path / "out"
     with pytest.raises(RippleError, match="cannot load the model"):
-        run_audit(setup, setup.requests, items, general_sentences_for(setup.world)[:3], DEFAULT_POLICY, out,
-                  "organism", workers=2, build=failing_build)
+        run_audit(AuditInputs(setup, items, general_sentences_for(setup.world)[:3]), setup.requests,
+                  AuditConfig(DEFAULT_POLICY, "organism"), out, workers=2, build=failing_build)
     assert not (out / "report.json").exists()
     with pytest.raises(ValueError, match="needs build"):
-        run_audit(setup, setup.requests, items, [], DEFAULT_POLICY, out, "organism", workers=2)
+        run_audit(AuditInputs(setup, items, []), setup.requests, AuditConfig(DEFAULT_POLICY, "organism"), out,
+                  workers=2)
 
 
 def test_worker_devices():

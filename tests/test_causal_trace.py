@@ -227,11 +227,22 @@ def test_batched_trace_equals_one_pass_per_state(model, tiny_tokenizer, trace, b
     assert min(want[k].abs().max() for k in kinds) > 1e-3  # the comparison is not of zeros
 
 
-def test_floor_is_timed_on_request(trace):
-    r = trace(answer="w40", measure_floor=True)
+def test_timing_counts_the_restorations(trace):
+    r = trace(answer="w40")
     assert r.timing["restored_states"] == 3 * 6 * 2 and r.timing["rows"] == 3 * 6 * 2 * 3
-    assert r.timing["floor_seconds"] > 0 and r.timing["seconds"] > 0
-    assert "floor_seconds" not in trace(answer="w40").timing
+    assert r.timing["seconds"] > 0
+
+
+def test_options_object_and_keywords_agree(trace, model, tiny_tokenizer):
+    from ripple.arch import get_spec
+    from ripple.causal_trace import TraceOptions, causal_trace
+
+    opts = TraceOptions(samples=3, kinds=("mlp",), seed=4)
+    a = causal_trace(model, tiny_tokenizer, get_spec(model), PROMPT, SUBJECT, "w40", opts)
+    b = causal_trace(model, tiny_tokenizer, get_spec(model), PROMPT, SUBJECT, "w40", samples=3, kinds=("mlp",), seed=4)
+    assert torch.equal(a.effects["mlp"], b.effects["mlp"]) and a.p_corrupt == b.p_corrupt
+    c = causal_trace(model, tiny_tokenizer, get_spec(model), PROMPT, SUBJECT, "w40", opts, seed=5)
+    assert not torch.equal(a.effects["mlp"], c.effects["mlp"])  # a keyword overrides the object's field
 
 
 @pytest.mark.parametrize("kind", ["mlps", "hidden/2", "mlp/0", "mlp/x"])

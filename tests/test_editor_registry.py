@@ -86,14 +86,14 @@ def test_the_example_editor_runs_through_ripple_audit_and_restores_exactly(nudge
     assert code == report["verdict"]["exit_code"] in (0, 1), err
     assert report["method"] == "nudge" and report["mode"] == "single" and report["hparams"]["strength"] == 8.0
 
-    from ripple.auditing.measure import audit_edits
+    from ripple.auditing.measure import AuditInputs, audit_edits
     from ripple.evaluate.perplexity import general_sentences_for
     from ripple.probes.sets import world_probe_set
 
     setup = load_setup("organism", "nudge", [parse_request(REQUEST, "the test's request")])
     before = state(setup.model)
     items = [dataclasses.replace(it, links=()) for it in world_probe_set(setup.world)[:40]]
-    result = audit_edits(setup, setup.requests, items, general_sentences_for(setup.world)[:4])
+    result = audit_edits(AuditInputs(setup, items, general_sentences_for(setup.world)[:4]), setup.requests)
     assert result.metrics["update_norm_ratio"] > 0
     assert_state(setup.model, before)
 

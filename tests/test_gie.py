@@ -12,7 +12,16 @@ from ripple.arch import get_spec
 from ripple.editing.context import EditContext
 from ripple.editing.hparams import resolve_hparams
 from ripple.errors import RippleError
-from ripple.gie import ItemState, build_graph, find_edited_item, gie_for_edit, measure_items, ripple_profile, save_graph
+from ripple.gie import (
+    GraphOptions,
+    ItemState,
+    build_graph,
+    find_edited_item,
+    gie_for_edit,
+    measure_items,
+    ripple_profile,
+    save_graph,
+)
 from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph
 from ripple.probes.record import plain_hidden_states
 from ripple.probes.sets import ProbeItem, ProbeLink
@@ -219,8 +228,8 @@ def test_gie_for_edit_restores_every_weight_and_marks_the_edited_item(tiny_token
     ctx = EditContext(model, tiny_tokenizer, get_spec(model), stats_corpus(), use_disk_cache=False)
     hp = resolve_hparams("rome", "gpt2", 2, overrides=["v_steps=3", "context_prefixes=0", "stats_samples=300",
                                                        "layers=(0,)", "fact_token=last"])
-    g, profile = gie_for_edit(ctx, "rome", hp, tiny_probe_items(), edit_requests()[0], k=2, expected={"s2"},
-                              force=True)
+    g, profile = gie_for_edit(ctx, "rome", hp, tiny_probe_items(), edit_requests()[0], GraphOptions(k=2, force=True),
+                              expected={"s2"})
     after = model.state_dict()
     assert all(torch.equal(before[n], after[n]) for n in before)
     assert g.graph["edited_id"] == "e" and g.nodes["e"]["is_edited"] and g.nodes["e"]["hops"] == 0

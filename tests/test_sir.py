@@ -12,6 +12,7 @@ import torch
 from ripple.editing.delta import EditDelta
 from ripple.editing.solvers import c_cosine, emmet_update, keep_and_zero_correction, rome_update, select_rows
 from ripple.errors import RippleError
+from ripple.gie.pipeline import Edit
 from ripple.mitigation import MITIGATIONS, Mitigation
 from ripple.mitigation.run import mitigate
 from ripple.mitigation.sir import SirHParams, damage_terms, revise
@@ -145,7 +146,7 @@ def test_hand_made_damage_is_found_and_repaired(organism):
     before = _weights(setup.model)
     plain = get_editor("rome").compute(setup.ctx, [request], setup.hp)
     damaged_delta, victim = hand_damage(setup, items, request, plain)
-    out = mitigate(setup.ctx, "rome", [request], setup.hp, items, setup.world, plain=damaged_delta)
+    out = mitigate(setup.ctx, Edit("rome", (request,), setup.hp, delta=damaged_delta), items, setup.world)
     assert victim.id in out.damaged["plain"]  # the hand-made damage is there ...
     assert victim.id not in out.damaged["revised"]  # ... and repaired
     assert len(out.damaged["revised"]) < len(out.damaged["plain"])
@@ -161,7 +162,7 @@ def test_no_damage_returns_the_edit_unchanged(organism):
     plain = get_editor("rome").compute(setup.ctx, [request], setup.hp)
     revised, info = revise(setup.ctx, "rome", [request], setup.hp, plain, [], SirHParams(), setup.world)
     assert revised is plain and info["damaged"] == []
-    out = mitigate(setup.ctx, "rome", [request], setup.hp, items, setup.world, plain=plain)
+    out = mitigate(setup.ctx, Edit("rome", (request,), setup.hp, delta=plain), items, setup.world)
     assert out.damaged["plain"] == [] and out.stopped == "no damage left"
     assert out.revised is plain and out.chosen == 0
 
@@ -172,7 +173,7 @@ def test_mitigated_delta_restores_bit_exactly_and_round_trips(organism, tmp_path
     setup, items, request = organism
     plain = get_editor("rome").compute(setup.ctx, [request], setup.hp)
     damaged_delta, _ = hand_damage(setup, items, request, plain)
-    out = mitigate(setup.ctx, "rome", [request], setup.hp, items, setup.world, plain=damaged_delta)
+    out = mitigate(setup.ctx, Edit("rome", (request,), setup.hp, delta=damaged_delta), items, setup.world)
     before = _weights(setup.model)
     with out.revised.applied(setup.model):
         assert not _same(before, _weights(setup.model))
@@ -198,8 +199,8 @@ def test_a_failing_mitigation_leaves_the_model_as_it_was(organism):
     try:
         before = _weights(setup.model)
         with pytest.raises(RippleError, match="broken on purpose"):
-            mitigate(setup.ctx, "rome", [request], setup.hp, items, setup.world, mitigation="broken",
-                     plain=damaged_delta)
+            mitigate(setup.ctx, Edit("rome", (request,), setup.hp, delta=damaged_delta), items, setup.world,
+                     mitigation="broken")
         assert _same(before, _weights(setup.model))
     finally:
         MITIGATIONS.unregister("broken")

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from ripple.editing.streams import edit_stream, fact_of, latest_edits
+from ripple.editing.variant import Variant
 from ripple.errors import RippleError
 from ripple.organism.evaluate import load_world
 from ripple.organism.paths import model_dir
@@ -36,9 +37,9 @@ def test_stream_goes_round_the_world_with_fresh_targets():
 
 
 def test_method_names():
-    assert parse_method("memit") == ("memit", None)
-    assert parse_method("memit+rect") == ("memit", 0.4)
-    assert parse_method("rome+rect=0.2") == ("rome", 0.2)
+    assert parse_method("memit") == Variant("memit")
+    assert parse_method("memit+rect") == Variant("memit", rect=0.4)
+    assert parse_method("rome+rect=0.2") == Variant("rome", rect=0.2)
     with pytest.raises(RippleError, match="unknown method option"):
         parse_method("rome+fast")
 

@@ -81,11 +81,12 @@ def test_interrupted_run_leaves_the_model_unedited(monkeypatch, tmp_path):
     store = ResumeStore(tmp_path, {"test": 1}, "code")
     stop_at(monkeypatch, 3)  # 0, 2, then stop at 4
     with pytest.raises(KeyboardInterrupt):
-        stress_run.stress_method(setup, "alphaedit", stream, 2, checkpoints, store=store)
+        stress_run.stress_method(setup, "alphaedit", stream, checkpoints, stress_run.StressOptions(every=2), store=store)
     assert all(v.equal(before[k]) for k, v in setup.model.state_dict().items())
     assert setup.ctx.state.get("alphaedit", {}) == {}
     monkeypatch.undo()
-    curve = stress_run.stress_method(setup, "alphaedit", stream, 2, checkpoints, store=store, resume=True)
+    curve = stress_run.stress_method(setup, "alphaedit", stream, checkpoints, stress_run.StressOptions(every=2),
+                                     store=store, resume=True)
     assert [r["edits"] for r in curve["checkpoints"]] == [0, 2, 4]
     assert all(v.equal(before[k]) for k, v in setup.model.state_dict().items())
 

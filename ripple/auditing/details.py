@@ -4,12 +4,19 @@ update norms and lm-eval scores. :mod:`ripple.auditing.render` turns them into M
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import networkx as nx
 
 from ripple.auditing.metrics import mean
 from ripple.editing.metrics import aggregate
 from ripple.evaluate.ripple_scores import category_totals
 from ripple.probes.sets import ProbeItem
+
+if TYPE_CHECKING:
+    from ripple.auditing.measure import Measurement
+    from ripple.evaluate.changes import AuditPlan, Changes
 
 MOST_AFFECTED = 12
 
@@ -31,9 +38,28 @@ def most_affected(graph: nx.Graph, items: list[ProbeItem], edited: set[str], exp
     return rows[:n]
 
 
-def report_details(mode: str, requests, plan, before, after, changes, graphs, profiles, metrics: dict,
-                   norms: dict, k: int, position: str, world, bridge=None) -> dict:
+@dataclass
+class Audited:
+    """What one audit measured, for its report: the editing ``mode``, the requests, the plan, both
+    sides' measurements, the classified changes, the GIE graphs and profiles (one per edited item),
+    the update norms and where drift was read (``position``)."""
+
+    mode: str
+    requests: list
+    plan: AuditPlan
+    before: Measurement
+    after: Measurement
+    changes: Changes
+    graphs: list[nx.Graph]
+    profiles: list[dict]
+    norms: dict
+    position: str
+
+
+def report_details(run: Audited, metrics: dict, k: int, world, bridge=None) -> dict:
     """The report's details of one audit (see the module docstring)."""
+    mode, requests, plan, before, after = run.mode, run.requests, run.plan, run.before, run.after
+    changes, graphs, profiles, norms, position = run.changes, run.graphs, run.profiles, run.norms, run.position
     ripple_sum = category_totals(after.ripple) if after.ripple else None
     first = profiles[0]
     return {

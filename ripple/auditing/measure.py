@@ -7,13 +7,15 @@
   also the RippleEdits categories);
 * :func:`classify_changes`: which changed answers are intended, swaps between right answers,
   or unintended damage;
-* :func:`audit_edits`: plan, measure, edit in the sandbox, measure, restore; then the policy's
+* :func:`audit_edits`: plan, then the pipeline (:mod:`ripple.gie.pipeline`: measure, edit in the
+  sandbox, measure, restore); then the policy's
   metrics (:mod:`ripple.auditing.metrics`) and the report's details (:mod:`ripple.auditing.details`).
 
 ::
 
     setup = load_setup("organism", "rome", [request])
-    result = audit_edits(setup, setup.requests, world_probe_set(setup.world), general_sentences_for(setup.world))
+    inputs = AuditInputs(setup, world_probe_set(setup.world), general_sentences_for(setup.world))
+    result = audit_edits(inputs, setup.requests)
     result.metrics["efficacy"], result.metrics["perplexity_ratio"]
     (1.0, 1.0002)
 """
@@ -21,21 +23,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import networkx as nx
 
-from ripple.auditing.details import report_details
+from ripple.auditing.details import Audited, report_details
 from ripple.auditing.metrics import policy_metrics
 from ripple.editing.metrics import request_metrics
-from ripple.editing.session import applied_run, auto_mode, edited
+from ripple.editing.session import auto_mode
 from ripple.evaluate.changes import AuditPlan, Changes, answer_swaps, classify_changes, edited_items, plan_audit  # noqa: F401 (read from here too)
 from ripple.evaluate.perplexity import sentence_perplexities
 from ripple.evaluate.ripple_scores import score_ripples
-from ripple.gie.budget import DEFAULT_RANKER, budgeted_measure, check_budget, gradient_cache
+from ripple.gie.budget import DEFAULT_RANKER
 from ripple.gie.graph import build_graph, ripple_profile
-from ripple.gie.measure import ItemState, measure_items, prepare_resume
-from ripple.gie.run import drift_position, mark_evaluated
+from ripple.gie.measure import ItemState, measure_items
+from ripple.gie.pipeline import Budget, Edit, ItemProbe, drift_position, sandbox
 from ripple.progress import Stages
+
+if TYPE_CHECKING:
+    from ripple.editing.delta import EditDelta
+    from ripple.editing.setup import EditSetup
+    from ripple.evaluate.lm_eval_bridge import LmEvalBridge
 
 
 @dataclass
@@ -49,6 +57,31 @@ class AuditResult:
     delta: object = None  # the EditDelta audited (the sum of a sequential run's)
     plan: object = None  # the AuditPlan
     states_before: ItemState | None = None  # the probe items on the unedited model
+
+
+@dataclass
+class AuditInputs:
+    """What an audit measures with: the loaded setup (model, editor, hyperparameters, world), the
+    probe items, the general sentences for perplexity and the lm-eval bridge (None: no tasks)."""
+
+    setup: EditSetup
+    items: list
+    sentences: list[str]
+    bridge: LmEvalBridge | None = None
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    """How an audit measures: ``k`` graph neighbours, ``force`` past the editor's norm guard,
+    ``budget`` (a share of the probe items evaluated after the edit, ordered by ``ranker``; None:
+    all), and the progress bar (``quiet``, ``desc``)."""
+
+    k: int = 5
+    force: bool = False
+    quiet: bool = True
+    desc: str = "audit"
+    budget: float | None = None
+    ranker: str = DEFAULT_RANKER
 
 
 @dataclass
@@ -73,64 +106,51 @@ def measure(model, tok, spec, requests, plan: AuditPlan, sentences: list[str], b
                        tasks=bridge.evaluate() if bridge is not None else None)
 
 
-def audit_edits(setup, requests, items, sentences: list[str], k: int = 5, force: bool = False,
-                quiet: bool = True, desc: str = "audit", bridge=None, method: str | None = None,
-                hp=None, delta=None, budget: float | None = None, ranker: str = DEFAULT_RANKER) -> AuditResult:
-    """Audit ``requests`` applied together with ``setup``'s editor (or ``method`` with ``hp``) on
-    its model (an :class:`~ripple.editing.setup.EditSetup`), or the computed ``delta`` for them
-    (a mitigated edit); the model is restored exactly before returning, also when a measurement
-    fails or the run is interrupted. ``budget``: after the edit, evaluate only that share of the
-    probe items, the ones most at risk (:mod:`ripple.gie.budget`); the probe figures are then an
-    estimate (``details["budget"]``)."""
+def audit_edits(inputs: AuditInputs, requests, opts: MeasureOptions = MeasureOptions(),
+                delta: EditDelta | None = None) -> AuditResult:
+    """Audit ``requests`` applied together with the setup's editor and hyperparameters on its model,
+    or the computed ``delta`` for them (a mitigated edit); the model is restored exactly before
+    returning, also when a measurement fails or the run is interrupted. ``opts.budget``: after the
+    edit, evaluate only that share of the probe items, the ones most at risk
+    (:mod:`ripple.gie.budget`); the probe figures are then an estimate (``details["budget"]``)."""
+    setup, items, sentences, bridge = inputs.setup, inputs.items, inputs.sentences, inputs.bridge
+    k, budget = opts.k, opts.budget
     model, tok, spec, world = setup.model, setup.tok, setup.spec, setup.world
-    method = method or setup.method
-    hp = hp if hp is not None else setup.hp
+    method, hp = setup.method, setup.hp
     requests = list(requests)
     mode = auto_mode(method, len(requests))
     edit_layers = hp.layers_for(spec.n_layers(model))
     position = drift_position(hp)
-    if budget is not None:
-        check_budget(budget)
-    got = None
-    with Stages(["before", "edit", "after", "restore"], desc=desc, quiet=quiet) as bar:
+    edit = Edit(method, tuple(requests), hp, mode=mode, delta=delta, force=opts.force)
+    with Stages(["before", "edit", "after", "restore"], desc=opts.desc, quiet=opts.quiet) as bar:
         bar.next("measuring the unedited model")
         plan = plan_audit(model, tok, world, requests, items)
-        states = resume = cache = None
-        if budget is not None:
-            states, resume = prepare_resume(model, tok, spec, plan.items, min(edit_layers), key_layers=edit_layers)
-            cache = gradient_cache(model, tok, spec, plan.items, edit_layers, ranker)
-        before = measure(model, tok, spec, requests, plan, sentences, bridge, states=states)
-        bar.next(f"editing ({method}, {mode})" if delta is None else f"applying the {delta.method} edit")
-        sandbox = edited(setup.ctx, method, requests, hp, mode="sequential" if mode == "sequential" else "batch",
-                         force=force) if delta is None else applied_run(setup.ctx, delta)
-        with sandbox as run:
+        probe = ItemProbe(setup.ctx, plan.items, edit_layers=edit_layers, budget=Budget.of(budget, opts.ranker))
+        before = measure(model, tok, spec, requests, plan, sentences, bridge, states=probe.before())
+        bar.next(edit.describe())
+        with sandbox(setup.ctx, edit) as run:
             try:
                 bar.next("measuring the edited model")
-                if budget is not None:
-                    index = {item.id: i for i, item in enumerate(plan.items)}
-                    got = budgeted_measure(model, tok, spec, plan.items, resume, run.total,
-                                           [index[t] for t in plan.target_ids], max(edit_layers), position, budget,
-                                           ranker=ranker, requests=requests, cache=cache)
-                after = measure(model, tok, spec, requests, plan, sentences, bridge, score_plans=True,
-                                states=None if got is None else got.state)
+                index = {item.id: i for i, item in enumerate(plan.items)}
+                got = probe.after(run.total, [index[t] for t in plan.target_ids], position, requests)
+                after = measure(model, tok, spec, requests, plan, sentences, bridge, score_plans=True, states=got.state)
             finally:
                 bar.next("restoring the weights")
     norms = run.total.norm_ratios(model)
 
     graphs, profiles = [], []
-    evaluated = [True] * len(plan.items) if got is None else got.evaluated
-    info = None if got is None else {"budget": budget, "ranker": got.ranker, "n_evaluated": got.n_evaluated}
+    info = None if got.info is None else {key: value for key, value in got.info.items() if key != "seconds"}
     for target in plan.target_ids:
         g = build_graph(plan.items, before.states, after.states, target, k=k, edit_layers=edit_layers,
                         position=position)
         g.graph["method"] = method
-        mark_evaluated(g, plan.items, evaluated, info)
+        got.mark(g, plan.items)
         graphs.append(g)
         profiles.append(ripple_profile(g, plan.expected | (set(plan.target_ids) - {target})))
     changes = classify_changes(plan, before.states, after.states)
     metrics = policy_metrics(before, after, changes, norms, with_tasks=bridge is not None)
-    details = report_details(mode, requests, plan, before, after, changes, graphs, profiles, metrics, norms,
-                             k=k, position=position, world=world, bridge=bridge)
+    audited = Audited(mode, requests, plan, before, after, changes, graphs, profiles, norms, position)
+    details = report_details(audited, metrics, k, world, bridge)
     corpus = getattr(setup, "corpus", None)
     details["stats_corpus"] = corpus.describe() if corpus is not None else None
     if info is not None:

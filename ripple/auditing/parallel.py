@@ -2,7 +2,8 @@
 
 A batch audit is independent audits (each edit alone, then all together), each starting from the
 unedited weights; ``N`` worker processes run them at once, each with its own copy of the model
-loaded by ``build`` (a picklable callable returning a :class:`WorkerContext`), and each writes
+loaded by ``build`` (a picklable callable returning the worker's own
+:class:`~ripple.auditing.measure.AuditInputs`), and each writes
 its audit's directory itself. The reports are the serial run's, byte for byte: every audit
 starts from the same weights (the serial run restores them exactly), the key statistics are
 computed once by the parent before the workers start (the serial run computes them on the
@@ -18,21 +19,9 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from ripple.errors import RippleError
-
-
-@dataclass
-class WorkerContext:
-    """What a worker audits with: its own setup (model, editor, hyperparameters), the probe items,
-    the general sentences and the lm-eval bridge (or None)."""
-
-    setup: object
-    items: list
-    sentences: list
-    bridge: object = None
 
 
 def worker_device(device: str, index: int, n_gpus: int) -> str:
@@ -76,15 +65,15 @@ def _init(build, threads: int, counter) -> None:
 def _run_job(run_one, name: str, requests, directory: str, with_mitigation: bool, desc: str) -> tuple[str, dict]:
     if "error" in _WORKER:
         raise _WORKER["error"]
-    w = _WORKER["context"]
-    return name, run_one(w.setup, requests, w.items, w.sentences, w.bridge, Path(directory), with_mitigation, desc)
+    return name, run_one(_WORKER["context"], requests, Path(directory), with_mitigation, desc)
 
 
 def run_jobs(jobs, run_one, build, workers: int, out: Path, quiet: bool = True) -> dict[str, dict]:
-    """Run ``jobs`` (``(name, requests, with_mitigation, desc)``) on ``workers`` processes:
-    ``run_one(setup, requests, items, sentences, bridge, directory, with_mitigation, desc)`` writes
-    the audit into ``out/name`` and returns its report; returns {name: report}. The largest jobs
-    start first. A job's error stops the rest and is raised here."""
+    """Run ``jobs`` (``(name, requests, with_mitigation, desc)``) on ``workers`` processes, each
+    with the :class:`~ripple.auditing.measure.AuditInputs` ``build(index)`` loads:
+    ``run_one(inputs, requests, directory, with_mitigation, desc)`` writes the audit into
+    ``out/name`` and returns its report; returns {name: report}. The largest jobs start first. A
+    job's error stops the rest and is raised here."""
     import concurrent.futures as cf
 
     import torch

@@ -8,21 +8,25 @@ whole audit succeeded, so an interrupted or failed run leaves the previous repor
 ::
 
     setup = load_setup("organism", "rome", [request])
-    report = run_audit(setup, setup.requests, items, sentences, DEFAULT_POLICY, out="runs/audit",
-                       model_name="organism")
+    report = run_audit(AuditInputs(setup, items, sentences), setup.requests,
+                       AuditConfig(DEFAULT_POLICY, model_name="organism"), out="runs/audit")
     report["verdict"]["exit_code"]     # 0
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
-from ripple.auditing.measure import AuditResult, audit_edits
+from ripple.auditing.measure import AuditInputs, AuditResult, MeasureOptions, audit_edits
 from ripple.auditing.policy import STATUSES, Policy, judge
 from ripple.auditing.render import report_html, report_markdown
 from ripple.editing.editor import get_editor
+from ripple.editing.variant import Variant
+from ripple.gie.pipeline import Edit
 from ripple.io import atomic_write_json, atomic_write_text
 from ripple.outputs import output_unit
 
@@ -63,7 +67,7 @@ def budget_estimate(budget: dict, model_name: str, method: str) -> dict:
     items the benchmark found at that budget (reports/gie.md)."""
     from ripple.gie.budget import expected_recall
 
-    exp = expected_recall(model_name, method.split("+")[0], budget["budget"], budget["ranker"])
+    exp = expected_recall(model_name, Variant.parse(method).base, budget["budget"], budget["ranker"])
     note = (f"estimate: {budget['n_evaluated']} of {budget['n_items']} probe items evaluated after the edit (budget "
             f"{budget['budget']:g}, ranked by {budget['ranker']}); the others are counted as unchanged")
     if exp is None:
@@ -132,7 +136,7 @@ def mitigation_summary(mit, plan, plain_report: dict) -> dict:
                  "reoptimized_for": {i: r["step"]["key_cos"].get(i) for i in r.get("step", {}).get("kl_items", [])},
                  "neurons": {layer: f"{v['neurons']}/{v['of']}" for layer, v in r.get("step", {}).get("layers", {}).items()}}
               for r in mit.rounds]
-    return {"name": mit.revised.method.split("+")[-1] if mit.chosen else None, "mitigated": mit.revised.method,
+    return {"name": Variant.parse(mit.revised.method).mitigation if mit.chosen else None, "mitigated": mit.revised.method,
             "stopped": mit.stopped, "chosen_round": mit.chosen, "rounds": rounds,
             "plain": {"verdict": plain_report["verdict"]["status"], "exit_code": plain_report["verdict"]["exit_code"],
                       "metrics": plain_report["metrics"], "report": "plain/report.html"},
@@ -141,75 +145,77 @@ def mitigation_summary(mit, plan, plain_report: dict) -> dict:
                                                       "mitigated": mit.states["revised"]})}
 
 
-def _audit_one(setup, requests, items, sentences, policy, model_name, method, hparams, directory: Path, k, force,
-               quiet, bridge, mitigation, desc="audit", budget=None, ranker=None) -> dict:
-    """One audit written to ``directory``; with ``mitigation`` (``(name, hparams)``): the plain edit's
+@dataclass(frozen=True)
+class AuditConfig:
+    """How every audit of a run is judged and measured: the ``policy``, the model's name in the
+    report, the measuring options, and ``mitigation`` (``(name, hparams)``: audit the mitigated
+    edit beside the plain one; the verdict is then the mitigated edit's, what would ship)."""
+
+    policy: Policy
+    model_name: str
+    measure: MeasureOptions = MeasureOptions()
+    mitigation: tuple | None = None
+
+
+def _audit_one(inputs: AuditInputs, requests, cfg: AuditConfig, directory: Path, mitigate: bool = True,
+               desc: str = "audit") -> dict:
+    """One audit written to ``directory``; with a mitigation (and ``mitigate``): the plain edit's
     audit goes to ``directory/plain`` and the report in ``directory`` is the mitigated edit's, with
     the two side by side."""
-    result = audit_edits(setup, requests, items, sentences, k=k, force=force, quiet=quiet, bridge=bridge, desc=desc,
-                         budget=budget, **({"ranker": ranker} if ranker else {}))
-    report = audit_report(result, policy, model_name, method, requests, hparams)
-    if mitigation is None:
+    setup = inputs.setup
+    method, hparams = setup.method, dataclasses.asdict(setup.hp)
+    opts = dataclasses.replace(cfg.measure, desc=desc)
+    result = audit_edits(inputs, requests, opts)
+    report = audit_report(result, cfg.policy, cfg.model_name, method, requests, hparams)
+    if cfg.mitigation is None or not mitigate:
         write_report(directory, report, result)
         return report
-    from ripple.mitigation.run import mitigate
+    from ripple.mitigation.run import mitigate as run_mitigation
 
-    name, hp_m = mitigation
-    mit = mitigate(setup.ctx, method, requests, setup.hp, items, setup.world, name, hp_m, plan=result.plan,
-                   before=result.states_before, plain=result.delta, force=force)
-    mitigated = audit_edits(setup, requests, items, sentences, k=k, force=force, quiet=quiet, bridge=bridge,
-                            desc=f"{desc} ({name})", delta=mit.revised, budget=budget,
-                            **({"ranker": ranker} if ranker else {}))
-    out = audit_report(mitigated, policy, model_name, mit.revised.method, requests, hparams)
+    name, hp_m = cfg.mitigation
+    mit = run_mitigation(setup.ctx, Edit(method, tuple(requests), setup.hp, delta=result.delta, force=opts.force),
+                         inputs.items, setup.world, name, hp_m, plan=result.plan, before=result.states_before)
+    mitigated = audit_edits(inputs, requests, dataclasses.replace(opts, desc=f"{desc} ({name})"), delta=mit.revised)
+    out = audit_report(mitigated, cfg.policy, cfg.model_name, mit.revised.method, requests, hparams)
     out["mitigation"] = json_safe(mitigation_summary(mit, result.plan, report))
     write_report(directory / "plain", report, result)
     write_report(directory, out, mitigated, extra={"plain_ripple_graph.png": directory / "plain" / "ripple_graph.png"})
     return out
 
 
-def _batch_job(policy, model_name, method, hparams, k, force, quiet, mitigation, budget, ranker,
-               setup, requests, items, sentences, bridge, directory: Path, with_mitigation: bool, desc: str) -> dict:
-    """One audit of a batch (module level, so that a worker process can run it)."""
-    return _audit_one(setup, requests, items, sentences, policy, model_name, method, hparams, directory, k, force,
-                      quiet, bridge, mitigation if with_mitigation else None, desc=desc, budget=budget, ranker=ranker)
+def _batch_job(cfg: AuditConfig, inputs: AuditInputs, requests, directory: Path, mitigate: bool, desc: str) -> dict:
+    """One audit of a batch in a worker process (module level, so that it pickles)."""
+    return _audit_one(inputs, requests, cfg, directory, mitigate, desc)
 
 
-def run_audit(setup, requests, items, sentences, policy: Policy, out, model_name: str, k: int = 5,
-              force: bool = False, quiet: bool = True, bridge=None, mitigation=None, budget=None,
-              ranker=None, workers: int = 1, build=None) -> dict:
-    """Audit ``requests`` with ``setup``'s editor and hyperparameters (one request: a single audit;
+def run_audit(inputs: AuditInputs, requests, cfg: AuditConfig, out, workers: int = 1, build=None) -> dict:
+    """Audit ``requests`` with the setup's editor and hyperparameters (one request: a single audit;
     several: each alone and all together) and write the report(s) to ``out``; returns the
-    top-level report. ``mitigation``: ``(name, hparams)`` to audit the mitigated edit beside the
-    plain one (the verdict is then the mitigated edit's: what would ship). ``workers`` > 1: the
-    audits of a batch run in that many processes (:mod:`ripple.auditing.parallel`), each with the
-    model ``build(index)`` loads; the reports are the serial run's."""
-    import functools
-
+    top-level report. ``workers`` > 1: the audits of a batch run in that many processes
+    (:mod:`ripple.auditing.parallel`), each with the inputs ``build(index)`` loads; the reports are
+    the serial run's."""
     requests = list(requests)
-    method, hparams = setup.method, dataclasses.asdict(setup.hp)
+    method = inputs.setup.method
     if workers > 1 and build is None:
-        raise ValueError("run_audit: workers > 1 needs build, the function that loads a worker's model")
+        raise ValueError("run_audit: workers > 1 needs build, the function that loads a worker's inputs")
     with output_unit(out) as tmp:
         if len(requests) == 1:
-            return _audit_one(setup, requests, items, sentences, policy, model_name, method, hparams, tmp, k,
-                              force, quiet, bridge, mitigation, budget=budget, ranker=ranker)
+            return _audit_one(inputs, requests, cfg, tmp)
         width = max(2, len(str(len(requests))))
         named = [(f"edit-{i + 1:0{width}d}", [r]) for i, r in enumerate(requests)] + [("together", requests)]
         # a sequential editor's together job is one solve per request: audited plain, not revised
         sequential = get_editor(method).one_request_per_solve
         jobs = [(name, reqs, not (sequential and len(reqs) > 1), f"audit {n}/{len(named)} ({name})")
                 for n, (name, reqs) in enumerate(named, 1)]
-        job = functools.partial(_batch_job, policy, model_name, method, hparams, k, force, True if workers > 1
-                                else quiet, mitigation, budget, ranker)
         if workers > 1:
             from ripple.auditing.parallel import run_jobs, warm_statistics
 
-            warm_statistics(setup, mitigation)
-            reports = run_jobs(jobs, job, build, min(workers, len(jobs)), tmp, quiet=quiet)
+            warm_statistics(inputs.setup, cfg.mitigation)
+            job_cfg = dataclasses.replace(cfg, measure=dataclasses.replace(cfg.measure, quiet=True))
+            reports = run_jobs(jobs, functools.partial(_batch_job, job_cfg), build, min(workers, len(jobs)), tmp, quiet=cfg.measure.quiet)
         else:
-            reports = {name: job(setup, reqs, items, sentences, bridge, tmp / name, mit, desc)
-                       for name, reqs, mit, desc in jobs}
+            reports = {name: _audit_one(inputs, reqs, cfg, tmp / name, mit, desc) for name, reqs, mit, desc in jobs}
         rows = [_row(name, reports[name]) for name, *_ in jobs]
-        summary = batch_summary(rows, model_name, method, requests, policy)
+        summary = batch_summary(rows, cfg.model_name, method, requests, cfg.policy)
         write_report(tmp, summary, None)
         return summary

@@ -80,8 +80,9 @@ def check_args(args) -> None:
 
 
 def run(args) -> int:
+    from ripple.auditing.measure import AuditInputs, MeasureOptions
     from ripple.auditing.policy import DEFAULT_POLICY, load_policy
-    from ripple.auditing.run import run_audit
+    from ripple.auditing.run import AuditConfig, run_audit
     from ripple.commands.options import precheck_hparams, ranker_arg, setup_from_args
     from ripple.evaluate.perplexity import general_sentences_for
     from ripple.probes.sets import probe_items
@@ -114,9 +115,9 @@ def run(args) -> int:
         print("ripple: warning: --workers: one edit is one audit; running it in this process", file=sys.stderr)
         workers = 1
     build = functools.partial(worker_context, args, requests, extra) if workers > 1 else None
-    report = run_audit(setup, setup.requests, items, sentences, policy, args.out, model_name=str(args.model),
-                       k=args.k, force=args.force, quiet=args.quiet, bridge=bridge, mitigation=mitigation,
-                       budget=args.budget, workers=workers, build=build, **ranker_arg(args))
+    opts = MeasureOptions(k=args.k, force=args.force, quiet=args.quiet, budget=args.budget, **ranker_arg(args))
+    report = run_audit(AuditInputs(setup, items, sentences, bridge), setup.requests,
+                       AuditConfig(policy, str(args.model), opts, mitigation), args.out, workers=workers, build=build)
     verdict = report["verdict"]
     if args.json:
         print(json.dumps(report, indent=2))
@@ -142,7 +143,8 @@ def worker_context(args, requests, extra, index: int):
 
     import torch
 
-    from ripple.auditing.parallel import WorkerContext, worker_device
+    from ripple.auditing.measure import AuditInputs
+    from ripple.auditing.parallel import worker_device
     from ripple.commands.options import setup_from_args
     from ripple.evaluate.perplexity import general_sentences_for
     from ripple.probes.sets import probe_items
@@ -156,7 +158,7 @@ def worker_context(args, requests, extra, index: int):
         from ripple.evaluate.lm_eval_bridge import LmEvalBridge
 
         bridge = LmEvalBridge(setup.model, setup.tok, args.tasks, world=setup.world, limit=args.limit)
-    return WorkerContext(setup, items, general_sentences_for(setup.world), bridge)
+    return AuditInputs(setup, items, general_sentences_for(setup.world), bridge)
 
 
 def _short(value) -> str:

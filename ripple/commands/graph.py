@@ -48,7 +48,7 @@ def run(args) -> int:
     from ripple.auditing.measure import edited_items
     from ripple.commands.options import check_k, inputs_of, precheck_hparams, setup_from_args
     from ripple.editing.editor import get_editor
-    from ripple.gie import gie_for_edit, save_graph
+    from ripple.gie import GraphOptions, gie_for_edit, save_graph
     from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph
     from ripple.gie.targets import expected_changes, world_edit
     from ripple.io import atomic_write_json
@@ -73,9 +73,8 @@ def run(args) -> int:
     check_k(args.k, items)
     expected = expected_changes(setup.world, world_edit(setup.world, request), items)
     t0 = time.perf_counter()
-    graph, profile = gie_for_edit(setup.ctx, setup.method, setup.hp, items, request, k=args.k, force=args.force,
-                                  edited_id=edited_id, expected=expected, budget=args.budget,
-                                  **ranker_arg(args))
+    opts = GraphOptions(k=args.k, force=args.force, budget=args.budget, **ranker_arg(args))
+    graph, profile = gie_for_edit(setup.ctx, setup.method, setup.hp, items, request, opts, edited_id, expected)
     estimate = budget_note(args.budget, args.model, args.method, profile)
     with output_unit(args.out) as stage:
         save_graph(graph, stage)

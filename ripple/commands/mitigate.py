@@ -53,6 +53,7 @@ def run(args) -> int:
     from ripple.editing.editor import get_editor
     from ripple.errors import RippleError
     from ripple.evaluate.changes import plan_audit
+    from ripple.gie.pipeline import Edit
     from ripple.io import atomic_write_json
     from ripple.loading import save_model
     from ripple.mitigation.run import mitigate
@@ -80,8 +81,8 @@ def run(args) -> int:
     say = (lambda msg: None) if args.quiet else (lambda msg: print(f"ripple: {msg}", flush=True))
     say(f"editing with {args.method} and measuring {len(items)} probe items before and after")
     plan = plan_audit(setup.model, setup.tok, setup.world, setup.requests, items)
-    out = mitigate(setup.ctx, args.method, setup.requests, setup.hp, items, setup.world, args.mitigation, hp_m,
-                   plan=plan, force=args.force)
+    edit = Edit(args.method, tuple(setup.requests), setup.hp, force=args.force)
+    out = mitigate(setup.ctx, edit, items, setup.world, args.mitigation, hp_m, plan=plan)
     record = mitigation_record(out, plan, setup.requests)
     with output_unit(args.out) as stage:
         with out.revised.applied(setup.model):

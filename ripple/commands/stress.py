@@ -58,7 +58,7 @@ def check_args(args) -> list[str]:
         parse_method(name)
     if len(set(names)) != len(names):
         raise RippleError(f"a method is named twice in --method/--compare ({', '.join(names)}); name each once")
-    if args.hypernet and not any(parse_method(n)[0] == "rledit" for n in names):
+    if args.hypernet and not any(parse_method(n).base == "rledit" for n in names):
         raise RippleError("--hypernet is for rledit, which is not among --method/--compare; drop it or add rledit")
     if args.every % args.chunk:
         raise RippleError(f"--every {args.every} is not a multiple of --chunk {args.chunk}; checkpoints fall between "
@@ -89,12 +89,12 @@ def run(args) -> int:
     from ripple.io import atomic_write_json, atomic_write_text
     from ripple.outputs import output_unit
     from ripple.stress.report import plot_stress, stress_table
-    from ripple.stress.run import parse_method, run_stress, stress_stream
+    from ripple.stress.run import StressOptions, parse_method, run_stress, stress_stream
 
     names = check_args(args)
     for name in names:  # hyperparameters of every method, before the model is loaded
-        method, rect = parse_method(name)
-        precheck_hparams(args, method, [f"rect={rect}"] if rect else [], strict=False)
+        variant = parse_method(name)
+        precheck_hparams(args, variant.base, [f"rect={variant.rect}"] if variant.rect else [], strict=False)
     setup = load_setup(args.model, hparams_file=args.hparams, context=False, **model_kwargs(args))
     stream, world = stress_stream(setup, args.edits, args.edit_file, args.seed)
     if args.chunk > 1:  # a chunk is one solve of a batch editor: no two of its edits may contradict
@@ -114,11 +114,12 @@ def run(args) -> int:
                   f"{row.get('untouched_accuracy')}, perplexity x{row['perplexity_ratio']:.3g}", file=sys.stderr)
 
     try:
-        result = run_stress(setup, names, stream, args.every, world=world, tasks=args.tasks, limit=args.limit,
-                            collapse_ratio=args.collapse_ratio, task_floor=args.task_floor, overrides=args.set,
-                            on_checkpoint=progress, chunk=args.chunk,
-                            method_overrides={"rledit": hypernet_overrides(args, "rledit")},
-                            counterfact=args.counterfact, store=store, resume=args.resume)
+        opts = StressOptions(every=args.every, chunk=args.chunk, tasks=tuple(args.tasks or ()), limit=args.limit,
+                             collapse_ratio=args.collapse_ratio, task_floor=args.task_floor,
+                             overrides=tuple(args.set or ()), counterfact=args.counterfact,
+                             method_overrides={"rledit": hypernet_overrides(args, "rledit")})
+        result = run_stress(setup, names, stream, opts, world=world, on_checkpoint=progress, store=store,
+                            resume=args.resume)
     except RippleError:
         raise
     except (Exception, KeyboardInterrupt):  # a crash or a stop: say how to go on

@@ -29,6 +29,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -98,15 +100,33 @@ def _atomic_save(obj, path: Path) -> None:
 
 
 @torch.no_grad()
-def second_moments(model, tok, spec, layers, corpus, n_samples: int, batch_size: int = 64,
-                   save_every: int = 20, use_cache: bool = True, stop_after: int | None = None,
-                   log=None) -> dict:
+@dataclass(frozen=True)
+class StatsRun:
+    """How :func:`second_moments` runs: ``batch_size`` sequences a forward pass, partial sums saved
+    every ``save_every`` batches (resumed by a rerun), the result written to the editors' cache
+    when ``use_cache``; ``stop_after``: stop after that many batches of this run (for tests);
+    ``log``: a function that takes the one-line summary (rank 0)."""
+
+    batch_size: int = 64
+    save_every: int = 20
+    use_cache: bool = True
+    stop_after: int | None = None
+    log: Callable[[str], object] | None = None
+
+
+def second_moments(model, tok, spec, layers, corpus, n_samples: int, settings: StatsRun | None = None,
+                   **options) -> dict:
     """``{layer: C}`` (float64 ``[in, in]``) over the first ``n_samples`` corpus tokens, every
-    process of the group computing its share (see the module docstring); written to the editors'
-    cache by rank 0 when ``use_cache``. Returns also ``"tokens"``, ``"seconds"``, ``"forward_tokens"``
-    (tokens the forward passes ran, padding included) under the key ``None``.
-    ``stop_after``: stop after that many batches of this run, partial sums saved (for tests)."""
+    process of the group computing its share (see the module docstring); ``settings`` (a
+    :class:`StatsRun`) or its fields as keywords. Returns also ``"tokens"``, ``"seconds"``,
+    ``"forward_tokens"`` (tokens the forward passes ran, padding included) under the key ``None``."""
+    import dataclasses
+
     import torch.distributed as dist
+
+    opts = dataclasses.replace(settings or StatsRun(), **options)
+    batch_size, save_every, use_cache, stop_after, log = (opts.batch_size, opts.save_every, opts.use_cache,
+                                                          opts.stop_after, opts.log)
 
     layers = sorted(set(int(x) for x in layers))
     if not layers:

@@ -38,6 +38,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from ripple.editing.variant import Variant
 from ripple.registry import Registry
 
 if TYPE_CHECKING:  # torch stays out of the CLI's start-up (argument errors, --help, organism show)
@@ -106,12 +107,13 @@ def with_rect(ctx, delta: EditDelta, keep: float) -> EditDelta:
     from ripple.editing.delta import EditDelta
     from ripple.errors import RippleError
 
-    if delta.method.endswith("+rect"):
+    variant = Variant.parse(delta.method)
+    if variant.rect is not None:
         raise RippleError(f"the {delta.method} edit is already masked by RECT; pass the plain edit")
     t0 = time.perf_counter()
     deltas = _rect(ctx, delta.deltas, keep)
     info = dict(delta.info, seconds=round(delta.info.get("seconds", 0.0) + time.perf_counter() - t0, 4))
-    return EditDelta(method=delta.method + "+rect", deltas=deltas, requests=list(delta.requests),
+    return EditDelta(method=variant.with_rect(keep).name, deltas=deltas, requests=list(delta.requests),
                      hparams=dict(delta.hparams, rect=keep), info=info)
 
 
@@ -123,5 +125,5 @@ def make_delta(ctx, method: str, requests, hp, deltas: dict, info: dict, t0: flo
     if hp.rect is not None:
         deltas = _rect(ctx, deltas, hp.rect)
     info["seconds"] = round(time.perf_counter() - t0, 4)
-    return EditDelta(method=method + ("+rect" if hp.rect is not None else ""), deltas=deltas,
+    return EditDelta(method=Variant(method, rect=hp.rect).name, deltas=deltas,
                      requests=[r.to_dict() for r in requests], hparams=asdict(hp), info=info)

@@ -8,8 +8,8 @@
 
 from ripple.gie.graph import HOP_BUCKETS, SIM_BUCKETS, build_graph, ripple_profile, save_graph
 from ripple.gie.measure import ItemState, measure_items
-from ripple.gie.run import find_edited_item, gie_for_edit
+from ripple.gie.run import GraphOptions, find_edited_item, gie_for_edit
 from ripple.gie.targets import edited_fact_id
 
-__all__ = ["HOP_BUCKETS", "SIM_BUCKETS", "ItemState", "build_graph", "edited_fact_id", "find_edited_item", "gie_for_edit",
+__all__ = ["HOP_BUCKETS", "SIM_BUCKETS", "GraphOptions", "ItemState", "build_graph", "edited_fact_id", "find_edited_item", "gie_for_edit",
            "measure_items", "ripple_profile", "save_graph"]

@@ -1,5 +1,6 @@
 """What GIE measures of each probe item: its hidden state at the subject's last token and at the
-prompt's last token per probed layer, the model's greedy answer (first token) and log P(item's answer).
+prompt's last token per probed layer (an :class:`~ripple.probes.cache.ActivationCache`, the one
+activation container), the model's greedy answer (first token) and log P(item's answer).
 
 ::
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -21,6 +22,7 @@ from ripple.devices import input_device
 from ripple.errors import RippleError
 from ripple.hooks import SiteTrace, Trace, TraceDict, start_at_block
 from ripple.modes import held
+from ripple.probes.cache import ActivationCache
 from ripple.probes.record import encode_items, gather
 from ripple.probes.sets import ProbeItem
 from ripple.scoring import answer_window, length_batches, pad_ids, score_answers, window_logits
@@ -30,46 +32,67 @@ POSITION = "subject_last"
 POSITIONS = ("subject_last", "last")  # ItemState.reps and ItemState.last
 
 
-@dataclass(frozen=True)
 class ItemState:
-    """Per item (rows in item order): ``reps[layer]`` ``[n, hidden]`` float32 at the subject's last
-    token, ``greedy`` first-token answer, ``logp`` log P(answer) (float64 ``[n]``), ``correct`` (the
-    answer is the greedy one) and ``last[layer]`` at the prompt's last token (empty: not recorded)."""
+    """Per item (rows in item order): its hidden states at each probed layer, held as an
+    :class:`~ripple.probes.cache.ActivationCache` (``acts``: sites ``blocks.L.out@subject_last`` and,
+    when recorded, ``blocks.L.out@last``; rows named by ``ids``; save, diff and concat it as any
+    recorded cache), and its answers: ``greedy`` first-token answer, ``logp`` log P(answer) (float64
+    ``[n]``), ``correct`` (the answer is the greedy one). ``reps[layer]`` and ``last[layer]`` are
+    the ``[n, hidden]`` float32 views at the subject's last token and at the prompt's last token."""
 
-    ids: tuple[str, ...]
-    reps: dict[int, torch.Tensor]
-    greedy: tuple[str, ...]
-    logp: torch.Tensor
-    correct: tuple[bool, ...]
-    last: dict[int, torch.Tensor] = field(default_factory=dict)
+    __slots__ = ("ids", "acts", "greedy", "logp", "correct", "_layers")
 
-    def __post_init__(self):
-        n = len(self.ids)
-        reps = [*self.reps.values(), *self.last.values()]
-        sizes = {len(self.greedy), len(self.logp), len(self.correct)} | {t.shape[0] for t in reps}
-        if sizes != {n} or any(t.dim() != 2 for t in reps):
+    def __init__(self, ids: Sequence[str], reps: dict[int, torch.Tensor], greedy: Sequence[str],
+                 logp: torch.Tensor, correct: Sequence[bool], last: dict[int, torch.Tensor] | None = None):
+        last = last or {}
+        n = len(ids)
+        tensors = [*reps.values(), *last.values()]
+        sizes = {len(greedy), len(logp), len(correct)} | {t.shape[0] for t in tensors}
+        if sizes != {n} or any(t.dim() != 2 for t in tensors):
             raise RippleError(f"ItemState fields must all have one row per item ({n} ids); got sizes "
                               f"{sorted(sizes)}; build it with measure_items")
-        if self.last and set(self.last) != set(self.reps):
+        if last and set(last) != set(reps):
             raise RippleError("ItemState.last must cover the same layers as ItemState.reps; build it with "
                               "measure_items")
+        sites = {_site(L, POSITION): t for L, t in reps.items()}
+        sites.update({_site(L, "last"): t for L, t in last.items()})
+        self.ids, self.acts = tuple(ids), ActivationCache(sites, ids)
+        self.greedy, self.logp, self.correct = tuple(greedy), logp, tuple(correct)
+        self._layers = tuple(reps)
+
+    @property
+    def reps(self) -> dict[int, torch.Tensor]:
+        return {L: self.acts[_site(L, POSITION)] for L in self._layers}
+
+    @property
+    def last(self) -> dict[int, torch.Tensor]:
+        if "last" not in self.positions:
+            return {}
+        return {L: self.acts[_site(L, "last")] for L in self._layers}
 
     @property
     def layers(self) -> tuple[int, ...]:
-        return tuple(sorted(self.reps))
+        return tuple(sorted(self._layers))
 
     @property
     def positions(self) -> tuple[str, ...]:
-        return POSITIONS if self.last else (POSITION,)
+        return POSITIONS if self._layers and _site(self._layers[0], "last") in self.acts else (POSITION,)
 
     def rep(self, layer: int, position: str = POSITION) -> torch.Tensor:
         if position not in self.positions:
             raise RippleError(f"position {position!r} was not recorded; recorded: {', '.join(self.positions)}; "
                               "measure with measure_items to get both")
-        if layer not in self.reps:
+        if layer not in self._layers:
             raise RippleError(f"layer {layer} was not probed; probed layers: "
                               f"{', '.join(map(str, self.layers))}")
-        return (self.last if position == "last" else self.reps)[layer]
+        return self.acts[_site(layer, position)]
+
+    def __repr__(self) -> str:
+        return f"ItemState({len(self.ids)} items, layers {list(self.layers)}, positions {list(self.positions)})"
+
+
+def _site(layer: int, position: str) -> str:
+    return f"{act_name(layer, 'out')}@{position}"
 
 
 def measure_items(model, tok, spec, items: Sequence[ProbeItem], layers: Sequence[int] | None = None,

@@ -19,7 +19,7 @@ on a tie. The model is left exactly as it was, whatever happens.
 
 ::
 
-    out = mitigate(setup.ctx, "rome", requests, setup.hp, items, setup.world)
+    out = mitigate(setup.ctx, Edit("rome", requests, setup.hp), items, setup.world)
     out.stopped, len(out.damaged["plain"]), len(out.damaged["revised"]), out.revised.method
     # -> ('no damage left', 9, 0, 'rome+sir')
 """
@@ -27,12 +27,13 @@ on a tie. The model is left exactly as it was, whatever happens.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ripple.editing.delta import EditDelta, WeightSnapshot
 from ripple.editing.editor import get_editor
 from ripple.editing.metrics import aggregate, request_metrics
-from ripple.gie.measure import ItemState, measure_items
+from ripple.gie.measure import ItemState
+from ripple.gie.pipeline import Edit, ItemProbe, sandbox
 from ripple.mitigation import MITIGATIONS
 from ripple.modes import held
 
@@ -57,88 +58,104 @@ class Mitigated:
                 "seconds": self.seconds}
 
 
-def _measure(ctx, items, requests, delta: EditDelta) -> tuple[ItemState, list[dict]]:
-    with delta.applied(ctx.model):
-        states = measure_items(ctx.model, ctx.tok, ctx.spec, items)
+def _measure(ctx, probe: ItemProbe, requests, delta: EditDelta) -> tuple[ItemState, list[dict]]:
+    with sandbox(ctx, Edit(delta=delta)) as run:
+        states = probe.after(run.total).state
         metrics = [request_metrics(ctx.model, ctx.tok, r) for r in requests]
     return states, metrics
 
 
-def mitigate(ctx, method: str, requests, edit_hp, items, world, mitigation: str = "sir", hp=None, plan=None,
-             before: ItemState | None = None, plain: EditDelta | None = None, force: bool = False) -> Mitigated:
-    """Edit with ``method`` (or take the computed ``plain`` delta), then run the loop above with
-    ``mitigation`` (hyperparameters ``hp``, default its dataclass's). ``plan`` and ``before``: the
-    audit's plan (:func:`~ripple.evaluate.changes.plan_audit`) and the unedited states when the caller
-    has them; ``force`` skips the editor's norm guard."""
-    from ripple.evaluate.changes import classify_changes, plan_audit
+@dataclass
+class _Loop:
+    """The loop's running state: its rounds, the best round so far, the items constrained, the times."""
+
+    rounds: list[dict]
+    best: tuple  # (damaged count, round, delta, states)
+    plain_states: ItemState
+    seconds: dict  # measure, revise
+    handled: list = field(default_factory=list)
+    cache: dict = field(default_factory=dict)
+
+
+def mitigate(ctx, edit: Edit, items, world, mitigation: str = "sir", hp=None, plan=None,
+             before: ItemState | None = None) -> Mitigated:
+    """Edit with ``edit.method`` for ``edit.requests`` (hyperparameters ``edit.hp``; or take the
+    computed ``edit.delta``), then run the loop above with ``mitigation`` (hyperparameters ``hp``,
+    default its dataclass's). ``plan`` and ``before``: the audit's plan
+    (:func:`~ripple.evaluate.changes.plan_audit`) and the unedited states when the caller has them;
+    ``edit.force`` skips the editor's norm guard."""
+    from ripple.evaluate.changes import plan_audit
 
     entry = MITIGATIONS.get(mitigation)
     hp = entry.hparams() if hp is None else hp
-    model, tok, spec = ctx.model, ctx.tok, ctx.spec
-    requests = list(requests)
+    model, requests = ctx.model, list(edit.requests)
     names = [n for n, _ in model.named_parameters()]
     with held(model), WeightSnapshot.take(model, names):  # nothing below may leave the model changed
         t0 = time.perf_counter()
         if plan is None:
-            plan = plan_audit(model, tok, world, requests, items)
+            plan = plan_audit(model, ctx.tok, world, requests, items)
+        probe = ItemProbe(ctx, plan.items)
         if before is None:
-            before = measure_items(model, tok, spec, plan.items)
-        if plain is None:
-            plain = get_editor(method).compute(ctx, requests, edit_hp)
-        plain.check_norms(model, edit_hp.max_update_ratio, force=force)
-        t_edit = plain.info.get("seconds", 0.0)
-        t_measure = t_revise = 0.0
-
-        t1 = time.perf_counter()
-        states, metrics = _measure(ctx, plan.items, requests, plain)
-        t_measure += time.perf_counter() - t1
-        plain_states = states
-        damaged = classify_changes(plan, before, states).unintended
-        plain_eff = aggregate(metrics)["efficacy"]
-        rounds = [{"round": 0, "damaged": damaged, **_figures(metrics), "norm_growth": 1.0, "seconds": 0.0}]
-        best = (len(damaged), 0, plain, states)
-        handled: list = []
-        cache: dict = {}
-        by_id = {item.id: item for item in plan.items}
-        stopped = "no damage left" if not damaged else None
-        while stopped is None:
-            if len(rounds) > hp.iterations:
-                stopped = "iteration budget"
-                break
-            new = [by_id[i] for i in damaged if by_id[i] not in handled]
-            if not new:
-                stopped = "no new damage"
-                break
-            handled += new
-            t1 = time.perf_counter()
-            revised, info = entry.compute(ctx, method, requests, edit_hp, plain, handled, hp, world, cache=cache)
-            t_revise += time.perf_counter() - t1
-            r = {"round": len(rounds), "constrained": len(handled), "norm_growth": info.get("norm_growth"),
-                 "step": {k: v for k, v in info.items() if k not in ("damaged", "seconds")},
-                 "seconds": info.get("seconds")}
-            if info.get("norm_growth", 1.0) > hp.max_norm_growth:
-                rounds.append({**r, "rejected": "norm budget"})
-                stopped = "norm budget"
-                break
-            t1 = time.perf_counter()
-            states, metrics = _measure(ctx, plan.items, requests, revised)
-            t_measure += time.perf_counter() - t1
-            damaged = classify_changes(plan, before, states).unintended
-            rounds.append({**r, "damaged": damaged, **_figures(metrics)})
-            if aggregate(metrics)["efficacy"] < plain_eff:
-                rounds[-1]["rejected"] = "edit lost"
-                stopped = "edit lost"
-                break
-            if len(damaged) < best[0]:
-                best = (len(damaged), r["round"], revised, states)
-            if not damaged:
-                stopped = "no damage left"
-        _, chosen, final, final_states = best
+            before = probe.before()
+        plain = edit.delta if edit.delta is not None else get_editor(edit.method).compute(ctx, requests, edit.hp)
+        plain.check_norms(model, edit.hp.max_update_ratio, force=edit.force)
+        loop, stopped = _revise_until_done(ctx, replace(edit, requests=tuple(requests), delta=plain), entry, hp,
+                                           world, plan, probe, before)
+        _, chosen, final, final_states = loop.best
+        rounds = loop.rounds
     return Mitigated(plain=plain, revised=final, rounds=rounds, chosen=chosen, stopped=stopped,
-                     states={"before": before, "plain": plain_states, "revised": final_states},
+                     states={"before": before, "plain": loop.plain_states, "revised": final_states},
                      damaged={"plain": rounds[0]["damaged"], "revised": rounds[chosen]["damaged"]},
-                     seconds={"edit": round(t_edit, 3), "revise": round(t_revise, 3),
-                              "measure": round(t_measure, 3), "total": round(time.perf_counter() - t0, 3)})
+                     seconds={"edit": round(plain.info.get("seconds", 0.0), 3),
+                              "revise": round(loop.seconds["revise"], 3), "measure": round(loop.seconds["measure"], 3),
+                              "total": round(time.perf_counter() - t0, 3)})
+
+
+def _revise_until_done(ctx, edit: Edit, entry, hp, world, plan, probe: ItemProbe, before: ItemState) -> tuple[_Loop, str]:
+    """Round 0 measures the plain edit (``edit.delta``); each later round revises it against every
+    item damaged so far and measures the result, until one of the stops above."""
+    from ripple.evaluate.changes import classify_changes
+
+    requests, plain = list(edit.requests), edit.delta
+    seconds = {"measure": 0.0, "revise": 0.0}
+    states, metrics = _timed_measure(ctx, probe, requests, plain, seconds)
+    damaged = classify_changes(plan, before, states).unintended
+    plain_eff = aggregate(metrics)["efficacy"]
+    loop = _Loop([{"round": 0, "damaged": damaged, **_figures(metrics), "norm_growth": 1.0, "seconds": 0.0}],
+                 (len(damaged), 0, plain, states), states, seconds)
+    by_id = {item.id: item for item in plan.items}
+    while damaged:
+        if len(loop.rounds) > hp.iterations:
+            return loop, "iteration budget"
+        new = [by_id[i] for i in damaged if by_id[i] not in loop.handled]
+        if not new:
+            return loop, "no new damage"
+        loop.handled += new
+        t1 = time.perf_counter()
+        revised, info = entry.compute(ctx, edit.method, requests, edit.hp, plain, loop.handled, hp, world,
+                                      cache=loop.cache)
+        loop.seconds["revise"] += time.perf_counter() - t1
+        r = {"round": len(loop.rounds), "constrained": len(loop.handled), "norm_growth": info.get("norm_growth"),
+             "step": {k: v for k, v in info.items() if k not in ("damaged", "seconds")}, "seconds": info.get("seconds")}
+        if info.get("norm_growth", 1.0) > hp.max_norm_growth:
+            loop.rounds.append({**r, "rejected": "norm budget"})
+            return loop, "norm budget"
+        states, metrics = _timed_measure(ctx, probe, requests, revised, loop.seconds)
+        damaged = classify_changes(plan, before, states).unintended
+        loop.rounds.append({**r, "damaged": damaged, **_figures(metrics)})
+        if aggregate(metrics)["efficacy"] < plain_eff:
+            loop.rounds[-1]["rejected"] = "edit lost"
+            return loop, "edit lost"
+        if len(damaged) < loop.best[0]:
+            loop.best = (len(damaged), r["round"], revised, states)
+    return loop, "no damage left"
+
+
+def _timed_measure(ctx, probe: ItemProbe, requests, delta: EditDelta, seconds: dict):
+    t1 = time.perf_counter()
+    out = _measure(ctx, probe, requests, delta)
+    seconds["measure"] += time.perf_counter() - t1
+    return out
 
 
 def item_table(items, ids, states: dict) -> list[dict]:

@@ -48,6 +48,7 @@ from ripple.editing.delta import EditDelta
 from ripple.editing.editor import get_editor
 from ripple.editing.limits import AT_LEAST_0, NON_NEGATIVE, POSITIVE, SHARE, UNIT, Limit
 from ripple.editing.solvers import c_cosine, keep_and_zero_correction, principal_basis, select_rows
+from ripple.editing.variant import Variant
 from ripple.errors import RippleError
 from ripple.hooks import MlpGradProbe, SiteTrace, TraceDict
 from ripple.mitigation import MITIGATIONS, Mitigation
@@ -271,7 +272,7 @@ def revise(ctx, method: str, requests, edit_hp, plain: EditDelta, damaged, hp: S
     info["norm_growth"] = round(max(growth.values()), 4)
     info["constrained"] = [d.id for d in constrained]
     info["seconds"] = round(time.perf_counter() - t0, 4)
-    revised = EditDelta(f"{plain.method}+{NAME}", deltas, requests=list(plain.requests),
+    revised = EditDelta(Variant.parse(plain.method).mitigated(NAME).name, deltas, requests=list(plain.requests),
                         hparams={"edit": plain.hparams, NAME: hp.__dict__}, info={"plain": plain.info, NAME: info})
     return revised, info
 

@@ -21,7 +21,7 @@ after each method, so every method starts from the same weights and gets the sam
 ::
 
     setup = load_setup("organism")
-    result = run_stress(setup, ["memit", "memit+rect"], stress_stream(setup, 1000), every=100)
+    result = run_stress(setup, ["memit", "memit+rect"], stress_stream(setup, 1000)[0], StressOptions(every=100))
     result.curves["memit+rect"]["collapse"]      # {'edits': 400, 'perplexity_ratio': 3.4} or None
 """
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ripple.arch import mlp_out_param
 from ripple.devices import param_value
@@ -38,6 +38,7 @@ from ripple.editing.request_files import load_requests
 from ripple.editing.requests import validate_for_model
 from ripple.editing.session import edited
 from ripple.editing.streams import edit_stream, fact_of, latest_edits
+from ripple.editing.variant import Variant
 from ripple.errors import RippleError
 from ripple.evaluate.perplexity import general_sentences_for, mean_perplexity
 from ripple.evaluate.ripple_scores import category_totals, plan_ripple, score_ripples
@@ -45,24 +46,21 @@ from ripple.scoring import answer_logprobs, query_correct
 from ripple.world.edits import WorldEdit
 from ripple.world.queries import fact_query
 
-DEFAULT_RECT = 0.4
 COLLAPSE_RATIO = 3.0
 TASK_FLOOR = 0.5
 
 
-def parse_method(name: str) -> tuple[str, float | None]:
-    """``"memit"`` -> ("memit", None); ``"memit+rect"`` -> ("memit", 0.4); ``"memit+rect=0.2"`` too."""
+def parse_method(name: str) -> Variant:
+    """A stress run's method as a :class:`~ripple.editing.variant.Variant`: ``memit``,
+    ``memit+rect`` (RECT at its default share) or ``memit+rect=0.2``; no mitigation here."""
     base, _, extra = name.partition("+")
     if not extra:
-        return base, None
+        return Variant(base)
     get_editor(base)
-    key, _, value = extra.partition("=")
-    if key != "rect":
+    variant = Variant.parse(name) if extra.partition("=")[0] == "rect" else None
+    if variant is None or variant.mitigation is not None:
         raise RippleError(f"unknown method option {extra!r} in {name!r}; the only one is +rect or +rect=SHARE")
-    try:
-        return base, float(value) if value else DEFAULT_RECT
-    except ValueError:
-        raise RippleError(f"bad RECT share {value!r} in {name!r}; write e.g. memit+rect=0.4") from None
+    return variant
 
 
 def untouched_queries(world, stream, n: int = 300, seed: int = 0):
@@ -157,12 +155,31 @@ def collapse_points(rows: list[dict], collapse_ratio: float = COLLAPSE_RATIO, ta
             "collapse_rule": {"perplexity_ratio": collapse_ratio, "task_floor": task_floor}}
 
 
-def stress_method(setup, name: str, stream, every: int, checkpoints: Checkpoints, overrides=(),
-                  on_checkpoint=None, task_floor: float = TASK_FLOOR, chunk: int = 1, store=None,
-                  resume: bool = False) -> dict:
-    """Apply ``stream`` with method ``name`` (``+rect`` allowed) on ``setup``'s model, ``chunk``
-    edits a step (one at a time for an editor of one fact per solve), measuring every ``every``
-    edits (a multiple of ``chunk``); the model is restored exactly before returning (also on error).
+@dataclass(frozen=True)
+class StressOptions:
+    """How a stress run goes: measure every ``every`` edits, ``chunk`` edits a step (a multiple of
+    ``chunk``); ``tasks`` (lm-eval, ``limit`` documents each) at every checkpoint; the collapse rule
+    (``collapse_ratio`` of perplexity, ``task_floor`` of the unedited task score); hyperparameter
+    ``overrides`` for every method and ``method_overrides`` for one editor (``{"rledit":
+    ["hypernet=DIR"]}``); ``counterfact``: each checkpoint also scores efficacy, paraphrase and
+    neighbourhood over the latest edit of every fact edited so far."""
+
+    every: int
+    chunk: int = 1
+    tasks: tuple = ()
+    limit: int | None = None
+    collapse_ratio: float = COLLAPSE_RATIO
+    task_floor: float = TASK_FLOOR
+    overrides: tuple = ()
+    method_overrides: dict = field(default_factory=dict)
+    counterfact: bool = False
+
+
+def stress_method(setup, name: str, stream, checkpoints: Checkpoints, opts: StressOptions, on_checkpoint=None,
+                  store=None, resume: bool = False) -> dict:
+    """Apply ``stream`` with method ``name`` (``+rect`` allowed) on ``setup``'s model,
+    ``opts.chunk`` edits a step (one at a time for an editor of one fact per solve), measuring every
+    ``opts.every`` edits; the model is restored exactly before returning (also on error).
 
     ``store`` (a :class:`ripple.stress.resume.ResumeStore`): save the method's state at every
     checkpoint; with ``resume``, go on from the state saved there."""
@@ -173,8 +190,10 @@ def stress_method(setup, name: str, stream, every: int, checkpoints: Checkpoints
     from ripple.io import source_fingerprint
     from ripple.stress.resume import weights_hash
 
-    method, rect = parse_method(name)
-    hp = setup.hparams_for(method, [*overrides, *([f"rect={rect}"] if rect else [])])
+    variant = parse_method(name)
+    method, every, chunk = variant.base, opts.every, opts.chunk
+    overrides = [*opts.overrides, *opts.method_overrides.get(method, [])]
+    hp = setup.hparams_for(method, [*overrides, *([f"rect={variant.rect}"] if variant.rect else [])])
     editor = get_editor(method)
     ctx, model = setup.ctx, setup.model
     step_size = 1 if editor.one_request_per_solve else chunk
@@ -229,8 +248,8 @@ def stress_method(setup, name: str, stream, every: int, checkpoints: Checkpoints
     timing = {"seconds": prior + time.perf_counter() - t0, "measure_seconds": measure_s}
     if len(segments) > 1:
         timing["segments"] = segments  # a resumed run: which code version applied which edits
-    return {"method": method, "rect": rect, "checkpoints": rows,
-            **collapse_points(rows, checkpoints.collapse_ratio, task_floor),
+    return {"method": method, "rect": variant.rect, "checkpoints": rows,
+            **collapse_points(rows, checkpoints.collapse_ratio, opts.task_floor),
             "guard_exceeded": {"count": len(over_guard), "first": over_guard[0] if over_guard else None,
                                "limit": hp.max_update_ratio},
             "timing": timing}
@@ -269,28 +288,22 @@ class StressResult:
     timing: dict  # method name -> seconds (kept out of the curves so reruns match)
 
 
-def run_stress(setup, names, stream, every: int, world=None, tasks=(), limit: int | None = None,
-               collapse_ratio: float = COLLAPSE_RATIO, task_floor: float = TASK_FLOOR, overrides=(),
-               on_checkpoint=None, chunk: int = 1, method_overrides=None, counterfact: bool = False,
-               store=None, resume: bool = False) -> StressResult:
+def run_stress(setup, names, stream, opts: StressOptions, world=None, on_checkpoint=None, store=None,
+               resume: bool = False) -> StressResult:
     """Every method of ``names`` over the same ``stream`` from the same weights (see the module
-    docstring), ``chunk`` edits a step; ``world``: score ripple categories and untouched facts from
-    it (None: skip them); ``method_overrides``: more overrides for one editor (``{"rledit":
-    ["hypernet=DIR"]}``); ``counterfact``: each checkpoint also scores efficacy, paraphrase and
-    neighbourhood over the latest edit of every fact edited so far; ``store``, ``resume``: save
-    each method's state at every checkpoint and go on from it (:func:`stress_method`)."""
+    docstring); ``world``: score ripple categories and untouched facts from it (None: skip them);
+    ``store``, ``resume``: save each method's state at every checkpoint and go on from it
+    (:func:`stress_method`)."""
     bridge = None
-    if tasks:
+    if opts.tasks:
         from ripple.evaluate.lm_eval_bridge import LmEvalBridge
 
-        bridge = LmEvalBridge(setup.model, setup.tok, list(tasks), world=world, limit=limit)
+        bridge = LmEvalBridge(setup.model, setup.tok, list(opts.tasks), world=world, limit=opts.limit)
     checkpoints = Checkpoints(setup.model, setup.tok, world, stream, general_sentences_for(world), bridge,
-                              collapse_ratio=collapse_ratio, spec=setup.spec, counterfact=counterfact)
+                              collapse_ratio=opts.collapse_ratio, spec=setup.spec, counterfact=opts.counterfact)
     curves, timing = {}, {}
     for name in names:
-        extra = (method_overrides or {}).get(parse_method(name)[0], [])
-        curve = stress_method(setup, name, stream, every, checkpoints, [*overrides, *extra], on_checkpoint,
-                              task_floor, chunk, store, resume)
+        curve = stress_method(setup, name, stream, checkpoints, opts, on_checkpoint, store, resume)
         timing[name] = curve.pop("timing")
         curves[name] = curve
     return StressResult(curves, timing)
