@@ -18,6 +18,8 @@ _EXPORTS = {
     "load": "ripple.api", "audit": "ripple.api", "Lab": "ripple.api", "AuditReport": "ripple.api",
     "Finding": "ripple.api", "AuditOptions": "ripple.api", "EditRequest": "ripple.editing.requests", "EditDelta": "ripple.editing.delta",
     "Policy": "ripple.auditing.policy", "Rule": "ripple.auditing.policy", "RippleError": "ripple.errors",
+    "GraphReport": "ripple.api", "Mitigated": "ripple.mitigation.run", "StressResult": "ripple.stress.run",
+    "Variant": "ripple.editing.variant",
 }
 
 __all__ = ["__version__", *_EXPORTS]

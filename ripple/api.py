@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from ripple.editing.delta import EditDelta
     from ripple.editing.requests import EditRequest
     from ripple.editing.setup import EditSetup
+    from ripple.gie.measure import ItemState
+    from ripple.mitigation.run import Mitigated
+    from ripple.stress.run import StressResult
 
 #: What ``AuditReport.save`` writes (the names ``ripple audit`` writes into ``--out``).
 AUDIT_FILES = ("report.html", "report.md", "report.json", "ripple_graph.png", "drift_by_hop.png",
@@ -144,6 +147,43 @@ def _overrides(hp: dict) -> list[str]:
     return [f"{k}={json.dumps(v) if isinstance(v, (list, tuple, dict)) else v}" for k, v in hp.items()]
 
 
+@dataclass
+class GraphReport:
+    """One edit's ripple graph (:meth:`Lab.graph`): the graph (nodes: probe items with answers and
+    drift before/after; edges: hidden-space neighbours and knowledge-graph links), its ripple
+    profile, and the items the world's ground truth says must change."""
+
+    graph: Any  # networkx.Graph
+    profile: dict
+    expected: list[str]
+
+    @property
+    def summary(self) -> dict:
+        return self.profile["summary"]
+
+    def save(self, directory) -> Path:
+        """Write ``graph.json``, ``graph.graphml`` and the figures as ``ripple graph`` does, as one unit."""
+        from ripple.gie import save_graph
+        from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph
+        from ripple.outputs import check_out, output_unit
+
+        names = ("graph.json", "graph.graphml", "ripple_graph.png", "drift_by_hop.png", "drift_vs_similarity.png")
+        check_out(directory, writes=names)
+        with output_unit(directory) as stage:
+            save_graph(self.graph, stage)
+            plot_ripple_graph(self.graph, stage / "ripple_graph.png")
+            plot_drift_by_hop(self.profile, stage / "drift_by_hop.png")
+            plot_drift_vs_similarity(self.graph, stage / "drift_vs_similarity.png")
+        return Path(directory)
+
+
+def _split(options_type, kwargs: dict) -> tuple[Any, dict]:
+    """``kwargs`` split into an ``options_type`` (its fields) and the rest (hyperparameters)."""
+    names = {f.name for f in fields(options_type)}
+    return options_type(**{k: v for k, v in kwargs.items() if k in names}), \
+        {k: v for k, v in kwargs.items() if k not in names}
+
+
 class Lab:
     """A model loaded once with everything ripple's jobs read: tokenizer, architecture row, world or
     knowledge graph, key-statistics corpus and caches (:func:`load` makes one)."""
@@ -244,6 +284,71 @@ class Lab:
             return AuditReport.from_report(report, shown_files(work / "out"))
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def measure(self, probes: str | None = None, layers=None) -> ItemState:
+        """Every probe item's hidden states and answers on the model as it is now (an
+        :class:`~ripple.gie.measure.ItemState`; ``probes``: a probe-set file, default the world's)."""
+        from ripple.gie.measure import measure_items
+
+        return measure_items(self.model, self.tokenizer, self.spec, self._items(probes), layers)
+
+    def graph(self, method: str, edit, *, probes: str | None = None, **kwargs) -> GraphReport:
+        """The ripple graph of one edit, as ``ripple graph`` measures it (the model is restored
+        afterwards). ``kwargs``: :class:`~ripple.gie.run.GraphOptions` fields (``k=3``,
+        ``budget=0.2``) and the editor's hyperparameters."""
+        from ripple.evaluate.changes import edited_items
+        from ripple.gie.run import GraphOptions, gie_for_edit
+        from ripple.gie.targets import expected_changes, world_edit
+
+        opts, hp = _split(GraphOptions, kwargs)
+        requests = self.requests(edit)
+        if len(requests) != 1:
+            raise RippleError(f"a ripple graph is of one edit; got {len(requests)}: pass one (audit a batch with audit)")
+        request = requests[0]
+        items, (edited_id,) = edited_items(self._items(probes), [request], self.world)
+        expected = expected_changes(self.world, world_edit(self.world, request), items)
+        graph, profile = gie_for_edit(self.ctx, method, self.hparams(method, **hp), items, request, opts,
+                                      edited_id, expected)
+        return GraphReport(graph, profile, sorted(expected))
+
+    def mitigate(self, method: str, edits, *, mitigation: str = "sir", probes: str | None = None,
+                 mitigation_hp: dict | None = None, force: bool = False, **hp) -> Mitigated:
+        """Edit, find the damage, revise (``ripple mitigate``'s loop; the model is restored
+        afterwards): a :class:`~ripple.mitigation.run.Mitigated` with the plain and revised deltas."""
+        from ripple.evaluate.changes import plan_audit
+        from ripple.gie.pipeline import Edit
+        from ripple.mitigation import mitigation_hparams
+        from ripple.mitigation.run import mitigate
+
+        requests, items = self.requests(edits), self._items(probes)
+        plan = plan_audit(self.model, self.tokenizer, self.world, requests, items)
+        hp_m = mitigation_hparams(mitigation, _overrides(mitigation_hp or {}))
+        edit = Edit(method, tuple(requests), self.hparams(method, **hp), force=force)
+        return mitigate(self.ctx, edit, items, self.world, mitigation, hp_m, plan=plan)
+
+    def stress(self, methods, edits: int = 100, *, edit_file: str | None = None, seed: int = 0,
+               **options) -> StressResult:
+        """``edits`` edits in sequence with each of ``methods`` (``memit``, ``memit+rect``), measured
+        at checkpoints (``ripple stress``; the model is restored afterwards): a
+        :class:`~ripple.stress.run.StressResult`. ``options``: :class:`~ripple.stress.run.StressOptions`
+        fields (``every=10`` is needed)."""
+        from ripple.stress.run import StressOptions, parse_method, run_stress, stress_stream
+
+        names = [methods] if isinstance(methods, str) else list(methods)
+        for name in names:
+            parse_method(name)
+        if "every" not in options:
+            raise RippleError("stress needs every=N: how many edits between checkpoints")
+        self.ctx  # noqa: B018 (the statistics are read on the unedited model)
+        stream, world = stress_stream(self.setup, edits, edit_file, seed)
+        return run_stress(self.setup, names, stream, StressOptions(**options), world=world)
+
+    def _items(self, probes):
+        from ripple.probes.sets import probe_items
+
+        items = probe_items(probes, self.world)
+        self.setup.check_probes(items)
+        return items
 
     def trace(self, prompt: str, subject: str, **options):
         """A causal trace of ``prompt`` (``{}`` marks the subject; :func:`ripple.causal_trace.causal_trace`)."""

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import ripple
 from ripple.outputs import shown_files
@@ -88,3 +89,29 @@ def test_keyword_arguments_split_into_options_and_hyperparameters():
     opts, hp = ripple.AuditOptions.split({"k": 3, "tasks": "organism", "mitigate": "sir", "layers": [5], "v_lr": 0.1})
     assert opts == ripple.AuditOptions(k=3, tasks=("organism",), mitigate="sir")
     assert hp == {"layers": [5], "v_lr": 0.1}
+
+
+@pytest.mark.slow
+def test_lab_runs_every_job_and_restores_the_model(tmp_path):
+    import ripple
+
+    lab = ripple.load("organism")
+    weights = {k: v.clone() for k, v in lab.model.state_dict().items()}
+    request = ripple.EditRequest("{} was born in", "Lodro Toudein", "Kraile")
+    state = lab.measure()
+    assert len(state.ids) == 936 and "blocks.5.out@last" in state.acts
+    graph = lab.graph("rome", request, k=3)
+    assert isinstance(graph, ripple.GraphReport) and graph.graph.graph["k"] == 3
+    assert graph.summary["edited_changed"] is True
+    saved = graph.save(tmp_path / "graph")
+    assert {"graph.json", "graph.graphml", "ripple_graph.png"} <= {p.name for p in saved.iterdir()}
+    mit = lab.mitigate("rome", request, layers=[0], fact_token="subject_last")
+    assert isinstance(mit, ripple.Mitigated) and mit.plain.method == "rome"
+    assert ripple.Variant.parse(mit.revised.method).base == "rome"
+    assert len(mit.damaged["revised"]) <= len(mit.damaged["plain"])
+    stress = lab.stress(["rome", "memit+rect"], 2, every=2)
+    assert isinstance(stress, ripple.StressResult) and set(stress.curves) == {"rome", "memit+rect"}
+    assert [r["edits"] for r in stress.curves["rome"]["checkpoints"]] == [0, 2]
+    assert all(torch.equal(v, lab.model.state_dict()[k]) for k, v in weights.items())
+    with pytest.raises(ripple.RippleError, match="one edit"):
+        lab.graph("rome", [request, request])
