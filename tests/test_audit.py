@@ -272,14 +272,9 @@ def browser_or_skip():
 def test_reports_render_in_headless_chromium(runs, tmp_path):
     """The passing and the failing report open in a real browser: a title, every image decoded (all
     inline), no console or page error, no request leaving the file."""
-    import importlib.util
+    from benchmarks.audit import browser_check as check
 
     chromium = browser_or_skip()
-    spec = importlib.util.spec_from_file_location("audit_browser_check",
-                                                  Path(__file__).resolve().parent.parent / "benchmarks" /
-                                                  "audit_browser_check.py")
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -1,17 +1,9 @@
-"""benchmarks/edit_sweep.py on the organism: with the value cache, configurations that differ only
+"""benchmarks/editors/sweep.py on the organism: with the value cache, configurations that differ only
 in what the value optimization does not read compute each value once and measure the same."""
-
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCH))
-_spec = importlib.util.spec_from_file_location("edit_sweep", BENCH / "edit_sweep.py")
-sweep = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sweep)
+from benchmarks.editors import sweep
 
 
 @pytest.fixture(scope="module")

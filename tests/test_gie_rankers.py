@@ -1,13 +1,12 @@
 """GIE's damage rankers, the key cache and incremental re-evaluation, against hand-computed answers
-and the full evaluation; and the curve arithmetic of benchmarks/gie_recall.py."""
+and the full evaluation; and the curve arithmetic of benchmarks/gie/recall.py."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
+from benchmarks.gie import recall as gr
 from ripple.arch import get_spec, mlp_out_param, out_in_to_storage
 from ripple.editing.delta import EditDelta
 from ripple.errors import RippleError
@@ -17,11 +16,6 @@ from ripple.gie.rankers import RANKERS, Ranker, RankInput
 from ripple.probes.sets import ProbeItem, ProbeLink
 
 from helpers import make_tiny_model, tiny_probe_items
-
-_spec = importlib.util.spec_from_file_location(
-    "gie_recall", Path(__file__).resolve().parents[1] / "benchmarks" / "gie_recall.py")
-gr = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gr)
 
 
 def _state(n, reps=None):

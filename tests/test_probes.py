@@ -5,7 +5,6 @@ last entry is ``final_norm(last block)``, so the last block is compared through 
 plain torch hooks on a single unpadded prompt, gathered at positions found by hand.
 """
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -151,14 +150,12 @@ def test_bundled_probe_sets_are_valid_and_linked():
 
 
 def test_bundled_probe_sets_are_up_to_date():
+    from benchmarks.probes import make_sets as make
     from ripple.organism.evaluate import load_world
 
-    spec = importlib.util.spec_from_file_location("make_probe_sets", ROOT / "benchmarks" / "make_probe_sets.py")
-    make = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make)
     for name, built in [("real_world", make.real_world_probe_set()), ("organism", world_probe_set(load_world()))]:
         fresh = load_probe_set(ROOT / "probes" / f"{name}.jsonl") == built
-        assert fresh, f"probes/{name}.jsonl is stale; rebuild it with python benchmarks/make_probe_sets.py"
+        assert fresh, f"probes/{name}.jsonl is stale; rebuild it with python -m benchmarks probes/make_sets"
 
 
 # --- record() -----------------------------------------------------------------------------------

@@ -1,20 +1,15 @@
-"""benchmarks/real_editors.py's drawing of CounterFact-style edits and its batch's specificity
+"""benchmarks/real_models/editors.py's drawing of CounterFact-style edits and its batch's specificity
 queries, on the organism: the rules its docstring states."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from benchmarks.common import known_facts
+from benchmarks.real_models import editors as re_bench
 from ripple.world.edits import WorldEdit
 
 pytestmark = pytest.mark.slow  # see pyproject.toml's markers: the quick run leaves these out
-
-_spec = importlib.util.spec_from_file_location(
-    "real_editors", Path(__file__).resolve().parents[1] / "benchmarks" / "real_editors.py")
-re_bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(re_bench)
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +20,7 @@ def setup():
 
 
 def _known(setup):
-    import edit_sweep  # on the path once counterfact_edits has run
-
-    return edit_sweep.known_facts(setup)
+    return known_facts(setup)
 
 
 def test_one_edit_per_known_fact_each_new_object_another_subjects_answer(setup):

@@ -71,7 +71,7 @@ def budget_estimate(budget: dict, model_name: str, method: str) -> dict:
     note = (f"estimate: {budget['n_evaluated']} of {budget['n_items']} probe items evaluated after the edit (budget "
             f"{budget['budget']:g}, ranked by {budget['ranker']}); the others are counted as unchanged")
     if exp is None:
-        note += "; no benchmark run covers this model and method (benchmarks/gie_recall.py measures the recall)"
+        note += "; no benchmark run covers this model and method (python -m benchmarks gie/recall measures the recall)"
     elif exp["recall"] is None:
         note += f"; the benchmark measured no budget this small (smallest: {exp['budget']:g})"
     else:

@@ -110,7 +110,7 @@ def budget_note(budget, model, method: str, profile: dict) -> dict | None:
     head = (f"estimate: {s['n_evaluated']} of {s['n_items']} probe items evaluated (budget {budget:g}, ranked by "
             f"{ranker}); the others keep their before-edit answers")
     if exp is None:
-        tail = "no benchmark run covers this model and method (benchmarks/gie_recall.py measures the recall)"
+        tail = "no benchmark run covers this model and method (python -m benchmarks gie/recall measures the recall)"
     elif exp["recall"] is None:
         tail = f"the benchmark measured no budget this small (smallest: {exp['budget']:g}; run {exp['run']})"
     else:

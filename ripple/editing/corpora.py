@@ -14,7 +14,7 @@ spec                   text
 =====================  ==========================================================================
 
 Without a spec, a model with a world uses ``world``; any other model uses :data:`DEFAULT_REAL`,
-the default chosen by ``benchmarks/stats_corpus.py`` (reports/real_models.md). Every report
+the default chosen by ``benchmarks/real_models/stats_corpus.py`` (reports/real_models.md). Every report
 names the corpus it used and its size (:class:`Corpus`).
 
 >>> parse_spec("samples:64"), parse_spec("graph"), parse_spec("samples")
@@ -33,7 +33,7 @@ from ripple.errors import RippleError
 from ripple.io import absent
 from ripple.progress import bars_off
 
-#: The statistics corpus of a model without a world, chosen by measurement (benchmarks/stats_corpus.py).
+#: The statistics corpus of a model without a world, chosen by measurement (benchmarks/real_models/stats_corpus.py).
 DEFAULT_REAL = "samples:256"
 #: Passages sampled by ``samples`` without a count, and each passage's length in tokens.
 DEFAULT_SAMPLES, SAMPLE_TOKENS = 256, 64

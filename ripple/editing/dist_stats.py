@@ -99,7 +99,6 @@ def _atomic_save(obj, path: Path) -> None:
     atomic_torch_save(obj, path)
 
 
-@torch.no_grad()
 @dataclass(frozen=True)
 class StatsRun:
     """How :func:`second_moments` runs: ``batch_size`` sequences a forward pass, partial sums saved
@@ -114,6 +113,7 @@ class StatsRun:
     log: Callable[[str], object] | None = None
 
 
+@torch.no_grad()
 def second_moments(model, tok, spec, layers, corpus, n_samples: int, settings: StatsRun | None = None,
                    **options) -> dict:
     """``{layer: C}`` (float64 ``[in, in]``) over the first ``n_samples`` corpus tokens, every

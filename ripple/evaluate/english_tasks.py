@@ -17,9 +17,10 @@ Candidate tasks (every document a pure function of the seed and the word lists b
 
 Minimal pairs are scored as lm-eval scores BLiMP: which whole continuation the model finds more
 likely (acc); chance is 0.5 for pairs and 0.25 for four choices. The ``english`` group holds the
-tasks that SmolLM2-135M scored clearly above chance (``benchmarks/english_tasks.py`` measured
-them: ``ripple/data/english_tasks.json``, ``reports/english_tasks.md``); each candidate stays
-loadable by its own name.
+tasks that SmolLM2-135M scored clearly above chance (``benchmarks/real_models/english_tasks.py``
+measured them: ``reports/english_tasks.json``, ``reports/english_tasks.md``; its ``--install`` step
+copies the record to ``ripple/data/english_tasks.json``); each candidate stays loadable by its own
+name.
 
 ::
 
@@ -189,7 +190,8 @@ def english_docs(n: int = 200, seed: int = 0) -> dict[str, list[dict]]:
 
 def kept_tasks() -> list[str]:
     """The ``english`` group: the candidates SmolLM2 scored clearly above chance (and the
-    perplexity task), as ``benchmarks/english_tasks.py`` recorded them; all candidates before it has."""
+    perplexity task), as ``benchmarks/real_models/english_tasks.py`` recorded them; all candidates before it
+    has."""
     if not KEPT_FILE.is_file():
         return list(CANDIDATES)
     kept = json.loads(KEPT_FILE.read_text())["kept"]

@@ -5,14 +5,13 @@ entering the first edited block and the rankers' key cache; after the edit, a ra
 items from those and the edit alone, and only the top ``budget`` share (plus the edited items) is
 evaluated, incrementally. The others keep their before-edit values and are marked not evaluated,
 so the figures are an estimate; :func:`expected_recall` gives the share of damage the benchmark
-(benchmarks/gie_recall.py, reports/gie.md) found at that budget.
+(benchmarks/gie/recall.py, reports/gie.md) found at that budget.
 
 ::
 
     before, resume = prepare_resume(model, tok, spec, items, layer=min(layers), key_layers=layers)
     with delta.applied(model):
-        got = budgeted_measure(model, tok, spec, items, resume, delta, edited=(3,), layer=5,
-                               position="last", budget=0.2)
+        got = budgeted_measure(ctx, items, resume, delta, Budget(0.2), Focus(edited=(3,), layer=5, position="last"))
     got.state, got.evaluated, got.n_evaluated
 """
 
@@ -33,7 +32,7 @@ from ripple.gie.measure import ItemState, Resume, measure_items
 
 # key_sqrt_margin: the largest |ΔW k| over the item's prompt positions, over the square root of its
 # answer's margin. It needs no backward pass (the probe's own forward pass records its keys); chosen
-# by benchmarks/gie_recall.py (reports/gie.md) as the forward-only ranker that finds the most damage
+# by benchmarks/gie/recall.py (reports/gie.md) as the forward-only ranker that finds the most damage
 # at 20% of the cost on both the organism and SmolLM2.
 DEFAULT_RANKER = "key_sqrt_margin"
 RECALL_TABLE = Path(__file__).resolve().parents[1] / "data" / "gie_recall.json"
@@ -96,16 +95,47 @@ def merge(before: ItemState, part: ItemState, rows: Sequence[int]) -> ItemState:
     return ItemState(ids=before.ids, reps=reps, greedy=tuple(greedy), logp=logp, correct=tuple(correct), last=last)
 
 
-def budgeted_measure(model, tok, spec, items, resume: Resume, delta, edited: Sequence[int], layer: int,
-                     position: str, budget: float, ranker: str = DEFAULT_RANKER, requests=(), cache=None) -> Budgeted:
-    """Rank the items by ``ranker`` (from the unedited model's probe and ``delta``), evaluate the
-    top ``budget`` share of them and the ``edited`` items on the model as it is now (edited), in
-    probe-set order, incrementally from ``resume``; at ``budget=1`` every item, exactly as
+@dataclass(frozen=True)
+class Budget:
+    """Evaluate only ``share`` of the probe items after the edit, the ones ``ranker`` puts most at risk."""
+
+    share: float
+    ranker: str = DEFAULT_RANKER
+
+    def __post_init__(self):
+        from ripple.gie.rankers import RANKERS  # the rankers import this module
+
+        check_budget(self.share)
+        RANKERS.get(self.ranker)  # one-line error naming the known rankers
+
+    @classmethod
+    def of(cls, share: float | None, ranker: str = DEFAULT_RANKER) -> Budget | None:
+        """None for no budget (measure every item), else the checked budget."""
+        return None if share is None else cls(share, ranker)
+
+
+@dataclass(frozen=True)
+class Focus:
+    """What the ranker reads the edit's risk from: the ``edited`` rows (always evaluated), drift at
+    block ``layer`` and ``position`` (``subject_last`` or ``last``), the edit's ``requests``."""
+
+    edited: tuple[int, ...]
+    layer: int
+    position: str
+    requests: tuple = ()
+
+
+def budgeted_measure(ctx, items, resume: Resume, delta, budget: Budget, focus: Focus, cache=None) -> Budgeted:
+    """Rank the items by ``budget.ranker`` (from the unedited model's probe and ``delta``), evaluate
+    the top ``budget.share`` of them and the ``focus.edited`` items on ``ctx``'s model as it is now
+    (edited), in probe-set order, incrementally from ``resume``; at share 1 every item, exactly as
     :func:`~ripple.gie.measure.measure_items` would. The key cache is ``resume.keys``, or ``cache``
     (one built with gradients on the unedited model, for a ranker that needs them)."""
     from ripple.gie.rankers import RANKERS, RankInput
 
-    budget = check_budget(budget)
+    model, tok, spec = ctx.model, ctx.tok, ctx.spec
+    ranker, edited, layer, position = budget.ranker, focus.edited, focus.layer, focus.position
+    budget = budget.share
     rk = RANKERS.get(ranker)
     items = list(items)
     before = resume.before
@@ -123,7 +153,8 @@ def budgeted_measure(model, tok, spec, items, resume: Resume, delta, edited: Seq
         if cache is None:
             raise RippleError(f"ranker {ranker!r} needs the key cache; prepare_resume with key_layers=the edit's "
                               "layers, or pass cache=")
-        inp = RankInput(before, tuple(edited), layer, position, items, cache, delta, spec, model, tok, requests)
+        inp = RankInput(before, tuple(edited), layer, position, items, cache, delta, spec, model, tok,
+                        list(focus.requests))
         chosen = sorted(set(rk.rank(inp)[:k]) | set(edited))
     t_rank = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -135,7 +166,7 @@ def budgeted_measure(model, tok, spec, items, resume: Resume, delta, edited: Seq
 
 
 def expected_recall(model: str, method: str, budget: float, ranker: str = DEFAULT_RANKER) -> dict | None:
-    """The share of damaged items benchmarks/gie_recall.py found with ``ranker`` at ``budget`` (the
+    """The share of damaged items benchmarks/gie/recall.py found with ``ranker`` at ``budget`` (the
     nearest measured budget at or below it) for ``model`` and ``method``, with the run it comes
     from; None if no run measured them."""
     if not RECALL_TABLE.is_file():

@@ -27,27 +27,9 @@ from ripple.editing.context import EditContext
 from ripple.editing.delta import EditDelta
 from ripple.editing.session import EditRun, applied_run, edited
 from ripple.errors import RippleError
-from ripple.gie.budget import DEFAULT_RANKER, budgeted_measure, check_budget, gradient_cache
+from ripple.gie.budget import Budget, Focus, budgeted_measure, gradient_cache
 from ripple.gie.measure import ItemState, Resume, measure_items, prepare_resume
-from ripple.gie.rankers import RANKERS
 from ripple.probes.sets import ProbeItem
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Evaluate only ``share`` of the probe items after the edit, the ones ``ranker`` puts most at risk."""
-
-    share: float
-    ranker: str = DEFAULT_RANKER
-
-    def __post_init__(self):
-        check_budget(self.share)
-        RANKERS.get(self.ranker)  # one-line error naming the known rankers
-
-    @classmethod
-    def of(cls, share: float | None, ranker: str = DEFAULT_RANKER) -> Budget | None:
-        """None for no budget (measure every item), else the checked budget."""
-        return None if share is None else cls(share, ranker)
 
 
 @dataclass(frozen=True)
@@ -130,9 +112,8 @@ class ItemProbe:
             return Measured(state, (True,) * len(self.items))
         if self._resume is None:
             raise RippleError("measure the unedited model first: call before() ahead of after()")
-        got = budgeted_measure(model, tok, spec, self.items, self._resume, delta, list(edited),
-                               max(self.edit_layers), position, self.budget.share, ranker=self.budget.ranker,
-                               requests=list(requests), cache=self._cache)
+        focus = Focus(tuple(edited), max(self.edit_layers), position, tuple(requests))
+        got = budgeted_measure(self.ctx, self.items, self._resume, delta, self.budget, focus, cache=self._cache)
         info = {"budget": self.budget.share, "ranker": got.ranker, "n_evaluated": got.n_evaluated,
                 "seconds": got.seconds}
         return Measured(got.state, got.evaluated, info)

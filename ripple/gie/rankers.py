@@ -3,7 +3,7 @@
 A :class:`Ranker` scores every probe item's risk of damage from what is cheap: the unedited
 model's probe measurement (:class:`~ripple.gie.measure.ItemState`), the cached keys and gradients
 (:class:`~ripple.gie.keys.KeyCache`) and the edit itself; higher scores are evaluated sooner.
-Each is declared once and registered in :data:`RANKERS`; benchmarks/gie_recall.py measures them.
+Each is declared once and registered in :data:`RANKERS`; benchmarks/gie/recall.py measures them.
 
 * ``similarity``: cosine similarity to the edited item's hidden state (GIE's own ranking);
 * ``hops``: knowledge-graph distance from the edited item (nearer first; similarity within a hop);

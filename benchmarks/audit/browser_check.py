@@ -1,0 +1,91 @@
+"""Audit reports in headless chromium: each renders, every image loads, no console error; a screenshot each.
+
+Open audit reports in a real headless browser (Debian's chromium, driven by Playwright) and check
+that each renders, that every image loads, and that the console stays free of errors; save a
+full-page screenshot of each.
+
+    apt-get install -y chromium && pip install -e ".[browser]"
+    python -m benchmarks audit/browser_check reports/audit/benign/report.html reports/audit/failing/report.html \\
+        --shots reports/audit --json reports/audit/browser_check.json
+
+Exit code 0 when every report passed, 1 otherwise. The screenshot of ``X/report.html`` goes to
+``--shots/<name of X>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+IMAGES_JS = """() => Array.from(document.images).map(img => ({
+    alt: img.alt, complete: img.complete, width: img.naturalWidth, height: img.naturalHeight,
+    inline: img.src.startsWith('data:')}))"""
+
+
+def check_report(browser, path: Path, shot: Path | None) -> dict:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    console_errors, page_errors, failed = [], [], []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
+    page.on("requestfailed", lambda r: failed.append(r.url[:80]))
+    external = []
+    page.on("request", lambda r: external.append(r.url[:80]) if not r.url.startswith(("data:", "file:")) else None)
+    page.goto(path.resolve().as_uri(), wait_until="load")
+    images = page.evaluate(IMAGES_JS)
+    title = page.title()
+    text = page.inner_text("body")
+    if shot is not None:
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
+    page.close()
+    broken = [i for i in images if not (i["complete"] and i["width"] > 0 and i["height"] > 0)]
+    ok = bool(title) and "ripple audit" in text and not broken and not console_errors and not page_errors \
+        and not failed and not external and all(i["inline"] for i in images)
+    return {"report": str(path), "ok": ok, "title": title, "images": len(images), "broken_images": broken,
+            "console_errors": console_errors, "page_errors": page_errors, "failed_requests": failed,
+            "external_requests": external, "screenshot": str(shot) if shot else None}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("reports", nargs="+", type=Path, help="report.html files")
+    ap.add_argument("--shots", type=Path, default=None, help="directory for the screenshots")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--chromium", default="/usr/bin/chromium")
+    args = ap.parse_args(argv)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        print("audit/browser_check: needs playwright (pip install -e '.[browser]') and chromium "
+              "(apt-get install chromium)", file=sys.stderr)
+        return 2
+    if not Path(args.chromium).is_file():
+        print(f"audit/browser_check: no browser at {args.chromium}; apt-get install chromium", file=sys.stderr)
+        return 2
+    results = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
+        try:
+            for path in args.reports:
+                shot = args.shots / f"{path.parent.name}.png" if args.shots else None
+                results.append(check_report(browser, path, shot))
+        finally:
+            browser.close()
+    for r in results:
+        print(f"{'ok  ' if r['ok'] else 'FAIL'} {r['report']}: {r['images']} images, "
+              f"{len(r['broken_images'])} broken, {len(r['console_errors'])} console errors, "
+              f"{len(r['page_errors'])} page errors, {len(r['external_requests'])} external requests")
+    if args.json:
+        from ripple.io import atomic_write_json
+
+        atomic_write_json(args.json, {"chromium": browser.version if hasattr(browser, "version") else None,
+                                      "results": results})
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The editors: quality and speed on the organism, hyperparameter sweeps, ripple effects, RLEdit."""

@@ -1,0 +1,1 @@
+"""GIE (the ripple graph's damage rankers): recall against cost."""

@@ -1,0 +1,1 @@
+"""The model organism: recall and causal traces."""

@@ -1,0 +1,1 @@
+"""The bundled probe sets: building them, and what recording them costs."""

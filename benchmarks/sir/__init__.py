@@ -1,0 +1,1 @@
+"""SIR (selective impact revision) against the plain edit, RECT and AlphaEdit."""

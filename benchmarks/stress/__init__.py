@@ -1,0 +1,1 @@
+"""Many sequential edits: capability curves on the organism and on real models."""
