@@ -91,7 +91,7 @@ class AuditReport:
         """Write the report's files (``report.html``, ``report.md``, ``report.json``, the figures; a
         batch's ``edit-NN/`` and ``together/``) into ``directory`` as one unit, as ``ripple audit
         --out`` does; never over a file ripple did not write (:mod:`ripple.outputs`)."""
-        from ripple.outputs import check_out, output_unit
+        from ripple.outputs import check_out, output_unit  # lazy: start-up
 
         if not self.files:
             raise RippleError("this report holds no files to save (it was made without them)")
@@ -129,8 +129,8 @@ class AuditOptions:
 
 def _requests(edits) -> list:
     """Edit requests from values, dicts in any accepted form, or a JSON/JSONL file's path."""
-    from ripple.editing.request_files import load_requests
-    from ripple.editing.requests import EditRequest, parse_request
+    from ripple.editing.request_files import load_requests  # lazy: start-up
+    from ripple.editing.requests import EditRequest, parse_request  # lazy: start-up
 
     if isinstance(edits, (str, Path)):
         return load_requests(edits, batch=True)
@@ -163,9 +163,9 @@ class GraphReport:
 
     def save(self, directory) -> Path:
         """Write ``graph.json``, ``graph.graphml`` and the figures as ``ripple graph`` does, as one unit."""
-        from ripple.gie import save_graph
-        from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph
-        from ripple.outputs import check_out, output_unit
+        from ripple.gie import save_graph  # lazy: start-up
+        from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph  # lazy: start-up
+        from ripple.outputs import check_out, output_unit  # lazy: start-up
 
         names = ("graph.json", "graph.graphml", "ripple_graph.png", "drift_by_hop.png", "drift_vs_similarity.png")
         check_out(directory, writes=names)
@@ -218,7 +218,7 @@ class Lab:
     def edit(self, method: str, edits, *, mode: str = "batch", chunk: int = 1, force: bool = False,
              **hp) -> EditDelta:
         """Compute an edit as a value: the model is left as it was (apply it with :meth:`edited`)."""
-        from ripple.editing.session import edited
+        from ripple.editing.session import edited  # lazy: start-up
 
         requests = self.requests(edits)
         with edited(self.ctx, method, requests, self.hparams(method, **hp), mode=mode, chunk=chunk,
@@ -234,7 +234,7 @@ class Lab:
     def answer(self, prompt: str, max_new_tokens: int = 6) -> str:
         """The answer the model's greedy continuation of ``prompt`` gives: the longest name of its
         world it starts with, else its first word (:func:`~ripple.editing.setup.said_answer`)."""
-        from ripple.editing.setup import greedy_text, said_answer
+        from ripple.editing.setup import greedy_text, said_answer  # lazy: start-up
 
         names = [n for e in self.world.entities.values() for n in (e.name, *e.aliases)] if self.world else []
         return said_answer(greedy_text(self.model, self.tokenizer, prompt, max_new_tokens), names)
@@ -249,11 +249,11 @@ class Lab:
         return self._audit(method, edits, policy, probes, opts, hp)
 
     def _audit(self, method: str, edits, policy, probes, opts: AuditOptions, hp: dict) -> AuditReport:
-        from ripple.auditing.measure import AuditInputs, MeasureOptions
-        from ripple.auditing.policy import DEFAULT_POLICY, load_policy
-        from ripple.auditing.run import AuditConfig, run_audit
-        from ripple.evaluate.perplexity import general_sentences_for
-        from ripple.probes.sets import probe_items
+        from ripple.auditing.measure import AuditInputs, MeasureOptions  # lazy: start-up
+        from ripple.auditing.policy import DEFAULT_POLICY, load_policy  # lazy: start-up
+        from ripple.auditing.run import AuditConfig, run_audit  # lazy: start-up
+        from ripple.evaluate.perplexity import general_sentences_for  # lazy: start-up
+        from ripple.probes.sets import probe_items  # lazy: start-up
 
         if isinstance(policy, (str, Path)):
             policy = load_policy(policy)
@@ -266,12 +266,12 @@ class Lab:
         setup.check_probes(items)
         bridge = None
         if opts.tasks:
-            from ripple.evaluate.lm_eval_bridge import LmEvalBridge
+            from ripple.evaluate.lm_eval_bridge import LmEvalBridge  # lazy: start-up
 
             bridge = LmEvalBridge(self.model, self.tokenizer, list(opts.tasks), world=self.world, limit=opts.limit)
         mitigation = None
         if opts.mitigate is not None:
-            from ripple.mitigation import mitigation_hparams
+            from ripple.mitigation import mitigation_hparams  # lazy: start-up
 
             mitigation = (opts.mitigate, mitigation_hparams(opts.mitigate, []))
         work = Path(tempfile.mkdtemp(prefix="ripple-audit-"))
@@ -279,7 +279,7 @@ class Lab:
             measure = MeasureOptions(k=opts.k, force=opts.force, quiet=opts.quiet, budget=opts.budget)
             report = run_audit(AuditInputs(setup, items, general_sentences_for(self.world), bridge), setup.requests,
                                AuditConfig(policy or DEFAULT_POLICY, self.name, measure, mitigation), work / "out")
-            from ripple.outputs import shown_files
+            from ripple.outputs import shown_files  # lazy: start-up
 
             return AuditReport.from_report(report, shown_files(work / "out"))
         finally:
@@ -288,7 +288,7 @@ class Lab:
     def measure(self, probes: str | None = None, layers=None) -> ItemState:
         """Every probe item's hidden states and answers on the model as it is now (an
         :class:`~ripple.gie.measure.ItemState`; ``probes``: a probe-set file, default the world's)."""
-        from ripple.gie.measure import measure_items
+        from ripple.gie.measure import measure_items  # lazy: start-up
 
         return measure_items(self.model, self.tokenizer, self.spec, self._items(probes), layers)
 
@@ -296,9 +296,9 @@ class Lab:
         """The ripple graph of one edit, as ``ripple graph`` measures it (the model is restored
         afterwards). ``kwargs``: :class:`~ripple.gie.run.GraphOptions` fields (``k=3``,
         ``budget=0.2``) and the editor's hyperparameters."""
-        from ripple.evaluate.changes import edited_items
-        from ripple.gie.run import GraphOptions, gie_for_edit
-        from ripple.gie.targets import expected_changes, world_edit
+        from ripple.evaluate.changes import edited_items  # lazy: start-up
+        from ripple.gie.run import GraphOptions, gie_for_edit  # lazy: start-up
+        from ripple.gie.targets import expected_changes, world_edit  # lazy: start-up
 
         opts, hp = _split(GraphOptions, kwargs)
         requests = self.requests(edit)
@@ -315,10 +315,10 @@ class Lab:
                  mitigation_hp: dict | None = None, force: bool = False, **hp) -> Mitigated:
         """Edit, find the damage, revise (``ripple mitigate``'s loop; the model is restored
         afterwards): a :class:`~ripple.mitigation.run.Mitigated` with the plain and revised deltas."""
-        from ripple.evaluate.changes import plan_audit
-        from ripple.gie.pipeline import Edit
-        from ripple.mitigation import mitigation_hparams
-        from ripple.mitigation.run import mitigate
+        from ripple.evaluate.changes import plan_audit  # lazy: start-up
+        from ripple.gie.pipeline import Edit  # lazy: start-up
+        from ripple.mitigation import mitigation_hparams  # lazy: start-up
+        from ripple.mitigation.run import mitigate  # lazy: start-up
 
         requests, items = self.requests(edits), self._items(probes)
         plan = plan_audit(self.model, self.tokenizer, self.world, requests, items)
@@ -332,7 +332,7 @@ class Lab:
         at checkpoints (``ripple stress``; the model is restored afterwards): a
         :class:`~ripple.stress.run.StressResult`. ``options``: :class:`~ripple.stress.run.StressOptions`
         fields (``every=10`` is needed)."""
-        from ripple.stress.run import StressOptions, parse_method, run_stress, stress_stream
+        from ripple.stress.run import StressOptions, parse_method, run_stress, stress_stream  # lazy: start-up
 
         names = [methods] if isinstance(methods, str) else list(methods)
         for name in names:
@@ -344,7 +344,7 @@ class Lab:
         return run_stress(self.setup, names, stream, StressOptions(**options), world=world)
 
     def _items(self, probes):
-        from ripple.probes.sets import probe_items
+        from ripple.probes.sets import probe_items  # lazy: start-up
 
         items = probe_items(probes, self.world)
         self.setup.check_probes(items)
@@ -352,7 +352,7 @@ class Lab:
 
     def trace(self, prompt: str, subject: str, **options):
         """A causal trace of ``prompt`` (``{}`` marks the subject; :func:`ripple.causal_trace.causal_trace`)."""
-        from ripple.causal_trace import causal_trace
+        from ripple.causal_trace import causal_trace  # lazy: start-up
 
         return causal_trace(self.model, self.tokenizer, self.spec, prompt, subject, **options)
 
@@ -362,8 +362,8 @@ def load(model: str = "organism", *, stats_corpus: str | None = None, hparams_fi
     """Load ``model`` ('organism', 'smollm2', 'gemma3-270m', a .gguf file or a local transformers
     directory) once for every job: a :class:`Lab`. ``stats_corpus``: the key statistics' text (as
     ``--stats-corpus``); ``placement``: ``device_map``, ``max_memory``, ``offload_folder``."""
-    from ripple.devices import check_device
-    from ripple.editing.setup import load_setup
+    from ripple.devices import check_device  # lazy: start-up
+    from ripple.editing.setup import load_setup  # lazy: start-up
 
     check_device(device)
     setup = load_setup(model, hparams_file=hparams_file, context=False, dtype=dtype, device=device, **placement)

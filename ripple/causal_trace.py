@@ -16,14 +16,17 @@ The indirect effect of a state is P(answer | restored) - P(answer | corrupted).
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass, field
 
 import torch
 
-from ripple.arch import act_name
+from ripple.arch import act_name, get_module, resolve_site
 from ripple.devices import input_device, param_value
 from ripple.errors import RippleError
 from ripple.hooks import TraceDict, start_at_block
+from ripple.io import atomic_savefig
 from ripple.scoring import first_token_id, last_logits
 from ripple.tokens import render_prompt, subject_token_span, text_ids
 
@@ -50,7 +53,6 @@ class TraceResult:
 
 
 def _module_of(spec, site: str) -> str:
-    from ripple.arch import resolve_site
 
     path, kind = resolve_site(spec, site)
     if kind != "output":
@@ -63,7 +65,6 @@ def embedding_noise_scale(model, spec, factor: float = 3.0) -> float:
     """``factor`` times the standard deviation of the embedding entries the blocks receive (ROME
     used 3x): the weight's, times the module's ``embed_scale`` where it scales its output (Gemma
     multiplies by sqrt(width), so noise sized on the weight alone would be 25x too small there)."""
-    from ripple.arch import get_module
 
     module = get_module(model, spec.embed)
     scale = float(getattr(module, "embed_scale", 1.0))
@@ -134,8 +135,6 @@ def causal_trace(model, tok, spec, prompt: str, subject: str, answer: str | None
     up to ``batch_rows`` rows a forward pass, and since the corrupted run is the same for every
     restoration up to the first restored layer, each pass starts there from the cached corrupted
     residual stream (:func:`ripple.hooks.start_at_block`) instead of at the embeddings."""
-    import dataclasses
-    import time
 
     opts = dataclasses.replace(opts or TraceOptions(), **options)
     t_start = time.perf_counter()
@@ -275,10 +274,10 @@ def effects_by_token_kind(result: TraceResult) -> dict[str, dict[str, list[float
 
 def plot_trace(result: TraceResult, path, kind: str) -> None:
     """One heatmap (tokens x layers) of a kind's indirect effect, the subject's tokens starred."""
-    import matplotlib
+    import matplotlib  # lazy: heavy
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: heavy
 
     grid = result.effects[kind].numpy()
     labels = [t + ("*" if result.subject_range[0] <= i < result.subject_range[1] else "")
@@ -293,7 +292,6 @@ def plot_trace(result: TraceResult, path, kind: str) -> None:
                  f"corrupted {result.p_corrupt:.2f}", fontsize=8)
     fig.colorbar(im, ax=ax, label="indirect effect")
     fig.tight_layout()
-    from ripple.io import atomic_savefig
 
     atomic_savefig(fig, path)
     plt.close(fig)

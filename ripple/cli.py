@@ -65,7 +65,17 @@ def max_threads() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ripple.commands import audit, causal_trace, edit, graph, mitigate, organism, rledit, stats, stress
+    from ripple.commands import (  # lazy: start-up
+        audit,
+        causal_trace,
+        edit,
+        graph,
+        mitigate,
+        organism,
+        rledit,
+        stats,
+        stress,
+    )
 
     ap = _Parser(prog="ripple", description="See what a knowledge edit breaks before you ship it.")
     ap.add_argument("--threads", default=None, help="torch threads (default: $RIPPLE_THREADS or 1)")
@@ -86,7 +96,7 @@ def _quiet_libraries(verbose: bool):
     if verbose:
         yield
         return
-    import logging
+    import logging  # lazy: start-up
 
     loggers = [logging.getLogger(n) for n in ("matplotlib", "transformers", "datasets", "lm_eval", "accelerate")]
     levels = [lg.level for lg in loggers]
@@ -166,10 +176,10 @@ def main(argv=None) -> int:
         with _quiet_libraries(args.verbose):
             args.threads = _threads(args.threads if args.threads is not None else os.environ.get("RIPPLE_THREADS"))
             if args.command != "organism":
-                import torch
+                import torch  # lazy: start-up
 
                 torch.set_num_threads(args.threads or 1)
-            from ripple.progress import bars_silenced
+            from ripple.progress import bars_silenced  # lazy: start-up
 
             with bars_silenced(getattr(args, "quiet", False)), _notes_held():  # --quiet: no bar at all
                 return args.func(args)
@@ -227,7 +237,7 @@ def _disk_full(e: BaseException) -> str | None:
 
 
 def _main_thread() -> bool:
-    import threading
+    import threading  # lazy: start-up
 
     return threading.current_thread() is threading.main_thread()
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ripple.errors import RippleError
+
 if TYPE_CHECKING:  # torch stays out of the CLI's start-up
     import torch
 
@@ -39,9 +41,8 @@ def check_device(value: str) -> str:
     >>> check_device("cpu")
     'cpu'
     """
-    import torch
+    import torch  # lazy: start-up
 
-    from ripple.errors import RippleError
 
     try:
         dev = torch.device(value)
@@ -70,7 +71,7 @@ def _hooks(module):
 
 
 def _device(value) -> torch.device:
-    import torch
+    import torch  # lazy: start-up
 
     return torch.device(value) if not isinstance(value, int) else torch.device("cuda", value)
 
@@ -128,7 +129,7 @@ def param_value(model, name: str) -> torch.Tensor:
 
 def _store(weights, key: str):
     """The mutable mapping and full key behind an accelerate weights map entry."""
-    from accelerate.utils.offload import OffloadedWeightsLoader, PrefixedDataset
+    from accelerate.utils.offload import OffloadedWeightsLoader, PrefixedDataset  # lazy: start-up
 
     while isinstance(weights, PrefixedDataset):
         key, weights = weights.prefix + key, weights.dataset

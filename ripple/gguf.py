@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ripple.errors import RippleError
-from ripple.io import absent
+from ripple.io import absent, cache_dir
+from ripple.progress import library_bars, quiet_transformers
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,6 @@ def model_cache() -> Path:
     """Where converted models live (see the module docstring)."""
     if os.environ.get("RIPPLE_MODEL_CACHE"):
         return Path(os.environ["RIPPLE_MODEL_CACHE"]).expanduser()
-    from ripple.io import cache_dir
 
     return Path(cache_dir()) / "models"
 
@@ -116,7 +116,7 @@ def check_complete(path: Path) -> None:
     """A one-line error for a GGUF file whose header cannot be read or whose tensors run past its
     end (a truncated download or copy), before transformers reads it."""
     try:
-        import gguf
+        import gguf  # lazy: heavy
     except ImportError:
         raise RippleError("reading a GGUF file needs the gguf package: pip install gguf") from None
     size = path.stat().st_size
@@ -134,12 +134,11 @@ def check_complete(path: Path) -> None:
 def _convert(path: Path, out: Path) -> None:
     """Dequantize ``path`` with transformers and save it as float32 safetensors into ``out`` (atomically)."""
     try:
-        import gguf  # noqa: F401 (transformers needs it to read the file)
+        import gguf  # noqa: F401 # lazy: heavy (transformers needs it to read the file)
     except ImportError:
         raise RippleError("reading a GGUF file needs the gguf package: pip install gguf") from None
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # lazy: heavy
 
-    from ripple.progress import library_bars, quiet_transformers
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -90,9 +91,8 @@ def atomic_torch_save(obj, path) -> None:
     """``torch.save`` through :func:`atomic_write_bytes`: a full disk (or a file size limit) is an
     ``OSError`` that names it, not torch's ``unexpected pos`` from its own writer, and no partial
     file is left."""
-    import io
 
-    import torch
+    import torch  # lazy: start-up
 
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -111,7 +111,6 @@ def atomic_write_json(path, obj) -> None:
 
 def atomic_savefig(fig, path, **kwargs) -> None:
     """Save a matplotlib figure atomically (format from the file suffix)."""
-    import io
 
     buf = io.BytesIO()
     fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **kwargs)

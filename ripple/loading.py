@@ -15,16 +15,24 @@ is offline. ``trust_remote_code`` is passed on exactly as given (default ``False
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+from safetensors import safe_open
 
+from ripple import data as ripple_data
 from ripple.arch import ArchSpec, get_spec
+from ripple.devices import DEVICE_MAPS
 from ripple.errors import RippleError
-from ripple.io import loads_json
+from ripple.gguf import PACKAGES, resolve
+from ripple.io import absent, loads_json
 from ripple.progress import quiet_transformers
 
 _TRUE = {"1", "ON", "YES", "TRUE"}
@@ -58,7 +66,6 @@ def _local_dir(name_or_path: str) -> Path | None:
     if path.is_file():
         raise RippleError(f"model path {name_or_path} is a file; pass the directory holding config.json")
     if name_or_path.startswith((".", "/", "~")):
-        from ripple.io import absent
 
         raise RippleError(f"model path {name_or_path} {absent(path)}")
     return None
@@ -83,7 +90,6 @@ def _check_local(path: Path) -> None:
             raise RippleError(f"{path} has only PyTorch .bin weights; ripple loads safetensors only: "
                               "re-save with save_pretrained(dir, safe_serialization=True)")
         raise RippleError(f"no *.safetensors weights in {path}; pass a complete model directory")
-    from safetensors import safe_open
 
     for f in weights:  # the header only: a truncated or empty file fails here, before loading
         try:
@@ -107,7 +113,7 @@ def _torch_dtype(dtype) -> torch.dtype | str:
 
 def _dtype_kwarg() -> str:
     """transformers >= 4.56 calls it ``dtype``; older releases only know ``torch_dtype``."""
-    import transformers
+    import transformers  # lazy: heavy
 
     major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
     return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
@@ -123,8 +129,6 @@ def save_model(model, tokenizer, path, base: str | None = None, edit: dict | Non
     """``save_pretrained`` of model (safetensors) and tokenizer, quietly. ``base``: the model it was
     loaded from ('organism', a directory): its :data:`CARRIED` files are copied beside, and
     ``ripple_base.json`` records the base and ``edit`` (what was done to it)."""
-    import json
-    import shutil
 
     with quiet_transformers():
         model.save_pretrained(path, safe_serialization=True)
@@ -145,10 +149,8 @@ def model_path(name_or_path: str) -> Path | None:
     """The local directory ``name_or_path`` names ("organism": the bundled one), None for a hub id;
     nothing is loaded (so the CLI can check ``--out`` against it first)."""
     if name_or_path == "organism":
-        from ripple.data import organism_dir as model_dir
 
-        return model_dir()
-    from ripple.gguf import PACKAGES
+        return ripple_data.organism_dir()
 
     if name_or_path in PACKAGES:
         return None  # a file inside an installed package: never an --out
@@ -163,10 +165,7 @@ BOS_FIRST = ("gemma", "gemma2", "gemma3_text")
 
 def _placement(device_map, max_memory, offload_folder) -> dict:
     """``from_pretrained``'s placement arguments, checked (accelerate is needed for a device map)."""
-    import importlib.util
-    import tempfile
 
-    from ripple.devices import DEVICE_MAPS
 
     if importlib.util.find_spec("accelerate") is None:
         raise RippleError("a device map needs accelerate; pip install accelerate")
@@ -186,10 +185,9 @@ def _placement(device_map, max_memory, offload_folder) -> dict:
 def _check_map(config, device_map: dict, remote: dict) -> None:
     """A one-line error unless ``device_map`` names modules of this model and places every
     parameter (transformers would quietly ignore a misspelt module)."""
-    import difflib
 
-    from accelerate import init_empty_weights
-    from transformers import AutoModelForCausalLM
+    from accelerate import init_empty_weights  # lazy: heavy
+    from transformers import AutoModelForCausalLM  # lazy: heavy
 
     with init_empty_weights():
         skeleton = AutoModelForCausalLM.from_config(config, **remote)
@@ -218,16 +216,14 @@ def load_model(name_or_path: str = "organism", device: str = "cpu", dtype=None,
     ``max_memory`` (``{0: "20GiB", "cpu": "60GiB"}``); disk-offloaded weights go to
     ``offload_folder`` (default: a fresh temporary directory). ``device`` is then ignored.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # lazy: heavy
 
     if name_or_path == "organism":
-        from ripple.data import organism_dir as model_dir
 
-        name_or_path = str(model_dir())
-        if not (model_dir() / "config.json").is_file():
+        name_or_path = str(ripple_data.organism_dir())
+        if not (ripple_data.organism_dir() / "config.json").is_file():
             raise RippleError(f"the bundled organism is missing from {name_or_path}; build it with "
                               f"python -m ripple.organism.train --out {name_or_path}, or pass a model path")
-    from ripple.gguf import resolve
 
     gguf_dir = resolve(name_or_path)  # smollm2, gemma3-270m, FILE.gguf: the cached converted directory
     if gguf_dir is not None:

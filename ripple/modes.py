@@ -36,7 +36,7 @@ def held(model: torch.nn.Module, trainable: Iterable[torch.nn.Parameter] | None 
             p.requires_grad_(id(p) in keep)
     states = None
     if rng:
-        import numpy as np
+        import numpy as np  # lazy: start-up
 
         states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
                   torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
@@ -51,7 +51,7 @@ def held(model: torch.nn.Module, trainable: Iterable[torch.nn.Parameter] | None 
             for p, flag in flags:
                 p.requires_grad_(flag)
         if states is not None:
-            import numpy as np
+            import numpy as np  # lazy: start-up
 
             random.setstate(states[0])
             np.random.set_state(states[1])

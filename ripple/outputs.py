@@ -49,6 +49,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ripple.errors import RippleError
+from ripple.io import absent
 
 RIPPLE_DIR = ".ripple"
 CURRENT = "current"
@@ -149,7 +150,6 @@ def check_out(out, inputs: Iterable[tuple[str, object]] = (), writes: Iterable[s
         raise RippleError("--out is empty; pass a directory for the outputs")
     p = Path(out).expanduser()
     if p.is_symlink() and not p.exists():
-        from ripple.io import absent
 
         raise RippleError(f"output path {out} {absent(p)}; pass another --out (or make the link point at a folder)")
     if p.exists() and not p.is_dir():

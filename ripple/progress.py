@@ -43,7 +43,7 @@ def library_bars():
 @contextlib.contextmanager
 def quiet_transformers():
     """Silence transformers' progress bars (weight loading and saving) inside the block."""
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # lazy: start-up
 
     was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
@@ -66,7 +66,7 @@ class Stages:
 
     def __enter__(self) -> "Stages":
         if not self.quiet and not bars_off():
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # lazy: start-up
 
             self._bar = tqdm(total=len(self.names), desc=self.desc, file=sys.stderr, leave=False,
                              dynamic_ncols=True, bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}]")
@@ -95,6 +95,6 @@ def each(items, desc: str, quiet: bool = False):
     items = list(items)
     if quiet or bars_off() or len(items) < MANY:
         return items
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # lazy: start-up
 
     return tqdm(items, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)

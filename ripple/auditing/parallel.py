@@ -17,10 +17,14 @@ Workers are started with ``spawn`` (a forked torch process may hang in its threa
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import contextlib
+import io
 import multiprocessing
 import sys
 from pathlib import Path
 
+from ripple.editing.editor import get_editor
 from ripple.errors import RippleError
 
 
@@ -36,7 +40,6 @@ def warm_statistics(setup, mitigation=None) -> None:
     """Compute (or load) the key statistics the editor (or SIR, with ``mitigation``) reads, before
     the workers start: each then loads them from the disk cache instead of all computing them at
     once."""
-    from ripple.editing.editor import get_editor
 
     if get_editor(setup.method).reads_key_stats or mitigation is not None:
         setup.ctx.read_key_stats(setup.hp)  # on disk, for the workers; the prefixes each makes itself
@@ -46,10 +49,8 @@ _WORKER: dict = {}
 
 
 def _init(build, threads: int, counter) -> None:
-    import contextlib
-    import io
 
-    import torch
+    import torch  # lazy: heavy
 
     torch.set_num_threads(threads)
     with counter.get_lock():
@@ -74,9 +75,8 @@ def run_jobs(jobs, run_one, build, workers: int, out: Path, quiet: bool = True) 
     ``run_one(inputs, requests, directory, with_mitigation, desc)`` writes the audit into
     ``out/name`` and returns its report; returns {name: report}. The largest jobs start first. A
     job's error stops the rest and is raised here."""
-    import concurrent.futures as cf
 
-    import torch
+    import torch  # lazy: heavy
 
     ctx = multiprocessing.get_context("spawn")
     counter = ctx.Value("i", 0)
@@ -84,7 +84,7 @@ def run_jobs(jobs, run_one, build, workers: int, out: Path, quiet: bool = True) 
     reports: dict[str, dict] = {}
     bar = None
     if not quiet:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # lazy: heavy
 
         bar = tqdm(total=len(jobs), desc=f"audits on {workers} workers", file=sys.stderr, leave=False,
                    dynamic_ncols=True)

@@ -47,6 +47,7 @@ from typing import Any, Mapping
 
 import tomllib
 
+from ripple.auditing.metrics import AUDIT_METRICS
 from ripple.errors import RippleError
 
 OPS = ("min", "max")
@@ -207,8 +208,7 @@ DEFAULT_POLICY = Policy(rules=(
 def load_policy(path: str | Path, base: Policy = DEFAULT_POLICY, known=None) -> Policy:
     """Read a TOML policy file; its sections override ``base`` (the default policy). A section for
     a metric outside ``known`` (default: what an audit measures, ``AUDIT_METRICS``) is an error."""
-    if known is None:
-        from ripple.auditing.metrics import AUDIT_METRICS as known
+    known = AUDIT_METRICS if known is None else known
     path = Path(path)
     where = f"policy file {path}"
     try:

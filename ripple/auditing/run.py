@@ -18,16 +18,22 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ripple.auditing.measure import AuditInputs, AuditResult, MeasureOptions, audit_edits
+from ripple.auditing.parallel import run_jobs, warm_statistics
 from ripple.auditing.policy import STATUSES, Policy, judge
 from ripple.auditing.render import report_html, report_markdown
 from ripple.editing.editor import get_editor
 from ripple.editing.variant import Variant
+from ripple.gie.budget import expected_recall
 from ripple.gie.pipeline import Edit
+from ripple.gie.plots import plot_drift_by_hop, plot_ripple_graph
 from ripple.io import atomic_write_json, atomic_write_text
+from ripple.mitigation.run import item_table
+from ripple.mitigation.run import mitigate as run_mitigation
 from ripple.outputs import output_unit
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
@@ -65,7 +71,6 @@ def audit_report(result: AuditResult, policy: Policy, model_name: str, method: s
 def budget_estimate(budget: dict, model_name: str, method: str) -> dict:
     """A budgeted audit's caveat: how many probe items were evaluated, and the share of damaged
     items the benchmark found at that budget (reports/gie.md)."""
-    from ripple.gie.budget import expected_recall
 
     exp = expected_recall(model_name, Variant.parse(method).base, budget["budget"], budget["ranker"])
     note = (f"estimate: {budget['n_evaluated']} of {budget['n_items']} probe items evaluated after the edit (budget "
@@ -83,9 +88,7 @@ def budget_estimate(budget: dict, model_name: str, method: str) -> dict:
 def write_report(directory: Path, report: dict, result: AuditResult | None, extra: dict | None = None) -> None:
     """Figures (for a single audit), then report.md, report.html and report.json; ``extra``: more
     figures to show (name -> PNG file), copied in after the ripple graph."""
-    import shutil
 
-    from ripple.gie.plots import plot_drift_by_hop, plot_ripple_graph
 
     directory.mkdir(parents=True, exist_ok=True)
     figures = []
@@ -127,7 +130,6 @@ def batch_summary(rows: list[dict], model_name: str, method: str, requests, poli
 def mitigation_summary(mit, plan, plain_report: dict) -> dict:
     """The report's ``mitigation`` section: how the loop went (no timings), the plain edit's verdict
     and metrics, and every item damaged by the plain or the mitigated edit with its answers."""
-    from ripple.mitigation.run import item_table
 
     damaged = sorted(set(mit.damaged["plain"]) | set(mit.damaged["revised"]))
     rounds = [{k: r.get(k) for k in ("round", "constrained", "efficacy", "paraphrase", "neighborhood",
@@ -170,7 +172,6 @@ def _audit_one(inputs: AuditInputs, requests, cfg: AuditConfig, directory: Path,
     if cfg.mitigation is None or not mitigate:
         write_report(directory, report, result)
         return report
-    from ripple.mitigation.run import mitigate as run_mitigation
 
     name, hp_m = cfg.mitigation
     mit = run_mitigation(setup.ctx, Edit(method, tuple(requests), setup.hp, delta=result.delta, force=opts.force),
@@ -208,7 +209,6 @@ def run_audit(inputs: AuditInputs, requests, cfg: AuditConfig, out, workers: int
         jobs = [(name, reqs, not (sequential and len(reqs) > 1), f"audit {n}/{len(named)} ({name})")
                 for n, (name, reqs) in enumerate(named, 1)]
         if workers > 1:
-            from ripple.auditing.parallel import run_jobs, warm_statistics
 
             warm_statistics(inputs.setup, cfg.mitigation)
             job_cfg = dataclasses.replace(cfg, measure=dataclasses.replace(cfg.measure, quiet=True))

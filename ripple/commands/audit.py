@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
         seed,
         share,
         text,
-    )
+    )  # lazy: start-up
 
     p = sub.add_parser("audit", help="audit a proposed edit: sandboxed edit, measurements, pass/warn/fail verdict")
     add_edit_options(p)
@@ -65,13 +65,13 @@ WRITES = ("report.html", "report.md", "report.json", "ripple_graph.png", "drift_
 
 def check_args(args) -> None:
     """Bad input that needs no model: fail before loading anything."""
-    from ripple.commands.options import inputs_of
-    from ripple.editing.editor import get_editor
-    from ripple.outputs import check_out
+    from ripple.commands.options import inputs_of  # lazy: start-up
+    from ripple.editing.editor import get_editor  # lazy: start-up
+    from ripple.outputs import check_out  # lazy: start-up
 
     get_editor(args.method)
     if args.probes is not None and not Path(args.probes).is_file():
-        from ripple.io import absent
+        from ripple.io import absent  # lazy: start-up
 
         raise RippleError(f"probe file {args.probes} {absent(args.probes)}; pass a probe set JSONL with --probes")
     args.tasks = check_tasks(args.tasks)
@@ -80,17 +80,17 @@ def check_args(args) -> None:
 
 
 def run(args) -> int:
-    from ripple.auditing.measure import AuditInputs, MeasureOptions
-    from ripple.auditing.policy import DEFAULT_POLICY, load_policy
-    from ripple.auditing.run import AuditConfig, run_audit
-    from ripple.commands.options import precheck_hparams, ranker_arg, setup_from_args
-    from ripple.evaluate.perplexity import general_sentences_for
-    from ripple.probes.sets import probe_items
+    from ripple.auditing.measure import AuditInputs, MeasureOptions  # lazy: start-up
+    from ripple.auditing.policy import DEFAULT_POLICY, load_policy  # lazy: start-up
+    from ripple.auditing.run import AuditConfig, run_audit  # lazy: start-up
+    from ripple.commands.options import precheck_hparams, ranker_arg, setup_from_args  # lazy: start-up
+    from ripple.evaluate.perplexity import general_sentences_for  # lazy: start-up
+    from ripple.probes.sets import probe_items  # lazy: start-up
 
     check_args(args)
     mitigation = None
     if args.mitigate is not None:
-        from ripple.mitigation import mitigation_hparams
+        from ripple.mitigation import mitigation_hparams  # lazy: start-up
 
         mitigation = (args.mitigate, mitigation_hparams(args.mitigate, args.mitigation_set))
     elif args.mitigation_set:
@@ -107,7 +107,7 @@ def run(args) -> int:
     sentences = general_sentences_for(setup.world)
     bridge = None
     if args.tasks:
-        from ripple.evaluate.lm_eval_bridge import LmEvalBridge
+        from ripple.evaluate.lm_eval_bridge import LmEvalBridge  # lazy: start-up
 
         bridge = LmEvalBridge(setup.model, setup.tok, args.tasks, world=setup.world, limit=args.limit)
     workers = args.workers
@@ -139,15 +139,15 @@ def run(args) -> int:
 def worker_context(args, requests, extra, index: int):
     """A ``--workers`` process's own model, probe items, sentences and lm-eval bridge, loaded as
     :func:`run` loads them (worker ``index``: its GPU, :func:`ripple.auditing.parallel.worker_device`)."""
-    import argparse
+    import argparse  # lazy: start-up
 
-    import torch
+    import torch  # lazy: start-up
 
-    from ripple.auditing.measure import AuditInputs
-    from ripple.auditing.parallel import worker_device
-    from ripple.commands.options import setup_from_args
-    from ripple.evaluate.perplexity import general_sentences_for
-    from ripple.probes.sets import probe_items
+    from ripple.auditing.measure import AuditInputs  # lazy: start-up
+    from ripple.auditing.parallel import worker_device  # lazy: start-up
+    from ripple.commands.options import setup_from_args  # lazy: start-up
+    from ripple.evaluate.perplexity import general_sentences_for  # lazy: start-up
+    from ripple.probes.sets import probe_items  # lazy: start-up
 
     n_gpus = torch.cuda.device_count() if args.device == "cuda" else 0
     args = argparse.Namespace(**{**vars(args), "device": worker_device(args.device, index, n_gpus)})
@@ -155,7 +155,7 @@ def worker_context(args, requests, extra, index: int):
     items = probe_items(args.probes, setup.world)
     bridge = None
     if args.tasks:
-        from ripple.evaluate.lm_eval_bridge import LmEvalBridge
+        from ripple.evaluate.lm_eval_bridge import LmEvalBridge  # lazy: start-up
 
         bridge = LmEvalBridge(setup.model, setup.tok, args.tasks, world=setup.world, limit=args.limit)
     return AuditInputs(setup, items, general_sentences_for(setup.world), bridge)

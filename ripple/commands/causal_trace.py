@@ -7,10 +7,10 @@ from ripple.errors import RippleError
 
 
 def add_parser(sub) -> None:
-    from ripple.commands.options import count, positive, seed, text
+    from ripple.commands.options import count, positive, seed, text  # lazy: start-up
 
     t = sub.add_parser("trace", help="causal tracing of one fact: where is it recalled?")
-    from ripple.commands.options import add_model_argument
+    from ripple.commands.options import add_model_argument  # lazy: start-up
 
     add_model_argument(t)
     t.add_argument("--prompt", required=True, type=text, help="prompt ending before the answer; '{}' marks the subject")
@@ -31,13 +31,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ripple.causal_trace import causal_trace, parse_kind, plot_trace
-    from ripple.commands.options import model_kwargs
-    from ripple.editing.requests import check_length
-    from ripple.io import atomic_write_json
-    from ripple.loading import load_model, model_path
-    from ripple.outputs import check_out, output_unit
-    from ripple.tokens import answer_ids, check_readable, render_prompt
+    from ripple.causal_trace import causal_trace, parse_kind, plot_trace  # lazy: start-up
+    from ripple.commands.options import model_kwargs  # lazy: start-up
+    from ripple.editing.requests import check_length  # lazy: start-up
+    from ripple.io import atomic_write_json  # lazy: start-up
+    from ripple.loading import load_model, model_path  # lazy: start-up
+    from ripple.outputs import check_out, output_unit  # lazy: start-up
+    from ripple.tokens import answer_ids, check_readable, render_prompt  # lazy: start-up
 
     for kind in args.kinds:
         parse_kind(kind, args.window)  # one line for a bad kind, before the model loads

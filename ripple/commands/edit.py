@@ -37,14 +37,14 @@ WRITES = ("delta.safetensors", "metrics.json", *MODEL_FILES)
 
 
 def run(args) -> int:
-    from ripple.editing.editor import get_editor
-    from ripple.editing.metrics import aggregate, request_metrics
-    from ripple.editing.request_files import load_requests
-    from ripple.editing.session import edit_groups, edited
-    from ripple.io import atomic_write_json
-    from ripple.loading import save_model
-    from ripple.outputs import check_out, output_unit
-    from ripple.progress import each
+    from ripple.editing.editor import get_editor  # lazy: start-up
+    from ripple.editing.metrics import aggregate, request_metrics  # lazy: start-up
+    from ripple.editing.request_files import load_requests  # lazy: start-up
+    from ripple.editing.session import edit_groups, edited  # lazy: start-up
+    from ripple.io import atomic_write_json  # lazy: start-up
+    from ripple.loading import save_model  # lazy: start-up
+    from ripple.outputs import check_out, output_unit  # lazy: start-up
+    from ripple.progress import each  # lazy: start-up
 
     get_editor(args.method)
     check_out(args.out, inputs_of(args, ("edit file", args.edits)), writes=WRITES)

@@ -17,7 +17,7 @@ from ripple.errors import RippleError
 
 
 def add_parser(sub) -> None:
-    from ripple.commands.options import add_edit_options, natural, text
+    from ripple.commands.options import add_edit_options, natural, text  # lazy: start-up
 
     p = sub.add_parser("graph", help="the ripple graph of one edit: what else it moves (GIE)")
     add_edit_options(p)
@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
 
 def one_request(path):
     """The single edit request in ``path``; a one-line error for none or several."""
-    from ripple.editing.request_files import load_requests
+    from ripple.editing.request_files import load_requests  # lazy: start-up
 
     requests = load_requests(path)
     if len(requests) != 1:
@@ -43,21 +43,21 @@ def one_request(path):
 
 
 def run(args) -> int:
-    from dataclasses import asdict
+    from dataclasses import asdict  # lazy: start-up
 
-    from ripple.auditing.measure import edited_items
-    from ripple.commands.options import check_k, inputs_of, precheck_hparams, setup_from_args
-    from ripple.editing.editor import get_editor
-    from ripple.gie import GraphOptions, gie_for_edit, save_graph
-    from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph
-    from ripple.gie.targets import expected_changes, world_edit
-    from ripple.io import atomic_write_json
-    from ripple.outputs import check_out, output_unit
-    from ripple.probes.sets import probe_items
+    from ripple.auditing.measure import edited_items  # lazy: start-up
+    from ripple.commands.options import check_k, inputs_of, precheck_hparams, setup_from_args  # lazy: start-up
+    from ripple.editing.editor import get_editor  # lazy: start-up
+    from ripple.gie import GraphOptions, gie_for_edit, save_graph  # lazy: start-up
+    from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph  # lazy: start-up
+    from ripple.gie.targets import expected_changes, world_edit  # lazy: start-up
+    from ripple.io import atomic_write_json  # lazy: start-up
+    from ripple.outputs import check_out, output_unit  # lazy: start-up
+    from ripple.probes.sets import probe_items  # lazy: start-up
 
     get_editor(args.method)
     if args.probes is not None and not Path(args.probes).is_file():
-        from ripple.io import absent
+        from ripple.io import absent  # lazy: start-up
 
         raise RippleError(f"probe file {args.probes} {absent(args.probes)}; pass a probe set JSONL with --probes")
     check_out(args.out, inputs_of(args, ("edit file", args.edit), ("probe set", args.probes)),
@@ -102,7 +102,7 @@ def budget_note(budget, model, method: str, profile: dict) -> dict | None:
     the benchmark found at that budget (reports/gie.md)."""
     if budget is None:
         return None
-    from ripple.gie.budget import expected_recall
+    from ripple.gie.budget import expected_recall  # lazy: start-up
 
     s = profile["summary"]
     ranker = profile.get("budget", {}).get("budget_ranker")

@@ -20,7 +20,7 @@ from ripple.commands.options import add_mitigation_options
 
 
 def add_parser(sub) -> None:
-    from ripple.commands.options import add_edit_options, add_request_options, text
+    from ripple.commands.options import add_edit_options, add_request_options, text  # lazy: start-up
 
     p = sub.add_parser("mitigate", help="edit, then revise the edit so that what it damaged is repaired (SIR)")
     add_edit_options(p)
@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
 
 def mitigation_record(out, plan, requests) -> dict:
     """The JSON-ready before/after figures of a :class:`~ripple.mitigation.run.Mitigated`."""
-    from ripple.mitigation.run import item_table
+    from ripple.mitigation.run import item_table  # lazy: start-up
 
     damaged = sorted(set(out.damaged["plain"]) | set(out.damaged["revised"]))
     return {**out.summary(), "requests": [r.to_dict() for r in requests],
@@ -49,23 +49,28 @@ def _metrics(r: dict) -> dict:
 
 
 def run(args) -> int:
-    from ripple.commands.options import inputs_of, precheck_hparams, requests_from_args, setup_from_args
-    from ripple.editing.editor import get_editor
-    from ripple.errors import RippleError
-    from ripple.evaluate.changes import plan_audit
-    from ripple.gie.pipeline import Edit
-    from ripple.io import atomic_write_json
-    from ripple.loading import save_model
-    from ripple.mitigation.run import mitigate
-    from ripple.outputs import MODEL_FILES, check_out, output_unit
-    from ripple.probes.sets import probe_items
+    from ripple.commands.options import (  # lazy: start-up
+        inputs_of,
+        precheck_hparams,
+        requests_from_args,
+        setup_from_args,
+    )
+    from ripple.editing.editor import get_editor  # lazy: start-up
+    from ripple.errors import RippleError  # lazy: start-up
+    from ripple.evaluate.changes import plan_audit  # lazy: start-up
+    from ripple.gie.pipeline import Edit  # lazy: start-up
+    from ripple.io import atomic_write_json  # lazy: start-up
+    from ripple.loading import save_model  # lazy: start-up
+    from ripple.mitigation.run import mitigate  # lazy: start-up
+    from ripple.outputs import MODEL_FILES, check_out, output_unit  # lazy: start-up
+    from ripple.probes.sets import probe_items  # lazy: start-up
 
     get_editor(args.method)
-    from ripple.mitigation import mitigation_hparams
+    from ripple.mitigation import mitigation_hparams  # lazy: start-up
 
     hp_m = mitigation_hparams(args.mitigation, args.mitigation_set)
     if args.probes is not None and not Path(args.probes).is_file():
-        from ripple.io import absent
+        from ripple.io import absent  # lazy: start-up
 
         raise RippleError(f"probe file {args.probes} {absent(args.probes)}; pass a probe set JSONL with --probes")
     check_out(args.out, inputs_of(args, ("edit file", args.edit), ("probe set", args.probes)),

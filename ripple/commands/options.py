@@ -139,7 +139,7 @@ def add_model_argument(p) -> None:
 def model_kwargs(args) -> dict:
     """:func:`ripple.loading.load_model`'s keyword arguments from :func:`add_model_argument`'s options
     (the device checked first: one line, before anything loads)."""
-    from ripple.devices import check_device
+    from ripple.devices import check_device  # lazy: start-up
 
     check_device(args.device)
     return {"dtype": args.dtype, "device": args.device, "device_map": args.device_map,
@@ -170,8 +170,8 @@ def add_edit_options(p) -> None:
 
 def inputs_of(args, *extra) -> list[tuple[str, object]]:
     """The files a command reads, for :func:`ripple.outputs.check_out` (``extra``: ``(label, path)``)."""
-    from ripple.editing.corpora import parse_spec
-    from ripple.loading import model_path
+    from ripple.editing.corpora import parse_spec  # lazy: start-up
+    from ripple.loading import model_path  # lazy: start-up
 
     corpus = args.stats_corpus if args.stats_corpus and parse_spec(args.stats_corpus)[0] == "file" else None
     return [("model directory", model_path(args.model)), ("hyperparameter file", args.hparams),
@@ -185,7 +185,7 @@ def hypernet_overrides(args, method: str, strict: bool = True) -> list[str]:
     if not given or (method != "rledit" and not strict):
         return []
     if method != "rledit":
-        from ripple.errors import RippleError
+        from ripple.errors import RippleError  # lazy: start-up
 
         raise RippleError(f"--hypernet is for --method rledit, not {method}; drop it or pass --method rledit")
     return [f"hypernet={given}"]
@@ -195,10 +195,10 @@ def precheck_hparams(args, method: str, extra_overrides=(), strict: bool = True)
     """Resolve ``method``'s hyperparameters from the options before the model is loaded (its
     ``config.json`` gives the architecture), so that a bad value fails at once; layer indices are
     checked against the model's depth after loading."""
-    import json
+    import json  # lazy: start-up
 
-    from ripple.editing.hparams import resolve_hparams
-    from ripple.loading import model_path
+    from ripple.editing.hparams import resolve_hparams  # lazy: start-up
+    from ripple.loading import model_path  # lazy: start-up
 
     path = model_path(args.model)
     model_type = None
@@ -214,7 +214,7 @@ def precheck_hparams(args, method: str, extra_overrides=(), strict: bool = True)
 def setup_from_args(args, requests, extra_overrides=()):
     """The library's :func:`~ripple.editing.setup.load_setup` from the shared options; warnings
     about the requests go to stderr."""
-    from ripple.editing.setup import load_setup
+    from ripple.editing.setup import load_setup  # lazy: start-up
 
     setup = load_setup(args.model, args.method, requests, hparams_file=args.hparams,
                        overrides=[*args.set, *extra_overrides, *hypernet_overrides(args, args.method)],
@@ -225,7 +225,7 @@ def setup_from_args(args, requests, extra_overrides=()):
 
 
 def add_budget_option(p) -> None:
-    from ripple.commands.options import share
+    from ripple.commands.options import share  # lazy: start-up
 
     p.add_argument("--budget", type=share, default=None, metavar="F",
                    help="after the edit, evaluate only the share F (0-1] of the probe items most at risk of "
@@ -241,7 +241,7 @@ def ranker_arg(args) -> dict:
         return {}
     if args.budget is None:
         raise RippleError("--ranker orders the items a --budget run evaluates; pass --budget F with it")
-    from ripple.gie.rankers import RANKERS
+    from ripple.gie.rankers import RANKERS  # lazy: start-up
 
     RANKERS.get(args.ranker)
     return {"ranker": args.ranker}
@@ -280,8 +280,8 @@ def add_request_options(p, edit_help: str) -> None:
 
 def requests_from_args(args) -> list:
     """The requests of ``--edit FILE`` or of ``--prompt/--subject/--target`` (exactly one of the two)."""
-    from ripple.editing.request_files import load_requests
-    from ripple.editing.requests import parse_request
+    from ripple.editing.request_files import load_requests  # lazy: start-up
+    from ripple.editing.requests import parse_request  # lazy: start-up
 
     inline = [args.prompt, args.subject, args.target]
     if args.edit is not None:

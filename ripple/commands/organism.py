@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
 
 
 def run_show(args) -> int:
-    from ripple.organism.paths import model_dir, world_path
+    from ripple.organism.paths import model_dir, world_path  # lazy: start-up
 
     info = {"path": str(model_dir()), "world": str(world_path())}
     for name in ("train_config.json", "metrics.json"):
@@ -42,22 +42,22 @@ def run_show(args) -> int:
 
 
 def run_train(args) -> int:
-    from ripple.organism.train import TrainConfig, train
+    from ripple.organism.train import TrainConfig, train  # lazy: start-up
 
     try:
         cfg = TrainConfig().with_overrides(args.set)
     except (KeyError, ValueError) as e:
         raise RippleError(f"bad --set override ({e}); use NAME=VALUE with a TrainConfig field such as n_layer=6")
-    from ripple.world.generate import build_world
+    from ripple.world.generate import build_world  # lazy: start-up
 
     try:  # before any training: the world is a pure function of the settings, and cheap
         build_world(cfg.world)
     except (ValueError, IndexError, KeyError, ZeroDivisionError) as e:
         raise RippleError(f"the world these --set values describe cannot be built ({e}); give it more names, "
                           "countries or persons (see 'ripple organism train --help')") from None
-    import torch
+    import torch  # lazy: start-up
 
-    from ripple.outputs import MODEL_FILES, check_out, output_unit
+    from ripple.outputs import MODEL_FILES, check_out, output_unit  # lazy: start-up
 
     check_out(args.out, writes=("train_config.json", "metrics.json", *MODEL_FILES))
     torch.set_num_threads(args.threads or cfg.threads)
@@ -68,12 +68,12 @@ def run_train(args) -> int:
 
 
 def run_world(args) -> int:
-    import networkx as nx
+    import networkx as nx  # lazy: start-up
 
-    from ripple.io import atomic_write_bytes, atomic_write_json
-    from ripple.organism.evaluate import load_world
-    from ripple.organism.paths import world_path
-    from ripple.outputs import check_out, output_unit
+    from ripple.io import atomic_write_bytes, atomic_write_json  # lazy: start-up
+    from ripple.organism.evaluate import load_world  # lazy: start-up
+    from ripple.organism.paths import world_path  # lazy: start-up
+    from ripple.outputs import check_out, output_unit  # lazy: start-up
 
     check_out(args.out, [("organism's world", world_path())], writes=("world.json", "world.graphml"))
     world = load_world()

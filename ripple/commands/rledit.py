@@ -16,7 +16,7 @@ import sys
 
 
 def add_parser(sub) -> None:
-    from ripple.commands.options import add_model_argument, text
+    from ripple.commands.options import add_model_argument, text  # lazy: start-up
 
     p = sub.add_parser("rledit", help="RLEdit's hypernetwork: train it for a model (ripple rledit train)")
     actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
@@ -36,13 +36,13 @@ def add_parser(sub) -> None:
 
 
 def run_train(args) -> int:
-    from ripple.commands.options import inputs_of, model_kwargs, precheck_hparams
-    from ripple.editing.request_files import load_requests
-    from ripple.editing.setup import load_setup
-    from ripple.outputs import check_out, output_unit
-    from ripple.rledit.hypernet import model_identity
-    from ripple.rledit.store import cache_dir_for
-    from ripple.rledit.train import train
+    from ripple.commands.options import inputs_of, model_kwargs, precheck_hparams  # lazy: start-up
+    from ripple.editing.request_files import load_requests  # lazy: start-up
+    from ripple.editing.setup import load_setup  # lazy: start-up
+    from ripple.outputs import check_out, output_unit  # lazy: start-up
+    from ripple.rledit.hypernet import model_identity  # lazy: start-up
+    from ripple.rledit.store import cache_dir_for  # lazy: start-up
+    from ripple.rledit.train import train  # lazy: start-up
 
     if args.out is not None:
         check_out(args.out, inputs_of(args, ("edit file", args.edits)),
@@ -52,7 +52,7 @@ def run_train(args) -> int:
     setup = load_setup(args.model, "rledit", requests or (), hparams_file=args.hparams, overrides=args.set,
                        stats_corpus_file=args.stats_corpus, **model_kwargs(args))
     if setup.world is None and not requests:
-        from ripple.errors import RippleError
+        from ripple.errors import RippleError  # lazy: start-up
 
         raise RippleError("this model has no world to draw training edits from; pass --edits FILE")
     log = (lambda *a, **k: None) if args.quiet else (lambda msg, **k: print(msg, file=sys.stderr, flush=True))

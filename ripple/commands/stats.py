@@ -9,8 +9,8 @@ from __future__ import annotations
 
 
 def add_parser(sub) -> None:
-    from ripple.commands.options import add_model_argument, count, natural, ranged
-    from ripple.editing.limits import Limit
+    from ripple.commands.options import add_model_argument, count, natural, ranged  # lazy: start-up
+    from ripple.editing.limits import Limit  # lazy: start-up
 
     p = sub.add_parser("stats", help="key second moments for the editors, ahead of time (data-parallel under "
                        "torchrun)")
@@ -29,15 +29,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    import os
+    import os  # lazy: start-up
 
-    import torch
+    import torch  # lazy: start-up
 
-    from ripple.commands.options import model_kwargs
-    from ripple.editing.corpora import load_corpus
-    from ripple.editing.dist_stats import cache_path, init_from_env, second_moments
-    from ripple.editing.setup import load_setup
-    from ripple.errors import RippleError
+    from ripple.commands.options import model_kwargs  # lazy: start-up
+    from ripple.editing.corpora import load_corpus  # lazy: start-up
+    from ripple.editing.dist_stats import cache_path, init_from_env, second_moments  # lazy: start-up
+    from ripple.editing.setup import load_setup  # lazy: start-up
+    from ripple.errors import RippleError  # lazy: start-up
 
     distributed = init_from_env()
     setup = load_setup(args.model, context=False, **model_kwargs(args))
@@ -60,7 +60,7 @@ def run(args) -> int:
         for layer in layers:
             print(f"layer {layer}: {cache_path(setup.model, setup.tok, layer, corpus.lines, samples)}")
     if distributed:
-        import torch.distributed as dist
+        import torch.distributed as dist  # lazy: start-up
 
         dist.destroy_process_group()
     return 0

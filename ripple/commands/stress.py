@@ -17,8 +17,15 @@ from ripple.errors import RippleError
 
 
 def add_parser(sub) -> None:
-    from ripple.commands.options import add_model_options, count, open_share, ratio_above_one, seed, text
-    from ripple.editing.editor import editor_help
+    from ripple.commands.options import (  # lazy: start-up
+        add_model_options,
+        count,
+        open_share,
+        ratio_above_one,
+        seed,
+        text,
+    )
+    from ripple.editing.editor import editor_help  # lazy: start-up
 
     p = sub.add_parser("stress", help="capability loss over N sequential edits (collapse points per method)")
     add_model_options(p)
@@ -49,9 +56,9 @@ def add_parser(sub) -> None:
 
 
 def check_args(args) -> list[str]:
-    from ripple.commands.options import check_tasks, inputs_of
-    from ripple.outputs import check_out
-    from ripple.stress.run import parse_method
+    from ripple.commands.options import check_tasks, inputs_of  # lazy: start-up
+    from ripple.outputs import check_out  # lazy: start-up
+    from ripple.stress.run import parse_method  # lazy: start-up
 
     names = [args.method, *args.compare]
     for name in names:
@@ -73,7 +80,7 @@ def check_args(args) -> list[str]:
 def check_saved(args, names) -> None:
     """A partial run in ``--out`` is never thrown away: without ``--resume``, or with other methods,
     a one-line error before anything loads (its settings are checked once the run's key is known)."""
-    from ripple.stress.resume import ResumeStore
+    from ripple.stress.resume import ResumeStore  # lazy: start-up
 
     store = ResumeStore(args.out, {}, "")
     if store.exists() and not args.resume:
@@ -84,12 +91,12 @@ def check_saved(args, names) -> None:
 
 
 def run(args) -> int:
-    from ripple.commands.options import hypernet_overrides, model_kwargs, precheck_hparams
-    from ripple.editing.setup import load_setup
-    from ripple.io import atomic_write_json, atomic_write_text
-    from ripple.outputs import output_unit
-    from ripple.stress.report import plot_stress, stress_table
-    from ripple.stress.run import StressOptions, parse_method, run_stress, stress_stream
+    from ripple.commands.options import hypernet_overrides, model_kwargs, precheck_hparams  # lazy: start-up
+    from ripple.editing.setup import load_setup  # lazy: start-up
+    from ripple.io import atomic_write_json, atomic_write_text  # lazy: start-up
+    from ripple.outputs import output_unit  # lazy: start-up
+    from ripple.stress.report import plot_stress, stress_table  # lazy: start-up
+    from ripple.stress.run import StressOptions, parse_method, run_stress, stress_stream  # lazy: start-up
 
     names = check_args(args)
     for name in names:  # hyperparameters of every method, before the model is loaded
@@ -98,7 +105,7 @@ def run(args) -> int:
     setup = load_setup(args.model, hparams_file=args.hparams, context=False, **model_kwargs(args))
     stream, world = stress_stream(setup, args.edits, args.edit_file, args.seed)
     if args.chunk > 1:  # a chunk is one solve of a batch editor: no two of its edits may contradict
-        from ripple.editing.request_files import check_chunks
+        from ripple.editing.request_files import check_chunks  # lazy: start-up
 
         check_chunks(stream, args.chunk, [f"edit {i}" for i in range(1, len(stream) + 1)], where="the edit stream")
     setup.make_context(args.stats_corpus)
@@ -148,11 +155,11 @@ def resume_store(args, config: dict, stream, setup, names):
     """Where this run saves its checkpoints (``OUT/.ripple/resume``), keyed by everything the curves
     depend on. A partial run there is never thrown away: without ``--resume``, or with other
     methods or settings, it is a one-line error."""
-    import hashlib
-    import json
+    import hashlib  # lazy: start-up
+    import json  # lazy: start-up
 
-    from ripple.io import source_fingerprint
-    from ripple.stress.resume import ResumeStore
+    from ripple.io import source_fingerprint  # lazy: start-up
+    from ripple.stress.resume import ResumeStore  # lazy: start-up
 
     digest = hashlib.sha256(json.dumps([r.to_dict() for r in stream], sort_keys=True).encode()).hexdigest()[:16]
     key = {**config, "stats_corpus": setup.corpus.describe() if setup.corpus is not None else None, "stream": digest}

@@ -6,6 +6,7 @@ the organism's package, finds it).
 ('data', 'world.json')
 """
 
+from importlib import resources
 from pathlib import Path
 
 
@@ -25,7 +26,6 @@ ENGLISH_FILE = "general_sentences.txt"
 
 def english_sentences() -> list[str]:
     """The bundled English sentences, one a line (``#`` lines are comments)."""
-    from importlib import resources
 
     text = resources.files("ripple.data").joinpath(ENGLISH_FILE).read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]

@@ -28,10 +28,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ripple.data import english_sentences
 from ripple.devices import input_device
+from ripple.editing.from_world import world_corpus
+from ripple.editing.stats import model_fingerprint
 from ripple.errors import RippleError
-from ripple.io import absent
+from ripple.io import absent, cache_dir
 from ripple.progress import bars_off
+from ripple.tokens import fill
 
 #: The statistics corpus of a model without a world, chosen by measurement (benchmarks/real_models/stats_corpus.py).
 DEFAULT_REAL = "samples:256"
@@ -76,7 +80,6 @@ def parse_spec(spec: str) -> tuple[str, int | None]:
 
 
 def sample_corpus_dir() -> Path:
-    from ripple.io import cache_dir
 
     return cache_dir() / "corpora"
 
@@ -92,9 +95,8 @@ def model_samples(model, tok, n: int = DEFAULT_SAMPLES, seed: int = 0, tokens: i
     """``n`` passages of ``tokens`` tokens sampled from ``model`` (temperature 1, seeded), starting
     from its beginning-of-text token; cached on disk by the model's weights fingerprint, so the same
     model and seed give the same text without sampling again."""
-    import torch
+    import torch  # lazy: heavy
 
-    from ripple.editing.stats import model_fingerprint
 
     path = sample_corpus_dir() / f"{model_fingerprint(model, tok, -1)}-s{seed}-n{n}-t{tokens}.txt"
     if path.exists():
@@ -110,7 +112,7 @@ def model_samples(model, tok, n: int = DEFAULT_SAMPLES, seed: int = 0, tokens: i
         torch.manual_seed(seed)
         starts = range(0, n, batch_size)
         if len(starts) >= BAR_BATCHES and not bars_off():  # minutes on a CPU: say what is going on
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # lazy: heavy
 
             starts = tqdm(starts, desc=f"sampling {n} passages for the statistics corpus (once per model)",
                           file=sys.stderr, leave=False, dynamic_ncols=True)
@@ -130,7 +132,6 @@ def model_samples(model, tok, n: int = DEFAULT_SAMPLES, seed: int = 0, tokens: i
 
 def graph_sentences(world) -> list[str]:
     """Every fact of ``world`` on every core template of its relation, with its answer."""
-    from ripple.tokens import fill
 
     return [f"{fill(t, world.name(f.subject))} {world.name(f.object)}."
             for f in world.facts for t in world.relations[f.relation].templates]
@@ -154,7 +155,6 @@ def load_corpus(spec: str | None, world, model=None, tok=None, seed: int = 0) ->
         spec = "world" if world is not None and world.kind == "synthetic" else DEFAULT_REAL
     kind, count = parse_spec(spec)
     if kind == "hf":
-        from ripple.editing.setup import dataset_corpus
 
         return Corpus(spec, tuple(dataset_corpus(spec[3:])))
     if kind == "file":
@@ -163,7 +163,6 @@ def load_corpus(spec: str | None, world, model=None, tok=None, seed: int = 0) ->
         if world is None or world.kind != "synthetic":
             raise RippleError("--stats-corpus world needs a model trained on a world (the organism); use "
                               f"{DEFAULT_REAL} or a text file")
-        from ripple.editing.from_world import world_corpus
 
         return Corpus("world", tuple(world_corpus(world)))
     if kind == "graph":
@@ -171,9 +170,29 @@ def load_corpus(spec: str | None, world, model=None, tok=None, seed: int = 0) ->
             raise RippleError("--stats-corpus graph needs a knowledge graph; use samples or a text file")
         return Corpus("graph", tuple(graph_sentences(world)))
     if kind == "english":
-        from ripple.data import english_sentences
 
         return Corpus("english", tuple(english_sentences()))
     if model is None:
         raise RippleError("--stats-corpus samples needs the model; load it first")
     return Corpus(f"samples:{count}", tuple(model_samples(model, tok, count, seed=seed)))
+
+
+def dataset_corpus(spec: str, limit: int = 20000) -> list[str]:
+    """Text lines of a ``datasets`` dataset (its ``text`` column), e.g. ``wikitext:wikitext-103-raw-v1:train``."""
+    try:
+        import datasets  # lazy: heavy (optional: only --stats-corpus hf:... needs it)
+    except ImportError:
+        raise RippleError("--stats-corpus hf:... needs the datasets package (pip install datasets); "
+                          "or pass a text file") from None
+    name, config, split = (spec.split(":") + [None, None])[:3]
+
+    if bars_off():
+        datasets.disable_progress_bars()
+    try:
+        ds = datasets.load_dataset(name, config, split=split or "train")
+    except Exception as e:  # offline, unknown name, missing config: all the same to the user
+        raise RippleError(f"cannot load dataset {spec!r} ({type(e).__name__}); make it available locally "
+                          "(HF_DATASETS_OFFLINE needs a cached copy) or pass a text file") from None
+    if "text" not in ds.column_names:
+        raise RippleError(f"dataset {spec!r} has no 'text' column (it has {', '.join(ds.column_names)})")
+    return [t for t in ds["text"][:limit] if t and t.strip()]

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-from ripple.devices import add_into
+from ripple.devices import add_into, assign, is_dispatched, param_value
 from ripple.errors import RippleError
 
 
@@ -68,7 +70,6 @@ class WeightSnapshot:
     def take(cls, model: torch.nn.Module, names, device=None) -> WeightSnapshot:
         """Snapshot the named parameters (on their own device, or on ``device``; a model spread over
         devices by accelerate keeps its snapshots on the CPU)."""
-        from ripple.devices import is_dispatched, param_value
 
         if device is None and is_dispatched(model):
             device = "cpu"
@@ -93,7 +94,6 @@ class WeightSnapshot:
             if params[name].shape != orig.shape:
                 raise RippleError(f"parameter {name!r} now has shape {tuple(params[name].shape)}, "
                                   f"the snapshot {tuple(orig.shape)}; restore into the model it was taken of")
-        from ripple.devices import assign
 
         with torch.no_grad():
             for name, orig in self.originals.items():
@@ -186,7 +186,6 @@ class EditDelta:
 
     def norm_ratios(self, model: torch.nn.Module) -> dict[str, float]:
         """``‖Δ‖_F / ‖W‖_F`` per parameter, against the model's current (unedited) weights."""
-        from ripple.devices import param_value
 
         self._targets(model)
         ratios = {}
@@ -220,7 +219,6 @@ class EditDelta:
 
     def save(self, path) -> None:
         """Write a safetensors file with the method, requests, hparams and info as metadata, atomically."""
-        from safetensors.torch import save_file
 
         path = Path(path)
         if not path.parent.is_dir():
@@ -244,7 +242,6 @@ class EditDelta:
     @classmethod
     def load(cls, path) -> EditDelta:
         """Read a file written by :meth:`save`."""
-        from safetensors import safe_open
 
         path = Path(path)
         if not path.is_file():

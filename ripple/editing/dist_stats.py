@@ -26,6 +26,7 @@ order than ``second_moment``'s one matrix product, so the results agree to float
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -34,11 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from ripple.arch import act_name, resolve_site
 from ripple.devices import input_device
+from ripple.editing.stats import corpus_fingerprint, model_fingerprint
 from ripple.errors import RippleError
 from ripple.hooks import TraceDict
+from ripple.io import atomic_torch_save, cache_dir
 from ripple.scoring import pad_ids
 from ripple.tokens import text_ids
 
@@ -63,8 +67,6 @@ def token_plan(tok, corpus, n_samples: int) -> list[tuple[int, int]]:
 
 def cache_path(model, tok, layer: int, corpus, n_samples: int) -> Path:
     """Where :func:`ripple.editing.stats.second_moment` keeps this statistic."""
-    from ripple.editing.stats import corpus_fingerprint, model_fingerprint
-    from ripple.io import cache_dir
 
     return cache_dir() / "mom2" / (f"{model_fingerprint(model, tok, layer)}-L{layer}-"
                                    f"{corpus_fingerprint(list(corpus))}-n{n_samples}.pt")
@@ -72,7 +74,6 @@ def cache_path(model, tok, layer: int, corpus, n_samples: int) -> Path:
 
 def _dist():
     """``(rank, world size)`` of the running process group, else ``(0, 1)``."""
-    import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -82,7 +83,6 @@ def _dist():
 def init_from_env() -> bool:
     """Join the process group ``torchrun`` describes in the environment (``WORLD_SIZE`` > 1):
     gloo on CPU, nccl when CUDA is there. False when there is none to join."""
-    import torch.distributed as dist
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return dist.is_initialized()
@@ -94,7 +94,6 @@ def init_from_env() -> bool:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    from ripple.io import atomic_torch_save
 
     atomic_torch_save(obj, path)
 
@@ -120,9 +119,7 @@ def second_moments(model, tok, spec, layers, corpus, n_samples: int, settings: S
     process of the group computing its share (see the module docstring); ``settings`` (a
     :class:`StatsRun`) or its fields as keywords. Returns also ``"tokens"``, ``"seconds"``,
     ``"forward_tokens"`` (tokens the forward passes ran, padding included) under the key ``None``."""
-    import dataclasses
 
-    import torch.distributed as dist
 
     opts = dataclasses.replace(settings or StatsRun(), **options)
     batch_size, save_every, use_cache, stop_after, log = (opts.batch_size, opts.save_every, opts.use_cache,
@@ -144,7 +141,6 @@ def second_moments(model, tok, spec, layers, corpus, n_samples: int, settings: S
     batches = [order[j:j + batch_size] for j in range(0, len(order), batch_size)][rank::world]
     key = hashlib.sha256("|".join(cache_path(model, tok, layer, corpus, n_samples).name
                                   for layer in layers).encode()).hexdigest()[:16]
-    from ripple.io import cache_dir
 
     partial = cache_dir() / "mom2_partial" / key / f"rank{rank}-of-{world}-b{batch_size}-v2.pt"
     state = torch.load(partial, weights_only=True) if partial.exists() else None

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ripple.editing.variant import Variant
+from ripple.errors import RippleError
 from ripple.registry import Registry
 
 if TYPE_CHECKING:  # torch stays out of the CLI's start-up (argument errors, --help, organism show)
@@ -95,8 +96,10 @@ def editor_help() -> str:
 
 def _rect(ctx, deltas: dict, keep: float) -> dict:
     """RECT's mask on each update, by its change relative to the model's weight."""
-    from ripple.devices import param_value
-    from ripple.editing.solvers import rect_mask
+    from ripple.devices import param_value  # lazy: start-up (the CLI reads the editor registry before torch loads)
+    from ripple.editing.solvers import (
+        rect_mask,  # lazy: start-up (the CLI reads the editor registry before torch loads)
+    )
 
     return {n: rect_mask(d, param_value(ctx.model, n).float().cpu(), keep) for n, d in deltas.items()}
 
@@ -104,8 +107,7 @@ def _rect(ctx, deltas: dict, keep: float) -> dict:
 def with_rect(ctx, delta: EditDelta, keep: float) -> EditDelta:
     """``delta`` as its editor would have returned it with ``rect=keep``: RECT is a mask on the
     computed update, so it need not be solved again (its seconds: the edit's and the mask's)."""
-    from ripple.editing.delta import EditDelta
-    from ripple.errors import RippleError
+    from ripple.editing.delta import EditDelta  # lazy: start-up (the CLI reads the editor registry before torch loads)
 
     variant = Variant.parse(delta.method)
     if variant.rect is not None:
@@ -120,7 +122,7 @@ def with_rect(ctx, delta: EditDelta, keep: float) -> EditDelta:
 def make_delta(ctx, method: str, requests, hp, deltas: dict, info: dict, t0: float) -> EditDelta:
     """The :class:`EditDelta` an editor returns: RECT applied when ``hp.rect`` is set (the method is
     then named ``method+rect``), the requests and hyperparameters recorded, the seconds taken."""
-    from ripple.editing.delta import EditDelta
+    from ripple.editing.delta import EditDelta  # lazy: start-up (the CLI reads the editor registry before torch loads)
 
     if hp.rect is not None:
         deltas = _rect(ctx, deltas, hp.rect)

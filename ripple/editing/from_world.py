@@ -11,13 +11,15 @@ statistics corpus.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from ripple.editing.requests import EditRequest
 from ripple.errors import RippleError
 from ripple.tokens import fill
 from ripple.world.corpus import CorpusConfig, training_text
-from ripple.world.edits import WorldEdit
-from ripple.world.generate import World
+from ripple.world.edits import WorldEdit, slug
+from ripple.world.generate import Entity, World
+from ripple.world.ground_truth import ripple_ground_truth
 
 EDITABLE = ("born_in", "citizen_of", "works_for", "studied_at")
 
@@ -69,7 +71,6 @@ def relation_of_prompt(world: World, prompt: str, subject_type: str):
 def complete_from_world(world: World, request: EditRequest) -> EditRequest:
     """Fill a request's missing ``target_true``, paraphrases and neighbourhood from the world, when
     its subject is a world entity and its prompt one of the world's templates; else return it as is."""
-    from dataclasses import replace
 
     try:
         subject = world.id_of(request.subject)
@@ -78,8 +79,6 @@ def complete_from_world(world: World, request: EditRequest) -> EditRequest:
     rel = relation_of_prompt(world, request.prompt, world.entities[subject].type)
     named = [e for e in world.entities.values() if e.name == request.target_new]
     if not named and rel is not None and world.kind == "real":  # a new object the graph lacks
-        from ripple.world.edits import slug
-        from ripple.world.generate import Entity
 
         key = slug(request.target_new) or "new"
         while key in world.entities:
@@ -112,7 +111,6 @@ def complete_fix(world: World, request: EditRequest, subject: str, rel, new: str
     must keep it: fixing "the capital of Turkey is Istanbul" must leave the Hagia Sophia in Istanbul).
     When that wrong answer is not an object of the graph ("the"), the neighbourhood is the same
     relation's other subjects, each with its own true answer, which must not turn into the new one."""
-    from dataclasses import replace
 
     if world.kind == "synthetic":
         raise RippleError(f"{request.subject!r} already has {rel.name!r} {request.target_new!r}; the edit "
@@ -169,7 +167,6 @@ def sample_edits(world: World, n: int, seed: int = 0, relations=None, pairs=None
 def specificity_queries(world: World, request: EditRequest):
     """Ground truth for relation specificity: the subject's other relations, one core template
     each (the request's ``case_id`` is ``subject|relation|new_object``, as :func:`request_for` makes)."""
-    from ripple.world.ground_truth import ripple_ground_truth
 
     edit = WorldEdit.require(request)
     qs = [q for q in ripple_ground_truth(world, edit.subject, edit.relation, edit.new)

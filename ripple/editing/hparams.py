@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ripple.arch import fraction_to_layer
+from ripple.editing.editor import EDITORS, get_editor
 from ripple.editing.limits import AT_LEAST_0, AT_LEAST_1, NON_NEGATIVE, POSITIVE, SHARE, UNIT, Limit, check_field
 from ripple.errors import RippleError
 from ripple.io import absent, loads_json
@@ -108,7 +109,6 @@ def _for_method(data: dict, method: str, base) -> dict:
 
 
 def _is_per_method(data: dict) -> bool:
-    from ripple.editing.editor import EDITORS
 
     keys = [k for k in data if not k.startswith("_")]
     return bool(keys) and all(k == "all" or k in EDITORS for k in keys) and all(
@@ -162,7 +162,6 @@ def apply_overrides(hp, overrides, what: str):
 def resolve_hparams(method: str, model_type: str, n_layers: int | None = None, model_dir: str | Path | None = None,
                     json_file: str | Path | None = None, overrides: list[str] = ()):
     """The hyperparameters for editor ``method`` on a ``model_type`` (see the module docstring)."""
-    from ripple.editing.editor import get_editor
 
     editor = get_editor(method)
     hp = editor.hparams()

@@ -12,6 +12,7 @@ for one prompt refused).
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 from ripple.editing.requests import EditRequest, parse_request
@@ -105,7 +106,6 @@ def _parse_json(p: Path, text: str) -> tuple[list[EditRequest], list[str]]:
 def _is_stream(p: Path) -> bool:
     """A pipe, a character device or a file descriptor (``<(cmd)``, ``/dev/stdin`` also when it is a
     redirected file), which has no suffix to go by."""
-    import stat
 
     try:
         mode = p.stat().st_mode

@@ -31,7 +31,9 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
+from ripple.arch import get_spec
 from ripple.errors import RippleError
+from ripple.progress import MANY, each
 from ripple.scoring import answer_logprobs
 from ripple.tokens import _whole_word_rfind, answer_ids, check_readable, fill, subject_token_span, text_ids
 
@@ -248,10 +250,8 @@ def validate_for_model(requests: list[EditRequest], tok, model=None, context: in
     request whose target the model already predicts. ``progress``: a progress bar on stderr.
     """
     if context is None and model is not None:
-        from ripple.arch import get_spec
 
         context = get_spec(model).context_length(model)
-    from ripple.progress import MANY, each
 
     for i, req in each(enumerate(requests, 1), "checking edit requests", quiet=not progress):
         try:

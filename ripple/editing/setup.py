@@ -15,7 +15,7 @@ The requests are checked against the tokenizer (one-line errors), and on a model
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,10 +23,16 @@ import torch
 
 from ripple.devices import input_device
 from ripple.editing.context import EditContext
+from ripple.editing.corpora import load_corpus
+from ripple.editing.from_world import complete_from_world, relation_of_prompt
 from ripple.editing.hparams import resolve_hparams
-from ripple.editing.requests import validate_for_model
+from ripple.editing.requests import check_length, validate_for_model
 from ripple.errors import RippleError
-from ripple.tokens import answer_ids
+from ripple.loading import load_model
+from ripple.progress import each
+from ripple.tokens import answer_ids, text_ids, unknown_words
+from ripple.world.generate import load_world
+from ripple.world.real import real_world
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -43,34 +49,10 @@ def world_of(model_path: str):
     real-world knowledge graph (:func:`ripple.world.real.real_world`)."""
     world_file = Path(model_path) / "world.json"
     if not world_file.is_file():
-        from ripple.world.real import real_world
 
         return real_world()
-    from ripple.world.generate import load_world
 
     return load_world(world_file)
-
-
-def dataset_corpus(spec: str, limit: int = 20000) -> list[str]:
-    """Text lines of a ``datasets`` dataset (its ``text`` column), e.g. ``wikitext:wikitext-103-raw-v1:train``."""
-    try:
-        import datasets
-    except ImportError:
-        raise RippleError("--stats-corpus hf:... needs the datasets package (pip install datasets); "
-                          "or pass a text file") from None
-    name, config, split = (spec.split(":") + [None, None])[:3]
-    from ripple.progress import bars_off
-
-    if bars_off():
-        datasets.disable_progress_bars()
-    try:
-        ds = datasets.load_dataset(name, config, split=split or "train")
-    except Exception as e:  # offline, unknown name, missing config: all the same to the user
-        raise RippleError(f"cannot load dataset {spec!r} ({type(e).__name__}); make it available locally "
-                          "(HF_DATASETS_OFFLINE needs a cached copy) or pass a text file") from None
-    if "text" not in ds.column_names:
-        raise RippleError(f"dataset {spec!r} has no 'text' column (it has {', '.join(ds.column_names)})")
-    return [t for t in ds["text"][:limit] if t and t.strip()]
 
 
 @dataclass
@@ -105,17 +87,13 @@ class EditSetup:
         self.warnings += validate_for_model(requests, self.tok, self.model, progress=True)
         if self.world is None:
             return list(requests)
-        from ripple.editing.from_world import complete_from_world
-        from ripple.progress import each
 
         return [complete_from_world(self.world, r) for r in each(requests, "completing requests from the world")]
 
     def with_current_answers(self, requests) -> list:
         """Requests without ``target_true`` whose target the real-world graph already holds (a fix of
         a wrong answer) get the model's current answer as ``target_true``: the old answer to race."""
-        from dataclasses import replace
 
-        from ripple.editing.from_world import relation_of_prompt
 
         world, out = self.world, []
         for r in requests:
@@ -142,8 +120,6 @@ class EditSetup:
         """A one-line error for a probe item longer than the model's context, and for a probe set
         with items the model cannot read (words its tokenizer maps to the unknown token: e.g. the
         real-world graph on the organism's whole-word vocabulary), which would be scored as noise."""
-        from ripple.editing.requests import check_length
-        from ripple.tokens import unknown_words
 
         unreadable = [(item, words) for item in items
                       if (words := unknown_words(self.tok, item.rendered) + unknown_words(self.tok, " " + item.answer))]
@@ -160,8 +136,6 @@ class EditSetup:
         """Build ``self.ctx`` with the statistics corpus named by ``stats_corpus_file`` (a file,
         ``hf:NAME``, ``samples:N``, ``graph``, ``english``; see :mod:`ripple.editing.corpora`),
         by default the world's text for a model trained on one, else the measured default."""
-        from ripple.editing.corpora import load_corpus
-
         self.corpus = load_corpus(stats_corpus_file, self.world, self.model, self.tok)
         self.ctx = EditContext(self.model, self.tok, self.spec, list(self.corpus.lines))
         return self.ctx
@@ -177,7 +151,6 @@ def load_setup(model: str = "organism", method: str | None = None, requests=(), 
     and applied in this dtype); ``placement``: :func:`~ripple.loading.load_model`'s ``device``,
     ``device_map``, ``max_memory`` and ``offload_folder``; one-line
     :class:`~ripple.errors.RippleError` for every bad input."""
-    from ripple.loading import load_model
 
     model_, tok, spec = load_model(model, dtype=dtype, **placement)
     setup = EditSetup(model_, tok, spec, world_of(model_.name_or_path), hparams_file=hparams_file)
@@ -192,7 +165,6 @@ def load_setup(model: str = "organism", method: str | None = None, requests=(), 
 @torch.no_grad()
 def greedy_text(model, tok, prompt: str, max_new_tokens: int = 6) -> str:
     """The model's greedy continuation of ``prompt`` (a few tokens, decoded)."""
-    from ripple.tokens import text_ids
 
     device = input_device(model)
     ids = torch.tensor([text_ids(tok, prompt)], device=device)

@@ -21,7 +21,10 @@ from ripple.arch import act_name, resolve_site
 from ripple.devices import input_device, param_value
 from ripple.errors import RippleError
 from ripple.hooks import Trace
-from ripple.io import cache_dir  # noqa: F401 (read from here too)
+from ripple.io import (
+    atomic_torch_save,
+    cache_dir,  # noqa: F401 (read from here too)
+)
 from ripple.scoring import pad_ids
 from ripple.tokens import text_ids
 
@@ -83,7 +86,6 @@ def second_moment(model, tok, spec, layer: int, corpus: list[str], n_samples: in
     K = collect_keys(model, tok, spec, layer, corpus, n_samples)
     C = K.T @ K / len(K)
     if use_cache:
-        from ripple.io import atomic_torch_save
 
         atomic_torch_save(C, path)
     return C

@@ -36,6 +36,8 @@ from filelock import FileLock, Timeout
 from safetensors import safe_open
 from safetensors.torch import save
 
+from ripple.editing import compute as value_solver
+from ripple.editing.stats import model_fingerprint
 from ripple.io import atomic_write_bytes
 
 # the hyperparameters optimize_delta reads (the prefixes themselves enter the key as text)
@@ -85,12 +87,10 @@ def target_values(ctx, requests, site: str, hp, contexts) -> list[dict]:
     ``ctx.value_cache`` when it is set (see the module docstring: a value another process is
     computing is waited for, after the others). Each result has ``seconds`` (what computing it
     took, then or now) and ``cached``."""
-    from ripple.editing.compute import optimize_delta
-    from ripple.editing.stats import model_fingerprint
 
     def compute(r) -> dict:
         t0 = time.perf_counter()
-        opt = optimize_delta(ctx.model, ctx.tok, ctx.spec, r, site, hp, contexts)
+        opt = value_solver.optimize_delta(ctx.model, ctx.tok, ctx.spec, r, site, hp, contexts)
         return {**opt, "seconds": time.perf_counter() - t0, "cached": False}
 
     cache = ctx.value_cache

@@ -35,6 +35,8 @@ from pathlib import Path
 
 from ripple.evaluate.organism_tasks import _YAML as ORGANISM_YAML
 from ripple.evaluate.organism_tasks import write_task_files
+from ripple.tokens import fill
+from ripple.world.real import real_world
 
 GROUP = "english"
 CANDIDATES = ("english_agreement", "english_attractor", "english_determiner", "english_arithmetic",
@@ -155,8 +157,6 @@ def _sequence(rng, n: int) -> list[dict]:
 
 
 def _knowledge(rng, n: int) -> list[dict]:
-    from ripple.tokens import fill
-    from ripple.world.real import real_world
 
     world = real_world()
     keys = sorted({(f.subject, f.relation) for f in world.facts})

@@ -29,6 +29,9 @@ import logging
 
 from ripple.devices import input_device
 from ripple.errors import RippleError
+from ripple.evaluate.english_tasks import write_english_tasks
+from ripple.evaluate.offline import ensure_offline_env
+from ripple.evaluate.organism_tasks import write_organism_tasks
 from ripple.modes import held
 
 ORGANISM_PREFIX = "organism"
@@ -38,7 +41,7 @@ LOCAL_PREFIXES = (ORGANISM_PREFIX, ENGLISH_PREFIX)
 
 def _hflm():
     try:
-        from lm_eval.models.huggingface import HFLM
+        from lm_eval.models.huggingface import HFLM  # lazy: heavy
     except ImportError as exc:
         raise RippleError(f"the lm-eval bridge needs lm-eval and accelerate ({exc.name} is missing); "
                           "reinstall ripple (pip install -e .) or pip install lm-eval==0.4.13 accelerate") from None
@@ -101,7 +104,6 @@ class LmEvalBridge:
 
     def __init__(self, model, tok, tasks, world=None, batch_size: int = 64, limit: int | None = None,
                  include_path: str | None = None):
-        from ripple.evaluate.offline import ensure_offline_env
 
         ensure_offline_env()
         self.model, self.tok, self.limit = model, tok, limit
@@ -113,12 +115,10 @@ class LmEvalBridge:
             if world is None or world.kind != "synthetic":
                 raise RippleError("the organism tasks need a model with a world.json (the organism); "
                                   "for other models name lm-eval tasks such as hellaswag")
-            from ripple.evaluate.organism_tasks import write_organism_tasks
 
             directory, _ = write_organism_tasks(world)
             include.append(str(directory))
         if any(t.startswith(ENGLISH_PREFIX) for t in self.tasks):
-            from ripple.evaluate.english_tasks import write_english_tasks
 
             directory, _ = write_english_tasks()
             include.append(str(directory))
@@ -126,7 +126,7 @@ class LmEvalBridge:
         self.lm = make_lm(model, tok, batch_size)
 
     def _load(self, include: list[str]):
-        from lm_eval.tasks import TaskManager
+        from lm_eval.tasks import TaskManager  # lazy: heavy
 
         local_only = all(t.startswith(LOCAL_PREFIXES) for t in self.tasks)
         with quiet_lm_eval():
@@ -159,7 +159,7 @@ class LmEvalBridge:
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """``{task: {metric: value}}`` on the model as it is now (groups included)."""
-        from lm_eval.evaluator import evaluate
+        from lm_eval.evaluator import evaluate  # lazy: heavy
 
         with held(self.model, rng=True), quiet_lm_eval():
             self.model.eval()

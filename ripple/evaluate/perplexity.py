@@ -23,12 +23,12 @@ from ripple.data import english_sentences  # noqa: E402,F401 (read from here too
 from ripple.devices import input_device
 from ripple.scoring import pad_ids, selected_logits
 from ripple.tokens import bos_prefix, text_ids
+from ripple.world.corpus import general_sentences
 
 
 def general_sentences_for(world, n: int = 40) -> list[str]:
     """``n`` fixed world sentences when the model has a world, else the bundled English set."""
     if world is not None and world.kind == "synthetic":
-        from ripple.world.corpus import general_sentences
 
         return general_sentences(world, n=n)
     return english_sentences()

@@ -28,7 +28,9 @@ from pathlib import Path
 import torch
 
 from ripple.errors import RippleError
+from ripple.gie.keys import KeyCache
 from ripple.gie.measure import ItemState, Resume, measure_items
+from ripple.gie.rankers import RANKERS, RankInput
 
 # key_sqrt_margin: the largest |ΔW k| over the item's prompt positions, over the square root of its
 # answer's margin. It needs no backward pass (the probe's own forward pass records its keys); chosen
@@ -63,8 +65,6 @@ def check_budget(budget: float) -> float:
 def gradient_cache(model, tok, spec, items, layers, ranker: str):
     """The key cache with the gradients ``ranker`` needs, built on the model as it is now (call it
     before the edit); None when the ranker needs none (the probe pass records the rest)."""
-    from ripple.gie.keys import KeyCache
-    from ripple.gie.rankers import RANKERS
 
     grads = tuple(need for need in RANKERS.get(ranker).needs if need in ("margin", "logp"))
     return KeyCache.build(model, tok, spec, items, layers, grads=grads) if grads else None
@@ -103,8 +103,6 @@ class Budget:
     ranker: str = DEFAULT_RANKER
 
     def __post_init__(self):
-        from ripple.gie.rankers import RANKERS  # the rankers import this module
-
         check_budget(self.share)
         RANKERS.get(self.ranker)  # one-line error naming the known rankers
 
@@ -131,7 +129,6 @@ def budgeted_measure(ctx, items, resume: Resume, delta, budget: Budget, focus: F
     (edited), in probe-set order, incrementally from ``resume``; at share 1 every item, exactly as
     :func:`~ripple.gie.measure.measure_items` would. The key cache is ``resume.keys``, or ``cache``
     (one built with gradients on the unedited model, for a ranker that needs them)."""
-    from ripple.gie.rankers import RANKERS, RankInput
 
     model, tok, spec = ctx.model, ctx.tok, ctx.spec
     ranker, edited, layer, position = budget.ranker, focus.edited, focus.layer, focus.position

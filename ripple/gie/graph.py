@@ -14,6 +14,7 @@ layer, change of log P(answer), whether the greedy answer changed); edges join e
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -50,7 +51,7 @@ def cosine_matrix(x: torch.Tensor) -> torch.Tensor:
 
 def knn_pairs(x: torch.Tensor, k: int) -> list[tuple[int, int]]:
     """``(i, j)``: ``j`` is one of the ``k`` nearest rows to row ``i`` by cosine (not ``i`` itself)."""
-    from sklearn.neighbors import NearestNeighbors
+    from sklearn.neighbors import NearestNeighbors  # lazy: heavy
 
     n = x.shape[0]
     if k < 1 or n < 2:
@@ -227,7 +228,6 @@ def graph_json(g: nx.Graph) -> str:
 def save_graph(g: nx.Graph, out_dir) -> dict[str, str]:
     """Write ``graph.json`` (read back with ``nx.node_link_graph(data, edges="edges")``) and
     ``graph.graphml`` (lists joined with commas; None and non-finite values left out), atomically."""
-    import io
 
     out = prepare_out_dir(out_dir)
     paths = {"json": str(out / "graph.json"), "graphml": str(out / "graph.graphml")}

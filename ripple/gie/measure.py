@@ -20,6 +20,7 @@ import torch
 from ripple.arch import act_name, get_spec, resolve_site
 from ripple.devices import input_device
 from ripple.errors import RippleError
+from ripple.gie.keys import KeyRecorder
 from ripple.hooks import SiteTrace, Trace, TraceDict, start_at_block
 from ripple.modes import held
 from ripple.probes.cache import ActivationCache
@@ -144,7 +145,6 @@ def prepare_resume(model, tok, spec, items: Sequence[ProbeItem], layer: int, lay
                           f"use 0..{spec.n_layers(model) - 1}")
     rec = None
     if key_layers:
-        from ripple.gie.keys import KeyRecorder
 
         rec = KeyRecorder(model, spec, key_layers, list(items), tok)
     state, inputs = _measure(model, tok, spec, items, layers, batch_size, keep_input_of=layer, recorder=rec)

@@ -17,10 +17,10 @@ TOP_DRIFT = 50
 
 
 def _figure(size=(6, 4)):
-    import matplotlib
+    import matplotlib  # lazy: heavy
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: heavy
 
     fig, ax = plt.subplots(figsize=size)
     return plt, fig, ax
@@ -52,8 +52,8 @@ def drift_norm(values: list[float], edited: float | None = None):
     """A colour scale that shows the small drifts too: logarithmic between a low percentile of the
     positive drifts and the largest drift of an item other than the edited one (the edited item,
     usually far above the rest, is clipped to the top colour instead of setting the scale)."""
-    import numpy as np
-    from matplotlib.colors import LogNorm, Normalize
+    import numpy as np  # lazy: heavy
+    from matplotlib.colors import LogNorm, Normalize  # lazy: heavy
 
     pos = np.array([v for v in values if v > 0])
     if len(pos) < 2:
@@ -80,7 +80,7 @@ def label_margins(ax, pos: dict, nodes: list[str], text) -> None:
     """Label ``nodes`` in two columns beside the graph (left of it for nodes left of the centre,
     right for the others), in the order of their height, each joined to its node by a thin line:
     labels of a dense cluster never overlap."""
-    import numpy as np
+    import numpy as np  # lazy: heavy
 
     xy = np.array(list(pos.values()))
     (x0, y0), (x1, y1) = xy.min(0), xy.max(0)

@@ -36,7 +36,11 @@ import torch
 
 from ripple.devices import input_device
 from ripple.errors import RippleError
+from ripple.hooks import MlpGradProbe
+from ripple.modes import held
 from ripple.registry import Registry
+from ripple.scoring import pad_ids
+from ripple.tokens import answer_ids, text_ids
 
 MARGIN_FLOOR = 1e-3  # logits; a margin below it counts as this (the answer is a coin flip)
 RRF_K = 60  # reciprocal-rank fusion's constant (Cormack et al. 2009)
@@ -187,10 +191,6 @@ def taylor_effect(inp: RankInput) -> torch.Tensor:
 def edit_gradient(model, tok, spec, requests, layers) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Per layer ``(K, G)``: the keys ``[S, in]`` and the gradients ``[S, out]`` of the requests'
     log P(new object | prompt) at the MLP output projection, over every scored position."""
-    from ripple.hooks import MlpGradProbe
-    from ripple.modes import held
-    from ripple.scoring import pad_ids
-    from ripple.tokens import answer_ids, text_ids
 
     seqs, spans = [], []
     for r in requests:

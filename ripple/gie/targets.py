@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
+from ripple.world.edits import WorldEdit, fact_id
+from ripple.world.ground_truth import ripple_ground_truth
+
 
 def world_edit(world, request) -> tuple[str, str, str, str] | None:
     """``(subject, relation, new, old)`` entity ids of an organism request (case_id
     ``subject|relation|new``; old: the current object named ``target_true``, else the first)."""
-    from ripple.world.edits import WorldEdit
 
     edit = WorldEdit.of(request)
     if world is None or edit is None:
@@ -28,7 +30,6 @@ def world_edit(world, request) -> tuple[str, str, str, str] | None:
 
 def expected_changes(world, edit, items) -> set[str]:
     """Ids of probe items that the world's ground truth says the edit must change."""
-    from ripple.world.ground_truth import ripple_ground_truth
 
     if edit is None:
         return set()
@@ -43,7 +44,6 @@ def edited_fact_id(world, request, items) -> str | None:
     edit = world_edit(world, request)
     if edit is None:
         return None
-    from ripple.world.edits import fact_id
 
     fid = fact_id(edit[0], edit[1], edit[3])
     return fid if fid in {item.id for item in items} else None

@@ -41,6 +41,6 @@ MITIGATIONS: Registry[Mitigation] = Registry("mitigation", builtins="ripple.miti
 
 def mitigation_hparams(name: str, overrides=()):
     """Mitigation ``name``'s hyperparameters with ``NAME=VALUE`` overrides applied (one-line errors)."""
-    from ripple.editing.hparams import apply_overrides
+    from ripple.editing.hparams import apply_overrides  # lazy: start-up (the CLI lists MITIGATIONS before torch loads)
 
     return apply_overrides(MITIGATIONS.get(name).hparams(), list(overrides), name)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from ripple.editing.delta import EditDelta, WeightSnapshot
 from ripple.editing.editor import get_editor
 from ripple.editing.metrics import aggregate, request_metrics
+from ripple.evaluate.changes import classify_changes, plan_audit
 from ripple.gie.measure import ItemState
 from ripple.gie.pipeline import Edit, ItemProbe, sandbox
 from ripple.mitigation import MITIGATIONS
@@ -84,7 +85,6 @@ def mitigate(ctx, edit: Edit, items, world, mitigation: str = "sir", hp=None, pl
     default its dataclass's). ``plan`` and ``before``: the audit's plan
     (:func:`~ripple.evaluate.changes.plan_audit`) and the unedited states when the caller has them;
     ``edit.force`` skips the editor's norm guard."""
-    from ripple.evaluate.changes import plan_audit
 
     entry = MITIGATIONS.get(mitigation)
     hp = entry.hparams() if hp is None else hp
@@ -114,7 +114,6 @@ def mitigate(ctx, edit: Edit, items, world, mitigation: str = "sir", hp=None, pl
 def _revise_until_done(ctx, edit: Edit, entry, hp, world, plan, probe: ItemProbe, before: ItemState) -> tuple[_Loop, str]:
     """Round 0 measures the plain edit (``edit.delta``); each later round revises it against every
     item damaged so far and measures the result, until one of the stops above."""
-    from ripple.evaluate.changes import classify_changes
 
     requests, plain = list(edit.requests), edit.delta
     seconds = {"measure": 0.0, "revise": 0.0}

@@ -18,8 +18,8 @@ UNK = "<unk>"
 
 def build_tokenizer(texts: Iterable[str], extra_words: Iterable[str] = ()):
     """Word-level tokenizer over every whitespace-separated word in ``texts``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # lazy: heavy
+    from transformers import PreTrainedTokenizerFast  # lazy: heavy
 
     words = sorted({w for t in texts for w in t.split()} | set(extra_words))
     vocab = {EOS: 0, UNK: 1} | {w: i + 2 for i, w in enumerate(words)}

@@ -18,6 +18,8 @@ import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from ripple.loading import save_model
+from ripple.organism.tokenizer import build_tokenizer
 from ripple.world.corpus import CorpusConfig, training_text
 from ripple.world.generate import WorldConfig, build_world
 from ripple.world.schema import RELATIONS, TWO_HOPS
@@ -106,7 +108,7 @@ def _cast(typ, value: str):
 
 def _pack(units: list[list[int]], seq_len: int, eos: int, rng: random.Random):
     """Shuffle units and pack them into rows of ``seq_len`` (``unit EOS unit EOS ...``)."""
-    import torch
+    import torch  # lazy: heavy
 
     order = units[:]
     rng.shuffle(order)
@@ -126,11 +128,9 @@ def _pack(units: list[list[int]], seq_len: int, eos: int, rng: random.Random):
 
 def train(cfg: TrainConfig, out_dir: str | Path, log=print) -> Path:
     """Train per ``cfg`` and save the organism to ``out_dir``; returns the directory."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+    import torch  # lazy: heavy
+    from transformers import GPT2Config, GPT2LMHeadModel  # lazy: heavy
 
-    from ripple.loading import save_model
-    from ripple.organism.tokenizer import build_tokenizer
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
 
 from ripple.errors import RippleError
 from ripple.io import atomic_write_bytes
@@ -60,7 +62,6 @@ class ActivationCache(Mapping):
     # --- files --------------------------------------------------------------------------------
     def save(self, path) -> None:
         """Write one safetensors file atomically (site order and row ids in its metadata)."""
-        from safetensors.torch import save
 
         meta = {"format": _FORMAT, "sites": json.dumps(list(self._t))}
         if self.ids is not None:
@@ -69,7 +70,6 @@ class ActivationCache(Mapping):
 
     @classmethod
     def load(cls, path) -> "ActivationCache":
-        from safetensors import SafetensorError, safe_open
 
         path = Path(path)
         if not path.is_file():

@@ -21,6 +21,10 @@ import torch
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.hparams import LayeredHParams
 from ripple.editing.limits import UNIT, Limit
+from ripple.errors import RippleError
+from ripple.rledit.features import keys_and_grads
+from ripple.rledit.hypernet import Hypernetwork
+from ripple.rledit.store import find_hypernet
 
 NAME = "rledit"
 
@@ -67,12 +71,9 @@ class RLEditHParams(LayeredHParams):
 def hypernetwork(ctx, hp: RLEditHParams):
     """``(directory, hypernetwork)`` for this model (loaded once per context), checked against the model and
     against the layers ``hp`` asks for."""
-    from ripple.errors import RippleError
-    from ripple.rledit.store import find_hypernet
 
     found = ctx.loaded.get((NAME, hp.hypernet))
     if found is None:
-        from ripple.rledit.hypernet import Hypernetwork
 
         where = find_hypernet(ctx.model, ctx.spec, hp.hypernet)
         hn = Hypernetwork.load(where)
@@ -87,7 +88,6 @@ def hypernetwork(ctx, hp: RLEditHParams):
 
 
 def compute_rledit(ctx, requests, hp: RLEditHParams):
-    from ripple.rledit.features import keys_and_grads
 
     t0 = time.perf_counter()
     where, hn = hypernetwork(ctx, hp)

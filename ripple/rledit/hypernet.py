@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ripple.arch import mlp_out_param, out_in_to_storage
@@ -113,7 +115,6 @@ class Hypernetwork:
 
     def save(self, directory) -> None:
         """Write ``hypernet.safetensors`` and ``hypernet.json`` into ``directory`` (which exists)."""
-        from safetensors.torch import save_file
 
         directory = Path(directory)
         tensors = {f"net.{k}.{n}": p.detach().float().cpu().contiguous()
@@ -128,8 +129,6 @@ class Hypernetwork:
     @classmethod
     def load(cls, directory) -> Hypernetwork:
         """The hypernetwork saved in ``directory``; one-line errors for a missing or broken one."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
 
         directory = Path(directory).expanduser()
         if not (directory / META).is_file() or not (directory / WEIGHTS).is_file():

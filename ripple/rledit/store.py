@@ -6,19 +6,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ripple import data as ripple_data
 from ripple.errors import RippleError
+from ripple.io import cache_dir
 from ripple.rledit.hypernet import META, model_identity
 
 
 def shipped_dir() -> Path:
     """The organism's hypernetwork, inside the package."""
-    from ripple.data import organism_dir as model_dir
 
-    return model_dir() / "rledit"
+    return ripple_data.organism_dir() / "rledit"
 
 
 def cache_dir_for(identity: dict) -> Path:
-    from ripple.io import cache_dir
 
     return cache_dir() / "rledit" / f"{identity['model_type']}-{identity['embedding_sha256']}"
 

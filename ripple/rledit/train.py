@@ -33,6 +33,8 @@ import torch
 
 from ripple.devices import input_device
 from ripple.editing.delta import WeightSnapshot
+from ripple.editing.from_world import EDITABLE, sample_edits
+from ripple.editing.streams import edit_stream
 from ripple.errors import RippleError
 from ripple.modes import held
 from ripple.rledit.features import answer_nll, keys_and_grads, last_logprobs
@@ -51,7 +53,6 @@ def fact_split(world) -> dict[str, list[tuple[str, str]]]:
 
 
 def editable_relations(world) -> tuple[str, ...]:
-    from ripple.editing.from_world import EDITABLE
 
     return EDITABLE if world.kind == "synthetic" else tuple(world.relations)
 
@@ -82,12 +83,10 @@ class Curriculum:
         if self.requests is not None:
             chosen = self.rng.sample(self.requests, n)
         elif n <= len(self.pairs):
-            from ripple.editing.from_world import sample_edits
 
             chosen = sample_edits(self.world, n, seed=self.rng.randrange(2**31), pairs=self.pairs,
                                   relations=editable_relations(self.world))
         else:
-            from ripple.editing.streams import edit_stream
 
             chosen = edit_stream(self.world, n, seed=self.rng.randrange(2**31), relations=editable_relations(self.world),
                                  pairs=self.pairs)

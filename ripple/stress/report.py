@@ -33,10 +33,10 @@ def _value(row: dict, key: str):
 
 
 def plot_stress(curves: dict[str, dict], path, collapse_ratio: float | None = None) -> None:
-    import matplotlib
+    import matplotlib  # lazy: heavy
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: heavy
 
     panels = [p for p in PANELS if any(_value(r, p[0]) is not None for c in curves.values() for r in c["checkpoints"])]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
@@ -56,7 +56,7 @@ def plot_stress(curves: dict[str, dict], path, collapse_ratio: float | None = No
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("sequential edits")
         if log:
-            from matplotlib.ticker import FuncFormatter
+            from matplotlib.ticker import FuncFormatter  # lazy: heavy
 
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))

@@ -22,11 +22,14 @@ import importlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from ripple.errors import RippleError
+from ripple.io import atomic_write_json
 
 FOLDER = Path(".ripple") / "resume"
 
@@ -103,7 +106,6 @@ class ResumeStore:
 
     def load(self, name: str, key: dict) -> dict | None:
         """The saved state of method ``name`` (``key``: its own settings, with the run's), or None."""
-        from safetensors.torch import load_file
 
         path = self._json(name)
         if not path.is_file():
@@ -166,9 +168,7 @@ class ResumeStore:
              over_guard: list, seconds: float, measure_seconds: float, segments: list) -> None:
         """Save method ``name``'s state after ``edits`` edits (atomically: the tensors under a new
         name first, then the JSON that points at them; older tensor files go last)."""
-        from safetensors.torch import save_file
 
-        from ripple.io import atomic_write_json
 
         self.folder.mkdir(parents=True, exist_ok=True)
         tensors: dict[str, torch.Tensor] = {f"weight.{k}": v.detach().cpu().clone().contiguous()
@@ -187,6 +187,5 @@ class ResumeStore:
                 old.unlink(missing_ok=True)
 
     def clear(self) -> None:
-        import shutil
 
         shutil.rmtree(self.folder, ignore_errors=True)

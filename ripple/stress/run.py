@@ -27,22 +27,31 @@ after each method, so every method starts from the same weights and gets the sam
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 import time
 from dataclasses import dataclass, field
 
 from ripple.arch import mlp_out_param
 from ripple.devices import param_value
+from ripple.editing.delta import WeightSnapshot
 from ripple.editing.editor import get_editor
+from ripple.editing.from_world import complete_from_world
+from ripple.editing.metrics import aggregate, requests_metrics
 from ripple.editing.request_files import load_requests
 from ripple.editing.requests import validate_for_model
 from ripple.editing.session import edited
 from ripple.editing.streams import edit_stream, fact_of, latest_edits
 from ripple.editing.variant import Variant
 from ripple.errors import RippleError
+from ripple.evaluate.lm_eval_bridge import LmEvalBridge
 from ripple.evaluate.perplexity import general_sentences_for, mean_perplexity
 from ripple.evaluate.ripple_scores import category_totals, plan_ripple, score_ripples
+from ripple.io import source_fingerprint
 from ripple.scoring import answer_logprobs, query_correct
+from ripple.stress.report import task_score
+from ripple.stress.resume import weights_hash
 from ripple.world.edits import WorldEdit
 from ripple.world.queries import fact_query
 
@@ -110,7 +119,6 @@ class Checkpoints:
         else:
             row["edit_success"] = row["edit_success_top1"] = None
         if self.counterfact:  # efficacy, paraphrase, neighbourhood over the latest edit of every fact so far
-            from ripple.editing.metrics import aggregate, requests_metrics
 
             row["counterfact"] = aggregate(requests_metrics(model, tok, latest)) if latest else None
         if self.untouched:
@@ -142,7 +150,6 @@ def collapse_points(rows: list[dict], collapse_ratio: float = COLLAPSE_RATIO, ta
     """``collapse``: the first checkpoint whose perplexity ratio reaches ``collapse_ratio``;
     ``capability_collapse``: the first whose lm-eval task score falls below ``task_floor`` times
     the unedited model's (None without tasks). Each is None when it never happens."""
-    from ripple.stress.report import task_score
 
     collapse = next(({"edits": r["edits"], "perplexity_ratio": r["perplexity_ratio"]} for r in rows
                      if r["perplexity_ratio"] >= collapse_ratio), None)
@@ -183,12 +190,7 @@ def stress_method(setup, name: str, stream, checkpoints: Checkpoints, opts: Stre
 
     ``store`` (a :class:`ripple.stress.resume.ResumeStore`): save the method's state at every
     checkpoint; with ``resume``, go on from the state saved there."""
-    import dataclasses
-    import json
 
-    from ripple.editing.delta import WeightSnapshot
-    from ripple.io import source_fingerprint
-    from ripple.stress.resume import weights_hash
 
     variant = parse_method(name)
     method, every, chunk = variant.base, opts.every, opts.chunk
@@ -267,7 +269,6 @@ def stress_stream(setup, n: int, edit_file=None, seed: int = 0) -> tuple[list, o
                               f"pass --edits {len(stream)} or a longer file")
         stream = stream[:n]
         if world is not None:
-            from ripple.editing.from_world import complete_from_world
 
             stream = [complete_from_world(world, r) for r in stream]
         if any(r.target_true is None for r in stream):
@@ -296,7 +297,6 @@ def run_stress(setup, names, stream, opts: StressOptions, world=None, on_checkpo
     (:func:`stress_method`)."""
     bridge = None
     if opts.tasks:
-        from ripple.evaluate.lm_eval_bridge import LmEvalBridge
 
         bridge = LmEvalBridge(setup.model, setup.tok, list(opts.tasks), world=world, limit=opts.limit)
     checkpoints = Checkpoints(setup.model, setup.tok, world, stream, general_sentences_for(world), bridge,

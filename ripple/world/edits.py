@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 from ripple.errors import RippleError
@@ -28,7 +29,6 @@ def slug(text: str) -> str:
     >>> slug("São Paulo")
     'sao_paulo'
     """
-    import unicodedata
 
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return "_".join("".join(c if c.isalnum() else " " for c in ascii_text.lower()).split())

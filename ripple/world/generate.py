@@ -19,6 +19,8 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ripple.data import organism_world
+from ripple.io import loads_json
 from ripple.world.schema import RELATIONS, TWO_HOPS
 
 _ONSETS = "b d f g k l m n p r s t v z br dr gr kr st tr pl".split()
@@ -148,7 +150,7 @@ class World:
 
     def to_networkx(self):
         """A ``networkx.MultiDiGraph``: entities as nodes, one keyed edge per fact."""
-        import networkx as nx
+        import networkx as nx  # lazy: heavy
 
         g = nx.MultiDiGraph()
         for e in self.entities.values():
@@ -254,8 +256,6 @@ def build_world(config: WorldConfig = WorldConfig()) -> World:
 
 def load_world(path=None) -> World:
     """The world the bundled organism (or the model whose ``world.json`` is at ``path``) was trained on."""
-    from ripple.data import organism_world
-    from ripple.io import loads_json
 
     path = path or organism_world()
     return World.from_dict(loads_json(Path(path).read_text(), path))

@@ -25,6 +25,7 @@ import functools
 from pathlib import Path
 
 from ripple.errors import RippleError
+from ripple.world.edits import slug
 from ripple.world.generate import Entity, Fact, World, WorldConfig
 from ripple.world.schema import Relation, TwoHop
 
@@ -214,7 +215,6 @@ def read_fact_table(path: Path = FACTS_FILE):
 
 def build_real_world(path: Path = FACTS_FILE) -> World:
     """The graph of the table at ``path`` (see the module docstring); one-line errors for a bad table."""
-    from ripple.world.edits import slug
 
     facts, aliases, types = read_fact_table(path)
     for derived, source in DERIVED.items():
