@@ -165,8 +165,6 @@ BOS_FIRST = ("gemma", "gemma2", "gemma3_text")
 
 def _placement(device_map, max_memory, offload_folder) -> dict:
     """``from_pretrained``'s placement arguments, checked (accelerate is needed for a device map)."""
-
-
     if importlib.util.find_spec("accelerate") is None:
         raise RippleError("a device map needs accelerate; pip install accelerate")
     if isinstance(device_map, str) and device_map not in DEVICE_MAPS:

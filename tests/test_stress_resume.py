@@ -75,7 +75,7 @@ def test_interrupted_run_leaves_the_model_unedited(monkeypatch, tmp_path):
     setup = load_setup("organism")
     before = {k: v.clone() for k, v in setup.model.state_dict().items()}
     stream, world = stress_run.stress_stream(setup, 4)
-    checkpoints = stress_run.Checkpoints(setup.model, setup.tok, world, stream, ["The cat sat."], spec=setup.spec)
+    checkpoints = stress_run.Checkpoints(setup, world, stream, ["The cat sat."])
     from ripple.stress.resume import ResumeStore
 
     store = ResumeStore(tmp_path, {"test": 1}, "code")

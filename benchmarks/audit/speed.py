@@ -48,7 +48,7 @@ def one_forward(model, tok, seqs, batch_size: int = 64) -> None:
 
 
 def measure_model(name: str, probes: str | None, edit: str | None, repeats: int) -> dict:
-    from ripple.auditing.measure import measure, plan_audit
+    from ripple.auditing.measure import AuditInputs, measure, plan_audit
     from ripple.editing.request_files import load_requests
     from ripple.editing.setup import load_setup
     from ripple.evaluate.perplexity import general_sentences_for
@@ -65,7 +65,8 @@ def measure_model(name: str, probes: str | None, edit: str | None, repeats: int)
     sentences = general_sentences_for(setup.world)
     plan = plan_audit(setup.model, setup.tok, None, requests, items)  # no ripple plan: what every model has
     seqs = sequences(setup.tok, requests, plan.items, sentences)
-    t_measure = median_seconds(lambda: measure(setup.model, setup.tok, setup.spec, requests, plan, sentences),
+    inputs = AuditInputs(setup, items, sentences)
+    t_measure = median_seconds(lambda: measure(inputs, requests, plan),
                                repeats, warmup=True)
     t_forward = median_seconds(lambda: one_forward(setup.model, setup.tok, seqs), repeats, warmup=True)
     return {"model": name, "probes": len(plan.items), "requests": len(requests), "sentences": len(sentences),

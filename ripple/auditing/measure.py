@@ -95,12 +95,13 @@ class Measurement:
     tasks: dict | None  # lm-eval scores by task
 
 
-def measure(model, tok, spec, requests, plan: AuditPlan, sentences: list[str], bridge=None,
-            score_plans: bool = False, states: ItemState | None = None) -> Measurement:
-    """Measure the model as it is now; ``score_plans``: also score the plan's RippleEdits queries;
-    ``states``: the probe items' states, measured already (a budgeted or incremental pass)."""
+def measure(inputs: AuditInputs, requests, plan: AuditPlan, score_plans: bool = False,
+            states: ItemState | None = None) -> Measurement:
+    """Measure the setup's model as it is now; ``score_plans``: also score the plan's RippleEdits
+    queries; ``states``: the probe items' states, measured already (a budgeted or incremental pass)."""
+    model, tok, spec, bridge = inputs.setup.model, inputs.setup.tok, inputs.setup.spec, inputs.bridge
     return Measurement(requests=[request_metrics(model, tok, r) for r in requests],
-                       perplexities=sentence_perplexities(model, tok, sentences),
+                       perplexities=sentence_perplexities(model, tok, inputs.sentences),
                        states=measure_items(model, tok, spec, plan.items) if states is None else states,
                        ripple=score_ripples(model, tok, plan.ripple_plans) if score_plans else [],
                        tasks=bridge.evaluate() if bridge is not None else None)
@@ -113,7 +114,7 @@ def audit_edits(inputs: AuditInputs, requests, opts: MeasureOptions = MeasureOpt
     returning, also when a measurement fails or the run is interrupted. ``opts.budget``: after the
     edit, evaluate only that share of the probe items, the ones most at risk
     (:mod:`ripple.gie.budget`); the probe figures are then an estimate (``details["budget"]``)."""
-    setup, items, sentences, bridge = inputs.setup, inputs.items, inputs.sentences, inputs.bridge
+    setup, items, bridge = inputs.setup, inputs.items, inputs.bridge
     k, budget = opts.k, opts.budget
     model, tok, spec, world = setup.model, setup.tok, setup.spec, setup.world
     method, hp = setup.method, setup.hp
@@ -126,14 +127,14 @@ def audit_edits(inputs: AuditInputs, requests, opts: MeasureOptions = MeasureOpt
         bar.next("measuring the unedited model")
         plan = plan_audit(model, tok, world, requests, items)
         probe = ItemProbe(setup.ctx, plan.items, edit_layers=edit_layers, budget=Budget.of(budget, opts.ranker))
-        before = measure(model, tok, spec, requests, plan, sentences, bridge, states=probe.before())
+        before = measure(inputs, requests, plan, states=probe.before())
         bar.next(edit.describe())
         with sandbox(setup.ctx, edit) as run:
             try:
                 bar.next("measuring the edited model")
                 index = {item.id: i for i, item in enumerate(plan.items)}
                 got = probe.after(run.total, [index[t] for t in plan.target_ids], position, requests)
-                after = measure(model, tok, spec, requests, plan, sentences, bridge, score_plans=True, states=got.state)
+                after = measure(inputs, requests, plan, score_plans=True, states=got.state)
             finally:
                 bar.next("restoring the weights")
     norms = run.total.norm_ratios(model)

@@ -211,6 +211,19 @@ def load_policy(path: str | Path, base: Policy = DEFAULT_POLICY, known=None) -> 
     known = AUDIT_METRICS if known is None else known
     path = Path(path)
     where = f"policy file {path}"
+    warn_exit_code, missing, overrides = _top_level(_read_toml(path, where), base, where)
+    rules = list(base.rules)
+    for metric, section in overrides.items():
+        old = base.rule(metric)
+        new = _section_rule(metric, section, old, known, where)
+        if old is None:
+            rules.append(new)
+        else:
+            rules[rules.index(old)] = new
+    return Policy(rules=tuple(rules), warn_exit_code=warn_exit_code, missing=missing)
+
+
+def _read_toml(path: Path, where: str) -> dict:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -220,7 +233,7 @@ def load_policy(path: str | Path, base: Policy = DEFAULT_POLICY, known=None) -> 
     except OSError as exc:
         raise RippleError(f"{where} cannot be read ({exc.strerror}); check its permissions") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise RippleError(f"{where} is not UTF-8 text; save it as UTF-8 TOML") from None
     except RecursionError:
@@ -229,6 +242,9 @@ def load_policy(path: str | Path, base: Policy = DEFAULT_POLICY, known=None) -> 
         msg = " ".join(str(exc).split())
         raise RippleError(f"{where} is not valid TOML: {msg}; fix the syntax at that line") from None
 
+
+def _top_level(data: dict, base: Policy, where: str) -> tuple[int, str, dict[str, dict[str, Any]]]:
+    """The file's ``warn_exit_code`` and ``missing`` (``base``'s where absent) and its [metric] sections."""
     warn_exit_code = base.warn_exit_code
     missing = base.missing
     overrides: dict[str, dict[str, Any]] = {}
@@ -253,47 +269,44 @@ def load_policy(path: str | Path, base: Policy = DEFAULT_POLICY, known=None) -> 
         else:
             raise RippleError(f"{where}: unknown top-level key {key!r}; allowed are "
                               f"{', '.join(_TOP_LEVEL_KEYS)} and [metric] sections")
+    return warn_exit_code, missing, overrides
 
-    rules = list(base.rules)
-    for metric, section in overrides.items():
-        for key in section:
-            if key not in _RULE_KEYS:
-                raise RippleError(f"{where}: unknown key {key!r} in [{metric}]; allowed are "
-                                  f"{', '.join(_RULE_KEYS)}")
-        for key, kind in (("op", str), ("description", str)):
-            if key in section and not isinstance(section[key], kind):
-                raise RippleError(f"{where}: [{metric}].{key} must be a string, "
-                                  f"got {type(section[key]).__name__}")
-        for key in ("warn", "fail"):
-            if key in section and (not _is_number(section[key]) or not math.isfinite(section[key])):
-                raise RippleError(f"{where}: [{metric}].{key} must be a finite number, "
-                                  f"got {type(section[key]).__name__} {section[key]!r}")
-        old = base.rule(metric)
-        if old is None and metric not in known:
-            raise RippleError(f"{where}: [{metric}] is not a metric an audit measures; known: "
-                              f"{', '.join(sorted(known))}")
-        if old is None:
-            if "op" not in section:
-                raise RippleError(f"{where}: [{metric}] has no default rule so it must give "
-                                  f"op = \"min\" or \"max\"")
-            fields = {"metric": metric, "op": section["op"], "warn": section.get("warn"),
-                      "fail": section.get("fail"), "description": section.get("description", "")}
-        else:
-            if "op" in section and section["op"] != old.op:
-                raise RippleError(f"{where}: [{metric}].op cannot change the {old.op} rule of a "
-                                  f"known metric; remove op from [{metric}]")
-            fields = {"metric": metric, "op": old.op, "warn": section.get("warn", old.warn),
-                      "fail": section.get("fail", old.fail),
-                      "description": section.get("description", old.description)}
-        try:
-            new = Rule(**fields)  # validated once, by the rule itself
-        except RippleError as exc:
-            raise RippleError(f"{where}: {str(exc).removeprefix(_BAD_RULE)}") from None
-        if old is None:
-            rules.append(new)
-        else:
-            rules[rules.index(old)] = new
-    return Policy(rules=tuple(rules), warn_exit_code=warn_exit_code, missing=missing)
+
+def _section_rule(metric: str, section: dict, old: Rule | None, known, where: str) -> Rule:
+    """The rule a [metric] section makes: ``old`` (the base's rule) with the section's values, or a
+    new rule for a known metric without one (then ``op`` is required)."""
+    for key in section:
+        if key not in _RULE_KEYS:
+            raise RippleError(f"{where}: unknown key {key!r} in [{metric}]; allowed are "
+                              f"{', '.join(_RULE_KEYS)}")
+    for key, kind in (("op", str), ("description", str)):
+        if key in section and not isinstance(section[key], kind):
+            raise RippleError(f"{where}: [{metric}].{key} must be a string, "
+                              f"got {type(section[key]).__name__}")
+    for key in ("warn", "fail"):
+        if key in section and (not _is_number(section[key]) or not math.isfinite(section[key])):
+            raise RippleError(f"{where}: [{metric}].{key} must be a finite number, "
+                              f"got {type(section[key]).__name__} {section[key]!r}")
+    if old is None and metric not in known:
+        raise RippleError(f"{where}: [{metric}] is not a metric an audit measures; known: "
+                          f"{', '.join(sorted(known))}")
+    if old is None:
+        if "op" not in section:
+            raise RippleError(f"{where}: [{metric}] has no default rule so it must give "
+                              f"op = \"min\" or \"max\"")
+        fields = {"metric": metric, "op": section["op"], "warn": section.get("warn"),
+                  "fail": section.get("fail"), "description": section.get("description", "")}
+    else:
+        if "op" in section and section["op"] != old.op:
+            raise RippleError(f"{where}: [{metric}].op cannot change the {old.op} rule of a "
+                              f"known metric; remove op from [{metric}]")
+        fields = {"metric": metric, "op": old.op, "warn": section.get("warn", old.warn),
+                  "fail": section.get("fail", old.fail),
+                  "description": section.get("description", old.description)}
+    try:
+        return Rule(**fields)  # validated once, by the rule itself
+    except RippleError as exc:
+        raise RippleError(f"{where}: {str(exc).removeprefix(_BAD_RULE)}") from None
 
 
 @dataclass(frozen=True)

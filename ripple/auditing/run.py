@@ -88,8 +88,6 @@ def budget_estimate(budget: dict, model_name: str, method: str) -> dict:
 def write_report(directory: Path, report: dict, result: AuditResult | None, extra: dict | None = None) -> None:
     """Figures (for a single audit), then report.md, report.html and report.json; ``extra``: more
     figures to show (name -> PNG file), copied in after the ripple graph."""
-
-
     directory.mkdir(parents=True, exist_ok=True)
     figures = []
     if result is not None and result.graphs:

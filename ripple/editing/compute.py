@@ -161,6 +161,20 @@ def replayed(model, spec, blocks: list[int]):
                     mod.forward = saved[i]
 
 
+def _value_rows(tok, request: EditRequest, hp, contexts: list[str], target: list[int]):
+    """The token rows the value is optimized on: each context's rewrite prompt followed by the target
+    (but its last token), then each KL prompt; the fact token's position in each; how many rewrites."""
+    seqs, pos = [], []
+    for text in (_render(c, request) for c in contexts):
+        seqs.append(text_ids(tok, text) + target[:-1])
+        pos.append(fact_position(tok, text, request.prompt, request.subject, hp.fact_token))
+    for text in (fill(p, request.subject) for p in hp.kl_prompts):
+        seqs.append(text_ids(tok, text))
+        pos.append(fact_position(tok, text, "{}", request.subject, hp.fact_token) if hp.fact_token != "last"
+                   else len(seqs[-1]) - 1)
+    return seqs, pos, len(contexts)
+
+
 def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contexts: list[str],
                    replay: bool = True) -> dict:
     """Optimize the vector added to ``site``'s output at the fact token (see module docstring).
@@ -173,22 +187,12 @@ def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contex
     mod = resolve_site(spec, site)[0]
     device = input_device(model)
     target = answer_ids(tok, request.target_new)
-    rewrite = [_render(c, request) for c in contexts]
-    kl_texts = [fill(p, request.subject) for p in hp.kl_prompts]
-    seqs, pos = [], []
-    for text in rewrite:
-        ids = text_ids(tok, text)
-        seqs.append(ids + target[:-1])
-        pos.append(fact_position(tok, text, request.prompt, request.subject, hp.fact_token))
-    for text in kl_texts:
-        seqs.append(text_ids(tok, text))
-        pos.append(fact_position(tok, text, "{}", request.subject, hp.fact_token) if hp.fact_token != "last"
-                   else len(seqs[-1]) - 1)
+    seqs, pos, n_rw = _value_rows(tok, request, hp, contexts, target)
     # left-padded, so that every row ends at the last column: the loss reads logits only in the
     # last len(target) columns (a rewrite row's target positions; a KL prompt's last token), and
     # the unembedding runs there alone (a large share of the cost for a large vocabulary)
     ids, mask, positions, offsets = pad_ids_left(seqs, tok, device)
-    n_rw, rows = len(rewrite), torch.arange(len(seqs), device=device)
+    rows = torch.arange(len(seqs), device=device)
     pos_t = torch.tensor([p + o for p, o in zip(pos, offsets)], device=device)
     tgt = torch.tensor(target, device=device)
     hi = ids.shape[1]
@@ -203,7 +207,7 @@ def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contex
             with torch.no_grad():
                 base = logits_at_end()
         init = t.output[rows, pos_t].float()
-        base_kl = torch.log_softmax(base[rows[n_rw:], kl_at].float(), -1) if kl_texts else None
+        base_kl = torch.log_softmax(base[rows[n_rw:], kl_at].float(), -1) if hp.kl_prompts else None
         init_norm = init[0].norm().item()
         delta = torch.zeros(init.shape[-1], device=device, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=hp.v_lr)

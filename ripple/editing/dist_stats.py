@@ -119,39 +119,65 @@ def second_moments(model, tok, spec, layers, corpus, n_samples: int, settings: S
     process of the group computing its share (see the module docstring); ``settings`` (a
     :class:`StatsRun`) or its fields as keywords. Returns also ``"tokens"``, ``"seconds"``,
     ``"forward_tokens"`` (tokens the forward passes ran, padding included) under the key ``None``."""
-
-
     opts = dataclasses.replace(settings or StatsRun(), **options)
-    batch_size, save_every, use_cache, stop_after, log = (opts.batch_size, opts.save_every, opts.use_cache,
-                                                          opts.stop_after, opts.log)
-
     layers = sorted(set(int(x) for x in layers))
     if not layers:
         raise RippleError("no layers for the statistics; pass --layers, e.g. --layers 5")
     sites = {layer: resolve_site(spec, act_name(layer, "mlp.key"))[0] for layer in layers}
     corpus = list(corpus)
     rank, world = _dist()
-    device = input_device(model)
-    plan = token_plan(tok, corpus, n_samples)
-    # the batches are made over the whole plan and dealt out to the ranks whole, so every batch is
-    # the same on any number of processes: float32 kernels need not give a sequence the same keys
-    # in another batch, and the sums then differ between world sizes by float64 rounding only
-    enc = {i: text_ids(tok, corpus[i])[:take] for i, take in plan}
-    order = sorted(plan, key=lambda p: (len(enc[p[0]]), p[0]))
-    batches = [order[j:j + batch_size] for j in range(0, len(order), batch_size)][rank::world]
+    enc, batches = _batches(tok, corpus, n_samples, opts.batch_size, rank, world)
     key = hashlib.sha256("|".join(cache_path(model, tok, layer, corpus, n_samples).name
                                   for layer in layers).encode()).hexdigest()[:16]
-
-    partial = cache_dir() / "mom2_partial" / key / f"rank{rank}-of-{world}-b{batch_size}-v2.pt"
+    partial = cache_dir() / "mom2_partial" / key / f"rank{rank}-of-{world}-b{opts.batch_size}-v2.pt"
     state = torch.load(partial, weights_only=True) if partial.exists() else None
     if state is None:
         state = {"done": 0, "count": 0, "forward_tokens": 0, "sums": {}}
-    sums = {layer: state["sums"].get(layer) for layer in layers}
+    sums = state["sums"] = {layer: state["sums"].get(layer) for layer in layers}
     t0 = time.perf_counter()
+    _accumulate(model, tok, sites, enc, batches, state, partial, opts)
+    seconds = time.perf_counter() - t0
+    if world > 1:
+        total, forward, seconds = _reduce(sums, state, seconds)
+    else:
+        total, forward = state["count"], state["forward_tokens"]
+    out = {layer: sums[layer] / total for layer in layers}
+    if opts.use_cache and rank == 0:
+        for layer in layers:
+            _atomic_save(out[layer], cache_path(model, tok, layer, corpus, n_samples))
+    if world > 1:
+        dist.barrier()
+    if partial.exists():
+        partial.unlink()
+    out[None] = {"tokens": total, "seconds": seconds, "forward_tokens": forward, "world": world}
+    if opts.log is not None and rank == 0:
+        opts.log(f"{total} tokens at layers {', '.join(map(str, layers))} on {world} process(es) in {seconds:.1f} s "
+                 f"({total / max(seconds, 1e-9):.0f} tokens/s; padding {1 - total / max(forward, 1):.1%})")
+    return out
+
+
+def _batches(tok, corpus: list[str], n_samples: int, batch_size: int, rank: int, world: int):
+    """The token ids of each planned passage, and this rank's batches of (passage, tokens taken).
+
+    The batches are made over the whole plan and dealt out to the ranks whole, so every batch is
+    the same on any number of processes: float32 kernels need not give a sequence the same keys in
+    another batch, and the sums then differ between world sizes by float64 rounding only."""
+    plan = token_plan(tok, corpus, n_samples)
+    enc = {i: text_ids(tok, corpus[i])[:take] for i, take in plan}
+    order = sorted(plan, key=lambda p: (len(enc[p[0]]), p[0]))
+    return enc, [order[j:j + batch_size] for j in range(0, len(order), batch_size)][rank::world]
+
+
+def _accumulate(model, tok, sites: dict, enc: dict, batches: list, state: dict, partial: Path,
+                opts: StatsRun) -> None:
+    """Add every batch's keys' outer products into ``state["sums"]`` from ``state["done"]`` on,
+    saving the partial state every ``opts.save_every`` batches (``opts.stop_after``: stop, saved,
+    after that many)."""
+    device, sums = input_device(model), state["sums"]
     run = 0
     for b in range(state["done"], len(batches)):
-        if stop_after is not None and run >= stop_after:
-            _atomic_save(state | {"sums": sums}, partial)
+        if opts.stop_after is not None and run >= opts.stop_after:
+            _atomic_save(state, partial)
             raise RippleError(f"stopped after {run} batches (stop_after); rerun to go on")
         ids, mask = pad_ids([enc[i] for i, _ in batches[b]], tok, device)
         with TraceDict(model, list(sites.values()), retain_input=True, retain_output=False, stop=True) as tr:
@@ -165,40 +191,26 @@ def second_moments(model, tok, spec, layers, corpus, n_samples: int, settings: S
         state["forward_tokens"] += ids.numel()
         state["done"] = b + 1
         run += 1
-        if save_every and state["done"] % save_every == 0 and state["done"] < len(batches):
-            _atomic_save(state | {"sums": sums}, partial)
-    seconds = time.perf_counter() - t0
-    hidden = {layer: (sums[layer].shape[0] if sums[layer] is not None else None) for layer in layers}
-    if world > 1:
-        size = next((h for h in hidden.values() if h is not None), None)
-        sizes = torch.tensor([size or 0], dtype=torch.long)
-        dist.all_reduce(sizes, op=dist.ReduceOp.MAX)  # a rank with no passages still joins the reduce
-        for layer in layers:
-            if sums[layer] is None:
-                sums[layer] = torch.zeros(int(sizes), int(sizes), dtype=torch.float64)
-        backend_device = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
-        for layer in layers:
-            t = sums[layer].to(backend_device)
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
-            sums[layer] = t.cpu()
-        counts = torch.tensor([state["count"], state["forward_tokens"]], dtype=torch.float64, device=backend_device)
-        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
-        total, forward = int(counts[0].item()), int(counts[1].item())
-        secs = torch.tensor([seconds], dtype=torch.float64, device=backend_device)
-        dist.all_reduce(secs, op=dist.ReduceOp.MAX)
-        seconds = float(secs.item())
-    else:
-        total, forward = state["count"], state["forward_tokens"]
-    out = {layer: sums[layer] / total for layer in layers}
-    if use_cache and rank == 0:
-        for layer in layers:
-            _atomic_save(out[layer], cache_path(model, tok, layer, corpus, n_samples))
-    if world > 1:
-        dist.barrier()
-    if partial.exists():
-        partial.unlink()
-    out[None] = {"tokens": total, "seconds": seconds, "forward_tokens": forward, "world": world}
-    if log is not None and rank == 0:
-        log(f"{total} tokens at layers {', '.join(map(str, layers))} on {world} process(es) in {seconds:.1f} s "
-            f"({total / max(seconds, 1e-9):.0f} tokens/s; padding {1 - total / max(forward, 1):.1%})")
-    return out
+        if opts.save_every and state["done"] % opts.save_every == 0 and state["done"] < len(batches):
+            _atomic_save(state, partial)
+
+
+def _reduce(sums: dict, state: dict, seconds: float) -> tuple[int, int, float]:
+    """Sum every rank's sums in place (a rank with no passages joins with zeros); the group's token
+    counts and its slowest rank's seconds."""
+    hidden = [t.shape[0] for t in sums.values() if t is not None]
+    sizes = torch.tensor([hidden[0] if hidden else 0], dtype=torch.long)
+    dist.all_reduce(sizes, op=dist.ReduceOp.MAX)  # a rank with no passages still joins the reduce
+    for layer in sums:
+        if sums[layer] is None:
+            sums[layer] = torch.zeros(int(sizes), int(sizes), dtype=torch.float64)
+    backend_device = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+    for layer in sums:
+        t = sums[layer].to(backend_device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        sums[layer] = t.cpu()
+    counts = torch.tensor([state["count"], state["forward_tokens"]], dtype=torch.float64, device=backend_device)
+    dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+    secs = torch.tensor([seconds], dtype=torch.float64, device=backend_device)
+    dist.all_reduce(secs, op=dist.ReduceOp.MAX)
+    return int(counts[0].item()), int(counts[1].item()), float(secs.item())

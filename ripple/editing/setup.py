@@ -93,8 +93,6 @@ class EditSetup:
     def with_current_answers(self, requests) -> list:
         """Requests without ``target_true`` whose target the real-world graph already holds (a fix of
         a wrong answer) get the model's current answer as ``target_true``: the old answer to race."""
-
-
         world, out = self.world, []
         for r in requests:
             try:

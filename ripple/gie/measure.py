@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -163,73 +163,99 @@ def _measure(model, tok, spec, items: Sequence[ProbeItem], layers: Sequence[int]
     sites = [act_name(layer, "out") for layer in layers]
     for site in sites:
         resolve_site(spec, site)  # one-line error for a layer out of range
-    device = input_device(model)
-    reps = {layer: [] for layer in layers}
-    last = {layer: [] for layer in layers}
-    greedy, logp, correct = [], [], []
-    prompts_all, where_all = encode_items(tok, items)
-    answers_all = [answer_ids(tok, item.answer) for item in items]
-    empty = [item.answer for item, a in zip(items, answers_all) if not a]
+    prompts, where = encode_items(tok, items)
+    answers = [answer_ids(tok, item.answer) for item in items]
+    empty = [item.answer for item, a in zip(items, answers) if not a]
     if empty:
         raise RippleError(f"probe answer {empty[0]!r} tokenizes to nothing; give every item an answer")
-    order: list[int] = []
-    kept: dict[str, torch.Tensor] = {}
     if resume is not None:
         resume.check(items, layers)
+    run = _Pass(model, spec, items, layers, sites, prompts, answers, where, resume, keep_input_of, recorder)
     with held(model, no_grad=True):
-        for batch in length_batches([len(p) + len(a) for p, a in zip(prompts_all, answers_all)], batch_size):
-            order += batch
-            prompts, answers = [prompts_all[j] for j in batch], [answers_all[j] for j in batch]
-            ids, mask = pad_ids([p + a for p, a in zip(prompts, answers)], tok, device)
-            lo, hi = answer_window(prompts, answers)
-            with contextlib.ExitStack() as stack:
-                if resume is not None:
-                    cached = _padded([resume.inputs[items[j].id] for j in batch], ids.shape[1], device)
-                    stack.enter_context(start_at_block(model, spec, resume.layer, lambda: cached))
-                if keep_input_of is not None:
-                    entry = stack.enter_context(Trace(model, spec.block(keep_input_of), retain_input=True,
-                                                      retain_output=False))
-                if recorder is not None:
-                    kd = stack.enter_context(TraceDict(model, recorder.names, retain_input=True, retain_output=False))
-                st = stack.enter_context(SiteTrace(model, spec, sites if recorder is None else [*sites, recorder.final]))
-                logits = window_logits(model, ids, mask, lo, hi, use_cache=False)
-            if recorder is not None:
-                rows = torch.arange(len(batch), device=device)
-                at = torch.tensor([len(p) - 1 for p in prompts], device=device)
-                recorder.record(batch, {layer: kd[name].input for name, layer in recorder.names.items()},
-                                st[recorder.final][rows, at], logits[rows, at - lo].float())
-            if keep_input_of is not None:
-                for row, j in enumerate(batch):
-                    kept[items[j].id] = entry.input[row, : len(prompts[row]) + len(answers[row])].clone()
-            rows = torch.arange(len(batch), device=device)
-            at_subject = torch.tensor([where_all["subject_last"][j] for j in batch], device=device)
-            at_last = torch.tensor([where_all["last"][j] for j in batch], device=device)
-            for layer, site in zip(layers, sites):
-                reps[layer].append(gather(st[site], at_subject))
-                last[layer].append(gather(st[site], at_last))
-            lsm = torch.log_softmax(logits.float(), -1)
-            greedy += lsm[rows, at_last - lo].argmax(-1).tolist()
-            for lp, ok in score_answers(lsm, prompts, answers, offset=lo):
-                logp.append(lp)
-                correct.append(ok)
-    back = torch.empty(len(order), dtype=torch.long)
-    back[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))  # input order again
-    greedy, logp, correct = [greedy[i] for i in back], [logp[i] for i in back], [correct[i] for i in back]
-    reps = {layer: torch.cat(reps[layer])[back] for layer in layers}
-    last = {layer: torch.cat(last[layer])[back] for layer in layers}
-    if resume is not None:  # blocks below the resume layer did not run: their states are the old ones
-        where = {item_id: i for i, item_id in enumerate(resume.before.ids)}
-        rows = [where[item.id] for item in items]
-        for layer in layers:
-            if layer < resume.layer:
-                reps[layer] = resume.before.reps[layer][rows].clone()
-                last[layer] = resume.before.last[layer][rows].clone()
-    state = ItemState(ids=tuple(item.id for item in items),
-                      reps=reps,
-                      greedy=tuple(tok.decode([t]).strip() for t in greedy),
-                      logp=torch.tensor(logp, dtype=torch.float64), correct=tuple(correct),
-                      last=last)
-    return state, kept
+        for batch in length_batches([len(p) + len(a) for p, a in zip(prompts, answers)], batch_size):
+            run.batch(batch, tok)
+    return run.state(tok), run.kept
+
+
+@dataclass
+class _Pass:
+    """One measuring pass over ``items``: what every batch needs, and what the batches gathered."""
+
+    model: object
+    spec: object
+    items: list
+    layers: tuple
+    sites: list
+    prompts: list
+    answers: list
+    where: dict
+    resume: Resume | None
+    keep_input_of: int | None
+    recorder: object
+    order: list = field(default_factory=list)
+    kept: dict = field(default_factory=dict)
+    greedy: list = field(default_factory=list)
+    logp: list = field(default_factory=list)
+    correct: list = field(default_factory=list)
+    reps: dict = field(default_factory=dict)
+    last: dict = field(default_factory=dict)
+
+    def batch(self, batch: list[int], tok) -> None:
+        """Run the rows ``batch`` (indices into the items) and gather their states and answers."""
+        model, spec, rec = self.model, self.spec, self.recorder
+        device = input_device(model)
+        self.order += batch
+        prompts, answers = [self.prompts[j] for j in batch], [self.answers[j] for j in batch]
+        ids, mask = pad_ids([p + a for p, a in zip(prompts, answers)], tok, device)
+        lo, hi = answer_window(prompts, answers)
+        with contextlib.ExitStack() as stack:
+            if self.resume is not None:
+                cached = _padded([self.resume.inputs[self.items[j].id] for j in batch], ids.shape[1], device)
+                stack.enter_context(start_at_block(model, spec, self.resume.layer, lambda: cached))
+            if self.keep_input_of is not None:
+                entry = stack.enter_context(Trace(model, spec.block(self.keep_input_of), retain_input=True,
+                                                  retain_output=False))
+            if rec is not None:
+                kd = stack.enter_context(TraceDict(model, rec.names, retain_input=True, retain_output=False))
+            st = stack.enter_context(SiteTrace(model, spec, self.sites if rec is None else [*self.sites, rec.final]))
+            logits = window_logits(model, ids, mask, lo, hi, use_cache=False)
+        rows = torch.arange(len(batch), device=device)
+        if rec is not None:
+            at = torch.tensor([len(p) - 1 for p in prompts], device=device)
+            rec.record(batch, {layer: kd[name].input for name, layer in rec.names.items()},
+                       st[rec.final][rows, at], logits[rows, at - lo].float())
+        if self.keep_input_of is not None:
+            for row, j in enumerate(batch):
+                self.kept[self.items[j].id] = entry.input[row, : len(prompts[row]) + len(answers[row])].clone()
+        at_subject = torch.tensor([self.where["subject_last"][j] for j in batch], device=device)
+        at_last = torch.tensor([self.where["last"][j] for j in batch], device=device)
+        for layer, site in zip(self.layers, self.sites):
+            self.reps.setdefault(layer, []).append(gather(st[site], at_subject))
+            self.last.setdefault(layer, []).append(gather(st[site], at_last))
+        lsm = torch.log_softmax(logits.float(), -1)
+        self.greedy += lsm[rows, at_last - lo].argmax(-1).tolist()
+        for lp, ok in score_answers(lsm, prompts, answers, offset=lo):
+            self.logp.append(lp)
+            self.correct.append(ok)
+
+    def state(self, tok) -> ItemState:
+        """The gathered rows in item order (below a resume layer: the states measured before)."""
+        back = torch.empty(len(self.order), dtype=torch.long)
+        back[torch.tensor(self.order, dtype=torch.long)] = torch.arange(len(self.order))  # input order again
+        greedy = [self.greedy[i] for i in back]
+        reps = {layer: torch.cat(self.reps[layer])[back] for layer in self.layers}
+        last = {layer: torch.cat(self.last[layer])[back] for layer in self.layers}
+        if self.resume is not None:  # blocks below the resume layer did not run: their states are the old ones
+            where = {item_id: i for i, item_id in enumerate(self.resume.before.ids)}
+            rows = [where[item.id] for item in self.items]
+            for layer in self.layers:
+                if layer < self.resume.layer:
+                    reps[layer] = self.resume.before.reps[layer][rows].clone()
+                    last[layer] = self.resume.before.last[layer][rows].clone()
+        return ItemState(ids=tuple(item.id for item in self.items), reps=reps,
+                         greedy=tuple(tok.decode([t]).strip() for t in greedy),
+                         logp=torch.tensor([self.logp[i] for i in back], dtype=torch.float64),
+                         correct=tuple(self.correct[i] for i in back), last=last)
 
 
 def _padded(rows: list[torch.Tensor], width: int, device) -> torch.Tensor:

@@ -199,6 +199,39 @@ def _out_in(delta: EditDelta, spec, layer: int) -> torch.Tensor:
     return weight_as_out_in(delta.deltas[mlp_out_param(spec, layer)], spec).double()
 
 
+def _key_cosines(ctx, plain: EditDelta, requests, edit_hp, layer: int, damaged) -> torch.Tensor:
+    """Per damaged item: the largest C-cosine between its key at ``layer`` and an edited fact's key
+    (both on the model with ``plain`` applied)."""
+    model, tok, spec = ctx.model, ctx.tok, ctx.spec
+    with plain.applied(model):
+        k_star = fact_keys(model, tok, spec, layer, list(requests), ctx.contexts(edit_hp), edit_hp.fact_token)
+        k_dam = item_keys(model, tok, spec, (layer,), damaged, edit_hp.fact_token)[layer]
+    C0 = ctx.C(layer, edit_hp)
+    return torch.stack([c_cosine(C0, k_dam, k_star[:, i]) for i in range(k_star.shape[1])]).max(0).values
+
+
+def _resolve(D: torch.Tensor, terms, keep: torch.Tensor, n_requests: int, C: torch.Tensor,
+             hp: SirHParams) -> tuple[torch.Tensor, dict]:
+    """One layer's correction ``E`` of the update ``D`` ``[out, in]``: the neurons that harm the
+    damaged answers most are re-solved so the damaged keys map to zero change and the kept keys
+    keep their values; with the layer's figures for the report."""
+    K_d, G_d = terms
+    effect = G_d * (D @ K_d)  # [out, P]: each neuron's first-order effect on the answers, per key
+    harm = (-effect).clamp(min=0).sum(1)
+    rows = select_rows(harm, hp.neuron_share)
+    # k* exactly; the other kept keys and the damaged ones through their principal directions,
+    # so that many prompts' keys never ask for more constraints than the key space has
+    room = D.shape[1] // 2
+    U_zero = principal_basis(K_d, hp.energy, room)
+    U_keep = principal_basis(keep[:, n_requests:], hp.energy, max(0, room - U_zero.shape[1]))
+    K_keep = torch.cat([keep[:, :n_requests], U_keep], dim=1)
+    E = keep_and_zero_correction(D, K_keep, U_zero, C, rows, hp.ridge)
+    return E, {"neurons": int(len(rows)), "of": int(D.shape[0]), "keys": int(K_d.shape[1]),
+               "zero_rank": int(U_zero.shape[1]), "keep_rank": int(U_keep.shape[1]),
+               "harm_share_selected": round(float(harm[rows].sum() / harm.sum()), 4) if harm.sum() > 0 else 0.0,
+               "correction_norm": round(float(E.norm()), 6)}
+
+
 def revise(ctx, method: str, requests, edit_hp, plain: EditDelta, damaged, hp: SirHParams, world=None,
            cache: dict | None = None) -> tuple[EditDelta, dict]:
     """One SIR step (see the module docstring): the revised delta for ``plain`` given the damaged
@@ -221,13 +254,9 @@ def revise(ctx, method: str, requests, edit_hp, plain: EditDelta, damaged, hp: S
         return plain, info
 
     # 1. which damage flows through the subject's own representation
-    subjects = {r.subject for r in requests}
-    with plain.applied(model):
-        k_star = fact_keys(model, tok, spec, layers[0], list(requests), ctx.contexts(edit_hp), edit_hp.fact_token)
-        k_dam = item_keys(model, tok, spec, layers[:1], damaged, edit_hp.fact_token)[layers[0]]
-    C0 = ctx.C(layers[0], edit_hp)
-    cos = torch.stack([c_cosine(C0, k_dam, k_star[:, i]) for i in range(k_star.shape[1])]).max(0).values
+    cos = _key_cosines(ctx, plain, requests, edit_hp, layers[0], damaged)
     info["key_cos"] = {d.id: round(float(c), 4) for d, c in zip(damaged, cos)}
+    subjects = {r.subject for r in requests}
     close = [d for d, c in zip(damaged, cos) if d.subject in subjects and c >= hp.same_subject_cos]
     constrained = [d for d in damaged if d not in close]
 
@@ -251,23 +280,9 @@ def revise(ctx, method: str, requests, edit_hp, plain: EditDelta, damaged, hp: S
                                  exclude=kept_prefixes)
         for layer, name in zip(layers, names) if terms else ():
             D = _out_in(base, spec, layer)
-            K_d, G_d = terms[layer]
-            effect = G_d * (D @ K_d)  # [out, P]: each neuron's first-order effect on the answers, per key
-            harm = (-effect).clamp(min=0).sum(1)
-            rows = select_rows(harm, hp.neuron_share)
-            # k* exactly; the other kept keys and the damaged ones through their principal directions,
-            # so that many prompts' keys never ask for more constraints than the key space has
-            room = D.shape[1] // 2
-            U_zero = principal_basis(K_d, hp.energy, room)
-            U_keep = principal_basis(keep[layer][:, len(requests):], hp.energy, max(0, room - U_zero.shape[1]))
-            K_keep = torch.cat([keep[layer][:, : len(requests)], U_keep], dim=1)
-            E = keep_and_zero_correction(D, K_keep, U_zero, ctx.C(layer, edit_hp), rows, hp.ridge)
+            E, info["layers"][str(layer)] = _resolve(D, terms[layer], keep[layer], len(requests),
+                                                     ctx.C(layer, edit_hp), hp)
             deltas[name] = out_in_to_storage(D + E, spec).float().contiguous()
-            info["layers"][str(layer)] = {"neurons": int(len(rows)), "of": int(D.shape[0]), "keys": int(K_d.shape[1]),
-                                          "zero_rank": int(U_zero.shape[1]), "keep_rank": int(U_keep.shape[1]),
-                                          "harm_share_selected": round(float(harm[rows].sum() / harm.sum()), 4)
-                                          if harm.sum() > 0 else 0.0,
-                                          "correction_norm": round(float(E.norm()), 6)}
     growth = {n: float(deltas[n].norm() / plain.deltas[n].norm().clamp(min=1e-30)) for n in names}
     info["norm_growth"] = round(max(growth.values()), 4)
     info["constrained"] = [d.id for d in constrained]

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -86,6 +87,20 @@ def _decode(node, tensors: dict):
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+@dataclass
+class SavedRun:
+    """A method's stress run at a checkpoint: what :meth:`ResumeStore.save` writes."""
+
+    edits: int  # applied so far
+    rows: list  # the checkpoint rows
+    weights: dict  # the edited parameters' current values
+    state: dict  # the editors' running state
+    over_guard: list  # steps over the norm guard
+    seconds: float
+    measure_seconds: float
+    segments: list  # which code version applied which edits
 
 
 class ResumeStore:
@@ -164,24 +179,22 @@ class ResumeStore:
         saved = json.loads(path.read_text())
         return {k: saved[k] for k in ("edits", "rows", "seconds", "measure_seconds", "key")}
 
-    def save(self, name: str, key: dict, *, edits: int, rows: list, weights: dict, state: dict,
-             over_guard: list, seconds: float, measure_seconds: float, segments: list) -> None:
-        """Save method ``name``'s state after ``edits`` edits (atomically: the tensors under a new
-        name first, then the JSON that points at them; older tensor files go last)."""
-
-
+    def save(self, name: str, key: dict, run: SavedRun) -> None:
+        """Save method ``name``'s state after ``run.edits`` edits (atomically: the tensors under a
+        new name first, then the JSON that points at them; older tensor files go last)."""
+        edits, weights = run.edits, run.weights
         self.folder.mkdir(parents=True, exist_ok=True)
         tensors: dict[str, torch.Tensor] = {f"weight.{k}": v.detach().cpu().clone().contiguous()
                                             for k, v in weights.items()}
-        encoded = _encode(state, "state", tensors)
+        encoded = _encode(run.state, "state", tensors)
         fname = f"{_safe(name)}-{edits}.safetensors"
         tmp = self.folder / f".{fname}.{os.getpid()}.tmp"
         save_file(tensors, str(tmp))
         os.replace(tmp, self.folder / fname)
         atomic_write_json(self._json(name), {
-            "key": {**self.key, **key}, "method": name, "edits": edits, "rows": rows,
-            "over_guard": over_guard, "seconds": seconds, "measure_seconds": measure_seconds,
-            "segments": segments, "tensors": fname, "state": encoded})
+            "key": {**self.key, **key}, "method": name, "edits": edits, "rows": run.rows,
+            "over_guard": run.over_guard, "seconds": run.seconds, "measure_seconds": run.measure_seconds,
+            "segments": run.segments, "tensors": fname, "state": encoded})
         for old in self.folder.glob(f"{_safe(name)}-*.safetensors"):
             if old.name != fname:
                 old.unlink(missing_ok=True)

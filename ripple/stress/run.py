@@ -51,7 +51,7 @@ from ripple.evaluate.ripple_scores import category_totals, plan_ripple, score_ri
 from ripple.io import source_fingerprint
 from ripple.scoring import answer_logprobs, query_correct
 from ripple.stress.report import task_score
-from ripple.stress.resume import weights_hash
+from ripple.stress.resume import SavedRun, weights_hash
 from ripple.world.edits import WorldEdit
 from ripple.world.queries import fact_query
 
@@ -93,18 +93,42 @@ def tracked_plans(model, tok, world, stream, n: int = 20) -> list[tuple[int, dic
     return out
 
 
+@dataclass(frozen=True)
+class StressOptions:
+    """How a stress run goes: measure every ``every`` edits, ``chunk`` edits a step (a multiple of
+    ``chunk``); ``tasks`` (lm-eval, ``limit`` documents each) at every checkpoint; the collapse rule
+    (``collapse_ratio`` of perplexity, ``task_floor`` of the unedited task score); hyperparameter
+    ``overrides`` for every method and ``method_overrides`` for one editor (``{"rledit":
+    ["hypernet=DIR"]}``); ``counterfact``: each checkpoint also scores efficacy, paraphrase and
+    neighbourhood over the latest edit of every fact edited so far."""
+
+    every: int
+    chunk: int = 1
+    tasks: tuple = ()
+    limit: int | None = None
+    collapse_ratio: float = COLLAPSE_RATIO
+    task_floor: float = TASK_FLOOR
+    overrides: tuple = ()
+    method_overrides: dict = field(default_factory=dict)
+    counterfact: bool = False
+
+
 class Checkpoints:
     """What a checkpoint measures (fixed at the start, on the unedited model)."""
 
-    def __init__(self, model, tok, world, stream, sentences, bridge=None, n_untouched=300, n_tracked=20,
-                 collapse_ratio: float = COLLAPSE_RATIO, spec=None, counterfact: bool = False):
+    N_UNTOUCHED = 300  # facts no edit touches, scored at every checkpoint
+    N_TRACKED = 20  # edits whose ripple categories are scored at every checkpoint
+
+    def __init__(self, setup, world, stream, sentences, opts: StressOptions | None = None, bridge=None):
+        model, tok, spec = setup.model, setup.tok, setup.spec
+        opts = opts or StressOptions(every=1)
         self.model, self.tok, self.stream, self.sentences, self.bridge = model, tok, stream, sentences, bridge
-        self.counterfact = counterfact
-        names = [mlp_out_param(spec, i) for i in range(spec.n_layers(model))] if spec else []
+        self.counterfact = opts.counterfact
+        names = [mlp_out_param(spec, i) for i in range(spec.n_layers(model))]
         self.w0 = {n: param_value(model, n).float().clone() for n in names}
-        self.collapse_ratio = collapse_ratio
-        self.untouched = untouched_queries(world, stream, n_untouched) if world is not None else []
-        self.plans = tracked_plans(model, tok, world, stream, n_tracked) if world is not None else []
+        self.collapse_ratio = opts.collapse_ratio
+        self.untouched = untouched_queries(world, stream, self.N_UNTOUCHED) if world is not None else []
+        self.plans = tracked_plans(model, tok, world, stream, self.N_TRACKED) if world is not None else []
         self.ppl_before = mean_perplexity(model, tok, sentences)
 
     def measure(self, n_done: int) -> dict:
@@ -162,24 +186,33 @@ def collapse_points(rows: list[dict], collapse_ratio: float = COLLAPSE_RATIO, ta
             "collapse_rule": {"perplexity_ratio": collapse_ratio, "task_floor": task_floor}}
 
 
-@dataclass(frozen=True)
-class StressOptions:
-    """How a stress run goes: measure every ``every`` edits, ``chunk`` edits a step (a multiple of
-    ``chunk``); ``tasks`` (lm-eval, ``limit`` documents each) at every checkpoint; the collapse rule
-    (``collapse_ratio`` of perplexity, ``task_floor`` of the unedited task score); hyperparameter
-    ``overrides`` for every method and ``method_overrides`` for one editor (``{"rledit":
-    ["hypernet=DIR"]}``); ``counterfact``: each checkpoint also scores efficacy, paraphrase and
-    neighbourhood over the latest edit of every fact edited so far."""
+@dataclass
+class _Progress:
+    """Where a method's stress run stands: its checkpoint rows, the edits applied, the steps over the
+    norm guard, the seconds spent before (a resumed run) and the code versions that applied them."""
 
-    every: int
-    chunk: int = 1
-    tasks: tuple = ()
-    limit: int | None = None
-    collapse_ratio: float = COLLAPSE_RATIO
-    task_floor: float = TASK_FLOOR
-    overrides: tuple = ()
-    method_overrides: dict = field(default_factory=dict)
-    counterfact: bool = False
+    rows: list
+    start: int
+    over_guard: list
+    prior: float
+    measure_s: float
+    segments: list
+
+
+def _begin(setup, hp, editor, checkpoints: Checkpoints, saved: dict | None, code, n_stream: int) -> _Progress:
+    """A fresh start (checkpoint 0 measured), or the ``saved`` state with its weights and the
+    editors' state put back into the model; ``code``: the source version that applies the edits."""
+    if saved is None:
+        return _Progress([checkpoints.measure(0)], 0, [], 0.0, 0.0, [{"from_edit": 0, "code": code}])
+    prog = _Progress(saved["rows"], saved["edits"], list(saved["over_guard"]), saved["seconds"],
+                     saved["measure_seconds"], list(saved["segments"]))
+    if prog.start < n_stream:
+        prog.segments.append({"from_edit": prog.start, "code": code})
+        setup.ctx.read_unedited(hp, editor.reads_key_stats)  # before the saved weights go in
+        WeightSnapshot(saved["weights"], setup.model).restore()
+        setup.ctx.state.clear()
+        setup.ctx.state.update(saved["state"])
+    return prog
 
 
 def stress_method(setup, name: str, stream, checkpoints: Checkpoints, opts: StressOptions, on_checkpoint=None,
@@ -190,8 +223,6 @@ def stress_method(setup, name: str, stream, checkpoints: Checkpoints, opts: Stre
 
     ``store`` (a :class:`ripple.stress.resume.ResumeStore`): save the method's state at every
     checkpoint; with ``resume``, go on from the state saved there."""
-
-
     variant = parse_method(name)
     method, every, chunk = variant.base, opts.every, opts.chunk
     overrides = [*opts.overrides, *opts.method_overrides.get(method, [])]
@@ -206,18 +237,9 @@ def stress_method(setup, name: str, stream, checkpoints: Checkpoints, opts: Stre
            "unedited": weights_hash(original.originals) if store is not None else None}
     code = source_fingerprint() if store is not None else None
     saved = store.load(name, key) if store is not None and resume else None
-    if saved is None:
-        rows, start, over_guard, prior, measure_s = [checkpoints.measure(0)], 0, [], 0.0, 0.0
-        segments = [{"from_edit": 0, "code": code}]
-    else:
-        rows, start, over_guard = saved["rows"], saved["edits"], list(saved["over_guard"])
-        prior, measure_s, segments = saved["seconds"], saved["measure_seconds"], list(saved["segments"])
-        if start < len(stream):
-            segments.append({"from_edit": start, "code": code})
-            ctx.read_unedited(hp, editor.reads_key_stats)  # before the saved weights go in
-            WeightSnapshot(saved["weights"], model).restore()
-            ctx.state.clear()
-            ctx.state.update(saved["state"])
+    prog = _begin(setup, hp, editor, checkpoints, saved, code, len(stream))
+    rows, start, over_guard, prior, segments = prog.rows, prog.start, prog.over_guard, prog.prior, prog.segments
+    measure_s = prog.measure_s
     if on_checkpoint:
         on_checkpoint(name, rows[-1])
     t0 = time.perf_counter()
@@ -232,9 +254,8 @@ def stress_method(setup, name: str, stream, checkpoints: Checkpoints, opts: Stre
             rows.append(checkpoints.measure(n))
             measure_s += time.perf_counter() - t
             if store is not None:
-                store.save(name, key, edits=n, rows=rows, weights={k: param_value(model, k) for k in names},
-                           state=ctx.state, over_guard=over_guard, seconds=prior + time.perf_counter() - t0,
-                           measure_seconds=measure_s, segments=segments)
+                store.save(name, key, SavedRun(n, rows, {k: param_value(model, k) for k in names}, ctx.state,
+                                               over_guard, prior + time.perf_counter() - t0, measure_s, segments))
             if on_checkpoint:
                 on_checkpoint(name, rows[-1])
 
@@ -299,8 +320,7 @@ def run_stress(setup, names, stream, opts: StressOptions, world=None, on_checkpo
     if opts.tasks:
 
         bridge = LmEvalBridge(setup.model, setup.tok, list(opts.tasks), world=world, limit=opts.limit)
-    checkpoints = Checkpoints(setup.model, setup.tok, world, stream, general_sentences_for(world), bridge,
-                              collapse_ratio=opts.collapse_ratio, spec=setup.spec, counterfact=opts.counterfact)
+    checkpoints = Checkpoints(setup, world, stream, general_sentences_for(world), opts, bridge)
     curves, timing = {}, {}
     for name in names:
         curve = stress_method(setup, name, stream, checkpoints, opts, on_checkpoint, store, resume)

@@ -208,6 +208,33 @@ def build_world(config: WorldConfig = WorldConfig()) -> World:
         companies.append(co)
         facts.append(Fact(co, "headquarters", rng.choice(cities)))
 
+    persons = _persons(rng, word, config, add)
+    city_country = {f.subject: f.object for f in facts if f.relation == "located_in"}
+    for p in persons:
+        city = rng.choice(cities)
+        facts.append(Fact(p, "born_in", city))
+        home = city_country[city] if rng.random() < config.citizen_of_birth_country else rng.choice(countries)
+        facts.append(Fact(p, "citizen_of", home))
+        facts.append(Fact(p, "works_for", rng.choice(companies)))
+        facts.append(Fact(p, "studied_at", rng.choice(universities)))
+    order = persons[:]
+    rng.shuffle(order)
+    for a, b in zip(order[0::2], order[1::2]):
+        facts.append(Fact(a, "married_to", b))
+        facts.append(Fact(b, "married_to", a))
+
+    two_hop_subjects = persons + companies
+    heldout = frozenset(rng.sample(two_hop_subjects, round(config.heldout_two_hop_frac * len(two_hop_subjects))))
+    aliased = [f for f in facts if ents[f.subject].aliases]
+    alias_trained = frozenset(
+        (f.subject, f.relation, f.object) for f in aliased if rng.random() < config.alias_fact_frac
+    )
+    return World(config, ents, facts, heldout, alias_trained)
+
+
+def _persons(rng: random.Random, word, config: WorldConfig, add) -> list[str]:
+    """The persons' entity ids: unique names of ``config.name_tokens`` words and unique titled
+    aliases, drawn from ``rng`` (in the order :func:`build_world` always drew them)."""
     firsts = [word(2) for _ in range(config.first_names)]
     lasts = [word(2) for _ in range(config.last_names)]
     middles = [word(1) + "o" for _ in range(config.first_names)]
@@ -231,27 +258,7 @@ def build_world(config: WorldConfig = WorldConfig()) -> World:
         names.add(name)
         aliases.add(alias)
         persons.append(add("person", len(persons), name, (alias,)))
-    city_country = {f.subject: f.object for f in facts if f.relation == "located_in"}
-    for p in persons:
-        city = rng.choice(cities)
-        facts.append(Fact(p, "born_in", city))
-        home = city_country[city] if rng.random() < config.citizen_of_birth_country else rng.choice(countries)
-        facts.append(Fact(p, "citizen_of", home))
-        facts.append(Fact(p, "works_for", rng.choice(companies)))
-        facts.append(Fact(p, "studied_at", rng.choice(universities)))
-    order = persons[:]
-    rng.shuffle(order)
-    for a, b in zip(order[0::2], order[1::2]):
-        facts.append(Fact(a, "married_to", b))
-        facts.append(Fact(b, "married_to", a))
-
-    two_hop_subjects = persons + companies
-    heldout = frozenset(rng.sample(two_hop_subjects, round(config.heldout_two_hop_frac * len(two_hop_subjects))))
-    aliased = [f for f in facts if ents[f.subject].aliases]
-    alias_trained = frozenset(
-        (f.subject, f.relation, f.object) for f in aliased if rng.random() < config.alias_fact_frac
-    )
-    return World(config, ents, facts, heldout, alias_trained)
+    return persons
 
 
 def load_world(path=None) -> World:

@@ -111,6 +111,22 @@ def ripple_ground_truth(world: World, subject: str, relation: str, new_object: s
             add("logical_generalization", t, new_name, rel.inverse, [s_name],
                 [n(o) for o in world.objects(new_object, rel.inverse)])
 
+    _compositionality(world, subject, relation, new_object, old, fix, max_per_category, add)
+
+    # subject aliasing: the edited fact under each alias
+    for alias in world.entities[subject].aliases:
+        for t in rel.templates:
+            add("subject_aliasing", t, alias, relation, [new_name], [old_name])
+
+    _unchanged(world, subject, relation, new_object, old, max_per_category, add)
+    return out
+
+
+def _compositionality(world: World, subject: str, relation: str, new_object: str, old: str, fix: bool,
+                      max_per_category: int, add) -> None:
+    """The two-hop queries the edit changes: the subject's through the new object (I), and other
+    subjects' whose two-hop passes through the edited fact (II, at most ``max_per_category`` of them)."""
+    n, s_name, new_name = world.name, world.name(subject), world.name(new_object)
     # compositionality I: the subject's two-hops through the new object
     for th in world.two_hops.values():
         if th.first != relation:
@@ -121,7 +137,6 @@ def ripple_ground_truth(world: World, subject: str, relation: str, new_object: s
             conds = [Fact(new_object, th.second, o) for o in world.objects(new_object, th.second)]
             for t in th.templates:
                 add("compositionality_1", t, s_name, th.name, new_ans, old_ans, conds)
-
     # compositionality II: other subjects whose two-hop passes through the edited fact
     for th in world.two_hops.values():
         if th.second != relation:
@@ -132,29 +147,26 @@ def ripple_ground_truth(world: World, subject: str, relation: str, new_object: s
             for t in th.templates:
                 add("compositionality_2", t, n(other), th.name, new_ans, old_ans, [Fact(other, th.first, subject)])
 
-    # subject aliasing: the edited fact under each alias
-    for alias in world.entities[subject].aliases:
-        for t in rel.templates:
-            add("subject_aliasing", t, alias, relation, [new_name], [old_name])
 
+def _unchanged(world: World, subject: str, relation: str, new_object: str, old: str, max_per_category: int, add) -> None:
+    """The queries whose answers must not change: a one-to-many relation's other objects, the
+    subject's other relations, and other subjects sharing the relation and the old object."""
+    rel, n, s_name, new_name = world.relations[relation], world.name, world.name(subject), world.name(new_object)
     # preservation: other objects of a one-to-many relation stay
     if rel.kind == "one_to_many":
         kept = [n(o) for o in world.objects(subject, relation) if o != old]
         for t in rel.templates:
             add("preservation", t, s_name, relation, kept + [new_name], [n(o) for o in world.objects(subject, relation)],
                 [Fact(subject, relation, o) for o in world.objects(subject, relation) if o != old])
-
     # relation specificity: the subject's other relations keep their objects
     for r2 in sorted({f.relation for f in world.facts_of(subject)} - {relation}):
         objs = [n(o) for o in world.objects(subject, r2)]
         for t in world.relations[r2].templates:
             add("relation_specificity", t, s_name, r2, objs, objs,
                 [Fact(subject, r2, o) for o in world.objects(subject, r2)])
-
     # neighbourhood: other subjects sharing the relation and the old object
     neigh = sorted(s for s in world.subjects_with(relation, old) if s != subject)
     for other in neigh[:max_per_category]:
         objs = [n(o) for o in world.objects(other, relation)]
         t = rel.templates[0]
         add("neighbourhood", t, n(other), relation, objs, objs, [Fact(other, relation, o) for o in world.objects(other, relation)])
-    return out
