@@ -12,6 +12,7 @@ import json
 import os
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,3 +107,13 @@ def known_facts(setup) -> list[tuple[str, str]]:
     hits = query_correct(setup.model, setup.tok, [fact_query(world, s, r, world.relations[r].templates[0])
                                                   for s, r in keys])
     return [k for k, h in zip(keys, hits) if h]
+
+
+def source_versions(rows: list[dict]) -> str:
+    """Which versions of ripple's code made the rows (``code``: ripple.io.source_fingerprint)."""
+    counts = Counter(r.get("code") or "unrecorded" for r in rows)
+    if len(counts) == 1 and "unrecorded" not in counts:
+        return f"Source version: {next(iter(counts))}."
+    return ("Source versions: " + ", ".join(f"{k} ({n} rows)" for k, n in counts.items())
+            + ("; 'unrecorded': rows made before the benchmark recorded its code, possibly by several versions" if
+               "unrecorded" in counts else "") + ".")

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from ripple.mitigation.run import Mitigated
     from ripple.stress.run import StressResult
 
+#: What ``GraphReport.save`` writes (``ripple graph`` adds ``summary.json``).
+GRAPH_FILES = ("graph.json", "graph.graphml", "ripple_graph.png", "drift_by_hop.png", "drift_vs_similarity.png")
+
 #: What ``AuditReport.save`` writes (the names ``ripple audit`` writes into ``--out``).
 AUDIT_FILES = ("report.html", "report.md", "report.json", "ripple_graph.png", "drift_by_hop.png",
                "plain_ripple_graph.png", "plain", "together", "edit-[0-9]*")
@@ -112,7 +115,9 @@ class AuditOptions:
     limit: int | None = None  # lm-eval: at most this many documents per task
     seed: int | None = None  # the editing seed (a hyperparameter; default 0)
     mitigate: str | None = None  # audit the edit revised by this mitigation (e.g. "sir") beside the plain one
+    mitigation_set: tuple[str, ...] = ()  # the mitigation's hyperparameters, NAME=VALUE
     budget: float | None = None  # evaluate only this share of the probe items most at risk
+    ranker: str | None = None  # with a budget: the ranker that orders the items (default key_sqrt_margin)
     force: bool = False  # apply an update past the norm guard
     quiet: bool = True  # no progress bars
 
@@ -156,6 +161,8 @@ class GraphReport:
     graph: Any  # networkx.Graph
     profile: dict
     expected: list[str]
+    request: EditRequest
+    n_probes: int
 
     @property
     def summary(self) -> dict:
@@ -163,18 +170,22 @@ class GraphReport:
 
     def save(self, directory) -> Path:
         """Write ``graph.json``, ``graph.graphml`` and the figures as ``ripple graph`` does, as one unit."""
-        from ripple.gie import save_graph  # lazy: start-up
-        from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph  # lazy: start-up
         from ripple.outputs import check_out, output_unit  # lazy: start-up
 
-        names = ("graph.json", "graph.graphml", "ripple_graph.png", "drift_by_hop.png", "drift_vs_similarity.png")
-        check_out(directory, writes=names)
+        check_out(directory, writes=GRAPH_FILES)
         with output_unit(directory) as stage:
-            save_graph(self.graph, stage)
-            plot_ripple_graph(self.graph, stage / "ripple_graph.png")
-            plot_drift_by_hop(self.profile, stage / "drift_by_hop.png")
-            plot_drift_vs_similarity(self.graph, stage / "drift_vs_similarity.png")
+            self.write(stage)
         return Path(directory)
+
+    def write(self, folder: Path) -> None:
+        """The graph's files and figures into ``folder`` (a staged output unit)."""
+        from ripple.gie import save_graph  # lazy: start-up
+        from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph  # lazy: start-up
+
+        save_graph(self.graph, folder)
+        plot_ripple_graph(self.graph, folder / "ripple_graph.png")
+        plot_drift_by_hop(self.profile, folder / "drift_by_hop.png")
+        plot_drift_vs_similarity(self.graph, folder / "drift_vs_similarity.png")
 
 
 def _split(options_type, kwargs: dict) -> tuple[Any, dict]:
@@ -249,11 +260,8 @@ class Lab:
         return self._audit(method, edits, policy, probes, opts, hp)
 
     def _audit(self, method: str, edits, policy, probes, opts: AuditOptions, hp: dict) -> AuditReport:
-        from ripple.auditing.measure import AuditInputs, MeasureOptions  # lazy: start-up
-        from ripple.auditing.policy import DEFAULT_POLICY, load_policy  # lazy: start-up
-        from ripple.auditing.run import AuditConfig, run_audit  # lazy: start-up
-        from ripple.evaluate.perplexity import general_sentences_for  # lazy: start-up
-        from ripple.probes.sets import probe_items  # lazy: start-up
+        from ripple.auditing.policy import load_policy  # lazy: start-up
+        from ripple.outputs import shown_files  # lazy: start-up
 
         if isinstance(policy, (str, Path)):
             policy = load_policy(policy)
@@ -261,9 +269,28 @@ class Lab:
         setup = self.setup
         setup.method, setup.hp = method, self.hparams(method, **hp)
         setup.requests = self.requests(edits)
+        work = Path(tempfile.mkdtemp(prefix="ripple-audit-"))
+        try:
+            report = self.write_audit(work / "out", policy, probes, opts)
+            return AuditReport.from_report(report, shown_files(work / "out"))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def write_audit(self, out, policy: Policy | None = None, probes: str | None = None,
+                    opts: AuditOptions = AuditOptions(), workers: int = 1, build=None) -> dict:
+        """Audit the loaded setup's requests with its editor and hyperparameters and write the
+        report into ``out`` as ``ripple audit --out`` does (the CLI runs this); returns the report.
+        ``workers`` > 1: a batch's audits in that many processes, each with the inputs ``build(i)``
+        loads (:mod:`ripple.auditing.parallel`)."""
+        from ripple.auditing.measure import AuditInputs, MeasureOptions  # lazy: start-up
+        from ripple.auditing.policy import DEFAULT_POLICY  # lazy: start-up
+        from ripple.auditing.run import AuditConfig, run_audit  # lazy: start-up
+        from ripple.evaluate.perplexity import general_sentences_for  # lazy: start-up
+        from ripple.gie.graph import check_k  # lazy: start-up
+
         self.ctx  # noqa: B018 (built before the audit, as the CLI does)
-        items = probe_items(probes, self.world)
-        setup.check_probes(items)
+        items = self._items(probes)
+        check_k(opts.k, items)
         bridge = None
         if opts.tasks:
             from ripple.evaluate.lm_eval_bridge import LmEvalBridge  # lazy: start-up
@@ -273,17 +300,12 @@ class Lab:
         if opts.mitigate is not None:
             from ripple.mitigation import mitigation_hparams  # lazy: start-up
 
-            mitigation = (opts.mitigate, mitigation_hparams(opts.mitigate, []))
-        work = Path(tempfile.mkdtemp(prefix="ripple-audit-"))
-        try:
-            measure = MeasureOptions(k=opts.k, force=opts.force, quiet=opts.quiet, budget=opts.budget)
-            report = run_audit(AuditInputs(setup, items, general_sentences_for(self.world), bridge), setup.requests,
-                               AuditConfig(policy or DEFAULT_POLICY, self.name, measure, mitigation), work / "out")
-            from ripple.outputs import shown_files  # lazy: start-up
-
-            return AuditReport.from_report(report, shown_files(work / "out"))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+            mitigation = (opts.mitigate, mitigation_hparams(opts.mitigate, list(opts.mitigation_set)))
+        measure = MeasureOptions(k=opts.k, force=opts.force, quiet=opts.quiet, budget=opts.budget,
+                                 **({"ranker": opts.ranker} if opts.ranker else {}))
+        inputs = AuditInputs(self.setup, items, general_sentences_for(self.world), bridge)
+        return run_audit(inputs, self.setup.requests, AuditConfig(policy or DEFAULT_POLICY, self.name, measure, mitigation),
+                         out, workers=workers, build=build)
 
     def measure(self, probes: str | None = None, layers=None) -> ItemState:
         """Every probe item's hidden states and answers on the model as it is now (an
@@ -296,35 +318,54 @@ class Lab:
         """The ripple graph of one edit, as ``ripple graph`` measures it (the model is restored
         afterwards). ``kwargs``: :class:`~ripple.gie.run.GraphOptions` fields (``k=3``,
         ``budget=0.2``) and the editor's hyperparameters."""
-        from ripple.evaluate.changes import edited_items  # lazy: start-up
-        from ripple.gie.run import GraphOptions, gie_for_edit  # lazy: start-up
-        from ripple.gie.targets import expected_changes, world_edit  # lazy: start-up
+        from ripple.gie.run import GraphOptions  # lazy: start-up
 
         opts, hp = _split(GraphOptions, kwargs)
         requests = self.requests(edit)
         if len(requests) != 1:
             raise RippleError(f"a ripple graph is of one edit; got {len(requests)}: pass one (audit a batch with audit)")
-        request = requests[0]
-        items, (edited_id,) = edited_items(self._items(probes), [request], self.world)
+        return self.graph_for(requests[0], opts, probes, method, self.hparams(method, **hp))
+
+    def graph_for(self, request: EditRequest, opts=None, probes: str | None = None, method: str | None = None,
+                  hp=None) -> GraphReport:
+        """The ripple graph of ``request`` (checked and completed) with ``method`` and ``hp``, by
+        default the loaded setup's editor and hyperparameters (``ripple graph`` runs this)."""
+        from ripple.evaluate.changes import edited_items  # lazy: start-up
+        from ripple.gie.graph import check_k  # lazy: start-up
+        from ripple.gie.run import GraphOptions, gie_for_edit  # lazy: start-up
+        from ripple.gie.targets import expected_changes, world_edit  # lazy: start-up
+
+        opts = opts or GraphOptions()
+        method, hp = method or self.setup.method, hp if hp is not None else self.setup.hp
+        items, (edited_id,) = edited_items(self._items(probes), [request], self.world)  # the edited fact joins
+        check_k(opts.k, items)
         expected = expected_changes(self.world, world_edit(self.world, request), items)
-        graph, profile = gie_for_edit(self.ctx, method, self.hparams(method, **hp), items, request, opts,
-                                      edited_id, expected)
-        return GraphReport(graph, profile, sorted(expected))
+        graph, profile = gie_for_edit(self.ctx, method, hp, items, request, opts, edited_id, expected)
+        return GraphReport(graph, profile, sorted(expected), request, len(items))
 
     def mitigate(self, method: str, edits, *, mitigation: str = "sir", probes: str | None = None,
                  mitigation_hp: dict | None = None, force: bool = False, **hp) -> Mitigated:
         """Edit, find the damage, revise (``ripple mitigate``'s loop; the model is restored
         afterwards): a :class:`~ripple.mitigation.run.Mitigated` with the plain and revised deltas."""
-        from ripple.evaluate.changes import plan_audit  # lazy: start-up
         from ripple.gie.pipeline import Edit  # lazy: start-up
         from ripple.mitigation import mitigation_hparams  # lazy: start-up
+
+        edit = Edit(method, tuple(self.requests(edits)), self.hparams(method, **hp), force=force)
+        return self.mitigate_for(edit, mitigation, mitigation_hparams(mitigation, _overrides(mitigation_hp or {})),
+                                 probes)
+
+    def mitigate_for(self, edit, mitigation: str = "sir", hp=None, probes: str | None = None, log=None) -> Mitigated:
+        """The mitigation loop for ``edit`` (a :class:`~ripple.gie.pipeline.Edit` of checked
+        requests) with ``mitigation``'s hyperparameters ``hp`` (``ripple mitigate`` runs this);
+        ``log``: told what is about to be measured."""
+        from ripple.evaluate.changes import plan_audit  # lazy: start-up
         from ripple.mitigation.run import mitigate  # lazy: start-up
 
-        requests, items = self.requests(edits), self._items(probes)
-        plan = plan_audit(self.model, self.tokenizer, self.world, requests, items)
-        hp_m = mitigation_hparams(mitigation, _overrides(mitigation_hp or {}))
-        edit = Edit(method, tuple(requests), self.hparams(method, **hp), force=force)
-        return mitigate(self.ctx, edit, items, self.world, mitigation, hp_m, plan=plan)
+        items = self._items(probes)
+        if log is not None:
+            log(f"editing with {edit.method} and measuring {len(items)} probe items before and after")
+        plan = plan_audit(self.model, self.tokenizer, self.world, list(edit.requests), items)
+        return mitigate(self.ctx, edit, items, self.world, mitigation, hp, plan=plan)
 
     def stress(self, methods, edits: int = 100, *, edit_file: str | None = None, seed: int = 0,
                **options) -> StressResult:

@@ -14,7 +14,6 @@ import io
 import json
 import os
 import tempfile
-from collections import Counter
 from pathlib import Path
 
 from ripple.errors import RippleError
@@ -118,20 +117,11 @@ def atomic_savefig(fig, path, **kwargs) -> None:
 
 
 def source_fingerprint() -> str:
-    """12 hex digits of a hash over the ripple package's Python sources (paths and contents): rows a
-    benchmark appends carry it, so a resumed run shows which rows an older version of the code made."""
+    """12 hex digits of a hash over the ripple package's Python sources (paths and contents): a
+    resumed stress run records which version applied which edits, and rows a benchmark appends
+    carry it, so a resumed run shows which rows an older version of the code made."""
     root = Path(__file__).resolve().parent
     h = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:12]
-
-
-def source_versions(rows: list[dict]) -> str:
-    """Which versions of ripple's code made the rows (``code``: :func:`ripple.io.source_fingerprint`)."""
-    counts = Counter(r.get("code") or "unrecorded" for r in rows)
-    if len(counts) == 1 and "unrecorded" not in counts:
-        return f"Source version: {next(iter(counts))}."
-    return ("Source versions: " + ", ".join(f"{k} ({n} rows)" for k, n in counts.items())
-            + ("; 'unrecorded': rows made before the benchmark recorded its code, possibly by several versions" if
-               "unrecorded" in counts else "") + ".")

@@ -3,7 +3,7 @@
 import re
 
 import ripple
-from ripple.io import source_fingerprint, source_versions
+from ripple.io import source_fingerprint
 
 
 def test_source_fingerprint_is_stable_and_follows_the_sources(tmp_path, monkeypatch):
@@ -27,9 +27,3 @@ def test_source_fingerprint_is_stable_and_follows_the_sources(tmp_path, monkeypa
     assert rio.source_fingerprint() == first
     (copy / "errors.py").write_text((copy / "errors.py").read_text() + "\n# changed\n")
     assert rio.source_fingerprint() != first
-
-
-def test_source_versions_counts_rows_per_version():
-    assert source_versions([{"code": "abc"}, {"code": "abc"}]) == "Source version: abc."
-    text = source_versions([{"code": "abc"}, {}, {"code": "def"}])
-    assert "abc (1 rows)" in text and "def (1 rows)" in text and "unrecorded (1 rows)" in text

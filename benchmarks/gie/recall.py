@@ -234,7 +234,7 @@ def _pct(x) -> str:
 def render() -> None:
     import matplotlib
 
-    from ripple.io import source_versions
+    from benchmarks.common import source_versions
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

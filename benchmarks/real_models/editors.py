@@ -329,8 +329,9 @@ def single_table(single: dict) -> list[str]:
 
 
 def render() -> None:
+    from benchmarks.common import source_versions
     from ripple.evaluate.ripple_scores import RIPPLE_CATEGORIES
-    from ripple.io import atomic_write_text, source_versions
+    from ripple.io import atomic_write_text
 
     lines = ["# The editors on real models", "",
              "CounterFact-style single edits of facts each model knows, every relation of the real-world graph, "

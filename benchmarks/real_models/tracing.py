@@ -156,8 +156,9 @@ def _heatmaps(model, rows, n_layers, path):
 
 
 def render() -> None:
+    from benchmarks.common import source_versions
     from ripple.causal_trace import TOKEN_KINDS
-    from ripple.io import atomic_write_text, source_versions
+    from ripple.io import atomic_write_text
 
     lines = ["# Causal tracing on real models, averaged", "",
              "What ROME's Figure 2 shows for GPT-2 XL (Meng et al., 2022), measured on the real models ripple "

@@ -256,7 +256,8 @@ def summarize(rows: list[dict], method: str) -> list[list]:
 
 
 def render() -> None:
-    from ripple.io import atomic_write_text, source_versions
+    from benchmarks.common import source_versions
+    from ripple.io import atomic_write_text
 
     lines = ["# SIR: selective impact revision, measured", "",
              "Rendered by `python -m benchmarks sir/compare --render` from reports/sir_*.json (each run's command below). "

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from ripple.commands.options import add_request_options, check_k, check_tasks, requests_from_args
+from ripple.commands.options import add_request_options, check_tasks, requests_from_args
 from ripple.errors import RippleError
 
 
@@ -80,19 +80,15 @@ def check_args(args) -> None:
 
 
 def run(args) -> int:
-    from ripple.auditing.measure import AuditInputs, MeasureOptions  # lazy: start-up
+    from ripple.api import AuditOptions, Lab  # lazy: start-up
     from ripple.auditing.policy import DEFAULT_POLICY, load_policy  # lazy: start-up
-    from ripple.auditing.run import AuditConfig, run_audit  # lazy: start-up
     from ripple.commands.options import precheck_hparams, ranker_arg, setup_from_args  # lazy: start-up
-    from ripple.evaluate.perplexity import general_sentences_for  # lazy: start-up
-    from ripple.probes.sets import probe_items  # lazy: start-up
 
     check_args(args)
-    mitigation = None
     if args.mitigate is not None:
         from ripple.mitigation import mitigation_hparams  # lazy: start-up
 
-        mitigation = (args.mitigate, mitigation_hparams(args.mitigate, args.mitigation_set))
+        mitigation_hparams(args.mitigate, args.mitigation_set)  # a bad --mitigation-set fails before the model loads
     elif args.mitigation_set:
         raise RippleError("--mitigation-set needs --mitigate NAME (e.g. --mitigate sir)")
     policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
@@ -101,23 +97,15 @@ def run(args) -> int:
     extra += [f"seed={args.seed}"] if args.seed is not None else []
     precheck_hparams(args, args.method, extra)
     setup = setup_from_args(args, requests, extra)
-    items = probe_items(args.probes, setup.world)
-    setup.check_probes(items)
-    check_k(args.k, items)
-    sentences = general_sentences_for(setup.world)
-    bridge = None
-    if args.tasks:
-        from ripple.evaluate.lm_eval_bridge import LmEvalBridge  # lazy: start-up
-
-        bridge = LmEvalBridge(setup.model, setup.tok, args.tasks, world=setup.world, limit=args.limit)
     workers = args.workers
     if workers > 1 and len(setup.requests) == 1:
         print("ripple: warning: --workers: one edit is one audit; running it in this process", file=sys.stderr)
         workers = 1
     build = functools.partial(worker_context, args, requests, extra) if workers > 1 else None
-    opts = MeasureOptions(k=args.k, force=args.force, quiet=args.quiet, budget=args.budget, **ranker_arg(args))
-    report = run_audit(AuditInputs(setup, items, sentences, bridge), setup.requests,
-                       AuditConfig(policy, str(args.model), opts, mitigation), args.out, workers=workers, build=build)
+    opts = AuditOptions(k=args.k, tasks=tuple(args.tasks or ()), limit=args.limit, mitigate=args.mitigate,
+                        mitigation_set=tuple(args.mitigation_set or ()), budget=args.budget, force=args.force,
+                        quiet=args.quiet, **ranker_arg(args))
+    report = Lab(setup, str(args.model)).write_audit(args.out, policy, args.probes, opts, workers, build)
     verdict = report["verdict"]
     if args.json:
         print(json.dumps(report, indent=2))

@@ -45,15 +45,12 @@ def one_request(path):
 def run(args) -> int:
     from dataclasses import asdict  # lazy: start-up
 
-    from ripple.auditing.measure import edited_items  # lazy: start-up
-    from ripple.commands.options import check_k, inputs_of, precheck_hparams, setup_from_args  # lazy: start-up
+    from ripple.api import GRAPH_FILES, Lab  # lazy: start-up
+    from ripple.commands.options import inputs_of, precheck_hparams, setup_from_args  # lazy: start-up
     from ripple.editing.editor import get_editor  # lazy: start-up
-    from ripple.gie import GraphOptions, gie_for_edit, save_graph  # lazy: start-up
-    from ripple.gie.plots import plot_drift_by_hop, plot_drift_vs_similarity, plot_ripple_graph  # lazy: start-up
-    from ripple.gie.targets import expected_changes, world_edit  # lazy: start-up
+    from ripple.gie import GraphOptions  # lazy: start-up
     from ripple.io import atomic_write_json  # lazy: start-up
     from ripple.outputs import check_out, output_unit  # lazy: start-up
-    from ripple.probes.sets import probe_items  # lazy: start-up
 
     get_editor(args.method)
     if args.probes is not None and not Path(args.probes).is_file():
@@ -61,37 +58,27 @@ def run(args) -> int:
 
         raise RippleError(f"probe file {args.probes} {absent(args.probes)}; pass a probe set JSONL with --probes")
     check_out(args.out, inputs_of(args, ("edit file", args.edit), ("probe set", args.probes)),
-              writes=("graph.json", "graph.graphml", "summary.json", "ripple_graph.png", "drift_by_hop.png",
-                      "drift_vs_similarity.png"))
+              writes=(*GRAPH_FILES, "summary.json"))
     request = one_request(args.edit)
     precheck_hparams(args, args.method)
     setup = setup_from_args(args, [request])
-    (request,) = setup.requests
-    items = probe_items(args.probes, setup.world)
-    setup.check_probes(items)
-    items, (edited_id,) = edited_items(items, [request], setup.world)  # the edited fact joins when missing
-    check_k(args.k, items)
-    expected = expected_changes(setup.world, world_edit(setup.world, request), items)
     t0 = time.perf_counter()
     opts = GraphOptions(k=args.k, force=args.force, budget=args.budget, **ranker_arg(args))
-    graph, profile = gie_for_edit(setup.ctx, setup.method, setup.hp, items, request, opts, edited_id, expected)
+    report = Lab(setup, str(args.model)).graph_for(setup.requests[0], opts, args.probes)
+    profile = report.profile
     estimate = budget_note(args.budget, args.model, args.method, profile)
     with output_unit(args.out) as stage:
-        save_graph(graph, stage)
-        plot_ripple_graph(graph, stage / "ripple_graph.png")
-        plot_drift_by_hop(profile, stage / "drift_by_hop.png")
-        plot_drift_vs_similarity(graph, stage / "drift_vs_similarity.png")
+        report.write(stage)
         seconds = time.perf_counter() - t0
-        summary = {"method": args.method, "model": str(args.model), "edit": request.to_dict(),
-                   "edited_id": profile["edited_id"], "expected": sorted(expected), "n_probes": len(items),
+        summary = {"method": args.method, "model": str(args.model), "edit": report.request.to_dict(),
+                   "edited_id": profile["edited_id"], "expected": report.expected, "n_probes": report.n_probes,
                    "seconds": round(seconds, 3), "hparams": asdict(setup.hp), "profile": profile,
                    **({"estimate": estimate} if estimate else {})}
         atomic_write_json(stage / "summary.json", summary)
-    out = args.out
     s = profile["summary"]
-    print(f"{args.method} on {profile['edited_id']} ({len(items)} probes, layer {profile['layer']} "
+    print(f"{args.method} on {profile['edited_id']} ({report.n_probes} probes, layer {profile['layer']} "
           f"@{profile['position']}, {seconds:.1f}s): {s['n_changed_total']} answers changed, "
-          f"{s['n_changed_unintended']} unintended, edited item changed: {s['edited_changed']}; wrote {out}")
+          f"{s['n_changed_unintended']} unintended, edited item changed: {s['edited_changed']}; wrote {args.out}")
     if estimate:
         print(estimate["note"])
     return 0

@@ -49,6 +49,7 @@ def _metrics(r: dict) -> dict:
 
 
 def run(args) -> int:
+    from ripple.api import Lab  # lazy: start-up
     from ripple.commands.options import (  # lazy: start-up
         inputs_of,
         precheck_hparams,
@@ -57,13 +58,10 @@ def run(args) -> int:
     )
     from ripple.editing.editor import get_editor  # lazy: start-up
     from ripple.errors import RippleError  # lazy: start-up
-    from ripple.evaluate.changes import plan_audit  # lazy: start-up
     from ripple.gie.pipeline import Edit  # lazy: start-up
     from ripple.io import atomic_write_json  # lazy: start-up
     from ripple.loading import save_model  # lazy: start-up
-    from ripple.mitigation.run import mitigate  # lazy: start-up
     from ripple.outputs import MODEL_FILES, check_out, output_unit  # lazy: start-up
-    from ripple.probes.sets import probe_items  # lazy: start-up
 
     get_editor(args.method)
     from ripple.mitigation import mitigation_hparams  # lazy: start-up
@@ -81,14 +79,10 @@ def run(args) -> int:
     if get_editor(args.method).one_request_per_solve and len(setup.requests) > 1:
         raise RippleError(f"{args.method} edits one fact per solve and mitigate revises one solve; pass one "
                           "request, or use a batch editor (memit, emmet, alphaedit) for several")
-    items = probe_items(args.probes, setup.world)
-    setup.check_probes(items)
-    say = (lambda msg: None) if args.quiet else (lambda msg: print(f"ripple: {msg}", flush=True))
-    say(f"editing with {args.method} and measuring {len(items)} probe items before and after")
-    plan = plan_audit(setup.model, setup.tok, setup.world, setup.requests, items)
+    say = None if args.quiet else (lambda msg: print(f"ripple: {msg}", flush=True))
     edit = Edit(args.method, tuple(setup.requests), setup.hp, force=args.force)
-    out = mitigate(setup.ctx, edit, items, setup.world, args.mitigation, hp_m, plan=plan)
-    record = mitigation_record(out, plan, setup.requests)
+    out = Lab(setup, str(args.model)).mitigate_for(edit, args.mitigation, hp_m, args.probes, log=say)
+    record = mitigation_record(out, out.plan, setup.requests)
     with output_unit(args.out) as stage:
         with out.revised.applied(setup.model):
             save_model(setup.model, setup.tok, stage, base=args.model,

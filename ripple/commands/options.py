@@ -247,18 +247,6 @@ def ranker_arg(args) -> dict:
     return {"ranker": args.ranker}
 
 
-def check_k(k: int, items) -> None:
-    """``--k`` must leave neighbours to link: at most the probe set's size less one; a warning when
-    the graph files would be large."""
-    if k > max(0, len(items) - 1):
-        raise RippleError(f"--k {k} is more neighbours than the {len(items)}-item probe set has; pass at most "
-                          f"{max(0, len(items) - 1)}")
-    edges = k * len(items)
-    if edges > 200_000:
-        print(f"ripple: warning: --k {k} over {len(items)} probe items makes about {edges:,} graph edges "
-              "(large graph files); a smaller --k is usually enough", file=sys.stderr)
-
-
 def check_tasks(tasks) -> list[str]:
     """``--tasks`` as given: None (not asked for) or at least one name."""
     if tasks is None:

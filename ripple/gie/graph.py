@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import sys
 from collections.abc import Iterable, Sequence
 
 import networkx as nx
@@ -236,3 +237,15 @@ def save_graph(g: nx.Graph, out_dir) -> dict[str, str]:
     nx.write_graphml(_sorted_copy(g, _graphml_value, drop_none=True), buf)
     atomic_write_bytes(paths["graphml"], buf.getvalue())
     return paths
+
+
+def check_k(k: int, items) -> None:
+    """``--k`` must leave neighbours to link: at most the probe set's size less one; a warning when
+    the graph files would be large."""
+    if k > max(0, len(items) - 1):
+        raise RippleError(f"--k {k} is more neighbours than the {len(items)}-item probe set has; pass at most "
+                          f"{max(0, len(items) - 1)}")
+    edges = k * len(items)
+    if edges > 200_000:
+        print(f"ripple: warning: --k {k} over {len(items)} probe items makes about {edges:,} graph edges "
+              "(large graph files); a smaller --k is usually enough", file=sys.stderr)

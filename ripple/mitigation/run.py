@@ -51,6 +51,7 @@ class Mitigated:
     states: dict[str, ItemState] = field(default_factory=dict)  # before, plain, revised
     damaged: dict[str, list[str]] = field(default_factory=dict)  # plain, revised
     seconds: dict = field(default_factory=dict)  # edit (the editor's own), revise (the steps), measure
+    plan: object = None  # the AuditPlan the damage was classified by (its items: the probe set measured)
 
     def summary(self) -> dict:
         """JSON-ready figures, without the states and deltas."""
@@ -103,7 +104,7 @@ def mitigate(ctx, edit: Edit, items, world, mitigation: str = "sir", hp=None, pl
                                            world, plan, probe, before)
         _, chosen, final, final_states = loop.best
         rounds = loop.rounds
-    return Mitigated(plain=plain, revised=final, rounds=rounds, chosen=chosen, stopped=stopped,
+    return Mitigated(plain=plain, revised=final, rounds=rounds, chosen=chosen, stopped=stopped, plan=plan,
                      states={"before": before, "plain": loop.plain_states, "revised": final_states},
                      damaged={"plain": rounds[0]["damaged"], "revised": rounds[chosen]["damaged"]},
                      seconds={"edit": round(plain.info.get("seconds", 0.0), 3),
