@@ -164,12 +164,13 @@ def causal_trace(model, tok, spec, prompt: str, subject: str, answer: str | None
 def _target(model, tok, ids: torch.Tensor, answer: str | None) -> tuple[int, str]:
     """The answer's first token id, and the answer (None: the model's own top token, traced as itself:
     re-encoding " " + its text may give another token)."""
+    target = None
     if answer is None:
         target = int(last_logits(model, ids.to(input_device(model)))[0].argmax())
-        return target, tok.decode([target]).strip()
+        answer = tok.decode([target]).strip()
     if not answer.strip():
         raise RippleError("the answer is empty; pass --answer or let the model's own prediction be traced")
-    return first_token_id(tok, answer), answer
+    return (first_token_id(tok, answer) if target is None else target), answer
 
 
 def _restorations(spec, parsed: dict, traced: list[int], n_layers: int) -> list[tuple]:

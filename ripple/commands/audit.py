@@ -97,15 +97,14 @@ def run(args) -> int:
     extra += [f"seed={args.seed}"] if args.seed is not None else []
     precheck_hparams(args, args.method, extra)
     setup = setup_from_args(args, requests, extra)
-    workers = args.workers
-    if workers > 1 and len(setup.requests) == 1:
-        print("ripple: warning: --workers: one edit is one audit; running it in this process", file=sys.stderr)
-        workers = 1
+    workers = 1 if len(setup.requests) == 1 else args.workers
     build = functools.partial(worker_context, args, requests, extra) if workers > 1 else None
     opts = AuditOptions(k=args.k, tasks=tuple(args.tasks or ()), limit=args.limit, mitigate=args.mitigate,
                         mitigation_set=tuple(args.mitigation_set or ()), budget=args.budget, force=args.force,
                         quiet=args.quiet, **ranker_arg(args))
     report = Lab(setup, str(args.model)).write_audit(args.out, policy, args.probes, opts, workers, build)
+    if args.workers > 1 and workers == 1:  # held with the other notes until the audit succeeds
+        print("ripple: warning: --workers: one edit is one audit; running it in this process", file=sys.stderr)
     verdict = report["verdict"]
     if args.json:
         print(json.dumps(report, indent=2))

@@ -35,7 +35,7 @@ class Variant:
             key, eq, value = part.partition("=")
             if key == "rect" and out.rect is None:
                 try:
-                    share = float(value) if eq else DEFAULT_RECT
+                    share = float(value) if value else DEFAULT_RECT
                 except ValueError:
                     raise RippleError(f"bad RECT share {value!r} in {name!r}; write e.g. memit+rect=0.4") from None
                 out = replace(out, rect=share)

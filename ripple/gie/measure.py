@@ -39,7 +39,8 @@ class ItemState:
     when recorded, ``blocks.L.out@last``; rows named by ``ids``; save, diff and concat it as any
     recorded cache), and its answers: ``greedy`` first-token answer, ``logp`` log P(answer) (float64
     ``[n]``), ``correct`` (the answer is the greedy one). ``reps[layer]`` and ``last[layer]`` are
-    the ``[n, hidden]`` float32 views at the subject's last token and at the prompt's last token."""
+    the ``[n, hidden]`` float32 views at the subject's last token and at the prompt's last token
+    (the cache keeps its tensors as float32 on the CPU, as :func:`measure_items` gathers them)."""
 
     __slots__ = ("ids", "acts", "greedy", "logp", "correct", "_layers")
 

@@ -43,7 +43,7 @@ from ripple.editing.request_files import load_requests
 from ripple.editing.requests import validate_for_model
 from ripple.editing.session import edited
 from ripple.editing.streams import edit_stream, fact_of, latest_edits
-from ripple.editing.variant import Variant
+from ripple.editing.variant import DEFAULT_RECT, Variant
 from ripple.errors import RippleError
 from ripple.evaluate.lm_eval_bridge import LmEvalBridge
 from ripple.evaluate.perplexity import general_sentences_for, mean_perplexity
@@ -66,10 +66,13 @@ def parse_method(name: str) -> Variant:
     if not extra:
         return Variant(base)
     get_editor(base)
-    variant = Variant.parse(name) if extra.partition("=")[0] == "rect" else None
-    if variant is None or variant.mitigation is not None:
+    key, _, value = extra.partition("=")
+    if key != "rect":
         raise RippleError(f"unknown method option {extra!r} in {name!r}; the only one is +rect or +rect=SHARE")
-    return variant
+    try:
+        return Variant(base, rect=float(value) if value else DEFAULT_RECT)
+    except ValueError:
+        raise RippleError(f"bad RECT share {value!r} in {name!r}; write e.g. memit+rect=0.4") from None
 
 
 def untouched_queries(world, stream, n: int = 300, seed: int = 0):
