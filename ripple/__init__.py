@@ -15,10 +15,10 @@ __version__ = "0.1.0"
 
 #: name -> the module that defines it, imported on first access (PEP 562)
 _EXPORTS = {
-    "load": "ripple.api", "audit": "ripple.api", "Lab": "ripple.api", "AuditReport": "ripple.api",
-    "Finding": "ripple.api", "AuditOptions": "ripple.api", "EditRequest": "ripple.editing.requests", "EditDelta": "ripple.editing.delta",
+    "load": "ripple.api", "audit": "ripple.api", "Lab": "ripple.api", "AuditReport": "ripple.results",
+    "Finding": "ripple.results", "AuditOptions": "ripple.results", "EditRequest": "ripple.editing.requests", "EditDelta": "ripple.editing.delta",
     "Policy": "ripple.auditing.policy", "Rule": "ripple.auditing.policy", "RippleError": "ripple.errors",
-    "GraphReport": "ripple.api", "Mitigated": "ripple.mitigation.run", "StressResult": "ripple.stress.run",
+    "GraphReport": "ripple.results", "Mitigated": "ripple.mitigation.run", "StressResult": "ripple.stress.run",
     "Variant": "ripple.editing.variant",
 }
 

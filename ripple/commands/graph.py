@@ -45,12 +45,13 @@ def one_request(path):
 def run(args) -> int:
     from dataclasses import asdict  # lazy: start-up
 
-    from ripple.api import GRAPH_FILES, Lab  # lazy: start-up
+    from ripple.api import Lab  # lazy: start-up
     from ripple.commands.options import inputs_of, precheck_hparams, setup_from_args  # lazy: start-up
     from ripple.editing.editor import get_editor  # lazy: start-up
     from ripple.gie import GraphOptions  # lazy: start-up
     from ripple.io import atomic_write_json  # lazy: start-up
     from ripple.outputs import check_out, output_unit  # lazy: start-up
+    from ripple.results import GRAPH_FILES  # lazy: start-up
 
     get_editor(args.method)
     if args.probes is not None and not Path(args.probes).is_file():
