@@ -77,6 +77,7 @@ def _from_checkpoint(model, path: Path) -> EditDelta:
     for file in files:
         with safe_open(str(file), framework="pt") as f:
             tensors.update({name: f.get_tensor(name) for name in f.keys()})
+    _check_names(model, tensors, path)
     return _difference(model, tensors, path, "checkpoint")
 
 
@@ -120,7 +121,7 @@ def _guess_kind(model, tensors: dict) -> str:
 
 
 def _difference(model, tensors: dict, path: Path, kind: str) -> EditDelta:
-    _check_names(model, tensors, path)
+    """``tensors`` (checked names and shapes) as new weights: their differences from the base's."""
     _check_finite(tensors, path)
     deltas = {}
     for name, t in tensors.items():
@@ -141,7 +142,8 @@ def _check_names(model, tensors: dict, path: Path) -> None:
     """Every tensor names a parameter of the base with its shape; names the base keeps as a buffer
     or as a tied alias of another parameter (GPT-2's ``lm_head.weight``) are dropped."""
     params = dict(model.named_parameters())
-    for name in [n for n in tensors if n not in params and n in model.state_dict()]:
+    state_names = set(model.state_dict())
+    for name in [n for n in tensors if n not in params and n in state_names]:
         del tensors[name]
     unknown = [n for n in tensors if n not in params]
     if unknown:
