@@ -32,6 +32,9 @@ class Finding:
     value: float | None
     threshold: float | None
     description: str = ""
+    n: int | None = None  # the items the figure rests on
+    source: str | None = None  # where its reference answers come from
+    note: str | None = None  # not measured (and why), or too few items
 
 
 @dataclass
@@ -50,7 +53,8 @@ class AuditReport:
     @classmethod
     def from_report(cls, report: dict, files: dict[str, bytes] | None = None) -> AuditReport:
         verdict = report["verdict"]
-        findings = [Finding(f["metric"], f["status"], f.get("value"), f.get("threshold"), f.get("description", ""))
+        findings = [Finding(f["metric"], f["status"], f.get("value"), f.get("threshold"),
+                            f.get("rule_description", ""), f.get("n"), f.get("source"), f.get("note"))
                     for f in verdict["findings"]]
         return cls(verdict["status"], verdict["exit_code"], findings, dict(report.get("metrics", {})),
                    list(report.get("edits", [])), report.get("gie"), report, dict(files or {}))

@@ -10,7 +10,9 @@ import math
 import pytest
 
 from ripple.auditing.policy import (
+    CORE_METRICS,
     DEFAULT_POLICY,
+    Basis,
     Finding,
     Policy,
     Rule,
@@ -72,9 +74,11 @@ def test_default_rules_documented():
         "unintended_changes", "perplexity_ratio", "task_acc_drop", "update_norm_ratio")
     for r in DEFAULT_POLICY.rules:
         assert r.description and len(r.description) > 20
-    assert DEFAULT_POLICY.warn_exit_code == 0 and DEFAULT_POLICY.missing == "skip"
+    assert DEFAULT_POLICY.warn_exit_code == 0 and DEFAULT_POLICY.missing == "warn"
     assert DEFAULT_POLICY.rule("perplexity_ratio") == Rule("perplexity_ratio", "max", 1.5, 3.0,
-                                                          DEFAULT_POLICY.rule("perplexity_ratio").description)
+                                                          DEFAULT_POLICY.rule("perplexity_ratio").description,
+                                                          min_items=10)
+    assert {r.metric for r in DEFAULT_POLICY.rules if r.required} == set(CORE_METRICS)
 
 
 def test_threshold_reported():
@@ -139,14 +143,52 @@ def test_missing_modes(mode, status, exit_code):
     v = judge(metrics, policy)
     assert (v.status, v.exit_code) == (status, exit_code)
     f = {x.metric: x for x in v.findings}
-    for m in ("neighborhood", "update_norm_ratio"):
-        assert (f[m].value, f[m].status, f[m].threshold) == (None, mode, None)
+    assert (f["neighborhood"].value, f["neighborhood"].status, f["neighborhood"].threshold) == (None, mode, None)
+    # an optional rule nobody asked for is skipped whatever the mode
+    assert (f["update_norm_ratio"].status, f["update_norm_ratio"].note) == ("skip", "not measured (optional rule: skipped)")
+
+
+def test_unmeasured_core_rule_turns_pass_into_warn_with_its_reason():
+    metrics = {**ALL_GOOD, "paraphrase": None}
+    v = judge(metrics, basis={"paraphrase": Basis(0, None, "no paraphrase prompts")})
+    f = {x.metric: x for x in v.findings}["paraphrase"]
+    assert (v.status, f.status, f.note) == ("warn", "warn", "not measured: no paraphrase prompts")
+    assert judge(metrics, Policy(DEFAULT_POLICY.rules, missing="skip")).status == "pass"  # the old behaviour
+    for metric in CORE_METRICS:
+        assert judge({**ALL_GOOD, metric: None}).status == "warn", metric
+    assert judge({**ALL_GOOD, "task_acc_drop": None}).status == "pass"  # optional: no --tasks
+
+
+def test_a_rule_on_too_few_items_warns():
+    basis = {"neighborhood": Basis(2, "model belief"), "efficacy": Basis(1, "the edit requests")}
+    v = judge(ALL_GOOD, basis=basis)
+    f = {x.metric: x for x in v.findings}
+    assert v.status == "warn" and f["neighborhood"].status == "warn"
+    assert f["neighborhood"].note == "rests on 2 items, fewer than the minimum of 3"
+    assert (f["neighborhood"].n, f["neighborhood"].source) == (2, "model belief")
+    assert f["efficacy"].status == "pass" and f["efficacy"].note is None
+    # a failing rule on few items stays a failure
+    assert judge({**ALL_GOOD, "neighborhood": 0.1}, basis=basis).status == "fail"
+
+
+def test_min_items_from_a_policy_file(tmp_path):
+    pol = load_policy(write(tmp_path, "[neighborhood]\nmin_items = 10\n"))
+    assert pol.rule("neighborhood").min_items == 10 and pol.rule("neighborhood").warn == 0.9
+    assert judge(ALL_GOOD, pol, {"neighborhood": Basis(5)}).status == "warn"
+    with pytest.raises(RippleError, match="min_items must be a whole number"):
+        load_policy(write(tmp_path, "[neighborhood]\nmin_items = -1\n"))
+    # a section for an optional rule makes it required: unmeasured, it warns
+    no_tasks = {**ALL_GOOD, "task_acc_drop": None}
+    assert judge(no_tasks).status == "pass"
+    assert judge(no_tasks, load_policy(write(tmp_path, "[task_acc_drop]\nwarn = 0.1\n"))).status == "warn"
 
 
 def test_missing_skip_does_not_hide_failures():
-    v = judge({"efficacy": 0.1})
+    skip = Policy(DEFAULT_POLICY.rules, missing="skip")
+    v = judge({"efficacy": 0.1}, skip)
     assert v.status == "fail" and sum(f.status == "skip" for f in v.findings) == 7
-    assert judge({}).status == "pass"
+    assert judge({}, skip).status == "pass"
+    assert judge({}).status == "warn"
 
 
 def test_missing_warn_with_warn_exit_code():
@@ -162,21 +204,22 @@ def test_to_dict_is_json():
     assert d["status"] == "fail" and d["exit_code"] == 1
     f = {x["metric"]: x for x in d["findings"]}
     assert f["perplexity_ratio"]["value"] == "nan"
-    assert f["efficacy"] == {"metric": "efficacy", "value": None, "status": "skip",
+    assert f["efficacy"] == {"metric": "efficacy", "value": None, "status": "warn",
                              "threshold": None,
-                             "rule_description": DEFAULT_POLICY.rule("efficacy").description}
+                             "rule_description": DEFAULT_POLICY.rule("efficacy").description,
+                             "n": None, "source": None, "note": "not measured"}
     assert isinstance(v, Verdict)
 
 
 def test_policy_table_markdown():
     md = policy_table_markdown(DEFAULT_POLICY)
     lines = md.splitlines()
-    assert lines[0] == "| metric | direction | warn | fail | rationale |"
+    assert lines[0] == "| metric | direction | warn | fail | fewest items | if not measured | rationale |"
     assert "| `perplexity_ratio` | lower is better (max) | 1.5 | 3 |" in md
     assert "| `efficacy` | higher is better (min) | 0.9 | 0.5 |" in md
     assert sum(line.startswith("| `") for line in lines) == 8
     piped = Policy((Rule("x", "min", None, 0.5, "a|b"),))
-    assert "| `x` | higher is better (min) | - | 0.5 | a\\|b |" in policy_table_markdown(piped)
+    assert "| `x` | higher is better (min) | - | 0.5 | 1 | warn | a\\|b |" in policy_table_markdown(piped)
 
 
 # ---- rule / policy validation -------------------------------------------------------------
@@ -264,7 +307,7 @@ description = "none tolerated"
 """))
     assert pol.metrics[-1] == "ripple_overall"
     assert pol.rule("ripple_overall") == Rule("ripple_overall", "min", 0.5, 0.2, "ripple-effect accuracy")
-    assert pol.rule("unintended_changes") == Rule("unintended_changes", "max", 0, 5, "none tolerated")
+    assert pol.rule("unintended_changes") == Rule("unintended_changes", "max", 0, 5, "none tolerated", min_items=20)
     assert status_of("ripple_overall", 0.3, pol) == "warn"
     assert status_of("ripple_overall", 0.1, pol) == "fail"
     assert status_of("unintended_changes", 1, pol) == "warn"

@@ -22,13 +22,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import networkx as nx
 
 from ripple.auditing.details import Audited, report_details
-from ripple.auditing.metrics import policy_metrics
+from ripple.auditing.metrics import policy_metrics, rule_basis
 from ripple.editing.metrics import request_metrics
 from ripple.editing.session import auto_mode
 from ripple.evaluate.changes import AuditPlan, Changes, answer_swaps, classify_changes, edited_items, plan_audit  # noqa: F401 (read from here too)
@@ -39,6 +40,8 @@ from ripple.gie.graph import build_graph, ripple_profile
 from ripple.gie.measure import ItemState, measure_items
 from ripple.gie.pipeline import Budget, Edit, ItemProbe, drift_position, sandbox
 from ripple.progress import Stages
+from ripple.scoring import answer_logprobs
+from ripple.tokens import fill
 
 if TYPE_CHECKING:
     from ripple.editing.delta import EditDelta
@@ -93,6 +96,7 @@ class Measurement:
     states: ItemState
     ripple: list[dict]  # RippleEdits scores per request (after the edit; empty before)
     tasks: dict | None  # lm-eval scores by task
+    specificity: list[bool] = field(default_factory=list)  # the requests' specificity prompts kept their answers
 
 
 def measure(inputs: AuditInputs, requests, plan: AuditPlan, score_plans: bool = False,
@@ -104,7 +108,15 @@ def measure(inputs: AuditInputs, requests, plan: AuditPlan, score_plans: bool = 
                        perplexities=sentence_perplexities(model, tok, inputs.sentences),
                        states=measure_items(model, tok, spec, plan.items) if states is None else states,
                        ripple=score_ripples(model, tok, plan.ripple_plans) if score_plans else [],
-                       tasks=bridge.evaluate() if bridge is not None else None)
+                       tasks=bridge.evaluate() if bridge is not None else None,
+                       specificity=specificity_kept(model, tok, requests))
+
+
+def specificity_kept(model, tok, requests) -> list[bool]:
+    """Whether greedy decoding still gives each request's ``specificity_answers`` (the subject's
+    other relations, the answers they must keep), over every request in order."""
+    pairs = [(fill(p, r.subject), a) for r in requests for p, a in zip(r.specificity_prompts, r.specificity_answers)]
+    return [greedy for _, greedy in answer_logprobs(model, tok, pairs)] if pairs else []
 
 
 def audit_edits(inputs: AuditInputs, requests, opts: MeasureOptions = MeasureOptions(),
@@ -150,10 +162,12 @@ def audit_edits(inputs: AuditInputs, requests, opts: MeasureOptions = MeasureOpt
         profiles.append(ripple_profile(g, plan.expected | (set(plan.target_ids) - {target})))
     changes = classify_changes(plan, before.states, after.states)
     metrics = policy_metrics(before, after, changes, norms, with_tasks=bridge is not None)
+    basis = rule_basis(requests, plan, before, after, changes, world, norms)
     audited = Audited(mode, requests, plan, before, after, changes, graphs, profiles, norms, position)
     details = report_details(audited, metrics, k, world, bridge)
     corpus = getattr(setup, "corpus", None)
     details["stats_corpus"] = corpus.describe() if corpus is not None else None
+    details["basis"] = {metric: dataclasses.asdict(b) for metric, b in basis.items()}
     if info is not None:
         details["budget"] = {**info, "n_items": len(plan.items)}
     return AuditResult(metrics=metrics, details=details, graphs=graphs, profiles=profiles, delta=run.total,

@@ -10,6 +10,8 @@ True
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ripple.editing.metrics import aggregate
 from ripple.evaluate.ripple_scores import RIPPLE_CATEGORIES, category_totals
 
@@ -27,6 +29,17 @@ AUDIT_METRICS: dict[str, str] = {
     **{cat: f"RippleEdits {cat.replace('_', ' ')} accuracy (world ground truth)" for cat in RIPPLE_CATEGORIES},
     "ripple_overall": "RippleEdits accuracy over every category (world ground truth)",
 }
+
+
+@dataclass(frozen=True)
+class Basis:
+    """What a measured figure rests on: ``n`` items, where their reference answers come from
+    (``source``: the graph's ground truth, the model's own belief, the user's file...), and for
+    a figure that could not be measured, ``reason``."""
+
+    n: int | None = None
+    source: str | None = None
+    reason: str | None = None
 
 
 def task_acc_drop(before: dict, after: dict) -> float | None:
@@ -54,4 +67,47 @@ def policy_metrics(before, after, changes, norms: dict, with_tasks: bool) -> dic
     for cat in RIPPLE_CATEGORIES:
         metrics[cat] = ripple["categories"][cat]["accuracy"] if ripple else None
     metrics["ripple_overall"] = ripple["overall"] if ripple else None
+    if metrics["relation_specificity"] is None and getattr(after, "specificity", None):  # open world: model belief
+        metrics["relation_specificity"] = mean(after.specificity)
     return metrics
+
+
+def _source(requests, field: str, default: str) -> str:
+    """The sources of ``field`` over the requests, joined (``default``: where none was recorded)."""
+    return "; ".join(dict.fromkeys(r.source(field) or default for r in requests))
+
+
+def rule_basis(requests, plan, before, after, changes, world, norms: dict) -> dict[str, Basis]:
+    """What each core figure rests on (items, reference source) and, where it could not be
+    measured, why: the verdict says it (:func:`ripple.auditing.policy.judge`)."""
+    truth = "world ground truth" if world is not None and world.kind == "synthetic" else "knowledge graph ground truth"
+    n_req = len(requests)
+    no_request = "no edit request given (pass --edit FILE: what the edit was meant to do)"
+    n_para = sum(len(r.paraphrase_prompts) for r in requests)
+    n_neigh = sum(len(r.neighborhood_prompts) for r in requests)
+    out = {
+        "efficacy": Basis(n_req, "the edit requests", None if n_req else no_request),
+        "paraphrase": Basis(n_para, _source(requests, "paraphrase", "the request file") if n_para else None,
+                            None if n_para else no_request if not n_req else
+                            "no paraphrase prompts: the request gives none and none could be built for its relation"),
+        "neighborhood": Basis(n_neigh, _source(requests, "neighborhood", "the request file") if n_neigh else None,
+                              None if n_neigh else no_request if not n_req else
+                              "no neighbourhood prompts: the request gives none and no neighbour of its subject "
+                              "was found"),
+    }
+    ripple = category_totals(after.ripple)["categories"]["relation_specificity"] if after.ripple else None
+    if ripple is not None and ripple["n"]:
+        out["relation_specificity"] = Basis(ripple["n"], truth)
+    elif after.specificity:
+        out["relation_specificity"] = Basis(len(after.specificity), _source(requests, "specificity", "the request file"))
+    else:
+        out["relation_specificity"] = Basis(0, None, no_request if not n_req else
+                                            "no other relation of the edited subject could be asked (none in the "
+                                            "knowledge graph, none the model answers confidently)")
+    allowed = len(set(plan.expected) | set(plan.target_ids))
+    out["unintended_changes"] = Basis(len(plan.items) - allowed, f"probe set, {truth}")
+    out["perplexity_ratio"] = Basis(len(before.perplexities), "general sentences")
+    out["task_acc_drop"] = Basis(None, "lm-eval tasks", None if before.tasks is not None else "no lm-eval tasks "
+                                 "asked for (--tasks)")
+    out["update_norm_ratio"] = Basis(len(norms), "the weight update")
+    return out

@@ -11,9 +11,15 @@ A value exactly at a threshold therefore passes that threshold (``efficacy ==
 0.9`` passes the 0.9 warn threshold).  Either threshold may be ``None`` (not
 checked) but not both.  A NaN value always fails: the measurement broke.
 
-Metrics absent from the measured dict (or ``None``) are handled per
-``Policy.missing``: ``"skip"`` records a ``"skip"`` finding that does not affect
-the verdict, ``"warn"`` / ``"fail"`` record a finding with that status.
+A *required* rule (the six core rules: efficacy, paraphrase, neighborhood,
+relation_specificity, unintended_changes, perplexity_ratio; and any rule a policy
+file writes a section for) whose metric could not be measured (absent or ``None``)
+is handled per ``Policy.missing``: ``"warn"`` (the default) and ``"fail"`` record a
+finding with that status and the reason (:func:`judge`'s ``basis``), ``"skip"``
+records a ``"skip"`` finding that does not affect the verdict. An optional rule
+left unmeasured (``task_acc_drop`` without ``--tasks``) is always skipped: nobody
+asked for it. A measured rule resting on fewer items than its ``min_items`` is at
+least a warning: too few to trust.
 Measured metrics that no rule mentions are ignored. The metrics an audit measures are
 :data:`ripple.auditing.metrics.AUDIT_METRICS`; a policy file may spell ``neighborhood`` the British way
 (``[neighbourhood]``, :data:`METRIC_ALIASES`), the key stays CounterFact's.
@@ -26,10 +32,11 @@ for pass, 1 for fail and ``Policy.warn_exit_code`` (0 or 1) for warn.  Exit code
 A TOML policy file overrides the defaults (see :func:`load_policy`)::
 
     warn_exit_code = 1          # optional, 0 (default) or 1
-    missing = "warn"            # optional, "skip" (default), "warn" or "fail"
+    missing = "fail"            # optional, "warn" (default), "fail" or "skip"
     [efficacy]                  # override only the given fields
     warn = 0.95
     fail = 0.6
+    min_items = 2               # fewer requests than this: a warning
     [perplexity_ratio]
     fail = 2.5
     [ripple_overall]            # a metric without a default rule must give op
@@ -47,15 +54,18 @@ from typing import Any, Mapping
 
 import tomllib
 
-from ripple.auditing.metrics import AUDIT_METRICS
+from ripple.auditing.metrics import AUDIT_METRICS, Basis  # noqa: F401 (read from here too)
 from ripple.errors import RippleError
 
 OPS = ("min", "max")
-MISSING_MODES = ("skip", "warn", "fail")
+MISSING_MODES = ("warn", "fail", "skip")
+#: The rules an audit must measure: one that could not be measured is never a silent pass.
+CORE_METRICS = ("efficacy", "paraphrase", "neighborhood", "relation_specificity", "unintended_changes",
+                "perplexity_ratio")
 STATUSES = ("pass", "warn", "fail")
 _SEVERITY = {"skip": 0, "pass": 0, "warn": 1, "fail": 2}
 _TOP_LEVEL_KEYS = ("warn_exit_code", "missing")
-_RULE_KEYS = ("op", "warn", "fail", "description")
+_RULE_KEYS = ("op", "warn", "fail", "description", "min_items")
 _BAD_RULE = "bad audit rule: "
 #: Other spellings a policy file may use for a metric (CounterFact's keys are American).
 METRIC_ALIASES = {"neighbourhood": "neighborhood", "neighbourhood_top1": "neighborhood_top1"}
@@ -121,9 +131,14 @@ class Rule:
     warn: float | None
     fail: float | None
     description: str = ""
+    required: bool = True  # unmeasured: per Policy.missing (False: skipped, nobody asked for it)
+    min_items: int = 1  # measured on fewer items: at least a warning
 
     def __post_init__(self) -> None:
         problem = _rule_problem(self.metric, self.op, self.warn, self.fail, self.description)
+        if problem is None and (not isinstance(self.min_items, int) or isinstance(self.min_items, bool)
+                                or self.min_items < 0):
+            problem = f"{self.metric}.min_items must be a whole number, at least 0, got {self.min_items!r}"
         if problem:
             raise RippleError(_BAD_RULE + problem)
 
@@ -151,7 +166,7 @@ class Policy:
 
     rules: tuple[Rule, ...]
     warn_exit_code: int = 0
-    missing: str = "skip"
+    missing: str = "warn"
 
     def __post_init__(self) -> None:
         if not isinstance(self.rules, tuple) or not all(isinstance(r, Rule) for r in self.rules):
@@ -180,28 +195,29 @@ class Policy:
 DEFAULT_POLICY = Policy(rules=(
     Rule("efficacy", "min", warn=0.9, fail=0.5,
          description="Edit must take: the new object should win the rewrite prompt; "
-                     "below chance (0.5) the edit did not apply."),
+                     "below chance (0.5) the edit did not apply.", min_items=1),
     Rule("paraphrase", "min", warn=0.8, fail=0.5,
          description="Edit should generalise to paraphrased prompts; below chance (0.5) it is "
-                     "memorised surface text, not knowledge."),
+                     "memorised surface text, not knowledge.", min_items=2),
     Rule("neighborhood", "min", warn=0.9, fail=0.7,
          description="Neighbouring subjects must keep their true objects; under 0.7 the edit "
-                     "bleeds into related facts."),
+                     "bleeds into related facts.", min_items=3),
     Rule("relation_specificity", "min", warn=0.95, fail=0.8,
          description="Other relations of the edited subject must be unchanged; losing more than "
-                     "20% means the edit damaged the subject broadly."),
+                     "20% means the edit damaged the subject broadly.", min_items=2),
     Rule("unintended_changes", "max", warn=1, fail=5,
          description="Probe answers that changed but should not have: one is tolerable noise, "
-                     "more than five is collateral damage."),
+                     "more than five is collateral damage.", min_items=20),
     Rule("perplexity_ratio", "max", warn=1.5, fail=3.0,
          description="General-text perplexity after/before the edit: the collapse indicator; "
-                     "a several-fold (over 3x) rise means the model is breaking."),
+                     "a several-fold (over 3x) rise means the model is breaking.", min_items=10),
     Rule("task_acc_drop", "max", warn=0.05, fail=0.2,
          description="Largest fall of an lm-eval task's accuracy (audit --tasks): five points is a "
-                     "warning, twenty is lost general ability."),
+                     "warning, twenty is lost general ability.", required=False, min_items=0),
     Rule("update_norm_ratio", "max", warn=1.0, fail=2.0,
          description="Relative size of the weight update ||dW||/||W||: an update larger than "
-                     "the weights it edits is suspicious, more than twice as large fails."),
+                     "the weights it edits is suspicious, more than twice as large fails.", required=False,
+         min_items=0),
 ))
 
 
@@ -287,6 +303,10 @@ def _section_rule(metric: str, section: dict, old: Rule | None, known, where: st
         if key in section and (not _is_number(section[key]) or not math.isfinite(section[key])):
             raise RippleError(f"{where}: [{metric}].{key} must be a finite number, "
                               f"got {type(section[key]).__name__} {section[key]!r}")
+    if "min_items" in section and (not isinstance(section["min_items"], int) or isinstance(section["min_items"], bool)
+                                   or section["min_items"] < 0):
+        raise RippleError(f"{where}: [{metric}].min_items must be a whole number, at least 0, "
+                          f"got {section['min_items']!r}")
     if old is None and metric not in known:
         raise RippleError(f"{where}: [{metric}] is not a metric an audit measures; known: "
                           f"{', '.join(sorted(known))}")
@@ -295,14 +315,17 @@ def _section_rule(metric: str, section: dict, old: Rule | None, known, where: st
             raise RippleError(f"{where}: [{metric}] has no default rule so it must give "
                               f"op = \"min\" or \"max\"")
         fields = {"metric": metric, "op": section["op"], "warn": section.get("warn"),
-                  "fail": section.get("fail"), "description": section.get("description", "")}
+                  "fail": section.get("fail"), "description": section.get("description", ""),
+                  "min_items": section.get("min_items", 1)}
     else:
         if "op" in section and section["op"] != old.op:
             raise RippleError(f"{where}: [{metric}].op cannot change the {old.op} rule of a "
                               f"known metric; remove op from [{metric}]")
         fields = {"metric": metric, "op": old.op, "warn": section.get("warn", old.warn),
                   "fail": section.get("fail", old.fail),
-                  "description": section.get("description", old.description)}
+                  "description": section.get("description", old.description),
+                  "min_items": section.get("min_items", old.min_items)}
+    fields["required"] = True  # a rule the file writes a section for was asked for: never skipped unmeasured
     try:
         return Rule(**fields)  # validated once, by the rule itself
     except RippleError as exc:
@@ -311,13 +334,17 @@ def _section_rule(metric: str, section: dict, old: Rule | None, known, where: st
 
 @dataclass(frozen=True)
 class Finding:
-    """The outcome of one rule; status is pass, warn, fail or skip (missing, ignored)."""
+    """The outcome of one rule; status is pass, warn, fail or skip (missing, ignored). ``note``:
+    why it is not a plain threshold outcome (not measured, too few items)."""
 
     metric: str
     value: float | None
     status: str
     threshold: float | None
     rule_description: str
+    n: int | None = None
+    source: str | None = None
+    note: str | None = None
 
 
 def _json_number(value: float | None) -> float | str | None:
@@ -339,26 +366,39 @@ class Verdict:
             "exit_code": self.exit_code,
             "findings": [
                 {"metric": f.metric, "value": _json_number(f.value), "status": f.status,
-                 "threshold": _json_number(f.threshold), "rule_description": f.rule_description}
+                 "threshold": _json_number(f.threshold), "rule_description": f.rule_description,
+                 "n": f.n, "source": f.source, "note": f.note}
                 for f in self.findings
             ],
         }
 
 
-def judge(metrics: Mapping[str, Any], policy: Policy = DEFAULT_POLICY) -> Verdict:
-    """Apply every rule of ``policy`` to ``metrics``; the verdict is the worst finding."""
+def judge(metrics: Mapping[str, Any], policy: Policy = DEFAULT_POLICY,
+          basis: Mapping[str, Basis] | None = None) -> Verdict:
+    """Apply every rule of ``policy`` to ``metrics``; the verdict is the worst finding. ``basis``:
+    per metric, what it rests on (items, reference source) and why it could not be measured."""
     findings: list[Finding] = []
+    basis = basis or {}
     for rule in policy.rules:
         value = metrics.get(rule.metric)
+        b = basis.get(rule.metric, Basis())
         if value is None:
-            status = policy.missing
-            findings.append(Finding(rule.metric, None, status, None, rule.description))
+            status = policy.missing if rule.required else "skip"
+            note = "not measured" + (f": {b.reason}" if b.reason else "") + \
+                ("" if rule.required else " (optional rule: skipped)")
+            findings.append(Finding(rule.metric, None, status, None, rule.description, b.n, b.source, note))
             continue
         if not _is_number(value):
             raise RippleError(f"metric {rule.metric} must be a number or None, got "
                               f"{type(value).__name__} {value!r}; fix the metrics passed to judge")
         status, threshold = rule.status_of(float(value))
-        findings.append(Finding(rule.metric, float(value), status, threshold, rule.description))
+        note = None
+        if b.n is not None and b.n < rule.min_items:
+            note = f"rests on {b.n} item{'s' * (b.n != 1)}, fewer than the minimum of {rule.min_items}"
+            if status == "pass":
+                status = "warn"
+        findings.append(Finding(rule.metric, float(value), status, threshold, rule.description, b.n, b.source,
+                                note))
     worst = max((_SEVERITY[f.status] for f in findings), default=0)
     status = STATUSES[worst]
     exit_code = {"pass": 0, "warn": policy.warn_exit_code, "fail": 1}[status]
@@ -374,13 +414,17 @@ def _fmt(value: float | None) -> str:
 def policy_table_markdown(policy: Policy = DEFAULT_POLICY) -> str:
     """The rules as a markdown table (a value exactly at a threshold passes it)."""
     lines = [
-        "| metric | direction | warn | fail | rationale |",
-        "|---|---|---|---|---|",
+        "| metric | direction | warn | fail | fewest items | if not measured | rationale |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in policy.rules:
         direction = "higher is better (min)" if r.op == "min" else "lower is better (max)"
         desc = r.description.replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| `{r.metric}` | {direction} | {_fmt(r.warn)} | {_fmt(r.fail)} | {desc} |")
+        missing = policy.missing if r.required else "skip (optional)"
+        lines.append(f"| `{r.metric}` | {direction} | {_fmt(r.warn)} | {_fmt(r.fail)} | {r.min_items} | {missing} "
+                     f"| {desc} |")
     lines.append("")
-    lines.append(f"Missing metrics: {policy.missing}; exit code on warn: {policy.warn_exit_code}.")
+    lines.append(f"A required rule that could not be measured: {policy.missing}; exit code on warn: "
+                 f"{policy.warn_exit_code}. A measured rule resting on fewer items than its minimum is at least "
+                 "a warning.")
     return "\n".join(lines) + "\n"

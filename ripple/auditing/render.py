@@ -39,9 +39,9 @@ def _sections(report: dict) -> list[tuple[str, list[str], list[list]]]:
     """(title, header, rows) of every table, shared by both renderings."""
     out = []
     findings = report["verdict"]["findings"]
-    out.append(("Verdict by rule", ["metric", "value", "status", "threshold", "rule"],
-                [[f["metric"], fmt(f["value"]), f["status"], fmt(f["threshold"]), f["rule_description"]]
-                 for f in findings]))
+    out.append(("Verdict by rule", ["metric", "value", "status", "threshold", "items", "reference", "note", "rule"],
+                [[f["metric"], fmt(f["value"]), f["status"], fmt(f["threshold"]), fmt(f.get("n")),
+                  f.get("source") or "-", f.get("note") or "-", f["rule_description"]] for f in findings]))
     if report.get("batch"):
         out.append(("Audits", ["audit", "verdict", "efficacy", "paraphrase", "neighbourhood", "unintended",
                                "perplexity ratio", "report"],

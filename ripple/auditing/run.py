@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ripple.auditing.measure import AuditInputs, AuditResult, MeasureOptions, audit_edits
 from ripple.auditing.parallel import run_jobs, warm_statistics
-from ripple.auditing.policy import STATUSES, Policy, judge
+from ripple.auditing.policy import STATUSES, Basis, Policy, judge
 from ripple.auditing.render import report_html, report_markdown
 from ripple.editing.editor import get_editor
 from ripple.editing.variant import Variant
@@ -53,7 +53,8 @@ def json_safe(obj):
 
 def audit_report(result: AuditResult, policy: Policy, model_name: str, method: str, requests, hparams: dict) -> dict:
     """The JSON report of one audit (no timings: the same inputs and seed give the same report)."""
-    verdict = judge(result.metrics, policy)
+    basis = {metric: Basis(**b) for metric, b in result.details.get("basis", {}).items()}
+    verdict = judge(result.metrics, policy, basis)
     d = result.details
     return json_safe({
         "ripple_audit": FORMAT_VERSION, "model": model_name, "method": method, "mode": d["mode"],

@@ -106,6 +106,9 @@ def run(args) -> int:
     if args.workers > 1 and workers == 1:  # held with the other notes until the audit succeeds
         print("ripple: warning: --workers: one edit is one audit; running it in this process", file=sys.stderr)
     verdict = report["verdict"]
+    for f in verdict["findings"]:  # a rule that could not be measured, or rests on too few items, is said
+        if f.get("note") and f["status"] in ("warn", "fail"):
+            print(f"ripple: warning: {f['metric']}: {f['note']}", file=sys.stderr)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

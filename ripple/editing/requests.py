@@ -47,6 +47,8 @@ FIELD_NAMES: dict[str, str] = {
     "rephrase_prompt": "paraphrase_prompts",
     "neighborhood_prompts": "neighborhood_prompts", "locality_prompts": "neighborhood_prompts",
     "neighborhood_answers": "neighborhood_answers",
+    "specificity_prompts": "specificity_prompts", "specificity_answers": "specificity_answers",
+    "sources": "sources",
     "case_id": "case_id",
 }
 #: Fields of CounterFact records that ripple reads past.
@@ -68,6 +70,11 @@ class EditRequest:
     case_id: str | None = None
     #: each neighbourhood prompt's own true answer (empty: ``target_true`` for all, CounterFact's form)
     neighborhood_answers: tuple[str, ...] = ()
+    #: the subject's other relations asked (relation specificity), each with the answer it must keep
+    specificity_prompts: tuple[str, ...] = ()
+    specificity_answers: tuple[str, ...] = ()
+    #: where each derived field's reference comes from, as ``(field, source)`` pairs (ripple's own)
+    sources: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         for name in ("prompt", "subject", "target_new"):
@@ -78,12 +85,18 @@ class EditRequest:
         set_("target_new", self.target_new.strip())
         if self.target_true is not None:
             set_("target_true", _need_str("target_true", self.target_true).strip())
-        for name in ("paraphrase_prompts", "neighborhood_prompts", "neighborhood_answers"):
+        for name in ("paraphrase_prompts", "neighborhood_prompts", "neighborhood_answers", "specificity_prompts",
+                     "specificity_answers"):
             set_(name, _prompt_tuple(name, getattr(self, name)))
+        set_("sources", _sources(self.sources))
         if self.neighborhood_answers and len(self.neighborhood_answers) != len(self.neighborhood_prompts):
             raise RippleError(f"{len(self.neighborhood_answers)} neighborhood_answers for "
                               f"{len(self.neighborhood_prompts)} neighborhood_prompts (subject {self.subject!r}); "
                               "give one answer per prompt or none")
+        if len(self.specificity_answers) != len(self.specificity_prompts):
+            raise RippleError(f"{len(self.specificity_answers)} specificity_answers for "
+                              f"{len(self.specificity_prompts)} specificity_prompts (subject {self.subject!r}); "
+                              "give one answer per prompt")
         if self.case_id is not None:
             set_("case_id", _case_id(self.case_id))
         if not self.subject:
@@ -106,13 +119,20 @@ class EditRequest:
         """The prompt with the subject filled in."""
         return fill(self.prompt, self.subject)
 
+    def source(self, field: str) -> str | None:
+        """Where ``field``'s reference comes from (None: not recorded, e.g. the user's own file)."""
+        return dict(self.sources).get(field)
+
     def to_dict(self) -> dict[str, Any]:
         """The flat form, which :func:`parse_request` reads back to an equal request."""
         return {"case_id": self.case_id, "prompt": self.prompt, "subject": self.subject,
                 "target_new": self.target_new, "target_true": self.target_true,
                 "paraphrase_prompts": list(self.paraphrase_prompts),
                 "neighborhood_prompts": list(self.neighborhood_prompts),
-                **({"neighborhood_answers": list(self.neighborhood_answers)} if self.neighborhood_answers else {})}
+                **({"neighborhood_answers": list(self.neighborhood_answers)} if self.neighborhood_answers else {}),
+                **({"specificity_prompts": list(self.specificity_prompts),
+                    "specificity_answers": list(self.specificity_answers)} if self.specificity_prompts else {}),
+                **({"sources": dict(self.sources)} if self.sources else {})}
 
 
 def _type_name(value) -> str:
@@ -131,6 +151,15 @@ def _prompt_tuple(name: str, value) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise RippleError(f"field {name!r} must be a list of strings, got {_type_name(value)}")
     return tuple(v.strip() for v in value if v.strip())
+
+
+def _sources(value) -> tuple[tuple[str, str], ...]:
+    if isinstance(value, dict):
+        value = tuple(value.items())
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in value):
+        raise RippleError(f"field 'sources' must map field names to strings, got {_type_name(value)}")
+    return tuple((str(k), str(v)) for k, v in value)
 
 
 def _case_id(value) -> str:
@@ -200,7 +229,8 @@ def _parse(obj) -> EditRequest:
                               "target_new": _text(*found["target_new"], target=True)}
     if "target_true" in found:
         kwargs["target_true"] = _text(*found["target_true"], target=True)
-    for field in ("paraphrase_prompts", "neighborhood_prompts", "neighborhood_answers", "case_id"):
+    for field in ("paraphrase_prompts", "neighborhood_prompts", "neighborhood_answers", "specificity_prompts",
+                  "specificity_answers", "sources", "case_id"):
         if field in found:
             kwargs[field] = found[field][1]
     return EditRequest(**kwargs)
