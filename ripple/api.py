@@ -19,6 +19,12 @@ True
 
 Edits are given as :class:`~ripple.editing.requests.EditRequest` values, as dicts in any accepted
 form (CounterFact, ROME, EasyEdit fields), or as the path of a JSON/JSONL file.
+
+An edit made with another tool (an edited checkpoint, a PEFT adapter, a file of tensors) is
+audited the same way, against the base; the requests say what it was meant to do (without them the
+audit measures what needs none and says so)::
+
+    report = ripple.audit("smollm2", edited="runs/easyedit-ckpt", edits="edits.jsonl")
 """
 
 from __future__ import annotations
@@ -134,29 +140,66 @@ class Lab:
         opts, hp = AuditOptions.split(kwargs)
         return self._audit(method, edits, policy, probes, opts, hp)
 
-    def _audit(self, method: str, edits, policy, probes, opts: AuditOptions, hp: dict) -> AuditReport:
+    def load_edited(self, path, kind: str = "auto") -> EditDelta:
+        """An edit made elsewhere (an edited checkpoint directory, a PEFT adapter directory, ripple's
+        ``delta.safetensors``, a file of new weights or differences: ``kind`` auto, weights or diff)
+        as an :class:`~ripple.editing.delta.EditDelta` against this model, which is left as it is."""
+        from ripple.editing.external import load_edited  # lazy: start-up
+
+        return load_edited(self.model, path, kind)
+
+    def audit_edited(self, edited, edits=None, *, kind: str = "auto", policy: Policy | str | None = None,
+                     probes: str | None = None, **kwargs) -> AuditReport:
+        """Audit an edit made elsewhere (``edited``: a path :meth:`load_edited` reads, or an
+        ``EditDelta``) as ``ripple audit --edited`` does; ``edits``: what it was meant to do (the
+        requests; None: the audit measures what needs no request and its verdict says what it could
+        not). ``kwargs``: :class:`AuditOptions` fields."""
+        opts, hp = AuditOptions.split(kwargs)
+        if hp:
+            raise RippleError(f"{', '.join(sorted(hp))}: not an audit option (an edit made elsewhere has no editor "
+                              f"hyperparameters); options are {', '.join(f.name for f in fields(AuditOptions))}")
+        from ripple.editing.delta import EditDelta  # lazy: start-up
+
+        delta = edited if isinstance(edited, EditDelta) else self.load_edited(edited, kind)
+        return self._audit(None, edits, policy, probes, opts, {}, delta)
+
+    def external(self, delta: EditDelta) -> None:
+        """Make ``delta`` (an edit made elsewhere) the setup's edit: method ``external``, its blocks as
+        the edit's layers, the model's own editors' reading positions."""
+        from ripple.editing.external import EXTERNAL, external_hparams  # lazy: start-up
+
+        self.setup.method, self.setup.hp = EXTERNAL, external_hparams(delta, self.spec, self.hparams("rome"))
+
+    def _audit(self, method: str | None, edits, policy, probes, opts: AuditOptions, hp: dict,
+               delta: EditDelta | None = None) -> AuditReport:
         from ripple.auditing.policy import load_policy  # lazy: start-up
         from ripple.outputs import shown_files  # lazy: start-up
 
         if isinstance(policy, (str, Path)):
             policy = load_policy(policy)
-        hp = {**hp, **({"seed": opts.seed} if opts.seed is not None else {})}
         setup = self.setup
-        setup.method, setup.hp = method, self.hparams(method, **hp)
-        setup.requests = self.requests(edits)
+        if delta is None:
+            hp = {**hp, **({"seed": opts.seed} if opts.seed is not None else {})}
+            setup.method, setup.hp = method, self.hparams(method, **hp)
+        setup.requests = self.requests(edits) if edits is not None else []
         work = Path(tempfile.mkdtemp(prefix="ripple-audit-"))
         try:
-            report = self.write_audit(work / "out", policy, probes, opts)
+            report = self.write_audit(work / "out", policy, probes, opts, delta=delta)
             return AuditReport.from_report(report, shown_files(work / "out"))
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
     def write_audit(self, out, policy: Policy | None = None, probes: str | None = None,
-                    opts: AuditOptions = AuditOptions(), workers: int = 1, build=None) -> dict:
+                    opts: AuditOptions = AuditOptions(), workers: int = 1, build=None,
+                    delta: EditDelta | None = None) -> dict:
         """Audit the loaded setup's requests with its editor and hyperparameters and write the
         report into ``out`` as ``ripple audit --out`` does (the CLI runs this); returns the report.
         ``workers`` > 1: a batch's audits in that many processes, each with the inputs ``build(i)``
-        loads (:mod:`ripple.auditing.parallel`)."""
+        loads (:mod:`ripple.auditing.parallel`). ``delta``: an edit made elsewhere, audited as
+        given (one audit of all the requests together)."""
+        if delta is not None:
+            self.external(delta)
+            workers = 1
         from ripple.auditing.measure import AuditInputs, MeasureOptions  # lazy: start-up
         from ripple.auditing.policy import DEFAULT_POLICY  # lazy: start-up
         from ripple.auditing.run import AuditConfig, run_audit  # lazy: start-up
@@ -179,8 +222,8 @@ class Lab:
         measure = MeasureOptions(k=opts.k, force=opts.force, quiet=opts.quiet, budget=opts.budget,
                                  **({"ranker": opts.ranker} if opts.ranker else {}))
         inputs = AuditInputs(self.setup, items, general_sentences_for(self.world), bridge)
-        return run_audit(inputs, self.setup.requests, AuditConfig(policy or DEFAULT_POLICY, self.name, measure, mitigation),
-                         out, workers=workers, build=build)
+        cfg = AuditConfig(policy or DEFAULT_POLICY, self.name, measure, mitigation, delta)
+        return run_audit(inputs, self.setup.requests, cfg, out, workers=workers, build=build)
 
     def measure(self, probes: str | None = None, layers=None) -> ItemState:
         """Every probe item's hidden states and answers on the model as it is now (an
@@ -201,22 +244,49 @@ class Lab:
             raise RippleError(f"a ripple graph is of one edit; got {len(requests)}: pass one (audit a batch with audit)")
         return self.graph_for(requests[0], opts, probes, method, self.hparams(method, **hp))
 
-    def graph_for(self, request: EditRequest, opts=None, probes: str | None = None, method: str | None = None,
-                  hp=None) -> GraphReport:
+    def graph_for(self, request: EditRequest | None, opts=None, probes: str | None = None, method: str | None = None,
+                  hp=None, delta: EditDelta | None = None) -> GraphReport:
         """The ripple graph of ``request`` (checked and completed) with ``method`` and ``hp``, by
-        default the loaded setup's editor and hyperparameters (``ripple graph`` runs this)."""
+        default the loaded setup's editor and hyperparameters (``ripple graph`` runs this); or of
+        ``delta``, an edit made elsewhere (``request``: what it meant; None: the graph centres on
+        the changed item that drifted most)."""
         from ripple.evaluate.changes import edited_items  # lazy: start-up
         from ripple.gie.graph import check_k  # lazy: start-up
         from ripple.gie.run import GraphOptions, gie_for_edit  # lazy: start-up
         from ripple.gie.targets import expected_changes, world_edit  # lazy: start-up
 
         opts = opts or GraphOptions()
+        if delta is not None:
+            self.external(delta)
         method, hp = method or self.setup.method, hp if hp is not None else self.setup.hp
-        items, (edited_id,) = edited_items(self._items(probes), [request], self.world)  # the edited fact joins
+        items, edited_id, expected = self._items(probes), None, set()
+        if request is not None:
+            items, (edited_id,) = edited_items(items, [request], self.world)  # the edited fact joins
+            expected = expected_changes(self.world, world_edit(self.world, request), items)
         check_k(opts.k, items)
-        expected = expected_changes(self.world, world_edit(self.world, request), items)
-        graph, profile = gie_for_edit(self.ctx, method, hp, items, request, opts, edited_id, expected)
+        graph, profile = gie_for_edit(self.ctx, method, hp, items, request, opts, edited_id, expected, delta)
         return GraphReport(graph, profile, sorted(expected), request, len(items))
+
+    def graph_edited(self, edited, edit=None, *, kind: str = "auto", probes: str | None = None,
+                     **kwargs) -> GraphReport:
+        """The ripple graph of an edit made elsewhere (``edited``: a path :meth:`load_edited` reads, or
+        an ``EditDelta``); ``edit``: the one request saying what it meant (optional). ``kwargs``:
+        :class:`~ripple.gie.run.GraphOptions` fields."""
+        from ripple.editing.delta import EditDelta  # lazy: start-up
+        from ripple.gie.run import GraphOptions  # lazy: start-up
+
+        opts, rest = _split(GraphOptions, kwargs)
+        if rest:
+            raise RippleError(f"{', '.join(sorted(rest))}: not a graph option; an edit made elsewhere has no editor "
+                              "hyperparameters")
+        request = None
+        if edit is not None:
+            requests = self.requests(edit)
+            if len(requests) != 1:
+                raise RippleError(f"a ripple graph is of one edit; got {len(requests)} requests: pass one")
+            request = requests[0]
+        delta = edited if isinstance(edited, EditDelta) else self.load_edited(edited, kind)
+        return self.graph_for(request, opts, probes, delta=delta)
 
     def mitigate(self, method: str, edits, *, mitigation: str = "sir", probes: str | None = None,
                  mitigation_hp: dict | None = None, force: bool = False, **hp) -> Mitigated:
@@ -286,11 +356,19 @@ def load(model: str = "organism", *, stats_corpus: str | None = None, hparams_fi
     return Lab(setup, str(model), stats_corpus)
 
 
-def audit(model, method: str, edits, *, policy: Policy | str | None = None, probes: str | None = None,
-          stats_corpus: str | None = None, **kwargs) -> AuditReport:
+def audit(model, method: str | None = None, edits=None, *, edited=None, policy: Policy | str | None = None,
+          probes: str | None = None, stats_corpus: str | None = None, **kwargs) -> AuditReport:
     """Audit an edit in one call: load ``model`` (or take a :class:`Lab`), apply ``edits`` with
     ``method`` in the sandbox, measure, restore, and return the :class:`AuditReport` (see the module
-    docstring). ``kwargs``: :class:`AuditOptions` fields (``k``, ``tasks``, ``seed``, ``mitigate``,
-    ``budget``, ...) and hyperparameters such as ``layers=[5]``."""
+    docstring); or, with ``edited`` (a path or an ``EditDelta``), audit an edit made elsewhere
+    (``edits``: what it was meant to do, optional). ``kwargs``: :class:`AuditOptions` fields (``k``,
+    ``tasks``, ``seed``, ``mitigate``, ``budget``, ...) and hyperparameters such as ``layers=[5]``."""
+    if (method is None) == (edited is None):
+        raise RippleError("audit needs either method (an editor ripple runs) or edited (an edit made elsewhere), "
+                          "not both")
+    if method is not None and edits is None:
+        raise RippleError(f"no edits given for {method}; pass edits (requests, dicts or a JSON/JSONL file)")
     lab = model if isinstance(model, Lab) else load(model, stats_corpus=stats_corpus)
+    if edited is not None:
+        return lab.audit_edited(edited, edits, policy=policy, probes=probes, **kwargs)
     return lab.audit(method, edits, policy=policy, probes=probes, **kwargs)

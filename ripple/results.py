@@ -118,7 +118,7 @@ class GraphReport:
     graph: Any  # networkx.Graph
     profile: dict
     expected: list[str]
-    request: EditRequest
+    request: EditRequest | None  # None: an edit made elsewhere with no request (the graph's centre is inferred)
     n_probes: int
 
     @property

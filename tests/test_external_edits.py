@@ -90,7 +90,8 @@ def test_ripples_own_delta_file_is_read_as_it_is(pair, tmp_path):
     d = EditDelta("rome", {MLP: torch.full(dict(base.named_parameters())[MLP].shape, 0.01)}, info={"x": 1})
     d.save(tmp_path / "delta.safetensors")
     got = load_edited(base, tmp_path / "delta.safetensors")
-    assert got.method == "rome" and torch.equal(got.deltas[MLP], d.deltas[MLP]) and got.info == {"x": 1}
+    assert got.method == "rome" and torch.equal(got.deltas[MLP], d.deltas[MLP]) and got.info["x"] == 1
+    assert got.info["source"]["kind"] == "ripple delta (rome)" and got.info["source"]["changed"] == 1
 
 
 def _bad(tmp_path, tensors, name="bad.safetensors"):
@@ -123,7 +124,7 @@ def test_other_bad_inputs_are_one_line_errors(tmp_path):
         load_edited(base, tmp_path / "llama")
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
-    with pytest.raises(RippleError, match="is a PEFT adapter"):
+    with pytest.raises(RippleError, match="adapter .* does not fit this base"):
         load_edited(base, tmp_path / "adapter")
     with pytest.raises(RippleError, match="does not exist"):
         load_edited(base, tmp_path / "nowhere")
@@ -132,3 +133,47 @@ def test_other_bad_inputs_are_one_line_errors(tmp_path):
         load_edited(base, tmp_path / "junk.pt")
     with pytest.raises(RippleError, match="unknown kind"):
         load_edited(base, tmp_path / "junk.pt", kind="sum")
+
+
+# --- PEFT adapters ------------------------------------------------------------------------------------
+
+def _lora(model, path, r=2, targets=("c_proj",), seed=0):
+    """A LoRA adapter on ``model`` with random (non-zero) B, saved to ``path``; returns the merged
+    weights peft computes on a separate copy (the independent expectation)."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    wrapped = get_peft_model(copy.deepcopy(model), LoraConfig(r=r, lora_alpha=4, target_modules=list(targets),
+                                                              fan_in_fan_out=True, init_lora_weights=False))
+    wrapped.save_pretrained(path)
+    return _weights(wrapped.merge_and_unload())
+
+
+def test_a_lora_adapter_is_merged_on_a_copy_and_becomes_its_difference(tmp_path):
+    base = make_tiny_model("gpt2")
+    before = _weights(base)
+    merged = _lora(base, tmp_path / "lora", targets=("c_proj",))
+    delta = load_edited(base, tmp_path / "lora")
+    assert all(torch.equal(v, dict(base.named_parameters())[n]) for n, v in before.items())  # base untouched
+    assert type(base).__name__ == "GPT2LMHeadModel" and not hasattr(base, "peft_config")
+    changed = sorted(n for n in merged if not torch.equal(merged[n], before[n]))
+    assert sorted(delta.deltas) == changed and changed  # the c_proj weights (attention and MLP) of each block
+    for name in changed:
+        assert torch.equal(delta.deltas[name], merged[name] - before[name])
+    source = delta.info["source"]
+    assert source["kind"] == "peft lora adapter" and source["adapter"]["r"] == 2
+
+
+def test_an_adapter_for_another_base_is_a_one_line_error(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    wider = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=24, n_layer=2, n_head=2))
+    wider.config.name_or_path = "someone/wider-gpt2"
+    _lora(wider, tmp_path / "lora")
+    base = make_tiny_model("gpt2")
+    with pytest.raises(RippleError, match="does not fit this base") as err:
+        load_edited(base, tmp_path / "lora")
+    assert "\n" not in str(err.value)

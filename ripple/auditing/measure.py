@@ -30,13 +30,14 @@ import networkx as nx
 
 from ripple.auditing.details import Audited, report_details
 from ripple.auditing.metrics import policy_metrics, rule_basis
+from ripple.editing.external import EXTERNAL, source_of
 from ripple.editing.metrics import request_metrics
 from ripple.editing.session import auto_mode
 from ripple.evaluate.changes import AuditPlan, Changes, answer_swaps, classify_changes, edited_items, plan_audit  # noqa: F401 (read from here too)
 from ripple.evaluate.perplexity import sentence_perplexities
 from ripple.evaluate.ripple_scores import score_ripples
 from ripple.gie.budget import DEFAULT_RANKER
-from ripple.gie.graph import build_graph, ripple_profile
+from ripple.gie.graph import build_graph, epicentre, graph_layer, ripple_profile
 from ripple.gie.measure import ItemState, measure_items
 from ripple.gie.pipeline import Budget, Edit, ItemProbe, drift_position, sandbox
 from ripple.progress import Stages
@@ -131,7 +132,8 @@ def audit_edits(inputs: AuditInputs, requests, opts: MeasureOptions = MeasureOpt
     model, tok, spec, world = setup.model, setup.tok, setup.spec, setup.world
     method, hp = setup.method, setup.hp
     requests = list(requests)
-    mode = auto_mode(method, len(requests))
+    external = method == EXTERNAL  # an edit made elsewhere: the delta is given, the requests say what it meant
+    mode = EXTERNAL if external else auto_mode(method, len(requests))
     edit_layers = hp.layers_for(spec.n_layers(model))
     position = drift_position(hp)
     edit = Edit(method, tuple(requests), hp, mode=mode, delta=delta, force=opts.force)
@@ -153,10 +155,14 @@ def audit_edits(inputs: AuditInputs, requests, opts: MeasureOptions = MeasureOpt
 
     graphs, profiles = [], []
     info = None if got.info is None else {key: value for key, value in got.info.items() if key != "seconds"}
-    for target in plan.target_ids:
+    targets = plan.target_ids or [epicentre(plan.items, before.states, after.states,
+                                            graph_layer(before.states, edit_layers), position)]
+    for target in targets:
         g = build_graph(plan.items, before.states, after.states, target, k=k, edit_layers=edit_layers,
                         position=position)
         g.graph["method"] = method
+        if not plan.target_ids:
+            g.graph["centre"] = "inferred: no request names the edited fact; the changed item that drifted most"
         got.mark(g, plan.items)
         graphs.append(g)
         profiles.append(ripple_profile(g, plan.expected | (set(plan.target_ids) - {target})))
@@ -168,6 +174,9 @@ def audit_edits(inputs: AuditInputs, requests, opts: MeasureOptions = MeasureOpt
     corpus = getattr(setup, "corpus", None)
     details["stats_corpus"] = corpus.describe() if corpus is not None else None
     details["basis"] = {metric: dataclasses.asdict(b) for metric, b in basis.items()}
+    if external:
+        details["source"] = (delta.info or {}).get("source") or source_of(delta, None, f"EditDelta ({delta.method})")
+        details["gie"]["centre"] = graphs[0].graph.get("centre", "the edited fact")
     if info is not None:
         details["budget"] = {**info, "n_items": len(plan.items)}
     return AuditResult(metrics=metrics, details=details, graphs=graphs, profiles=profiles, delta=run.total,

@@ -35,6 +35,22 @@ def _edit_line(e: dict) -> str:
     return f"{prompt} -> {e['target_new']}{old}"
 
 
+def source_lines(report: dict) -> list[str]:
+    """What an audited edit made elsewhere is (path, kind, tensors changed), and a line when no
+    request says what it was meant to do."""
+    src = report.get("source")
+    if not src:
+        return []
+    top = sorted(src["norms"].items(), key=lambda kv: -kv[1])[:3]
+    norms = ", ".join(f"{n} {v:.3g}" for n, v in top) + (", ..." if len(src["norms"]) > 3 else "")
+    lines = [f"edit made elsewhere: {src['path']} ({src['kind']}), {src['changed']} tensor(s) changed"
+             + (f" (||dW||: {norms})" if norms else "")]
+    if not report.get("edits"):
+        lines.append("no edit request given: efficacy, paraphrase, neighbourhood and relation specificity cannot be "
+                     "measured (pass --edit FILE); the rest needs no request")
+    return lines
+
+
 def _sections(report: dict) -> list[tuple[str, list[str], list[list]]]:
     """(title, header, rows) of every table, shared by both renderings."""
     out = []
@@ -129,6 +145,7 @@ def report_markdown(report: dict, figures: list[str] = ()) -> str:
              f"- model: `{report['model']}`, method: `{report['method']}`, mode: {report['mode']}",
              f"- exit code: {v['exit_code']}"]
     lines += [f"- edit: {_edit_line(e)}" for e in report["edits"]]
+    lines += [f"- {line}" for line in source_lines(report)]
     if report.get("estimate"):
         lines.append(f"- **{report['estimate']['note']}**")
     lines.append("")
@@ -174,6 +191,7 @@ def report_html(report: dict, images: dict[str, bytes]) -> str:
     meta = [f"model <code>{html.escape(str(report['model']))}</code>, method <code>"
             f"{html.escape(report['method'])}</code>, mode {html.escape(report['mode'])}, exit code {v['exit_code']}"]
     meta += [html.escape(_edit_line(e)) for e in report["edits"]]
+    meta += [html.escape(line) for line in source_lines(report)]
     if report.get("estimate"):
         meta.append(f"<strong>{html.escape(report['estimate']['note'])}</strong>")
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',

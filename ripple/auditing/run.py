@@ -61,7 +61,7 @@ def audit_report(result: AuditResult, policy: Policy, model_name: str, method: s
         "edits": [r.to_dict() for r in requests], "verdict": verdict.to_dict(), "metrics": result.metrics,
         "per_edit": d["per_edit"], "edit_metrics": d["edit_metrics"], "ripple": d["ripple"], "gie": d["gie"],
         "most_affected": d["most_affected"], "perplexity": d["perplexity"], "update_norms": d["update_norms"],
-        "stats_corpus": d.get("stats_corpus"),
+        "stats_corpus": d.get("stats_corpus"), **({"source": d["source"]} if d.get("source") else {}),
         "lm_eval": d["lm_eval"], "hparams": hparams,
         **({"estimate": budget_estimate(d["budget"], model_name, method)} if d.get("budget") else {}),
         "policy": {"warn_exit_code": policy.warn_exit_code, "missing": policy.missing,
@@ -156,6 +156,7 @@ class AuditConfig:
     model_name: str
     measure: MeasureOptions = MeasureOptions()
     mitigation: tuple | None = None
+    delta: object = None  # an edit made elsewhere (EditDelta): audited as given, all requests together
 
 
 def _audit_one(inputs: AuditInputs, requests, cfg: AuditConfig, directory: Path, mitigate: bool = True,
@@ -166,7 +167,7 @@ def _audit_one(inputs: AuditInputs, requests, cfg: AuditConfig, directory: Path,
     setup = inputs.setup
     method, hparams = setup.method, dataclasses.asdict(setup.hp)
     opts = dataclasses.replace(cfg.measure, desc=desc)
-    result = audit_edits(inputs, requests, opts)
+    result = audit_edits(inputs, requests, opts, delta=cfg.delta)
     report = audit_report(result, cfg.policy, cfg.model_name, method, requests, hparams)
     if cfg.mitigation is None or not mitigate:
         write_report(directory, report, result)
@@ -199,7 +200,7 @@ def run_audit(inputs: AuditInputs, requests, cfg: AuditConfig, out, workers: int
     if workers > 1 and build is None:
         raise ValueError("run_audit: workers > 1 needs build, the function that loads a worker's inputs")
     with output_unit(out) as tmp:
-        if len(requests) == 1:
+        if len(requests) == 1 or cfg.delta is not None:  # an edit made elsewhere is one delta: one audit
             return _audit_one(inputs, requests, cfg, tmp)
         width = max(2, len(str(len(requests))))
         named = [(f"edit-{i + 1:0{width}d}", [r]) for i, r in enumerate(requests)] + [("together", requests)]

@@ -4,6 +4,7 @@
         --target Qirund --out runs/audit
     ripple audit --model organism --method memit --edit edits.jsonl --policy policy.toml --out runs/batch
     ripple audit --model smollm2 --method rome --edit edits.jsonl --workers 4 --out runs/batch4
+    ripple audit --model smollm2 --edited runs/easyedit-ckpt --edit edits.jsonl --out runs/external
 
 Writes report.html (self-contained), report.md and report.json into ``--out``. Exit code: 0 pass,
 1 fail (and warn when the policy sets ``warn_exit_code = 1``), 2 bad input.
@@ -33,8 +34,9 @@ def add_parser(sub) -> None:
     )  # lazy: start-up
 
     p = sub.add_parser("audit", help="audit a proposed edit: sandboxed edit, measurements, pass/warn/fail verdict")
-    add_edit_options(p)
-    add_request_options(p, "JSON/JSONL file of edit requests (several: each audited alone and all together)")
+    add_edit_options(p, edited=True)
+    add_request_options(p, "JSON/JSONL file of edit requests (several: each audited alone and all together; with "
+                           "--edited: what the edit was meant to do, audited together)")
     p.add_argument("--out", required=True, type=text,
                    help="directory for report.html, report.md, report.json and figures")
     p.add_argument("--policy", default=None, help="TOML file of verdict thresholds (default: the built-in policy)")
@@ -65,24 +67,31 @@ WRITES = ("report.html", "report.md", "report.json", "ripple_graph.png", "drift_
 
 def check_args(args) -> None:
     """Bad input that needs no model: fail before loading anything."""
-    from ripple.commands.options import inputs_of  # lazy: start-up
+    from ripple.commands.options import check_edited, inputs_of  # lazy: start-up
     from ripple.editing.editor import get_editor  # lazy: start-up
     from ripple.outputs import check_out  # lazy: start-up
 
-    get_editor(args.method)
+    if check_edited(args):
+        if args.mitigate is not None:
+            raise RippleError("--mitigate revises an edit ripple audits; for an --edited edit run ripple mitigate "
+                              "--edited PATH --edit FILE")
+        if args.workers > 1:
+            raise RippleError("--workers splits a batch into audits; an --edited edit is one audit: drop --workers")
+    else:
+        get_editor(args.method)
     if args.probes is not None and not Path(args.probes).is_file():
         from ripple.io import absent  # lazy: start-up
 
         raise RippleError(f"probe file {args.probes} {absent(args.probes)}; pass a probe set JSONL with --probes")
     args.tasks = check_tasks(args.tasks)
     check_out(args.out, inputs_of(args, ("edit file", args.edit), ("policy file", args.policy),
-                                  ("probe set", args.probes)), writes=WRITES)
+                                  ("probe set", args.probes), ("edited model", args.edited)), writes=WRITES)
 
 
 def run(args) -> int:
     from ripple.api import AuditOptions, Lab  # lazy: start-up
     from ripple.auditing.policy import DEFAULT_POLICY, load_policy  # lazy: start-up
-    from ripple.commands.options import precheck_hparams, ranker_arg, setup_from_args  # lazy: start-up
+    from ripple.commands.options import load_edited_for, precheck_hparams, ranker_arg, setup_from_args  # lazy: start-up
 
     check_args(args)
     if args.mitigate is not None:
@@ -92,18 +101,23 @@ def run(args) -> int:
     elif args.mitigation_set:
         raise RippleError("--mitigation-set needs --mitigate NAME (e.g. --mitigate sir)")
     policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
-    requests = requests_from_args(args)
+    edited = args.edited is not None
+    given = args.edit is not None or any(x is not None for x in (args.prompt, args.subject, args.target))
+    requests = requests_from_args(args) if given or not edited else []
     extra = [f"rect={args.rect}"] if args.rect is not None else []
     extra += [f"seed={args.seed}"] if args.seed is not None else []
-    precheck_hparams(args, args.method, extra)
+    if not edited:
+        precheck_hparams(args, args.method, extra)
     setup = setup_from_args(args, requests, extra)
-    workers = 1 if len(setup.requests) == 1 else args.workers
+    workers = 1 if len(setup.requests) == 1 or edited else args.workers
     build = functools.partial(worker_context, args, requests, extra) if workers > 1 else None
     opts = AuditOptions(k=args.k, tasks=tuple(args.tasks or ()), limit=args.limit, mitigate=args.mitigate,
                         mitigation_set=tuple(args.mitigation_set or ()), budget=args.budget, force=args.force,
                         quiet=args.quiet, **ranker_arg(args))
-    report = Lab(setup, str(args.model)).write_audit(args.out, policy, args.probes, opts, workers, build)
-    if args.workers > 1 and workers == 1:  # held with the other notes until the audit succeeds
+    lab = Lab(setup, str(args.model))
+    delta = load_edited_for(lab, args) if edited else None
+    report = lab.write_audit(args.out, policy, args.probes, opts, workers, build, delta=delta)
+    if args.workers > 1 and workers == 1 and not edited:  # held with the other notes until the audit succeeds
         print("ripple: warning: --workers: one edit is one audit; running it in this process", file=sys.stderr)
     verdict = report["verdict"]
     for f in verdict["findings"]:  # a rule that could not be measured, or rests on too few items, is said
@@ -152,4 +166,4 @@ def worker_context(args, requests, extra, index: int):
 
 
 def _short(value) -> str:
-    return "-" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
+    return "not measured" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)

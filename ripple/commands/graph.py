@@ -1,6 +1,7 @@
 """``ripple graph``: the GIE ripple graph of one edit, its profile and figures.
 
     ripple graph --model organism --method rome --edit edit.json --out runs/graph [--probes probes.jsonl]
+    ripple graph --model smollm2 --edited runs/lora-adapter [--edit edit.json] --out runs/graph-lora
 
 Writes graph.json, graph.graphml, ripple_graph.png, drift_by_hop.png, drift_vs_similarity.png and
 summary.json (the profile, the edit, the method, the hyperparameters, seconds) into ``--out``; the
@@ -20,8 +21,10 @@ def add_parser(sub) -> None:
     from ripple.commands.options import add_edit_options, natural, text  # lazy: start-up
 
     p = sub.add_parser("graph", help="the ripple graph of one edit: what else it moves (GIE)")
-    add_edit_options(p)
-    p.add_argument("--edit", required=True, help="JSON object or one-line JSONL holding one edit request")
+    add_edit_options(p, edited=True)
+    p.add_argument("--edit", default=None, help="JSON object or one-line JSONL holding one edit request (required "
+                   "with --method; with --edited: what the edit meant, optional: without it the graph centres on the "
+                   "changed item that drifted most)")
     p.add_argument("--out", required=True, type=text,
                    help="directory for graph.json/.graphml, three PNGs and summary.json")
     p.add_argument("--probes", default=None, help="probe set (JSONL); default: every fact of the model's world.json")
@@ -46,38 +49,54 @@ def run(args) -> int:
     from dataclasses import asdict  # lazy: start-up
 
     from ripple.api import Lab  # lazy: start-up
-    from ripple.commands.options import inputs_of, precheck_hparams, setup_from_args  # lazy: start-up
+    from ripple.commands.options import (
+        check_edited,
+        inputs_of,
+        load_edited_for,
+        precheck_hparams,
+        setup_from_args,
+    )  # lazy: start-up
     from ripple.editing.editor import get_editor  # lazy: start-up
     from ripple.gie import GraphOptions  # lazy: start-up
     from ripple.io import atomic_write_json  # lazy: start-up
     from ripple.outputs import check_out, output_unit  # lazy: start-up
     from ripple.results import GRAPH_FILES  # lazy: start-up
 
-    get_editor(args.method)
+    edited = check_edited(args)
+    if not edited:
+        get_editor(args.method)
+        if args.edit is None:
+            raise RippleError("no edit given: pass --edit FILE holding the one edit request to graph")
     if args.probes is not None and not Path(args.probes).is_file():
         from ripple.io import absent  # lazy: start-up
 
         raise RippleError(f"probe file {args.probes} {absent(args.probes)}; pass a probe set JSONL with --probes")
-    check_out(args.out, inputs_of(args, ("edit file", args.edit), ("probe set", args.probes)),
-              writes=(*GRAPH_FILES, "summary.json"))
-    request = one_request(args.edit)
-    precheck_hparams(args, args.method)
-    setup = setup_from_args(args, [request])
+    check_out(args.out, inputs_of(args, ("edit file", args.edit), ("probe set", args.probes),
+                                  ("edited model", args.edited)), writes=(*GRAPH_FILES, "summary.json"))
+    request = one_request(args.edit) if args.edit is not None else None
+    if not edited:
+        precheck_hparams(args, args.method)
+    setup = setup_from_args(args, [request] if request is not None else [])
+    lab = Lab(setup, str(args.model))
+    delta = load_edited_for(lab, args) if edited else None
     t0 = time.perf_counter()
     opts = GraphOptions(k=args.k, force=args.force, budget=args.budget, **ranker_arg(args))
-    report = Lab(setup, str(args.model)).graph_for(setup.requests[0], opts, args.probes)
+    report = lab.graph_for(setup.requests[0] if request is not None else None, opts, args.probes, delta=delta)
     profile = report.profile
-    estimate = budget_note(args.budget, args.model, args.method, profile)
+    method = setup.method
+    estimate = budget_note(args.budget, args.model, method, profile)
     with output_unit(args.out) as stage:
         report.write(stage)
         seconds = time.perf_counter() - t0
-        summary = {"method": args.method, "model": str(args.model), "edit": report.request.to_dict(),
+        summary = {"method": method, "model": str(args.model),
+                   "edit": report.request.to_dict() if report.request is not None else None,
                    "edited_id": profile["edited_id"], "expected": report.expected, "n_probes": report.n_probes,
                    "seconds": round(seconds, 3), "hparams": asdict(setup.hp), "profile": profile,
+                   **({"source": delta.info.get("source"), "centre": report.graph.graph.get("centre")} if edited else {}),
                    **({"estimate": estimate} if estimate else {})}
         atomic_write_json(stage / "summary.json", summary)
     s = profile["summary"]
-    print(f"{args.method} on {profile['edited_id']} ({report.n_probes} probes, layer {profile['layer']} "
+    print(f"{method} on {profile['edited_id']} ({report.n_probes} probes, layer {profile['layer']} "
           f"@{profile['position']}, {seconds:.1f}s): {s['n_changed_total']} answers changed, "
           f"{s['n_changed_unintended']} unintended, edited item changed: {s['edited_changed']}; wrote {args.out}")
     if estimate:

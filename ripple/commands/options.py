@@ -161,11 +161,61 @@ def add_model_options(p) -> None:
                    "for this model)")
 
 
-def add_edit_options(p) -> None:
-    """The options every command that makes one edit shares: the model options, the editor, the guard."""
+def add_edit_options(p, edited: bool = False) -> None:
+    """The options every command that makes one edit shares: the model options, the editor, the guard;
+    ``edited``: also ``--edited PATH`` (an edit made elsewhere, instead of ``--method``)."""
     add_model_options(p)
-    p.add_argument("--method", required=True, help=f"the editor: {editor_help()}")
+    p.add_argument("--method", required=not edited, help=f"the editor: {editor_help()}"
+                   + ("; or audit an edit made elsewhere with --edited" if edited else ""))
     p.add_argument("--force", action="store_true", help="apply an update even past the norm guard")
+    if edited:
+        p.add_argument("--edited", default=None, type=text, metavar="PATH",
+                       help="audit an edit made elsewhere, against --model (the base): an edited checkpoint "
+                            "directory (save_pretrained), a PEFT adapter directory (merged in memory), ripple's "
+                            "delta.safetensors, or a .safetensors/.pt file of new weights or differences; --edit "
+                            "FILE says what it was meant to do (optional)")
+        p.add_argument("--edited-kind", default="auto", choices=("auto", "weights", "diff"),
+                       help="--edited tensor file: new weights or differences (default: detected and reported)")
+
+
+#: Options that set how ripple computes an edit: meaningless for an edit made elsewhere.
+_EDITOR_ONLY = (("--rect", "rect"), ("--seed", "seed"), ("--hparams", "hparams"), ("--set", "set"),
+                ("--hypernet", "hypernet"), ("--force", "force"))
+
+
+def check_edited(args) -> bool:
+    """Whether the command audits an edit made elsewhere (``--edited``); one-line errors for both or
+    neither of --method and --edited, an absent path, and editor options given with --edited."""
+    edited = getattr(args, "edited", None)
+    if edited is None:
+        if args.method is None:
+            raise RippleError("no edit given: pass --method NAME (ripple makes the edit) or --edited PATH (an edit "
+                              "made elsewhere)")
+        if getattr(args, "edited_kind", "auto") != "auto":
+            raise RippleError("--edited-kind says what an --edited file holds; pass --edited PATH with it")
+        return False
+    if args.method is not None:
+        raise RippleError(f"pass --method {args.method} (ripple makes the edit) or --edited {edited} (an edit made "
+                          "elsewhere), not both")
+    if not Path(edited).exists():
+        from ripple.io import absent  # lazy: start-up
+
+        raise RippleError(f"edited model {edited} {absent(edited)}; pass an edited checkpoint directory, a PEFT "
+                          "adapter directory or a tensor file")
+    given = [flag for flag, name in _EDITOR_ONLY if getattr(args, name, None) not in (None, False, [])]
+    if given:
+        raise RippleError(f"{', '.join(given)} set(s) how ripple computes an edit; an --edited edit is given as it "
+                          "is: drop it")
+    return True
+
+
+def load_edited_for(lab, args):
+    """The --edited edit against the lab's base; a warning when no weight differs."""
+    delta = lab.load_edited(args.edited, args.edited_kind)
+    if not delta.deltas:
+        print(f"ripple: warning: {args.edited}: no weights differ from the base; the audit measures an unchanged "
+              "model", file=sys.stderr)
+    return delta
 
 
 def inputs_of(args, *extra) -> list[tuple[str, object]]:

@@ -10,7 +10,10 @@ reports work on it as on ripple's own edits:
 * ripple's own ``delta.safetensors`` (``ripple edit`` writes it): read as it is;
 * a ``.safetensors`` or ``.pt`` file of tensors named like the base's parameters, holding new
   weights or differences (``kind="weights"``/``"diff"``; ``"auto"`` decides from their size
-  against the base's weights and says which in ``delta.info["source"]``).
+  against the base's weights and says which in ``delta.info["source"]``);
+* a PEFT adapter directory (``adapter_config.json``: LoRA and its variants): loaded with ``peft``
+  onto a copy of the base, merged there (``merge_and_unload``), and differenced; the base itself is
+  never wrapped or written.
 
 A difference is taken in float32, as the weights are kept: ``base + (edited - base)`` gives the
 edited weights back bit for bit (the delta need not equal the one the other tool computed; its sum
@@ -24,7 +27,11 @@ with the base does).
 
 from __future__ import annotations
 
+import copy
 import json
+import re
+import warnings
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -32,10 +39,31 @@ from safetensors import safe_open
 
 from ripple.devices import param_value
 from ripple.editing.delta import EditDelta
+from ripple.editing.hparams import LayeredHParams
 from ripple.errors import RippleError
 from ripple.io import absent
 
 KINDS = ("auto", "weights", "diff")
+#: The method name of an edit made elsewhere, in reports and in ``EditDelta.method``.
+EXTERNAL = "external"
+
+
+@dataclass(frozen=True)
+class ExternalHParams(LayeredHParams):
+    """Where an edit made elsewhere acts, for the measurements (and SIR's keys) that need it:
+    ``layers``, the blocks its tensors change (empty: none), and ``fact_token`` with the context
+    prefixes, the model's own editors' (``last`` for the organism, ``subject_last`` for real models).
+    Nothing is solved with them: the edit is given."""
+
+    layers: tuple[int, ...] | None = ()
+    C_reg: float = 1e-6  # the key statistics' ridge, as the model's ROME reads them (SIR's re-solve)
+
+
+def external_hparams(delta: EditDelta, spec, like) -> ExternalHParams:
+    """The :class:`ExternalHParams` of ``delta``: its blocks, and the reading positions of ``like``
+    (the model's default ROME hyperparameters)."""
+    shared = {f.name: getattr(like, f.name) for f in fields(ExternalHParams) if hasattr(like, f.name)}
+    return ExternalHParams(**{**shared, "layers": delta_layers(delta, spec), "layer_fracs": ()})
 
 
 def load_edited(model, path, kind: str = "auto") -> EditDelta:
@@ -46,17 +74,16 @@ def load_edited(model, path, kind: str = "auto") -> EditDelta:
         raise RippleError(f"unknown kind {kind!r} for an edited file; use one of {', '.join(KINDS)}")
     if path.is_dir():
         if (path / "adapter_config.json").is_file():
-            raise RippleError(f"{path} is a PEFT adapter; adapters are not read yet: merge it into a checkpoint "
-                              "(peft's merge_and_unload, then save_pretrained) and pass that directory")
+            return _from_adapter(model, path)
         return _from_checkpoint(model, path)
     if not path.is_file():
         raise RippleError(f"edited model {path} {absent(path)}; pass a checkpoint directory or a tensor file")
-    if path.suffix == ".safetensors":
-        with safe_open(str(path), framework="pt") as f:
-            if "ripple_method" in (f.metadata() or {}):
-                delta = EditDelta.load(path)
-                _check_names(model, delta.deltas, path)
-                return delta
+    if path.suffix == ".safetensors" and _is_ripple_delta(path):
+        delta = EditDelta.load(path)
+        _check_names(model, delta.deltas, path)
+        _check_finite(delta.deltas, path)
+        delta.info = {**(delta.info or {}), "source": source_of(delta, path, f"ripple delta ({delta.method})")}
+        return delta
     tensors = _read_tensors(path)
     return _from_tensors(model, tensors, path, kind)
 
@@ -69,7 +96,7 @@ def _from_checkpoint(model, path: Path) -> EditDelta:
         if theirs and ours and theirs != ours:
             raise RippleError(f"{path} is a {theirs} checkpoint but the base is {ours}; pass the edited copy of "
                               "this base")
-    files = sorted(path.glob("*.safetensors"))
+    files = [f for f in sorted(path.glob("*.safetensors")) if not _is_ripple_delta(f)]  # ripple edit --out keeps one beside
     if not files:
         raise RippleError(f"{path} holds no .safetensors weights; save the edited model with "
                           "save_pretrained(..., safe_serialization=True)")
@@ -79,6 +106,55 @@ def _from_checkpoint(model, path: Path) -> EditDelta:
             tensors.update({name: f.get_tensor(name) for name in f.keys()})
     _check_names(model, tensors, path)
     return _difference(model, tensors, path, "checkpoint")
+
+
+def _from_adapter(model, path: Path) -> EditDelta:
+    """A PEFT adapter merged into a copy of the base, as the difference it makes to the base."""
+    from peft import PeftModel  # lazy: heavy
+
+    try:
+        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RippleError(f"{path}/adapter_config.json cannot be read ({exc}); pass a PEFT adapter directory "
+                          "as save_pretrained writes it") from None
+    made_for = config.get("base_model_name_or_path") or "an unnamed base"
+    adapter = config.get("peft_type", "adapter")
+    work = copy.deepcopy(model)  # the base is never wrapped: peft injects its layers into the copy
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # transformers' deprecation notes on the copy: not the user's
+            merged = PeftModel.from_pretrained(work, str(path), is_trainable=False).merge_and_unload()
+    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+        first = " ".join(str(exc).split())[:200]
+        raise RippleError(f"the {adapter} adapter {path} does not fit this base (made for {made_for}: {first}); "
+                          "pass an adapter trained on this base model") from None
+    params = dict(model.named_parameters())
+    tensors = {n: t.detach() for n, t in merged.named_parameters() if n in params}
+    missing = [n for n in params if n not in tensors]
+    if missing:
+        raise RippleError(f"the {adapter} adapter {path} changed the model's structure (e.g. {missing[0]!r} is gone); "
+                          "only adapters that merge into the base's weights can be audited")
+    delta = _difference(model, tensors, path, f"peft {adapter.lower()} adapter")
+    delta.info["source"]["adapter"] = {"peft_type": adapter, "base_model_name_or_path": config.get(
+        "base_model_name_or_path"), "r": config.get("r"), "target_modules": config.get("target_modules")}
+    del work, merged
+    return delta
+
+
+def delta_layers(delta: EditDelta, spec) -> tuple[int, ...]:
+    """The blocks ``delta`` changes (in order; empty when it changes none)."""
+    pat = re.compile(rf"^{re.escape(spec.blocks)}\.(\d+)\.")
+    return tuple(sorted({int(m.group(1)) for name in delta.deltas if (m := pat.match(name))}))
+
+
+def _is_ripple_delta(path: Path) -> bool:
+    """Whether ``path`` is ripple's own delta file (its metadata names the method); an unreadable
+    file is not (reading it later says what is wrong)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return "ripple_method" in (f.metadata() or {})
+    except Exception:  # noqa: BLE001 (a damaged file: _read_tensors reports it in one line)
+        return False
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -133,9 +209,15 @@ def _difference(model, tensors: dict, path: Path, kind: str) -> EditDelta:
 
 
 def _delta(model, deltas: dict, path: Path, kind: str) -> EditDelta:
-    norms = {n: round(float(d.norm()), 6) for n, d in deltas.items()}
-    source = {"path": str(path), "kind": kind, "changed": len(deltas), "norms": norms}
-    return EditDelta(method="external", deltas=deltas, info={"source": source})
+    delta = EditDelta(method=EXTERNAL, deltas=deltas)
+    delta.info = {"source": source_of(delta, path, kind)}
+    return delta
+
+
+def source_of(delta: EditDelta, path, kind: str) -> dict:
+    """What a report says of an edit's origin: ``path``, ``kind``, the tensors ``changed`` and their norms."""
+    norms = {n: round(float(d.float().norm()), 6) for n, d in delta.deltas.items()}
+    return {"path": None if path is None else str(path), "kind": kind, "changed": len(norms), "norms": norms}
 
 
 def _check_names(model, tensors: dict, path: Path) -> None:

@@ -74,6 +74,24 @@ def _hop_bucket(hops: int | None) -> str:
     return "unreachable" if hops is None else ("4+" if hops >= 4 else str(hops))
 
 
+def graph_layer(before: ItemState, edit_layers: Sequence[int] | None = None) -> int:
+    """Where :func:`build_graph` reads similarity and drift by default: the last edited layer, else
+    the middle probed one."""
+    return max(edit_layers) if edit_layers else before.layers[len(before.layers) // 2]
+
+
+def epicentre(items: Sequence[ProbeItem], before: ItemState, after: ItemState, layer: int,
+              position: str = "subject_last") -> str:
+    """The item an edit of unknown intent centres on (no request says which fact it rewrites): of the
+    items whose answer changed, the one that drifted most at ``layer``; when none changed, the one
+    that drifted most. Ties: the first in item order."""
+    drift = row_distances(before.rep(layer, position), after.rep(layer, position))["cosine_distance"]
+    changed = [i for i, (a, b) in enumerate(zip(before.greedy, after.greedy)) if a != b]
+    pool = changed or range(len(items))
+    best = max(pool, key=lambda i: (float(drift[i]), -i))
+    return items[best].id
+
+
 def build_graph(items: Sequence[ProbeItem], before: ItemState, after: ItemState, edited_id: str, k: int = 5,
                 layer: int | None = None, edit_layers: Sequence[int] | None = None,
                 position: str = "subject_last") -> nx.Graph:
@@ -98,7 +116,7 @@ def build_graph(items: Sequence[ProbeItem], before: ItemState, after: ItemState,
         raise RippleError(f"edited item {edited_id!r} is not in the probe set; pass the id of one of its items")
     layers = before.layers
     if layer is None:
-        layer = max(edit_layers) if edit_layers else layers[len(layers) // 2]
+        layer = graph_layer(before, edit_layers)
     x = before.rep(layer)
     e = ids.index(edited_id)
     sim = cosine_matrix(x)[e]

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import networkx as nx
 
 from ripple.editing.context import EditContext
+from ripple.editing.delta import EditDelta
 from ripple.editing.requests import EditRequest
 from ripple.errors import RippleError
 from ripple.gie.budget import DEFAULT_RANKER
-from ripple.gie.graph import build_graph, ripple_profile
+from ripple.gie.graph import build_graph, epicentre, graph_layer, ripple_profile
 from ripple.gie.pipeline import Budget, Edit, ItemProbe, drift_position, sandbox
 from ripple.probes.sets import ProbeItem
 
@@ -57,25 +58,33 @@ class GraphOptions:
     force: bool = False
 
 
-def gie_for_edit(ctx: EditContext, method: str, hp, items: Sequence[ProbeItem], request: EditRequest,
+def gie_for_edit(ctx: EditContext, method: str, hp, items: Sequence[ProbeItem], request: EditRequest | None,
                  opts: GraphOptions | None = None, edited_id: str | None = None, expected: Iterable[str] = (),
-                 ) -> tuple[nx.Graph, dict]:
-    """Measure ``items``, apply ``request`` with ``method``, measure again and undo the edit exactly
-    (also on error); returns the GIE graph and its ripple profile (``expected``: ids that should
-    change; ``edited_id``: the edited item when several match). With a budget every node carries
+                 delta: EditDelta | None = None) -> tuple[nx.Graph, dict]:
+    """Measure ``items``, apply ``request`` with ``method`` (or apply ``delta``, an edit computed
+    already or made elsewhere), measure again and undo the edit exactly (also on error); returns the
+    GIE graph and its ripple profile (``expected``: ids that should change; ``edited_id``: the
+    edited item when several match; no ``request``: the graph centres on the changed item that
+    drifted most, :func:`~ripple.gie.graph.epicentre`). With a budget every node carries
     ``evaluated``, and the graph ``budget``."""
     opts = opts or GraphOptions()
     items = list(items)
     edit_layers = hp.layers_for(ctx.spec.n_layers(ctx.model))
     position = drift_position(hp) if opts.position is None else opts.position
-    target = find_edited_item(items, request, edited_id)
+    target = find_edited_item(items, request, edited_id) if request is not None else None
+    requests = (request,) if request is not None else ()
     probe = ItemProbe(ctx, items, opts.layers, edit_layers, Budget.of(opts.budget, opts.ranker))
     before = probe.before()
-    with sandbox(ctx, Edit(method, (request,), hp, force=opts.force)) as run:
-        after = probe.after(run.total, [next(i for i, item in enumerate(items) if item.id == target)], position,
-                            [request])
+    with sandbox(ctx, Edit(method, requests, hp, force=opts.force, delta=delta)) as run:
+        rows = [next(i for i, item in enumerate(items) if item.id == target)] if target is not None else []
+        after = probe.after(run.total, rows, position, list(requests))
+    if target is None:
+        layer = opts.layer if opts.layer is not None else graph_layer(before, edit_layers)
+        target = epicentre(items, before, after.state, layer, position)
     graph = build_graph(items, before, after.state, target, k=opts.k, layer=opts.layer, edit_layers=edit_layers,
                         position=position)
     graph.graph["method"] = method
+    if request is None:
+        graph.graph["centre"] = "inferred: no request names the edited fact; the changed item that drifted most"
     after.mark(graph, items)
     return graph, ripple_profile(graph, expected)

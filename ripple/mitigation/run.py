@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 
 from ripple.editing.delta import EditDelta, WeightSnapshot
 from ripple.editing.editor import get_editor
+from ripple.editing.external import EXTERNAL
 from ripple.editing.metrics import aggregate, request_metrics
 from ripple.evaluate.changes import classify_changes, plan_audit
 from ripple.gie.measure import ItemState
@@ -99,7 +100,8 @@ def mitigate(ctx, edit: Edit, items, world, mitigation: str = "sir", hp=None, pl
         if before is None:
             before = probe.before()
         plain = edit.delta if edit.delta is not None else get_editor(edit.method).compute(ctx, requests, edit.hp)
-        plain.check_norms(model, edit.hp.max_update_ratio, force=edit.force)
+        if edit.method != EXTERNAL:  # an edit made elsewhere is revised as it is: no guard of ours refuses it
+            plain.check_norms(model, edit.hp.max_update_ratio, force=edit.force)
         loop, stopped = _revise_until_done(ctx, replace(edit, requests=tuple(requests), delta=plain), entry, hp,
                                            world, plan, probe, before)
         _, chosen, final, final_states = loop.best
@@ -137,6 +139,9 @@ def _revise_until_done(ctx, edit: Edit, entry, hp, world, plan, probe: ItemProbe
         loop.seconds["revise"] += time.perf_counter() - t1
         r = {"round": len(loop.rounds), "constrained": len(loop.handled), "norm_growth": info.get("norm_growth"),
              "step": {k: v for k, v in info.items() if k not in ("damaged", "seconds")}, "seconds": info.get("seconds")}
+        if info.get("unrevisable"):  # an edit made elsewhere with nothing the mitigation can re-solve
+            loop.rounds.append({**r, "rejected": "nothing revisable"})
+            return loop, "nothing revisable"
         if info.get("norm_growth", 1.0) > hp.max_norm_growth:
             loop.rounds.append({**r, "rejected": "norm budget"})
             return loop, "norm budget"

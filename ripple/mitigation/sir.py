@@ -46,6 +46,7 @@ from ripple.devices import input_device
 from ripple.editing.compute import fact_keys
 from ripple.editing.delta import EditDelta
 from ripple.editing.editor import get_editor
+from ripple.editing.external import EXTERNAL
 from ripple.editing.limits import AT_LEAST_0, NON_NEGATIVE, POSITIVE, SHARE, UNIT, Limit
 from ripple.editing.solvers import c_cosine, keep_and_zero_correction, principal_basis, select_rows
 from ripple.editing.variant import Variant
@@ -240,7 +241,15 @@ def revise(ctx, method: str, requests, edit_hp, plain: EditDelta, damaged, hp: S
     t0 = time.perf_counter()
     model, tok, spec = ctx.model, ctx.tok, ctx.spec
     layers = tuple(edit_hp.layers_for(ctx.n_layers()))
+    external = method == EXTERNAL
+    if external:  # an edit made elsewhere: revise the MLP output projections it changed, leave the rest alone
+        layers = tuple(L for L in layers if mlp_out_param(spec, L) in plain.deltas)
     names = [mlp_out_param(spec, layer) for layer in layers]
+    left_alone = [n for n in plain.deltas if n not in names]
+    if external and not layers:
+        return plain, {"damaged": [d.id for d in damaged], "kl_items": [], "layers": {}, "left_alone": left_alone,
+                       "norm_growth": 1.0, "constrained": [], "seconds": round(time.perf_counter() - t0, 4),
+                       "unrevisable": "the edit changes no MLP output projection: SIR has nothing it can re-solve"}
     missing = [n for n in names if n not in plain.deltas]
     if missing:
         raise RippleError(f"sir revises updates of MLP output projections; the {plain.method} delta has none for "
@@ -248,7 +257,8 @@ def revise(ctx, method: str, requests, edit_hp, plain: EditDelta, damaged, hp: S
     if hp.positions not in ("all", "fact"):
         raise RippleError(f"unknown sir positions {hp.positions!r}; use all or fact")
     damaged = list(damaged)
-    info: dict = {"damaged": [d.id for d in damaged], "kl_items": [], "layers": {}}
+    info: dict = {"damaged": [d.id for d in damaged], "kl_items": [], "layers": {},
+                  **({"left_alone": left_alone} if left_alone else {})}
     if not damaged:
         info["seconds"] = round(time.perf_counter() - t0, 4)
         return plain, info
@@ -258,6 +268,9 @@ def revise(ctx, method: str, requests, edit_hp, plain: EditDelta, damaged, hp: S
     info["key_cos"] = {d.id: round(float(c), 4) for d, c in zip(damaged, cos)}
     subjects = {r.subject for r in requests}
     close = [d for d, c in zip(damaged, cos) if d.subject in subjects and c >= hp.same_subject_cos]
+    if external and close:  # re-optimizing the target needs the editor that made the edit: constrain instead
+        info["not_reoptimized"] = [d.id for d in close]
+        close = []
     constrained = [d for d in damaged if d not in close]
 
     base = plain
