@@ -65,7 +65,24 @@ def relation_of_prompt(world: World, prompt: str, subject_type: str):
         return exact[0]
     tail = prompt.split("{}", 1)[1]
     same = [r for r in rels if any(t.split("{}", 1)[1] == tail for t in r.paraphrases)]
-    return same[0] if len(same) == 1 else None
+    if len(same) == 1:
+        return same[0]
+    if world.kind == "real":  # another phrasing of a graph relation: the relation library's match
+        from ripple.editing.open_world import match_relation  # lazy: heavy
+
+        name = match_relation(prompt).relation
+        if name in world.relations and world.relations[name].takes(subject_type):
+            return world.relations[name]
+    return None
+
+
+def in_graph(world: World, request: EditRequest) -> bool:
+    """Whether the graph holds the request's subject and its prompt's relation (ground truth exists)."""
+    try:
+        subject = world.id_of(request.subject)
+    except KeyError:
+        return False
+    return relation_of_prompt(world, request.prompt, world.entities[subject].type) is not None
 
 
 def complete_from_world(world: World, request: EditRequest) -> EditRequest:

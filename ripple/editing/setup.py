@@ -24,7 +24,7 @@ import torch
 from ripple.devices import input_device
 from ripple.editing.context import EditContext
 from ripple.editing.corpora import load_corpus
-from ripple.editing.from_world import complete_from_world, relation_of_prompt
+from ripple.editing.from_world import complete_from_world, in_graph, relation_of_prompt
 from ripple.editing.hparams import resolve_hparams
 from ripple.editing.requests import check_length, validate_for_model
 from ripple.errors import RippleError
@@ -88,7 +88,13 @@ class EditSetup:
         if self.world is None:
             return list(requests)
 
-        return [complete_from_world(self.world, r) for r in each(requests, "completing requests from the world")]
+        done = [complete_from_world(self.world, r) for r in each(requests, "completing requests from the world")]
+        if self.world.kind != "real":
+            return done
+        from ripple.editing.open_world import complete_open  # lazy: cycle
+
+        return [r if in_graph(self.world, r) and r.paraphrase_prompts and r.neighborhood_prompts
+                else complete_open(self.model, self.tok, r) for r in each(done, "building open-world probes")]
 
     def with_current_answers(self, requests) -> list:
         """Requests without ``target_true`` whose target the real-world graph already holds (a fix of

@@ -16,6 +16,7 @@ alias. Objects are single words, so an answer is one token of the organism's voc
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,18 @@ class Fact:
     object: str
 
 
+_ARTICLE = re.compile(r"^(the|a|an)\s+", re.IGNORECASE)
+
+
+def name_key(name: str) -> str:
+    """A name as matched against the graph: case folded, one space, a leading article dropped.
+
+    >>> name_key("The  Eiffel Tower") == name_key("eiffel tower")
+    True
+    """
+    return _ARTICLE.sub("", " ".join(name.split())).casefold()
+
+
 @dataclass
 class World:
     """Entities, facts, and the splits used to train and test the organism."""
@@ -81,9 +94,11 @@ class World:
         self._by_name: dict[str, str] = {}
         for f in self.facts:
             self._by_subject.setdefault(f.subject, []).append(f)
+        self._by_norm: dict[str, str] = {}
         for e in self.entities.values():
             for n in (e.name, *e.aliases):
                 self._by_name[n] = e.id
+                self._by_norm.setdefault(name_key(n), e.id)
 
     # --- lookups -------------------------------------------------------------
     def add_entity(self, entity: Entity) -> None:
@@ -91,6 +106,7 @@ class World:
         self.entities[entity.id] = entity
         for n in (entity.name, *entity.aliases):
             self._by_name.setdefault(n, entity.id)
+            self._by_norm.setdefault(name_key(n), entity.id)
 
     def of_type(self, type_: str) -> list[Entity]:
         return [e for e in self.entities.values() if e.type == type_]
@@ -112,8 +128,12 @@ class World:
         return self.entities[entity_id].name
 
     def id_of(self, name: str) -> str:
-        """Entity id for a name or alias; KeyError if unknown."""
-        return self._by_name[name]
+        """Entity id for a name or alias, written as the graph writes it or with another case or a
+        leading article ("the Eiffel Tower", "THE LOUVRE"); KeyError if unknown."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            return self._by_norm[name_key(name)]
 
     def two_hop_answers(self, subject_id: str, two_hop: str) -> list[str]:
         th = self.two_hops[two_hop]
