@@ -192,7 +192,8 @@ def test_model_without_world_uses_probe_file_and_english_sentences(capfd, tiny_i
     assert code in (0, 1), err
     r = report(out)
     assert r["ripple"] is None and r["perplexity"]["source"] == "english"
-    assert {f["metric"]: f["status"] for f in r["verdict"]["findings"]}["relation_specificity"] == "skip"
+    spec = {f["metric"]: f for f in r["verdict"]["findings"]}["relation_specificity"]
+    assert spec["status"] == "warn" and spec["note"].startswith("not measured: no other relation")
     assert r["gie"]["n_probes"] == len(tiny_probe_items()) and r["gie"]["edited_ids"] == ["e"]
     assert code == r["verdict"]["exit_code"] and r["verdict"]["status"].upper() in stdout
 
