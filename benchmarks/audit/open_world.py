@@ -45,7 +45,8 @@ def coverage_row(lab, edit: dict) -> dict:
     from ripple.editing.requests import parse_request
 
     t0 = time.perf_counter()
-    request = lab.setup.complete([parse_request({k: edit[k] for k in ("prompt", "subject", "target_new")})])[0]
+    given = {k: edit[k] for k in ("prompt", "subject", "target_new", "target_true")}  # as a request file holds it
+    request = lab.setup.complete([parse_request(given)])[0]
     n = {"efficacy": 1, "paraphrase": len(request.paraphrase_prompts),
          "neighborhood": len(request.neighborhood_prompts), "relation_specificity": len(request.specificity_prompts)}
     rules = {}
@@ -62,7 +63,8 @@ def coverage_row(lab, edit: dict) -> dict:
 def audit_row(lab, edit: dict) -> dict:
     """The edit audited end to end with ROME: the verdict and each core rule's finding."""
     t0 = time.perf_counter()
-    report = lab.audit("rome", [{k: edit[k] for k in ("prompt", "subject", "target_new")}], quiet=True)
+    report = lab.audit("rome", [{k: edit[k] for k in ("prompt", "subject", "target_new", "target_true")}],
+                       quiet=True)
     findings = {f.metric: {"status": f.status, "value": f.value, "n": f.n, "source": f.source, "note": f.note}
                 for f in report.findings if f.metric in CORE}
     return {"prompt": edit["prompt"], "subject": edit["subject"], "verdict": report.verdict, "findings": findings,

@@ -221,7 +221,7 @@ def read_answer(text: str, names) -> str:
     if hits:
         return max(hits, key=len)
     word = re.match(r"[\w'-]+", text)
-    answer = word.group(0) if word else ""
+    answer = re.sub(r"'s$", "", word.group(0)) if word else ""
     return "" if answer.lower() in _NOT_ANSWERS else answer
 
 
@@ -292,7 +292,7 @@ def complete_open(model, tok, request: EditRequest) -> EditRequest:
         out = replace(out, paraphrase_prompts=tuple(fill(t, request.subject) for t in phr))
         sources["paraphrase"] = what
     types = _subject_types(match, request.subject)
-    if not request.neighborhood_prompts and out.target_true is not None:
+    if not request.neighborhood_prompts:
         out, sources = _neighbourhood(model, tok, out, types, names, subjects_of_type, sources)
     if not request.specificity_prompts:
         out, sources = _specificity(model, tok, out, match, types, names, sources)
@@ -300,15 +300,20 @@ def complete_open(model, tok, request: EditRequest) -> EditRequest:
 
 
 def _neighbourhood(model, tok, request, types, names, subjects_of_type, sources):
-    pool = [s for t in types for s in subjects_of_type(t)]
+    from ripple.world.real import real_world  # lazy: heavy
+
+    # a subject of no known type: the graph's subjects of every type are the candidates
+    kinds = types or tuple(dict.fromkeys(real_world().entities[f.subject].type for f in real_world().facts))
+    tables = [subjects_of_type(t) for t in kinds]
+    pool = [t[i] for i in range(max(map(len, tables), default=0)) for t in tables if i < len(t)]  # types in turn
     pool = [s for s in dict.fromkeys(pool) if s.lower() != request.subject.lower()][:MAX_CANDIDATES]
     if not pool:
         return request, sources
     got = beliefs(model, tok, [fill(request.prompt, s) for s in pool], names)
-    old = [s for s, (a, _) in zip(pool, got) if a == request.target_true][:MAX_NEIGHBOURS]
+    old = [s for s, (a, _) in zip(pool, got) if request.target_true and a == request.target_true][:MAX_NEIGHBOURS]
     own = [(s, a) for s, (a, p) in zip(pool, got)
            if a and a not in (request.target_true, request.target_new) and p >= CONFIDENT and s not in old]
-    kind = "/".join(types)
+    kind = "/".join(types) or "graph"
     if len(old) >= MIN_NEIGHBOURS:
         prompts, answers = [fill(request.prompt, s) for s in old], ()
         what = (f"model belief: {len(old)} of {len(pool)} {kind} subjects the model answers "
@@ -327,7 +332,9 @@ def _neighbourhood(model, tok, request, types, names, subjects_of_type, sources)
 
 def _specificity(model, tok, request, match, types, names, sources):
     lib = relation_library()
-    others = [r for r in lib.values() if r.name != match.relation and any(t in r.subject_types for t in types)]
+    # a subject of no known type: every relation is asked, and only confident answers are kept
+    others = [r for r in lib.values() if r.name != match.relation and (not types or any(t in r.subject_types
+                                                                                        for t in types))]
     if not others:
         return request, sources
     got = beliefs(model, tok, [fill(r.templates[0], request.subject) for r in others], names)
