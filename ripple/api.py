@@ -200,6 +200,10 @@ class Lab:
         if delta is not None:
             self.external(delta)
             workers = 1
+            if opts.budget is not None:
+                from ripple.editing.external import check_budget  # lazy: start-up
+
+                check_budget(delta, self.spec, self.spec.n_layers(self.model), opts.ranker, len(self.setup.requests))
         from ripple.auditing.measure import AuditInputs, MeasureOptions  # lazy: start-up
         from ripple.auditing.policy import DEFAULT_POLICY  # lazy: start-up
         from ripple.auditing.run import AuditConfig, run_audit  # lazy: start-up
@@ -258,6 +262,10 @@ class Lab:
         opts = opts or GraphOptions()
         if delta is not None:
             self.external(delta)
+            if opts.budget is not None:
+                from ripple.editing.external import check_budget  # lazy: start-up
+
+                check_budget(delta, self.spec, self.spec.n_layers(self.model), opts.ranker, int(request is not None))
         method, hp = method or self.setup.method, hp if hp is not None else self.setup.hp
         items, edited_id, expected = self._items(probes), None, set()
         if request is not None:

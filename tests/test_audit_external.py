@@ -231,3 +231,29 @@ def test_an_unchanged_checkpoint_is_a_warning_not_an_error(capfd, tmp_path):
     report = _metrics(tmp_path / "out")
     assert report["source"]["changed"] == 0 and report["verdict"]["status"] == "fail"  # the edit does not take
     assert code == 1
+
+
+def test_budget_on_an_external_edit_says_what_it_cannot_rank(capfd, edited, tmp_path):
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    import ripple
+
+    tmp, _ = edited
+    lab = ripple.load("organism")
+    torch.manual_seed(0)
+    get_peft_model(copy.deepcopy(lab.model), LoraConfig(r=2, target_modules=["c_fc"], fan_in_fan_out=True,
+                                                        init_lora_weights=False)).save_pretrained(tmp_path / "lora")
+    code, _, err = cli(capfd, "audit", "--model", "organism", "--edited", tmp_path / "lora", "--budget", "0.2", "--out",
+                       tmp_path / "a", "--quiet")
+    assert_one_line_error(code, err)
+    assert "also changes 'transformer.h." in err and "without --budget" in err
+    code, _, err = cli(capfd, "audit", "--model", "organism", "--edited", tmp / "ripple_edit" / "delta.safetensors",
+                       "--budget", "0.2", "--ranker", "similarity", "--out", tmp_path / "b", "--quiet")
+    assert_one_line_error(code, err)
+    assert "no request names" in err
+    # the delta of MLP output projections is ranked and measured within the budget
+    code, out, _ = cli(capfd, "audit", "--model", "organism", "--edited", tmp / "ripple_edit" / "delta.safetensors",
+                       "--edit", tmp / "edit.json", "--budget", "0.2", "--out", tmp_path / "c", "--quiet")
+    assert code == 0 and "estimate:" in out and _metrics(tmp_path / "c")["estimate"]["n_evaluated"] < 936

@@ -242,3 +242,19 @@ def _check_finite(tensors: dict, path: Path) -> None:
     if bad:
         raise RippleError(f"{path}: {bad[0]!r} holds NaN or infinite values; the edit diverged, so there is "
                           "nothing to audit")
+
+
+def check_budget(delta: EditDelta, spec, n_layers: int, ranker: str | None, n_requests: int) -> None:
+    """A one-line error where a budgeted measurement (``--budget``) cannot rank an external edit's
+    damage: its rankers read what the edit writes into MLP output projections, and ``similarity``
+    ranks by closeness to the edited fact, which a request names."""
+    from ripple.arch import mlp_out_param  # lazy: start-up
+
+    mlp = {mlp_out_param(spec, layer) for layer in range(n_layers)}
+    other = [n for n in delta.deltas if n not in mlp]
+    if other:
+        raise RippleError(f"--budget ranks probe items by what an edit writes into MLP output projections; this edit "
+                          f"also changes {other[0]!r} ({len(other)} tensor(s) in all): audit it without --budget")
+    if ranker == "similarity" and n_requests == 0:
+        raise RippleError("--ranker similarity ranks items by closeness to the edited fact, which no request names "
+                          "here: pass --edit FILE, or another ranker")
