@@ -44,6 +44,19 @@ def median_seconds(fn, repeats: int = 3, warmup: bool = False) -> float:
 # ------------------------------------------------------------------------------------ Markdown tables
 
 
+def fmt(x) -> str:
+    """A table cell: ``-`` for None, three significant digits for a float.
+
+    >>> fmt(None), fmt(0.123456), fmt(12)
+    ('-', '0.123', '12')
+    """
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.3g}"
+    return str(x)
+
+
 def md_row(cells, fmt=str) -> str:
     """One table row: ``| a | b |``, each cell written by ``fmt`` (an empty cell: ``| |``).
 

@@ -8,23 +8,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from benchmarks.common import fmt as _f
+from benchmarks.common import md_table
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "reports" / "audit_any_edit"
 OUT = ROOT / "reports" / "audit_any_edit.md"
 CORE = ("efficacy", "paraphrase", "neighborhood", "relation_specificity", "unintended_changes", "perplexity_ratio")
 
 
-def _f(x, digits=3) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.{digits}g}"
-    return str(x)
-
-
 def _table(cols, rows) -> list[str]:
-    from benchmarks.common import md_table
-
     return md_table(cols, rows, _f)
 
 

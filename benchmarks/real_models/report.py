@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.common import REPORTS, md_table
+from benchmarks.common import REPORTS, fmt, md_table
 
 MODELS = ("smollm2", "gemma3-270m")
 
@@ -26,14 +26,6 @@ MODELS = ("smollm2", "gemma3-270m")
 def load(name: str):
     path = REPORTS / name
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def fmt(x) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.3g}"
-    return str(x)
 
 
 def table(cols, rows) -> list[str]:
