@@ -123,3 +123,14 @@ def test_fields_the_request_has_are_kept(scripted):
     got = ow.complete_open(None, None, req)
     assert got.paraphrase_prompts == req.paraphrase_prompts and got.neighborhood_prompts == req.neighborhood_prompts
     assert "paraphrase" not in dict(got.sources) and "neighborhood" not in dict(got.sources)
+
+
+def test_a_type_without_a_table_asks_subjects_of_every_type(scripted):
+    world = real_world()
+    person = world.of_type("person")[0].name
+    req = EditRequest("{} was written by", "Zorblax Chronicles", "Jane Austen", target_true="Leo Tolstoy")
+    assert ow.match_relation(req.prompt).relation == "author"  # a relation of works, which no table lists
+    scripted[f"{person} was written by"] = ("Leo Tolstoy", 0.2)
+    got = ow.complete_open(None, None, req)
+    assert got.neighborhood_prompts == (f"{person} was written by",)
+    assert "graph (no table of work) subjects answered 'Leo Tolstoy'" in dict(got.sources)["neighborhood"]

@@ -299,21 +299,29 @@ def complete_open(model, tok, request: EditRequest) -> EditRequest:
     return replace(out, sources=tuple(sources.items()))
 
 
+def _pool(types, subjects_of_type, subject: str) -> list[str]:
+    """Up to :data:`MAX_CANDIDATES` subjects of ``types``, the types in turn, the edit's own left out."""
+    tables = [subjects_of_type(t) for t in types]
+    pool = [t[i] for i in range(max(map(len, tables), default=0)) for t in tables if i < len(t)]
+    return [s for s in dict.fromkeys(pool) if s.lower() != subject.lower()][:MAX_CANDIDATES]
+
+
 def _neighbourhood(model, tok, request, types, names, subjects_of_type, sources):
     from ripple.world.real import real_world  # lazy: heavy
 
-    # a subject of no known type: the graph's subjects of every type are the candidates
-    kinds = types or tuple(dict.fromkeys(real_world().entities[f.subject].type for f in real_world().facts))
-    tables = [subjects_of_type(t) for t in kinds]
-    pool = [t[i] for i in range(max(map(len, tables), default=0)) for t in tables if i < len(t)]  # types in turn
-    pool = [s for s in dict.fromkeys(pool) if s.lower() != request.subject.lower()][:MAX_CANDIDATES]
+    # no known type, or no table of it: the graph's subjects of every type are the candidates
+    every = tuple(dict.fromkeys(real_world().entities[f.subject].type for f in real_world().facts))
+    pool = _pool(types, subjects_of_type, request.subject)
+    kind = "/".join(types)
+    if not pool:  # no table of this type (works, teams, rivers): the same prompt about subjects of every type
+        pool = _pool(every, subjects_of_type, request.subject)
+        kind = f"graph (no table of {kind})" if kind else "graph"
     if not pool:
         return request, sources
     got = beliefs(model, tok, [fill(request.prompt, s) for s in pool], names)
     old = [s for s, (a, _) in zip(pool, got) if request.target_true and a == request.target_true][:MAX_NEIGHBOURS]
     own = [(s, a) for s, (a, p) in zip(pool, got)
            if a and a not in (request.target_true, request.target_new) and p >= CONFIDENT and s not in old]
-    kind = "/".join(types) or "graph"
     if len(old) >= MIN_NEIGHBOURS:
         prompts, answers = [fill(request.prompt, s) for s in old], ()
         what = (f"model belief: {len(old)} of {len(pool)} {kind} subjects the model answers "
