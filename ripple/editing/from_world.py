@@ -110,14 +110,27 @@ def complete_from_world(world: World, request: EditRequest) -> EditRequest:
     if rel is None or new is None or not world.objects(subject, rel.name):
         return request
     if new in world.objects(subject, rel.name):  # a fix of a fact the model gets wrong (a real-world graph)
-        return complete_fix(world, request, subject, rel, new)
+        return _sourced(world, request, complete_fix(world, request, subject, rel, new))
     full = request_for(world, subject, rel.name, new)
-    return replace(request, target_true=request.target_true or full.target_true,
+    return _sourced(world, request, replace(request, target_true=request.target_true or full.target_true,
                    paraphrase_prompts=request.paraphrase_prompts or full.paraphrase_prompts,
                    neighborhood_prompts=request.neighborhood_prompts or full.neighborhood_prompts,
                    neighborhood_answers=request.neighborhood_answers or (
                        () if request.neighborhood_prompts else full.neighborhood_answers),
-                   case_id=request.case_id or full.case_id)
+                   case_id=request.case_id or full.case_id))
+
+
+def _sourced(world: World, given: EditRequest, done: EditRequest) -> EditRequest:
+    """``done`` with the sources of the fields the world filled (those ``given`` lacked)."""
+    graph = "the world" if world.kind == "synthetic" else "the knowledge graph"
+    sources = dict(done.sources)
+    for field, key, what in (("paraphrase_prompts", "paraphrase", f"{graph}'s phrasings of the relation"),
+                             ("neighborhood_prompts", "neighborhood", f"{graph}'s ground truth")):
+        if getattr(done, field) and not getattr(given, field):
+            sources.setdefault(key, what)
+    if done.target_true and not given.target_true:
+        sources.setdefault("target_true", f"{graph}'s ground truth")
+    return replace(done, sources=tuple(sources.items()))
 
 
 def complete_fix(world: World, request: EditRequest, subject: str, rel, new: str,

@@ -111,7 +111,9 @@ class EditSetup:
             if r.target_true is None and rel is not None and new in world.objects(subject, rel.name):
                 names = [e.name for e in world.of_type(rel.object_type)]
                 said = said_answer(greedy_text(self.model, self.tok, r.rendered), names)
-                r = replace(r, target_true=said) if said and said != r.target_new else r
+                if said and said != r.target_new:
+                    r = replace(r, target_true=said,
+                                sources=(*r.sources, ("target_true", "model belief (its answer before the edit)")))
             out.append(r)
         return out
 
