@@ -134,3 +134,19 @@ def test_a_type_without_a_table_asks_subjects_of_every_type(scripted):
     got = ow.complete_open(None, None, req)
     assert got.neighborhood_prompts == (f"{person} was written by",)
     assert "graph (no table of work) subjects answered 'Leo Tolstoy'" in dict(got.sources)["neighborhood"]
+
+
+def test_batched_greedy_answers_equal_generate_on_the_organism():
+    import torch
+
+    from ripple.editing.setup import greedy_text
+    from ripple.loading import load_model
+
+    model, tok, _ = load_model("organism")
+    prompts = ["Lodro Toudein was born in", "In Ledroia people speak", "Lodro Toudein is a citizen of", "The"]
+    got = ow.greedy_answers(model, tok, prompts, steps=3, batch_size=2)  # rows of several lengths, two batches
+    assert [texts[-1] for texts, _ in got] == [greedy_text(model, tok, p, max_new_tokens=3) for p in prompts]
+    assert all(0 < p <= 1 for _, probs in got for p in probs)
+    with torch.no_grad():
+        first = torch.softmax(model(torch.tensor([ow.text_ids(tok, prompts[0])])).logits[0, -1], -1).max()
+    assert got[0][1][0] == pytest.approx(float(first), rel=1e-5)

@@ -36,7 +36,7 @@ from ripple.devices import input_device
 from ripple.editing.requests import EditRequest
 from ripple.errors import RippleError
 from ripple.io import atomic_write_json, cache_dir
-from ripple.scoring import pad_ids
+from ripple.scoring import pad_ids, selected_logits
 from ripple.tokens import fill, text_ids
 from ripple.world.real import REAL_RELATIONS
 
@@ -179,9 +179,9 @@ def greedy_answers(model, tok, prompts: list[str], steps: int = 4, batch_size: i
         probs: list[list[float]] = [[] for _ in enc]
         for _ in range(steps):
             ids, mask = pad_ids([e + n for e, n in zip(enc, new)], tok, device)
-            logits = model(input_ids=ids, attention_mask=mask).logits
-            last = mask.sum(1) - 1
-            p, nxt = torch.softmax(logits[torch.arange(len(enc), device=device), last].float(), -1).max(-1)
+            keep = torch.zeros_like(mask, dtype=torch.bool)
+            keep[torch.arange(len(enc), device=device), mask.sum(1) - 1] = True  # each row's last token only
+            p, nxt = torch.softmax(selected_logits(model, ids, mask, keep).float(), -1).max(-1)
             for i in range(len(enc)):
                 new[i].append(int(nxt[i]))
                 probs[i].append(float(p[i]))
