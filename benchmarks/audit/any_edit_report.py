@@ -107,6 +107,9 @@ def coverage_section(model: str, d: dict) -> list[str]:
         out += ["", "Edits with a core rule not measured (their audits WARN, saying why):", ""]
         out += [f"- {s} ({label}): {', '.join(ms)}" for s, label, ms in missing]
     out.append("")
+    if not d.get("audits"):
+        out += ["No edit of this model was audited end to end in this run (`--audits 0`): what each rule rests on is "
+                "above, from the completion the audit runs.", ""]
     if d.get("audits"):
         out += [f"End to end (ROME, the first {len(d['audits'])} of them):", ""]
         out += _table(["edit", "verdict", *CORE],
@@ -127,7 +130,8 @@ def agreement_section(model: str, d: dict) -> list[str]:
     return [f"### {model}: model belief against the graph's truth ({len(rows)} known facts)", "",
             f"{len(rows)} facts of the graph that {model} answers right (of {d.get('known_facts', '?')} it knows; "
             "drawn with seed 0), each edited to another object of its type and completed by the open world alone, "
-            "as if the graph did not hold it:", "",
+            "as if the graph did not hold it. The old answer agrees by construction (the facts are ones the model "
+            "knows); the neighbours and the specificity answers are the test:", "",
             *_table(["reference", "checked against the graph", "agrees", "share"],
                     [["the old answer (target_true)", len(rows), old, old / len(rows)],
                      ["neighbours (said to share the old answer)", nc, na, na / nc if nc else None],
