@@ -62,6 +62,12 @@ class ArchSpec:
     n_positions_attr: str = "max_position_embeddings"
     mlp_post_norm: str | None = None  # a norm between the MLP's output and the residual stream
 
+    def block_of(self, name: str) -> int | None:
+        """The block a parameter name belongs to (``transformer.h.3.mlp.c_proj.weight`` -> 3), or None
+        for one outside the blocks (embeddings, the final norm)."""
+        m = re.match(rf"{re.escape(self.blocks)}\.(\d+)\.", name)
+        return int(m.group(1)) if m else None
+
     def n_layers(self, model_or_config) -> int:
         """Number of blocks, read from the config attribute named by ``n_layers_attr``."""
         config = getattr(model_or_config, "config", model_or_config)

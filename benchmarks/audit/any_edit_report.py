@@ -154,9 +154,9 @@ def main(argv=None) -> int:
         if "compare" in d:
             lines += compare_section(d)
     lines += ["## 3. Edits outside the graph (the open world)", ""]
+    worlds = [json.loads(path.read_text()) for path in sorted(DATA.glob("open_world_*.json"))]
     goal = []
-    for path in sorted(DATA.glob("open_world_*.json")):
-        d = json.loads(path.read_text())
+    for d in worlds:
         cov = d["coverage"]
         done = sum(r["rules"][m]["measured"] for r in cov for m in CORE)
         short = {m: sum(not r["rules"][m]["measured"] for r in cov) for m in CORE}
@@ -191,8 +191,7 @@ def main(argv=None) -> int:
                       "and its score):", ""]
             lines += [f"- \"{r['prompt']}\" ({r['label']}) -> {r['matched']} (score {r['score']})" for r in wrong]
         lines.append("")
-    for path in sorted(DATA.glob("open_world_*.json")):
-        d = json.loads(path.read_text())
+    for d in worlds:
         model = d["config"]["model"]
         lines += [f"Command: `python -m benchmarks audit/open_world --model {model} --audits {d['config']['audits']} "
                   f"--facts {d['config']['facts']}`", ""]

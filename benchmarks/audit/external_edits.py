@@ -33,10 +33,10 @@ KEYS = ("efficacy", "paraphrase", "neighborhood", "relation_specificity", "unint
 
 
 def _save(obj: dict) -> None:
+    from ripple.io import atomic_write_json
+
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OUT.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    tmp.replace(OUT)
+    atomic_write_json(OUT, obj)
 
 
 def _summary(report, seconds: float) -> dict:

@@ -33,10 +33,10 @@ CORE = ("efficacy", "paraphrase", "neighborhood", "relation_specificity", "unint
 
 
 def _save(path: Path, obj: dict) -> None:
+    from ripple.io import atomic_write_json
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, obj)
 
 
 def coverage_row(lab, edit: dict) -> dict:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -143,8 +142,7 @@ def _from_adapter(model, path: Path) -> EditDelta:
 
 def delta_layers(delta: EditDelta, spec) -> tuple[int, ...]:
     """The blocks ``delta`` changes (in order; empty when it changes none)."""
-    pat = re.compile(rf"^{re.escape(spec.blocks)}\.(\d+)\.")
-    return tuple(sorted({int(m.group(1)) for name in delta.deltas if (m := pat.match(name))}))
+    return tuple(sorted({b for name in delta.deltas if (b := spec.block_of(name)) is not None}))
 
 
 def _is_ripple_delta(path: Path) -> bool:

@@ -34,11 +34,13 @@ import torch
 
 from ripple.devices import input_device
 from ripple.editing.requests import EditRequest
+from ripple.editing.setup import said_answer
+from ripple.editing.stats import model_fingerprint
 from ripple.errors import RippleError
 from ripple.io import atomic_write_json, cache_dir
 from ripple.scoring import pad_ids, selected_logits
 from ripple.tokens import fill, text_ids
-from ripple.world.real import REAL_RELATIONS
+from ripple.world.real import REAL_RELATIONS, real_world
 
 LIBRARY_FILE = Path(__file__).resolve().parent.parent / "data" / "relations.json"
 #: A scored match below this is no match (calibrated leave-one-out on the library's own phrasings:
@@ -208,8 +210,8 @@ _NOT_ANSWERS = frozenset("the a an his her their its our my your this that these
 
 
 def read_answer(text: str, names) -> str:
-    """The answer a continuation gives: after a leading article, the longest known name it starts
-    with, else its first word; "" when that word is a function word (no answer).
+    """The answer a continuation gives (:func:`~ripple.editing.setup.said_answer`) after a leading
+    article, without a possessive; "" when it is a function word (no answer).
 
     >>> read_answer(" the football club", ["Football"]), read_answer(" New York City", ["New York"])
     ('football', 'New York')
@@ -217,40 +219,31 @@ def read_answer(text: str, names) -> str:
     ''
     """
     text = re.sub(r"^(the|a|an)\s+", "", text.strip(), flags=re.IGNORECASE)
-    hits = [n for n in names if text.startswith(n) and not text[len(n):len(n) + 1].isalnum()]
-    if hits:
-        return max(hits, key=len)
-    word = re.match(r"[\w'-]+", text)
-    answer = re.sub(r"'s$", "", word.group(0)) if word else ""
+    answer = re.sub(r"'s$", "", said_answer(text, names)) if re.match(r"[\w'-]", text) else ""
     return "" if answer.lower() in _NOT_ANSWERS else answer
 
 
-def model_id(model) -> str:
-    """A short id of the model's identity (config and a strided weight sample) for the cache."""
-    h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
-    for name, p in list(model.named_parameters())[:4]:
-        w = p.detach().flatten()
-        h.update(name.encode())
-        h.update(w[:: max(1, w.numel() // 1024)].float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def beliefs(model, tok, prompts: list[str], names, cache: bool = True) -> list[tuple[str, float]]:
-    """The model's answer to each prompt and its first token's probability, cached per model."""
-    key = hashlib.sha256(json.dumps([model_id(model), prompts]).encode()).hexdigest()[:24]
-    path = cache_dir() / "open_world" / f"{key}.json"
+    """The model's answer to each prompt and its probability (:func:`answer_and_confidence`). What the
+    model generated is cached per model and prompts (``$RIPPLE_CACHE/open_world``); the answer is read
+    from it on every call, so a change to the reading never meets stale answers."""
+    key = hashlib.sha256(json.dumps([model_fingerprint(model, tok, -1), prompts]).encode()).hexdigest()[:24]
+    path = cache_dir() / "open_world" / f"generated-{key}.json"
+    generated = None
     if cache and path.is_file():
         try:
-            return [tuple(x) for x in json.loads(path.read_text())]
-        except (OSError, ValueError):
-            pass
-    got = [answer_and_confidence(prefixes, probs, names) for prefixes, probs in greedy_answers(model, tok, prompts)]
-    if cache:
-        try:
-            atomic_write_json(path, got)
-        except OSError:
-            pass  # a read-only cache: measure again next time
-    return got
+            generated = [(list(texts), list(probs)) for texts, probs in json.loads(path.read_text())]
+        except (OSError, ValueError, TypeError):
+            generated = None
+    if generated is None:
+        generated = greedy_answers(model, tok, prompts)
+        if cache:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(path, generated)
+            except OSError:
+                pass  # a read-only cache: generate again next time
+    return [answer_and_confidence(texts, probs, names) for texts, probs in generated]
 
 
 # --- completing a request ---------------------------------------------------------------------------
@@ -307,10 +300,9 @@ def _pool(types, subjects_of_type, subject: str) -> list[str]:
 
 
 def _neighbourhood(model, tok, request, types, names, subjects_of_type, sources):
-    from ripple.world.real import real_world  # lazy: heavy
-
     # no known type, or no table of it: the graph's subjects of every type are the candidates
-    every = tuple(dict.fromkeys(real_world().entities[f.subject].type for f in real_world().facts))
+    world = real_world()
+    every = tuple(dict.fromkeys(world.entities[f.subject].type for f in world.facts))
     pool = _pool(types, subjects_of_type, request.subject)
     kind = "/".join(types)
     if not pool:  # no table of this type (works, teams, rivers): the same prompt about subjects of every type

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -72,14 +71,8 @@ def gradient_cache(model, tok, spec, items, layers, ranker: str):
 
 def delta_blocks(delta, spec) -> set[int] | None:
     """The blocks whose parameters ``delta`` changes; None when it changes anything outside blocks."""
-    pat = re.compile(rf"^{re.escape(spec.blocks)}\.(\d+)\.")
-    out = set()
-    for name in delta.deltas:
-        m = pat.match(name)
-        if m is None:
-            return None
-        out.add(int(m.group(1)))
-    return out
+    blocks = [spec.block_of(name) for name in delta.deltas]
+    return None if None in blocks else set(blocks)
 
 
 def merge(before: ItemState, part: ItemState, rows: Sequence[int]) -> ItemState:

@@ -76,6 +76,7 @@ def type_of_name(name: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
 def answer_names() -> tuple[str, ...]:
     """Every name an answer may be (multi-word names are read whole: "New York", "South Africa")."""
     world = real_world()
