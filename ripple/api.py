@@ -223,7 +223,10 @@ class Lab:
             from ripple.mitigation import mitigation_hparams  # lazy: start-up
 
             mitigation = (opts.mitigate, mitigation_hparams(opts.mitigate, list(opts.mitigation_set)))
+        from ripple.evaluate.generated import modes_for  # lazy: start-up
+
         measure = MeasureOptions(k=opts.k, force=opts.force, quiet=opts.quiet, budget=opts.budget,
+                                 modes=modes_for(self.tokenizer, opts.chat, opts.generate),
                                  **({"ranker": opts.ranker} if opts.ranker else {}))
         inputs = AuditInputs(self.setup, items, general_sentences_for(self.world), bridge)
         cfg = AuditConfig(policy or DEFAULT_POLICY, self.name, measure, mitigation, delta)

@@ -97,6 +97,8 @@ class AuditOptions:
     ranker: str | None = None  # with a budget: the ranker that orders the items (default key_sqrt_margin)
     force: bool = False  # apply an update past the norm guard
     quiet: bool = True  # no progress bars
+    chat: bool | None = None  # chat answers: None = when the tokenizer has a chat template; True: required; False: off
+    generate: bool = True  # score generated answers beside the teacher-forced race and top-1
 
     @classmethod
     def split(cls, kwargs: dict) -> tuple[AuditOptions, dict]:

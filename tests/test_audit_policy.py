@@ -26,6 +26,7 @@ from ripple.errors import RippleError
 ALL_GOOD = {
     "efficacy": 1.0, "paraphrase": 0.9, "neighborhood": 0.95, "relation_specificity": 0.99,
     "unintended_changes": 0, "perplexity_ratio": 1.05, "update_norm_ratio": 0.1, "task_acc_drop": 0.0,
+    "efficacy_gen": 1.0, "paraphrase_gen": 0.9,
 }
 
 
@@ -70,7 +71,7 @@ def test_default_boundaries(metric, value, expected):
 
 def test_default_rules_documented():
     assert DEFAULT_POLICY.metrics == (
-        "efficacy", "paraphrase", "neighborhood", "relation_specificity",
+        "efficacy", "paraphrase", "efficacy_gen", "paraphrase_gen", "neighborhood", "relation_specificity",
         "unintended_changes", "perplexity_ratio", "task_acc_drop", "update_norm_ratio")
     for r in DEFAULT_POLICY.rules:
         assert r.description and len(r.description) > 20
@@ -106,7 +107,7 @@ def test_single_threshold_rules():
 def test_all_pass():
     v = judge(ALL_GOOD)
     assert (v.status, v.exit_code) == ("pass", 0)
-    assert len(v.findings) == 8 and all(f.status == "pass" for f in v.findings)
+    assert len(v.findings) == len(DEFAULT_POLICY.rules) == 10 and all(f.status == "pass" for f in v.findings)
 
 
 def test_worst_of_aggregation():
@@ -186,7 +187,7 @@ def test_min_items_from_a_policy_file(tmp_path):
 def test_missing_skip_does_not_hide_failures():
     skip = Policy(DEFAULT_POLICY.rules, missing="skip")
     v = judge({"efficacy": 0.1}, skip)
-    assert v.status == "fail" and sum(f.status == "skip" for f in v.findings) == 7
+    assert v.status == "fail" and sum(f.status == "skip" for f in v.findings) == 9
     assert judge({}, skip).status == "pass"
     assert judge({}).status == "warn"
 
@@ -217,7 +218,7 @@ def test_policy_table_markdown():
     assert lines[0] == "| metric | direction | warn | fail | fewest items | if not measured | rationale |"
     assert "| `perplexity_ratio` | lower is better (max) | 1.5 | 3 |" in md
     assert "| `efficacy` | higher is better (min) | 0.9 | 0.5 |" in md
-    assert sum(line.startswith("| `") for line in lines) == 8
+    assert sum(line.startswith("| `") for line in lines) == 10
     piped = Policy((Rule("x", "min", None, 0.5, "a|b"),))
     assert "| `x` | higher is better (min) | - | 0.5 | 1 | warn | a\\|b |" in policy_table_markdown(piped)
 

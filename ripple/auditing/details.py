@@ -54,6 +54,7 @@ class Audited:
     profiles: list[dict]
     norms: dict
     position: str
+    modes: object = None  # the ripple.evaluate.generated.Modes scored (None: teacher-forced only)
 
 
 def report_details(run: Audited, metrics: dict, k: int, world, bridge=None) -> dict:
@@ -83,4 +84,28 @@ def report_details(run: Audited, metrics: dict, k: int, world, bridge=None) -> d
                        "ratio": metrics["perplexity_ratio"]},
         "update_norms": norms,
         "lm_eval": None if bridge is None else {"tasks": bridge.tasks, "before": before.tasks, "after": after.tasks},
+        "answers": answers_details(run, metrics),
     }
+
+
+#: The metrics shown side by side per answer mode (the race's key first).
+MODE_ROWS = ("efficacy", "paraphrase", "neighborhood", "relation_specificity", "unintended_changes")
+
+
+def answers_details(run: Audited, metrics: dict) -> dict | None:
+    """The answer modes scored, each core metric under each, and the generated texts shown before
+    and after (None: only the teacher-forced scores were measured)."""
+    modes = run.modes
+    if modes is None or not modes.generate:
+        return None
+    names = modes.names
+    key = lambda metric, mode: metric if mode == "race" else f"{metric}_{mode}"  # noqa: E731
+    by_mode = {m: {mode: metrics.get(key(m, mode)) for mode in names} for m in MODE_ROWS}
+    for greedy in ("relation_specificity", "unintended_changes"):  # teacher-forced, these are top-1 figures
+        by_mode[greedy]["top1"] = by_mode[greedy].pop("race")
+    shown = [{"prompt": b["prompt"], "chat": b["chat"], "before": b["text"], "after": a["text"]}
+             for b, a in zip(run.before.generated.get("texts", []), run.after.generated.get("texts", []))]
+    from ripple.evaluate.generated import CHAT_SCOPE  # lazy: start-up
+
+    return {"modes": list(names), "note": modes.note, "scope": CHAT_SCOPE if modes.chat else None,
+            "by_mode": by_mode, "texts": shown}

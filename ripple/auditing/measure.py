@@ -31,11 +31,14 @@ import networkx as nx
 from ripple.auditing.details import Audited, report_details
 from ripple.auditing.metrics import policy_metrics, rule_basis
 from ripple.editing.external import EXTERNAL, source_of
-from ripple.editing.metrics import request_metrics
+from ripple.editing.metrics import requests_metrics
+from ripple.editing.questions import chat_questions
 from ripple.editing.session import auto_mode
 from ripple.evaluate.changes import AuditPlan, Changes, answer_swaps, classify_changes, edited_items, plan_audit  # noqa: F401 (read from here too)
+from ripple.evaluate.generated import Modes, ask_some, probe_asks, specificity_chat_asks
 from ripple.evaluate.perplexity import sentence_perplexities
 from ripple.evaluate.ripple_scores import score_ripples
+from ripple.generation import Ask, continuations
 from ripple.gie.budget import DEFAULT_RANKER
 from ripple.gie.graph import build_graph, epicentre, graph_layer, ripple_profile
 from ripple.gie.measure import ItemState, measure_items
@@ -78,7 +81,8 @@ class AuditInputs:
 class MeasureOptions:
     """How an audit measures: ``k`` graph neighbours, ``force`` past the editor's norm guard,
     ``budget`` (a share of the probe items evaluated after the edit, ordered by ``ranker``; None:
-    all), and the progress bar (``quiet``, ``desc``)."""
+    all), the progress bar (``quiet``, ``desc``) and the answer ``modes`` scored besides the
+    teacher-forced ones (generated completions; chat replies)."""
 
     k: int = 5
     force: bool = False
@@ -86,6 +90,7 @@ class MeasureOptions:
     desc: str = "audit"
     budget: float | None = None
     ranker: str = DEFAULT_RANKER
+    modes: Modes = Modes()
 
 
 @dataclass
@@ -98,19 +103,66 @@ class Measurement:
     ripple: list[dict]  # RippleEdits scores per request (after the edit; empty before)
     tasks: dict | None  # lm-eval scores by task
     specificity: list[bool] = field(default_factory=list)  # the requests' specificity prompts kept their answers
+    #: generated answers: ``specificity_gen``/``_chat``, ``probe_gen`` (per item)
+    #: and ``texts`` (the edit prompt's, paraphrases' and chat question's generations, for the report)
+    generated: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """The generated-answer prompts of an audit, fixed before the edit: the chat questions per
+    request, the probe items' completions, the relation-specificity chat questions, the texts shown."""
+
+    modes: Modes
+    chat: list | None
+    probe_gen: list
+    specificity_chat: list
+    shown: list[tuple[str, bool]]
+
+    @classmethod
+    def of(cls, requests, plan: AuditPlan, world, modes: Modes) -> Asked:
+        if not modes.generate:
+            return cls(modes, None, [], [], [])
+        chat = [chat_questions(r, world) for r in requests] if modes.chat else None
+        shown = [(p, False) for r in requests for p in (r.rendered, *r.paraphrase_prompts)]
+        if chat:
+            shown += [(a.prompt, True) for q in chat for a in (*q.efficacy, *q.paraphrase)]
+        return cls(modes, chat, probe_asks(plan.items),  # the probe set is not asked in chat form: CHAT_SCOPE
+                   specificity_chat_asks(requests, plan.ripple_plans) if modes.chat else [], shown)
+
+
+def _generated(model, tok, requests, asked: Asked, unedited: bool = False) -> dict:
+    """Every generated answer of one side of the audit, in one batched pass per kind
+    (``unedited``: the probe items' answers cached on disk for the next audit of this model)."""
+    if not asked.modes.generate:
+        return {}
+    spec_gen = [Ask(fill(p, r.subject), (a,)) for r in requests for p, a in zip(r.specificity_prompts,
+                                                                                 r.specificity_answers)]
+    spec_chat = [a for q in (asked.chat or []) for a in q.specificity] + asked.specificity_chat
+    texts = [continuations(model, tok, [p for p, c in asked.shown if c == chat], chat=chat) for chat in (False, True)]
+    by_kind = {False: iter(texts[0]), True: iter(texts[1])}
+    return {"specificity_gen": ask_some(model, tok, spec_gen),
+            "specificity_chat": ask_some(model, tok, spec_chat),
+            "probe_gen": ask_some(model, tok, asked.probe_gen, cache=unedited),
+            "texts": [{"prompt": p, "chat": c, "text": next(by_kind[c])} for p, c in asked.shown]}
 
 
 def measure(inputs: AuditInputs, requests, plan: AuditPlan, score_plans: bool = False,
-            states: ItemState | None = None) -> Measurement:
+            states: ItemState | None = None, asked: Asked | None = None) -> Measurement:
     """Measure the setup's model as it is now; ``score_plans``: also score the plan's RippleEdits
-    queries; ``states``: the probe items' states, measured already (a budgeted or incremental pass)."""
+    queries; ``states``: the probe items' states, measured already (a budgeted or incremental pass);
+    ``asked``: the generated answers to score too (:class:`Asked`)."""
     model, tok, spec, bridge = inputs.setup.model, inputs.setup.tok, inputs.setup.spec, inputs.bridge
-    return Measurement(requests=[request_metrics(model, tok, r) for r in requests],
+    modes = asked.modes if asked is not None else Modes(generate=False)
+    return Measurement(requests=requests_metrics(model, tok, list(requests), modes.generate,
+                                                 asked.chat if asked is not None else None),
                        perplexities=sentence_perplexities(model, tok, inputs.sentences),
                        states=measure_items(model, tok, spec, plan.items) if states is None else states,
                        ripple=score_ripples(model, tok, plan.ripple_plans) if score_plans else [],
                        tasks=bridge.evaluate() if bridge is not None else None,
-                       specificity=specificity_kept(model, tok, requests))
+                       specificity=specificity_kept(model, tok, requests),
+                       generated=_generated(model, tok, requests, asked, unedited=not score_plans)  # the before side scores no plans
+                       if asked is not None else {})
 
 
 def specificity_kept(model, tok, requests) -> list[bool]:
@@ -139,16 +191,17 @@ def audit_edits(inputs: AuditInputs, requests, opts: MeasureOptions = MeasureOpt
     edit = Edit(method, tuple(requests), hp, mode=mode, delta=delta, force=opts.force)
     with Stages(["before", "edit", "after", "restore"], desc=opts.desc, quiet=opts.quiet) as bar:
         bar.next("measuring the unedited model")
-        plan = plan_audit(model, tok, world, requests, items)
+        plan = plan_audit(model, tok, world, requests, items, generate=opts.modes.generate)
+        asked = Asked.of(requests, plan, world, opts.modes)
         probe = ItemProbe(setup.ctx, plan.items, edit_layers=edit_layers, budget=Budget.of(budget, opts.ranker))
-        before = measure(inputs, requests, plan, states=probe.before())
+        before = measure(inputs, requests, plan, states=probe.before(), asked=asked)
         bar.next(edit.describe())
         with sandbox(setup.ctx, edit) as run:
             try:
                 bar.next("measuring the edited model")
                 index = {item.id: i for i, item in enumerate(plan.items)}
                 got = probe.after(run.total, [index[t] for t in plan.target_ids], position, requests)
-                after = measure(inputs, requests, plan, score_plans=True, states=got.state)
+                after = measure(inputs, requests, plan, score_plans=True, states=got.state, asked=asked)
             finally:
                 bar.next("restoring the weights")
     norms = run.total.norm_ratios(model)
@@ -169,7 +222,7 @@ def audit_edits(inputs: AuditInputs, requests, opts: MeasureOptions = MeasureOpt
     changes = classify_changes(plan, before.states, after.states)
     metrics = policy_metrics(before, after, changes, norms, with_tasks=bridge is not None)
     basis = rule_basis(requests, plan, before, after, changes, world, norms)
-    audited = Audited(mode, requests, plan, before, after, changes, graphs, profiles, norms, position)
+    audited = Audited(mode, requests, plan, before, after, changes, graphs, profiles, norms, position, opts.modes)
     details = report_details(audited, metrics, k, world, bridge)
     corpus = getattr(setup, "corpus", None)
     details["stats_corpus"] = corpus.describe() if corpus is not None else None

@@ -18,9 +18,16 @@ from ripple.evaluate.ripple_scores import RIPPLE_CATEGORIES, category_totals
 _CF = {"efficacy": "the new object beats the old on the rewrite prompt (share of requests)",
        "paraphrase": "the same race on paraphrased prompts",
        "neighborhood": "neighbouring subjects keep their true object (the race the other way)"}
+#: The answer modes besides the race, as metric suffixes: top-1, generated completion, chat reply.
+MODE_SUFFIXES = {"top1": "counted only when the winner is the greedy answer",
+                 "gen": "scored on the generated completion (it begins with the answer)",
+                 "chat": "scored on the reply to the relation's chat question (its first sentence names the answer "
+                         "before the rival)"}
 AUDIT_METRICS: dict[str, str] = {
     **_CF,
-    **{f"{k}_top1": f"{v}, counted only when the winner is the greedy answer" for k, v in _CF.items()},
+    **{f"{k}_{m}": f"{v}, {how}" for m, how in MODE_SUFFIXES.items() for k, v in _CF.items()},
+    **{f"relation_specificity_{m}": f"the edited subject's other facts kept, {MODE_SUFFIXES[m]}" for m in ("gen", "chat")},
+    "unintended_changes_gen": f"probe facts right before and wrong after, {MODE_SUFFIXES['gen']}",
     "unintended_changes": "probe facts answered right before the edit and wrong after, neither edited nor "
                           "required to change",
     "perplexity_ratio": "mean per-sentence perplexity on general sentences, after over before",
@@ -28,6 +35,9 @@ AUDIT_METRICS: dict[str, str] = {
     "task_acc_drop": "the largest fall of an lm-eval task's acc, before minus after (audit --tasks)",
     **{cat: f"RippleEdits {cat.replace('_', ' ')} accuracy (world ground truth)" for cat in RIPPLE_CATEGORIES},
     "ripple_overall": "RippleEdits accuracy over every category (world ground truth)",
+    **{f"{cat}_gen": f"RippleEdits {cat.replace('_', ' ')} accuracy, {MODE_SUFFIXES['gen']}"
+       for cat in RIPPLE_CATEGORIES if cat != "relation_specificity"},
+    "ripple_overall_gen": f"RippleEdits accuracy over every category, {MODE_SUFFIXES['gen']}",
 }
 
 
@@ -57,7 +67,7 @@ def policy_metrics(before, after, changes, norms: dict, with_tasks: bool) -> dic
     :class:`~ripple.auditing.measure.Measurement`), the classified changes and the update norms."""
     cf = aggregate(after.requests)
     ripple = category_totals(after.ripple) if after.ripple else None
-    metrics = {name: cf.get(name) for name in (*_CF, *(f"{k}_top1" for k in _CF))}
+    metrics = {name: cf.get(name) for name in (*_CF, *(f"{k}_{m}" for m in MODE_SUFFIXES for k in _CF))}
     metrics.update({
         "unintended_changes": len(changes.unintended),
         "perplexity_ratio": mean(after.perplexities) / mean(before.perplexities),
@@ -69,7 +79,33 @@ def policy_metrics(before, after, changes, norms: dict, with_tasks: bool) -> dic
     metrics["ripple_overall"] = ripple["overall"] if ripple else None
     if metrics["relation_specificity"] is None and getattr(after, "specificity", None):  # open world: model belief
         metrics["relation_specificity"] = mean(after.specificity)
+    metrics.update(generated_metrics(before, after, changes, ripple))
     return metrics
+
+
+def _kept(before: list, after: list) -> float | None:
+    """The share right after among those right before (None: none was right before)."""
+    pairs = [b for a, b in zip(before, after) if a]
+    return mean(pairs) if pairs else None
+
+
+def generated_metrics(before, after, changes, ripple: dict | None) -> dict:
+    """The generated-answer metrics not in the requests' rows: relation specificity, unintended
+    changes among the probe items, the RippleEdits categories (None where not measured)."""
+    gb, ga = getattr(before, "generated", {}) or {}, getattr(after, "generated", {}) or {}
+    out = {}
+    for m in ("gen", "chat"):
+        spec = _kept(gb.get(f"specificity_{m}", []), ga.get(f"specificity_{m}", []))
+        cat = ripple["categories"]["relation_specificity"].get("accuracy_gen") if ripple and m == "gen" else None
+        out[f"relation_specificity_{m}"] = cat if cat is not None else spec
+    pb, pa = gb.get("probe_gen", []), ga.get("probe_gen", [])
+    out["unintended_changes_gen"] = (sum(1 for i, (b, a) in enumerate(zip(pb, pa)) if b and a is False
+                                         and i not in changes.allowed) if any(x is not None for x in pb) else None)
+    for cat in RIPPLE_CATEGORIES:
+        if cat != "relation_specificity":
+            out[f"{cat}_gen"] = ripple["categories"][cat].get("accuracy_gen") if ripple else None
+    out["ripple_overall_gen"] = ripple.get("overall_gen") if ripple else None
+    return out
 
 
 def _source(requests, field: str, default: str) -> str:
@@ -104,6 +140,10 @@ def rule_basis(requests, plan, before, after, changes, world, norms: dict) -> di
         out["relation_specificity"] = Basis(0, None, no_request if not n_req else
                                             "no other relation of the edited subject could be asked (none in the "
                                             "knowledge graph, none the model answers confidently)")
+    not_generated = "generated answers not scored (generate=False)"
+    for name in ("efficacy", "paraphrase", "neighborhood"):
+        b = out[name]
+        out[f"{name}_gen"] = b if getattr(after, "generated", None) else Basis(b.n, b.source, not_generated)
     allowed = len(set(plan.expected) | set(plan.target_ids))
     out["unintended_changes"] = Basis(len(plan.items) - allowed, f"probe set, {truth}")
     out["perplexity_ratio"] = Basis(len(before.perplexities), "general sentences")

@@ -11,8 +11,9 @@ A value exactly at a threshold therefore passes that threshold (``efficacy ==
 0.9`` passes the 0.9 warn threshold).  Either threshold may be ``None`` (not
 checked) but not both.  A NaN value always fails: the measurement broke.
 
-A *required* rule (the six core rules: efficacy, paraphrase, neighborhood,
-relation_specificity, unintended_changes, perplexity_ratio; and any rule a policy
+A *required* rule (the core rules: efficacy, paraphrase, neighborhood,
+relation_specificity, unintended_changes, perplexity_ratio, and efficacy and paraphrase
+scored on generated answers, efficacy_gen and paraphrase_gen; and any rule a policy
 file writes a section for) whose metric could not be measured (absent or ``None``)
 is handled per ``Policy.missing``: ``"warn"`` (the default) and ``"fail"`` record a
 finding with that status and the reason (:func:`judge`'s ``basis``), ``"skip"``
@@ -61,7 +62,7 @@ OPS = ("min", "max")
 MISSING_MODES = ("warn", "fail", "skip")
 #: The rules an audit must measure: one that could not be measured is never a silent pass.
 CORE_METRICS = ("efficacy", "paraphrase", "neighborhood", "relation_specificity", "unintended_changes",
-                "perplexity_ratio")
+                "perplexity_ratio", "efficacy_gen", "paraphrase_gen")
 STATUSES = ("pass", "warn", "fail")
 _SEVERITY = {"skip": 0, "pass": 0, "warn": 1, "fail": 2}
 _TOP_LEVEL_KEYS = ("warn_exit_code", "missing")
@@ -79,7 +80,9 @@ METRIC_RANGES: dict[str, tuple[float, float, str]] = {
                            "neighborhood_top1", "logical_generalization", "compositionality_1",
                            "compositionality_2", "subject_aliasing", "preservation", "relation_specificity",
                            "ripple_overall")},
+    **{m: _SHARE for m in AUDIT_METRICS if m.endswith(("_gen", "_chat")) and not m.startswith("unintended")},
     "unintended_changes": (0.0, math.inf, "a count, at least 0"),
+    "unintended_changes_gen": (0.0, math.inf, "a count, at least 0"),
     "perplexity_ratio": (0.0, math.inf, "a ratio, above 0"),
     "update_norm_ratio": (0.0, math.inf, "a ratio, at least 0"),
     "task_acc_drop": (-1.0, 1.0, "a difference of accuracies, from -1 to 1"),
@@ -199,6 +202,13 @@ DEFAULT_POLICY = Policy(rules=(
     Rule("paraphrase", "min", warn=0.8, fail=0.5,
          description="Edit should generalise to paraphrased prompts; below chance (0.5) it is "
                      "memorised surface text, not knowledge.", min_items=2),
+    Rule("efficacy_gen", "min", warn=0.9, fail=0.5,
+         description="Edit must take where the model is used: its greedy completion of the rewrite prompt "
+                     "must begin with the new object (stricter than the race: reports/generation.md).",
+         min_items=1),
+    Rule("paraphrase_gen", "min", warn=0.8, fail=0.5,
+         description="The generated completions of paraphrased prompts must begin with the new object.",
+         min_items=2),
     Rule("neighborhood", "min", warn=0.9, fail=0.7,
          description="Neighbouring subjects must keep their true objects; under 0.7 the edit "
                      "bleeds into related facts.", min_items=3),

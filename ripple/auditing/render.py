@@ -51,6 +51,26 @@ def source_lines(report: dict) -> list[str]:
     return lines
 
 
+MODE_TITLES = {"race": "race", "top1": "top-1", "gen": "generated", "chat": "chat"}
+
+
+def _answer_sections(answers: dict | None) -> list[tuple[str, list[str], list[list]]]:
+    """The metrics under each answer mode and the generated texts, before and after."""
+    if not answers:
+        return []
+    modes = answers["modes"]
+    title = "Answers by mode (race and top-1 teacher-forced; generated: the greedy completion begins with the answer"
+    title += (f"; chat: the reply's first sentence names it; {answers['scope']})" if "chat" in modes
+              else f"; {answers['note']})")
+    rows = [[metric] + [fmt(values.get(m)) for m in modes] for metric, values in answers["by_mode"].items()]
+    out = [(title, ["metric"] + [MODE_TITLES[m] for m in modes], rows)]
+    if answers["texts"]:
+        out.append(("Generated answers (greedy, before -> after)", ["prompt", "asked as", "before", "after"],
+                    [[t["prompt"], "chat" if t["chat"] else "completion", t["before"].strip(), t["after"].strip()]
+                     for t in answers["texts"]]))
+    return out
+
+
 def _sections(report: dict) -> list[tuple[str, list[str], list[list]]]:
     """(title, header, rows) of every table, shared by both renderings."""
     out = []
@@ -74,11 +94,15 @@ def _sections(report: dict) -> list[tuple[str, list[str], list[list]]]:
                     [[p["prompt"] + " -> " + p["target_new"]]
                      + [f"{fmt(p['before'].get(k))} -> {fmt(p['after'].get(k))}"
                         for k in ("efficacy", "paraphrase", "neighborhood")] for p in per_edit]))
+    out += _answer_sections(report.get("answers"))
     ripple = report.get("ripple")
     if ripple:
-        out.append(("Ripple effects (world ground truth; counted queries only)", ["category", "correct", "n",
-                                                                                   "accuracy"],
-                    [[cat, c["correct"], c["n"], fmt(c["accuracy"])] for cat, c in ripple["categories"].items()]))
+        gen = any("n_gen" in c for c in ripple["categories"].values())
+        out.append(("Ripple effects (world ground truth; counted queries only)",
+                    ["category", "correct", "n", "accuracy"] + (["generated: correct", "n", "accuracy"] if gen else []),
+                    [[cat, c["correct"], c["n"], fmt(c["accuracy"])]
+                     + ([fmt(c.get("correct_gen")), fmt(c.get("n_gen")), fmt(c.get("accuracy_gen"))] if gen else [])
+                     for cat, c in ripple["categories"].items()]))
     gie = report.get("gie")
     if gie:
         out.append((f"Drift by hop (layer {gie['layer']}, {gie['position']} token, {gie['n_probes']} probes)",

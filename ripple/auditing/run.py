@@ -62,7 +62,7 @@ def audit_report(result: AuditResult, policy: Policy, model_name: str, method: s
         "per_edit": d["per_edit"], "edit_metrics": d["edit_metrics"], "ripple": d["ripple"], "gie": d["gie"],
         "most_affected": d["most_affected"], "perplexity": d["perplexity"], "update_norms": d["update_norms"],
         "stats_corpus": d.get("stats_corpus"), **({"source": d["source"]} if d.get("source") else {}),
-        "lm_eval": d["lm_eval"], "hparams": hparams,
+        "lm_eval": d["lm_eval"], "answers": d.get("answers"), "hparams": hparams,
         **({"estimate": budget_estimate(d["budget"], model_name, method)} if d.get("budget") else {}),
         "policy": {"warn_exit_code": policy.warn_exit_code, "missing": policy.missing,
                    "rules": [{"metric": r.metric, "op": r.op, "warn": r.warn, "fail": r.fail} for r in policy.rules]},

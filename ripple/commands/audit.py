@@ -24,6 +24,7 @@ from ripple.errors import RippleError
 def add_parser(sub) -> None:
     from ripple.commands.options import (
         add_budget_option,
+        add_chat_option,
         add_edit_options,
         add_mitigation_options,
         count,
@@ -52,6 +53,7 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=count, default=None, help="lm-eval: at most this many documents per task")
     add_mitigation_options(p, flag="--mitigate", default=None)
     add_budget_option(p)
+    add_chat_option(p)
     p.add_argument("--workers", type=count, default=1, help="--edit with several edits: run the audits (each edit "
                    "alone, all together) in this many processes, each loading its own copy of the model (with "
                    "--device cuda and several GPUs, one GPU each); the reports are the serial run's")
@@ -91,7 +93,13 @@ def check_args(args) -> None:
 def run(args) -> int:
     from ripple.api import AuditOptions, Lab  # lazy: start-up
     from ripple.auditing.policy import DEFAULT_POLICY, load_policy  # lazy: start-up
-    from ripple.commands.options import load_edited_for, precheck_hparams, ranker_arg, setup_from_args  # lazy: start-up
+    from ripple.commands.options import (  # lazy: start-up
+        chat_note,
+        load_edited_for,
+        precheck_hparams,
+        ranker_arg,
+        setup_from_args,
+    )
 
     check_args(args)
     if args.mitigate is not None:
@@ -113,12 +121,13 @@ def run(args) -> int:
     build = functools.partial(worker_context, args, requests, extra) if workers > 1 else None
     opts = AuditOptions(k=args.k, tasks=tuple(args.tasks or ()), limit=args.limit, mitigate=args.mitigate,
                         mitigation_set=tuple(args.mitigation_set or ()), budget=args.budget, force=args.force,
-                        quiet=args.quiet, **ranker_arg(args))
+                        quiet=args.quiet, chat=args.chat, **ranker_arg(args))
     lab = Lab(setup, str(args.model))
     delta = load_edited_for(lab, args) if edited else None
     report = lab.write_audit(args.out, policy, args.probes, opts, workers, build, delta=delta)
     if args.workers > 1 and workers == 1 and not edited:  # held with the other notes until the audit succeeds
         print("ripple: warning: --workers: one edit is one audit; running it in this process", file=sys.stderr)
+    chat_note(setup.tok, args.chat)
     verdict = report["verdict"]
     for f in verdict["findings"]:  # a rule that could not be measured, or rests on too few items, is said
         if f.get("note") and f["status"] in ("warn", "fail"):

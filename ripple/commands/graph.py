@@ -18,7 +18,7 @@ from ripple.errors import RippleError
 
 
 def add_parser(sub) -> None:
-    from ripple.commands.options import add_edit_options, natural, text  # lazy: start-up
+    from ripple.commands.options import add_chat_option, add_edit_options, natural, text  # lazy: start-up
 
     p = sub.add_parser("graph", help="the ripple graph of one edit: what else it moves (GIE)")
     add_edit_options(p, edited=True)
@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--probes", default=None, help="probe set (JSONL); default: every fact of the model's world.json")
     p.add_argument("--k", type=natural, default=5, help="kNN edges per item (0: links only)")
     add_budget_option(p)
+    add_chat_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -80,7 +81,11 @@ def run(args) -> int:
     lab = Lab(setup, str(args.model))
     delta = load_edited_for(lab, args) if edited else None
     t0 = time.perf_counter()
-    opts = GraphOptions(k=args.k, force=args.force, budget=args.budget, **ranker_arg(args))
+    from ripple.commands.options import chat_note  # lazy: start-up
+    from ripple.evaluate.generated import modes_for  # lazy: start-up
+
+    opts = GraphOptions(k=args.k, force=args.force, budget=args.budget, chat=modes_for(setup.tok, args.chat).chat,
+                        **ranker_arg(args))
     report = lab.graph_for(setup.requests[0] if request is not None else None, opts, args.probes, delta=delta)
     profile = report.profile
     method = setup.method
@@ -95,10 +100,13 @@ def run(args) -> int:
                    **({"source": delta.info.get("source"), "centre": report.graph.graph.get("centre")} if edited else {}),
                    **({"estimate": estimate} if estimate else {})}
         atomic_write_json(stage / "summary.json", summary)
+    chat_note(setup.tok, args.chat)
     s = profile["summary"]
     print(f"{method} on {profile['edited_id']} ({report.n_probes} probes, layer {profile['layer']} "
           f"@{profile['position']}, {seconds:.1f}s): {s['n_changed_total']} answers changed, "
-          f"{s['n_changed_unintended']} unintended, edited item changed: {s['edited_changed']}; wrote {args.out}")
+          f"{s['n_changed_unintended']} unintended, edited item changed: {s['edited_changed']}"
+          + (f"; generated answers lost outside the edit: {report.graph.graph['generated_lost_unintended']}"
+             if "generated_lost_unintended" in report.graph.graph else "") + f"; wrote {args.out}")
     if estimate:
         print(estimate["note"])
     return 0

@@ -285,6 +285,22 @@ def add_budget_option(p) -> None:
                         "backward pass over the probe set; see reports/gie.md)")
 
 
+def add_chat_option(p) -> None:
+    """``--chat`` / ``--no-chat``: score replies to chat questions (default: when the tokenizer has a chat template)."""
+    p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
+                   help="also ask each relation's questions through the model's chat template and score the replies "
+                        "(default: when the tokenizer has one; --chat requires one, --no-chat turns it off)")
+
+
+def chat_note(tok, chat) -> None:
+    """Say on stderr when chat answers are not measured because the tokenizer has no template."""
+    from ripple.evaluate.generated import modes_for  # lazy: start-up
+
+    note = modes_for(tok, chat).note
+    if note and chat is None:
+        print(f"ripple: note: {note}", file=sys.stderr)
+
+
 def ranker_arg(args) -> dict:
     """``{"ranker": NAME}`` from ``--ranker`` (checked: a known ranker, and only with --budget)."""
     if args.ranker is None:

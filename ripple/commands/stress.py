@@ -18,6 +18,7 @@ from ripple.errors import RippleError
 
 def add_parser(sub) -> None:
     from ripple.commands.options import (  # lazy: start-up
+        add_chat_option,
         add_model_options,
         count,
         open_share,
@@ -47,6 +48,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=seed, default=0, help="seed of the sampled edits")
     p.add_argument("--counterfact", action="store_true", help="at each checkpoint also score efficacy, paraphrase "
                    "and neighbourhood over the latest edit of every fact edited so far (slower)")
+    add_chat_option(p)
     p.add_argument("--out", required=True, type=text,
                    help="directory for stress.json, stress.png, stress.md, timing.json")
     p.add_argument("--resume", action="store_true", help="go on from the last checkpoint of a run into the same "
@@ -109,7 +111,12 @@ def run(args) -> int:
 
         check_chunks(stream, args.chunk, [f"edit {i}" for i in range(1, len(stream) + 1)], where="the edit stream")
     setup.make_context(args.stats_corpus)
-    config = {"model": str(args.model), "edits": len(stream), "every": args.every, "seed": args.seed,
+    from ripple.commands.options import chat_note  # lazy: start-up
+    from ripple.evaluate.generated import modes_for  # lazy: start-up
+
+    chat = modes_for(setup.tok, args.chat).chat
+    chat_note(setup.tok, args.chat)
+    config = {"model": str(args.model), "edits": len(stream), "every": args.every, "seed": args.seed, "chat": chat,
               "chunk": args.chunk, "counterfact": args.counterfact, "tasks": args.tasks, "limit": args.limit,
               "collapse_ratio": args.collapse_ratio, "task_floor": args.task_floor,
               "source": args.edit_file or "world stream", "set": args.set}
@@ -123,7 +130,7 @@ def run(args) -> int:
     try:
         opts = StressOptions(every=args.every, chunk=args.chunk, tasks=tuple(args.tasks or ()), limit=args.limit,
                              collapse_ratio=args.collapse_ratio, task_floor=args.task_floor,
-                             overrides=tuple(args.set or ()), counterfact=args.counterfact,
+                             overrides=tuple(args.set or ()), counterfact=args.counterfact, chat=chat,
                              method_overrides={"rledit": hypernet_overrides(args, "rledit")})
         result = run_stress(setup, names, stream, opts, world=world, on_checkpoint=progress, store=store,
                             resume=args.resume)

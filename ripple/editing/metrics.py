@@ -7,6 +7,11 @@
   own answer against the new target);
 * fluency: weighted bi- and tri-gram entropy of greedy generations about the subject.
 
+Each of the first three is also scored on what the model generates (``generate``): ``_gen``, the
+greedy continuation of the completion prompt begins with the answer, and, given chat questions
+(:mod:`ripple.editing.questions`), ``_chat``, the reply to the relation's question names it
+before its rival (:mod:`ripple.answers`, :mod:`ripple.generation`).
+
 >>> ngram_entropy(["a b c d"]) > ngram_entropy(["a a a a"])
 True
 """
@@ -20,6 +25,7 @@ import torch
 
 from ripple.devices import input_device
 from ripple.editing.requests import EditRequest
+from ripple.generation import Ask, ask
 from ripple.scoring import answer_logprobs
 from ripple.tokens import text_ids
 
@@ -28,9 +34,10 @@ def _mean(xs: list[bool]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def request_metrics(model, tok, req: EditRequest) -> dict:
-    """Metrics of one request on the model as it is now (apply the edit first)."""
-    return requests_metrics(model, tok, [req])[0]
+def request_metrics(model, tok, req: EditRequest, generate: bool = False, chat=None) -> dict:
+    """Metrics of one request on the model as it is now (apply the edit first); ``generate`` and
+    ``chat`` as in :func:`requests_metrics`."""
+    return requests_metrics(model, tok, [req], generate, None if chat is None else [chat])[0]
 
 
 def _plan(req: EditRequest) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -49,9 +56,41 @@ def _plan(req: EditRequest) -> list[tuple[str, list[tuple[str, str]]]]:
     return plan
 
 
-def requests_metrics(model, tok, requests: list[EditRequest]) -> list[dict]:
+def _gen_plan(req: EditRequest) -> list[tuple[str, list[Ask]]]:
+    """The completion prompts each metric generates from, with the answers that count."""
+    new = (req.target_new,)
+    plan = [("efficacy", [Ask(req.rendered, new)]), ("paraphrase", [Ask(p, new) for p in req.paraphrase_prompts])]
+    own = req.neighborhood_answers or ((req.target_true,) * len(req.neighborhood_prompts) if req.target_true else ())
+    return plan + [("neighborhood", [Ask(p, (a,)) for p, a in zip(req.neighborhood_prompts, own)])]
+
+
+def _chat_plan(questions) -> list[tuple[str, list[Ask]]]:
+    return [(name, list(getattr(questions, name))) for name in ("efficacy", "paraphrase", "neighborhood")]
+
+
+def generated_metrics(model, tok, requests: list[EditRequest], chat: list | None = None) -> list[dict]:
+    """Per request, the share of each metric's prompts whose generated answer is right: ``_gen``
+    (completion prompts) and, with ``chat`` (one :class:`~ripple.editing.questions.ChatQuestions`
+    per request), ``_chat``; every prompt of every request generated in one batched pass."""
+    plans = [[(f"{n}_gen", a) for n, a in _gen_plan(r)] for r in requests]
+    if chat is not None:
+        plans = [p + [(f"{n}_chat", a) for n, a in _chat_plan(q)] for p, q in zip(plans, chat)]
+    flat = [a for plan in plans for _, asks in plan for a in asks]
+    results = iter(ask(model, tok, flat))
+    return [{name: _mean([next(results).correct for _ in asks]) for name, asks in plan} for plan in plans]
+
+
+def requests_metrics(model, tok, requests: list[EditRequest], generate: bool = False, chat: list | None = None) -> list[dict]:
     """:func:`request_metrics` of each request, every prompt of every request scored in one
-    batched pass (:func:`ripple.scoring.answer_logprobs`): the way to score many at once."""
+    batched pass (:func:`ripple.scoring.answer_logprobs`): the way to score many at once.
+    ``generate``: also the generated-answer scores (:func:`generated_metrics`; ``chat``: its chat questions)."""
+    rows = _race_metrics(model, tok, requests)
+    if generate:
+        rows = [row | gen for row, gen in zip(rows, generated_metrics(model, tok, requests, chat))]
+    return rows
+
+
+def _race_metrics(model, tok, requests: list[EditRequest]) -> list[dict]:
     plans = [_plan(r) for r in requests]
     flat = [pair for plan in plans for _, pairs in plan for pair in pairs]
     results = iter(answer_logprobs(model, tok, flat) if flat else [])

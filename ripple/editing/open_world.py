@@ -66,6 +66,7 @@ class LibraryRelation:
     heldout: tuple[str, ...]
     keywords: tuple[str, ...]
     describe: str = ""
+    questions: tuple[str, ...] = ()  # direct questions, asked through a chat template
 
     @property
     def phrasings(self) -> tuple[str, ...]:
@@ -85,7 +86,7 @@ def relation_library() -> dict[str, LibraryRelation]:
         extra = tuple(p for p in ((graph.templates + (graph.heldout or ())) if graph else ()) if p not in r["templates"])
         out[r["name"]] = LibraryRelation(r["name"], tuple(r["subject_type"].split("|")), r["object_type"], r["kind"],
                                          tuple(r["templates"]) + extra, tuple(r["heldout"]), tuple(r["keywords"]),
-                                         r.get("describe", ""))
+                                         r.get("describe", ""), tuple(r.get("questions", ())))
     return out
 
 

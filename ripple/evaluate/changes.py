@@ -34,6 +34,7 @@ class Changes:
     swaps: set[str]  # ids: one right answer of a one-to-many relation traded for another
     unintended: list[str]  # ids: answered right before, wrong after, and neither edited nor expected
     wrong_flips: list[str] = field(default_factory=list)  # ids: wrong before, and changed (not counted)
+    allowed: set[int] = field(default_factory=set, compare=False)  # indices of the items the edit may change (edited, expected)
 
 
 def edited_items(items: list[ProbeItem], requests, world) -> tuple[list[ProbeItem], list[str]]:
@@ -52,15 +53,16 @@ def edited_items(items: list[ProbeItem], requests, world) -> tuple[list[ProbeIte
     return items, ids
 
 
-def plan_audit(model, tok, world, requests, items) -> AuditPlan:
-    """The audit's plan for ``requests`` (see :class:`AuditPlan`), on the unedited model."""
+def plan_audit(model, tok, world, requests, items, generate: bool = False) -> AuditPlan:
+    """The audit's plan for ``requests`` (see :class:`AuditPlan`), on the unedited model;
+    ``generate``: the RippleEdits plans also read generated answers."""
     items, target_ids = edited_items(items, requests, world)
     expected = set()
     for req in requests:
         expected |= expected_changes(world, world_edit(world, req), items)
     expected -= set(target_ids)
     with_world = world is not None and all(world_edit(world, r) is not None for r in requests)
-    plans = [plan_ripple(model, tok, world, r) for r in requests] if with_world else []
+    plans = [plan_ripple(model, tok, world, r, generate=generate) for r in requests] if with_world else []
     return AuditPlan(items, target_ids, expected, plans)
 
 
@@ -87,4 +89,5 @@ def classify_changes(plan: AuditPlan, before: ItemState, after: ItemState) -> Ch
     allowed = plan.expected | set(plan.target_ids) | swaps
     others = [i for i in changed if items[i].id not in allowed]
     return Changes(changed, swaps, sorted(items[i].id for i in others if before.correct[i] and not after.correct[i]),
-                   sorted(items[i].id for i in others if not before.correct[i]))
+                   sorted(items[i].id for i in others if not before.correct[i]),
+                   {i for i, item in enumerate(items) if item.id in allowed})

@@ -13,7 +13,11 @@ Counted queries:
 * must keep (preservation, relation specificity, neighbourhood): answered correctly before the
   edit (an answer that stays correct after it) and every condition fact known.
 
-A query is correct after the edit when its greedy continuation is one of ``answers``.
+A query is correct after the edit when its greedy continuation is one of ``answers``. With
+``generate``, each counted query is also scored on its generated answer (:mod:`ripple.generation`:
+the continuation begins with one of ``answers``): a must-keep query counts there when its
+generated answer was right before the edit (``counted_gen``); the categories then carry
+``n_gen``, ``correct_gen`` and ``accuracy_gen`` beside the teacher-forced figures.
 :func:`multihop_eval` reads MQuAKE's two figures off the same results: edit-wise success (the
 edit prompt) against multi-hop accuracy (a two-hop question through the edited fact, correct if
 any of its phrasings is, as MQuAKE scores its three questions).
@@ -27,6 +31,7 @@ any of its phrasings is, as MQuAKE scores its three questions).
 
 from __future__ import annotations
 
+from ripple.generation import Ask, ask
 from ripple.scoring import query_correct
 from ripple.world.edits import WorldEdit
 from ripple.world.generate import Fact, World
@@ -57,9 +62,10 @@ def _as_query(prompt: str, answers) -> Query:
     return Query(prompt, "", tuple(answers), "", "")
 
 
-def plan_ripple(model, tok, world: World, request, max_per_category: int = 10) -> dict:
+def plan_ripple(model, tok, world: World, request, max_per_category: int = 10, generate: bool = False) -> dict:
     """The BEFORE half of :func:`ripple_eval`: the ground-truth queries of ``request``, which of
-    them count (condition facts known, must-keep queries right), measured on the unedited model."""
+    them count (condition facts known, must-keep queries right), measured on the unedited model;
+    ``generate``: also which must-keep queries the model's generated answer got right (``counted_gen``)."""
     subject, relation, new = parse_case_id(request.case_id)
     gt = ripple_ground_truth(world, subject, relation, new, max_per_category=max_per_category)
     conds = sorted({c for q in gt for c in q.conditions}, key=lambda f: (f.subject, f.relation, f.object))
@@ -75,8 +81,14 @@ def plan_ripple(model, tok, world: World, request, max_per_category: int = 10) -
         cond_ok = all(known[c] for c in q.conditions)
         before = right.get(id(q), False) if not q.must_change else None
         rows.append({"category": q.category, "prompt": q.prompt, "answers": list(q.answers),
+                     "subject": q.subject, "relation": q.relation,
                      "conditions_known": cond_ok, "before": before,
                      "counted": cond_ok and (q.must_change or bool(before))})
+    if generate:
+        keep_asks = [Ask(q.prompt, a) for q, a in to_check]
+        right_gen = dict(zip([id(q) for q, _ in to_check], (x.correct for x in ask(model, tok, keep_asks))))
+        for q, row in zip(gt, rows):
+            row["counted_gen"] = row["conditions_known"] and (q.must_change or right_gen.get(id(q), False))
     return {"case_id": request.case_id, "relation": relation, "rows": rows}
 
 
@@ -88,12 +100,16 @@ def score_ripple(model, tok, plan: dict) -> dict:
 
 def score_ripples(model, tok, plans: list[dict]) -> list[dict]:
     """:func:`score_ripple` of each plan, the counted queries of every plan scored in one batched
-    pass: the way to score a batch's or a run's many plans at once."""
+    pass: the way to score a batch's or a run's many plans at once. Plans made with ``generate``
+    are scored on generated answers too."""
     rows_of = [[dict(r) for r in plan["rows"]] for plan in plans]
     counted = [r for rows in rows_of for r in rows if r["counted"]]
     after = query_correct(model, tok, [_as_query(r["prompt"], r["answers"]) for r in counted])
     for r, ok in zip(counted, after):
         r["after"] = bool(ok)
+    gen = [r for rows in rows_of for r in rows if r.get("counted_gen")]
+    for r, got in zip(gen, ask(model, tok, [Ask(r["prompt"], tuple(r["answers"])) for r in gen])):
+        r["after_gen"] = got.correct
     out = []
     for plan, rows in zip(plans, rows_of):
         cats = {}
@@ -102,6 +118,10 @@ def score_ripples(model, tok, plans: list[dict]) -> list[dict]:
             hits = [r["after"] for r in mine if r["counted"]]
             cats[cat] = {"n": len(hits), "correct": sum(hits), "total": len(mine),
                          "accuracy": sum(hits) / len(hits) if hits else None}
+            if any("counted_gen" in r for r in mine):
+                got = [r["after_gen"] for r in mine if r.get("counted_gen")]
+                cats[cat] |= {"n_gen": len(got), "correct_gen": sum(got),
+                              "accuracy_gen": sum(got) / len(got) if got else None}
         out.append({"case_id": plan["case_id"], "relation": plan["relation"], "categories": cats, "queries": rows})
     return out
 
@@ -133,7 +153,13 @@ def category_totals(results: list[dict]) -> dict:
         cells = [r["categories"][cat] for r in results]
         n, correct = sum(c["n"] for c in cells), sum(c["correct"] for c in cells)
         cats[cat] = {"n": n, "correct": correct, "accuracy": correct / n if n else None}
-    return {"categories": cats, "overall": _mean([cats[c]["accuracy"] for c in RIPPLE_CATEGORIES])}
+        if cells and all("n_gen" in c for c in cells):
+            n, correct = sum(c["n_gen"] for c in cells), sum(c["correct_gen"] for c in cells)
+            cats[cat] |= {"n_gen": n, "correct_gen": correct, "accuracy_gen": correct / n if n else None}
+    out = {"categories": cats, "overall": _mean([cats[c]["accuracy"] for c in RIPPLE_CATEGORIES])}
+    if all("n_gen" in cats[c] for c in RIPPLE_CATEGORIES):
+        out["overall_gen"] = _mean([cats[c]["accuracy_gen"] for c in RIPPLE_CATEGORIES])
+    return out
 
 
 def aggregate(results: list[dict]) -> dict:

@@ -13,10 +13,14 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from ripple.answers import judge
+from ripple.editing.answer_cache import cached_ask
 from ripple.editing.context import EditContext
 from ripple.editing.delta import EditDelta
+from ripple.editing.questions import chat_questions
 from ripple.editing.requests import EditRequest
 from ripple.errors import RippleError
+from ripple.generation import ask, continuations, has_chat, item_asks
 from ripple.gie.budget import DEFAULT_RANKER
 from ripple.gie.graph import build_graph, epicentre, graph_layer, ripple_profile
 from ripple.gie.pipeline import Budget, Edit, ItemProbe, drift_position, sandbox
@@ -47,7 +51,9 @@ class GraphOptions:
     nearest neighbours per node, drift read at ``layer`` (None: the last layer the edit writes) and
     ``position`` (None: the edit's fact token; ``subject_last`` or ``last``); ``budget``: after the
     edit evaluate only that share of the items, the ones ``ranker`` puts most at risk
-    (:mod:`ripple.gie.budget`); ``force`` skips the editor's norm guard."""
+    (:mod:`ripple.gie.budget`); ``force`` skips the editor's norm guard; ``generate``: every node
+    also carries whether its generated answer is right before and after (``gen_before``,
+    ``gen_after``); ``chat``: the graph also holds the edit's chat question answered before and after."""
 
     layers: tuple[int, ...] | None = None
     k: int = 5
@@ -56,6 +62,8 @@ class GraphOptions:
     budget: float | None = None
     ranker: str = DEFAULT_RANKER
     force: bool = False
+    generate: bool = True
+    chat: bool | None = None  # None: when the tokenizer has a chat template
 
 
 def gie_for_edit(ctx: EditContext, method: str, hp, items: Sequence[ProbeItem], request: EditRequest | None,
@@ -75,9 +83,11 @@ def gie_for_edit(ctx: EditContext, method: str, hp, items: Sequence[ProbeItem], 
     requests = (request,) if request is not None else ()
     probe = ItemProbe(ctx, items, opts.layers, edit_layers, Budget.of(opts.budget, opts.ranker))
     before = probe.before()
+    answers = GraphAnswers(ctx, items, request, opts)
     with sandbox(ctx, Edit(method, requests, hp, force=opts.force, delta=delta)) as run:
         rows = [next(i for i, item in enumerate(items) if item.id == target)] if target is not None else []
         after = probe.after(run.total, rows, position, list(requests))
+        answers.after()
     if target is None:
         layer = opts.layer if opts.layer is not None else graph_layer(before, edit_layers)
         target = epicentre(items, before, after.state, layer, position)
@@ -87,4 +97,43 @@ def gie_for_edit(ctx: EditContext, method: str, hp, items: Sequence[ProbeItem], 
     if request is None:
         graph.graph["centre"] = "inferred: no request names the edited fact; the changed item that drifted most"
     after.mark(graph, items)
+    answers.mark(graph, items, {target, *expected})
     return graph, ripple_profile(graph, expected)
+
+
+class GraphAnswers:
+    """The generated answers a graph carries: each probe item's (right or not, before and after;
+    the unedited model's cached on disk) and the edit's chat question's reply."""
+
+    def __init__(self, ctx: EditContext, items, request: EditRequest | None, opts: GraphOptions):
+        self.ctx, self.opts = ctx, opts
+        self.asks = item_asks(items) if opts.generate else []
+        self.before = cached_ask(ctx.model, ctx.tok, self.asks) if self.asks else []
+        self.question = None
+        if (has_chat(ctx.tok) if opts.chat is None else opts.chat) and request is not None:
+            got = chat_questions(request)
+            self.question = got.efficacy[0] if got.efficacy else None
+        self.chat = {"before": self._reply()} if self.question is not None else None
+
+    def _reply(self) -> dict:
+        text = continuations(self.ctx.model, self.ctx.tok, [self.question.prompt], chat=True)[0]
+        return {"text": text, "new_named": bool(judge(text, self.question.answers, self.question.rivals, reply=True))}
+
+    def after(self) -> None:
+        self.now = [a.correct for a in ask(self.ctx.model, self.ctx.tok, self.asks)] if self.asks else []
+        if self.chat is not None:
+            self.chat["after"] = self._reply()
+
+    def mark(self, graph: nx.Graph, items, allowed: set) -> None:
+        if self.asks:
+            for item, b, a in zip(items, self.before, self.now):
+                graph.nodes[item.id]["gen_before"], graph.nodes[item.id]["gen_after"] = b, a
+            graph.graph["generated_right_before"] = sum(self.before)
+            graph.graph["generated_right_after"] = sum(self.now)
+            graph.graph["generated_lost_unintended"] = sum(1 for item, b, a in zip(items, self.before, self.now)
+                                                           if b and not a and item.id not in allowed)
+        if self.chat is not None:
+            graph.graph["chat_question"] = self.question.prompt
+            for side in ("before", "after"):
+                graph.graph[f"chat_{side}"] = self.chat[side]["text"]
+                graph.graph[f"chat_new_named_{side}"] = self.chat[side]["new_named"]

@@ -28,6 +28,13 @@ def task_score(row: dict) -> float | None:
     return sum(accs) / len(accs) if accs else None
 
 
+def _success(row: dict) -> str:
+    """A checkpoint's edit success in each answer mode measured: race / generated (/ chat)."""
+    modes = [row.get("edit_success"), row.get("edit_success_gen")]
+    modes += [row["edit_success_chat"]] if row.get("edit_success_chat") is not None else []
+    return " / ".join(_fmt(v) for v in modes)
+
+
 def _value(row: dict, key: str):
     return task_score(row) if key == "task" else row.get(key)
 
@@ -83,7 +90,8 @@ def _fmt(x, digits=3):
 
 def stress_table(curves: dict[str, dict]) -> str:
     """Markdown: per method, the collapse point and the last checkpoint's numbers."""
-    lines = ["| method | edits | perplexity alarm | capability collapse | edit success | untouched facts "
+    lines = ["| method | edits | perplexity alarm | capability collapse | edit success (race / generated / chat) "
+             "| untouched facts "
              "| perplexity ratio | task score | accumulated edit ‖W−W₀‖/‖W₀‖ | updates over the guard |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, c in curves.items():
@@ -93,7 +101,7 @@ def stress_table(curves: dict[str, dict]) -> str:
         capability = f"at {cap['edits']} ({cap['task_score']:.3g})" if cap else ("none" if task_score(first) else "-")
         g = c["guard_exceeded"]
         guard = f"{g['count']} (first at {g['first']})" if g["count"] else "0"
-        lines.append(f"| {name} | {last['edits']} | {collapse} | {capability} | {_fmt(last['edit_success'])} | "
+        lines.append(f"| {name} | {last['edits']} | {collapse} | {capability} | {_success(last)} | "
                      f"{_fmt(first.get('untouched_accuracy'))} → {_fmt(last.get('untouched_accuracy'))} | "
                      f"{_fmt(last['perplexity_ratio'])} | {_fmt(task_score(first))} → {_fmt(task_score(last))} | "
                      f"{_fmt(last.get('weight_drift'))} | {guard} |")

@@ -3,7 +3,9 @@
 Every ``every`` edits (and before the first) a checkpoint measures, on the model as edited so far:
 
 * ``edit_success``: efficacy (P(new) > P(current)) over the latest edit of every fact edited so
-  far, and ``edit_success_top1`` (the new object is the greedy answer);
+  far, ``edit_success_top1`` (the new object is the greedy answer), ``edit_success_gen`` (the
+  greedy completion begins with it, :mod:`ripple.generation`) and, with ``chat``,
+  ``edit_success_chat`` (the reply to the relation's chat question names it before the old one);
 * ``untouched_accuracy`` (locality): accuracy on a fixed sample of world facts no edit touches;
 * ``ripple``: the RippleEdits categories of a fixed sample of tracked edits made so far (planned
   on the unedited model; a tracked fact edited again later drops out);
@@ -39,6 +41,7 @@ from ripple.editing.delta import WeightSnapshot
 from ripple.editing.editor import get_editor
 from ripple.editing.from_world import complete_from_world
 from ripple.editing.metrics import aggregate, requests_metrics
+from ripple.editing.questions import chat_questions
 from ripple.editing.request_files import load_requests
 from ripple.editing.requests import validate_for_model
 from ripple.editing.session import edited
@@ -48,6 +51,7 @@ from ripple.errors import RippleError
 from ripple.evaluate.lm_eval_bridge import LmEvalBridge
 from ripple.evaluate.perplexity import general_sentences_for, mean_perplexity
 from ripple.evaluate.ripple_scores import category_totals, plan_ripple, score_ripples
+from ripple.generation import Ask, ask
 from ripple.io import source_fingerprint
 from ripple.scoring import answer_logprobs, query_correct
 from ripple.stress.report import task_score
@@ -56,6 +60,11 @@ from ripple.world.edits import WorldEdit
 from ripple.world.queries import fact_query
 
 COLLAPSE_RATIO = 3.0
+
+
+def _share(hits: list[bool]) -> float | None:
+    return sum(hits) / len(hits) if hits else None
+
 TASK_FLOOR = 0.5
 
 
@@ -103,7 +112,8 @@ class StressOptions:
     (``collapse_ratio`` of perplexity, ``task_floor`` of the unedited task score); hyperparameter
     ``overrides`` for every method and ``method_overrides`` for one editor (``{"rledit":
     ["hypernet=DIR"]}``); ``counterfact``: each checkpoint also scores efficacy, paraphrase and
-    neighbourhood over the latest edit of every fact edited so far."""
+    neighbourhood over the latest edit of every fact edited so far (in every answer mode); ``chat``:
+    also ask each edit's relation question through the chat template (``ripple.evaluate.generated.modes_for``)."""
 
     every: int
     chunk: int = 1
@@ -114,6 +124,7 @@ class StressOptions:
     overrides: tuple = ()
     method_overrides: dict = field(default_factory=dict)
     counterfact: bool = False
+    chat: bool = False
 
 
 class Checkpoints:
@@ -126,7 +137,7 @@ class Checkpoints:
         model, tok, spec = setup.model, setup.tok, setup.spec
         opts = opts or StressOptions(every=1)
         self.model, self.tok, self.stream, self.sentences, self.bridge = model, tok, stream, sentences, bridge
-        self.counterfact = opts.counterfact
+        self.counterfact, self.chat, self.world = opts.counterfact, opts.chat, world
         names = [mlp_out_param(spec, i) for i in range(spec.n_layers(model))]
         self.w0 = {n: param_value(model, n).float().clone() for n in names}
         self.collapse_ratio = opts.collapse_ratio
@@ -143,11 +154,17 @@ class Checkpoints:
             old = answer_logprobs(model, tok, [(r.rendered, r.target_true) for r in latest])
             row["edit_success"] = sum(a[0] > b[0] for a, b in zip(new, old)) / len(latest)
             row["edit_success_top1"] = sum(a[1] for a in new) / len(latest)
+            row["edit_success_gen"] = _share([a.correct for a in ask(model, tok, [Ask(r.rendered, (r.target_new,))
+                                                                                  for r in latest])])
         else:
-            row["edit_success"] = row["edit_success_top1"] = None
+            row["edit_success"] = row["edit_success_top1"] = row["edit_success_gen"] = None
+        chat = [chat_questions(r, self.world) for r in latest] if self.chat else None
+        if self.chat:
+            asks = [q.efficacy[0] for q in chat if q.efficacy]
+            row["edit_success_chat"] = _share([a.correct for a in ask(model, tok, asks)])
         if self.counterfact:  # efficacy, paraphrase, neighbourhood over the latest edit of every fact so far
-
-            row["counterfact"] = aggregate(requests_metrics(model, tok, latest)) if latest else None
+            rows = requests_metrics(model, tok, latest, generate=True, chat=chat)
+            row["counterfact"] = aggregate(rows) if latest else None
         if self.untouched:
             hits = query_correct(model, tok, self.untouched)
             row["untouched_accuracy"] = sum(hits) / len(hits)

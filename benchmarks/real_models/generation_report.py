@@ -1,0 +1,136 @@
+"""reports/generation.md from the rows of :mod:`benchmarks.real_models.generation` and
+:mod:`benchmarks.speed.generation` (``python -m benchmarks real_models/generation --render``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from benchmarks.common import REPORTS, load_json, md_table
+from benchmarks.real_models.generation import CF, METHODS, MODES, model_dir
+
+MODELS = ("smollm2", "gemma3-270m")
+METRICS = (*CF, "relation_specificity")
+MODE_TITLES = {"race": "race", "top1": "top-1", "gen": "generated", "chat": "chat"}
+TITLE = {"efficacy": "efficacy", "paraphrase": "paraphrase", "neighborhood": "neighbourhood",
+         "relation_specificity": "relation specificity"}
+
+
+def _f(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def rows_of(model: str) -> dict[str, list[dict]]:
+    out = {}
+    for method in METHODS:
+        data = load_json(model_dir(model) / f"{method}.json", None)
+        if data and data.get("rows"):
+            out[method] = data["rows"]
+    return out
+
+
+def mode_table(runs: dict[str, list[dict]], modes) -> list[str]:
+    cols = ["method", "n", "metric"] + [MODE_TITLES[m] for m in modes]
+    body = []
+    for method, rows in runs.items():
+        for metric in METRICS:
+            body.append([method, len(rows), TITLE[metric]] + [_f(_mean([r.get(f"{metric}_{m}") for r in rows]))
+                                                                for m in modes])
+    return md_table(cols, body)
+
+
+def disagreements(runs: dict[str, list[dict]]) -> tuple[list[str], list[str]]:
+    """Per method: edits whose edit prompt the race counts a success and generation does not (and
+    the other way), by relation; examples."""
+    table, examples = [], []
+    for method, rows in runs.items():
+        over = [r for r in rows if r["efficacy_race"] == 1 and r["efficacy_gen"] == 0]
+        under = [r for r in rows if r["efficacy_race"] == 0 and r["efficacy_gen"] == 1]
+        rels = Counter(r["relation"] for r in over)
+        table.append([method, len(rows), len(over), len(under),
+                      ", ".join(f"{k} {v}" for k, v in rels.most_common(6)) or "-"])
+        for r in over[:3]:
+            examples.append(f"- {method}: \"{r['prompt']}\" -> {r['target_new']} (was {r['target_true']}); "
+                            f"generated: \"{r['texts'][0].strip()}\"")
+    return md_table(["method", "edits", "race yes, generated no", "race no, generated yes",
+                     "relations of the first (count)"], table), examples
+
+
+def order(runs: dict[str, list[dict]], modes) -> list[str]:
+    """The editors ranked by each mode's efficacy and paraphrase (best first)."""
+    out = []
+    for metric in ("efficacy", "paraphrase"):
+        cells = []
+        for m in modes:
+            scored = [(_mean([r.get(f"{metric}_{m}") for r in rows]), method) for method, rows in runs.items()]
+            scored = [(v, k) for v, k in scored if v is not None]
+            cells.append(" > ".join(f"{k} {v:.3f}" for v, k in sorted(scored, key=lambda x: -x[0])) or "-")
+        out.append([TITLE[metric], *cells])
+    return md_table(["metric"] + [MODE_TITLES[m] for m in modes], out)
+
+
+def speed_lines() -> list[str]:
+    lines = []
+    for model in ("organism", *MODELS):
+        d = load_json(REPORTS / "generation" / f"speed-{model}.json", None)
+        if not d:
+            continue
+        for kind in ("completion", "chat"):
+            s = d.get(kind)
+            if s:
+                lines.append([model, kind, s["prompts"], _f(s["teacher_forced_s"]) if s["teacher_forced_s"] else "-",
+                              _f(s["ripple_s"]), _f(s["generate_s"]),
+                              _f(s["ratio_to_teacher_forced"]) if s["ratio_to_teacher_forced"] else "-",
+                              _f(s["ratio_to_generate"]), f"{s['agree']}/{s['prompts']}", d["code"]])
+    if not lines:
+        return []
+    return md_table(["model", "prompts", "n", "teacher-forced s", "ripple s", "plain generate s",
+                     "ripple / teacher-forced", "ripple / generate", "same judgement", "code"], lines)
+
+
+def render() -> None:
+    out = ["# Teacher-forced against generated answers", "",
+           "Made by `python -m benchmarks real_models/generation` (its docstring: the edits and what each mode "
+           "measures); the timings by `python -m benchmarks speed/generation`. Rebuild this page with "
+           "`python -m benchmarks real_models/generation --render`.", ""]
+    for model in MODELS:
+        runs = rows_of(model)
+        if not runs:
+            out += [f"## {model}", "", "Not measured yet.", ""]
+            continue
+        chat = any(r.get("efficacy_chat") is not None for rows in runs.values() for r in rows)
+        modes = MODES if chat else MODES[:3]
+        target = load_json(model_dir(model) / f"{next(iter(runs))}.json", {})["config"]["edits"]
+        done = {m: len(r) for m, r in runs.items()}
+        out += [f"## {model}", "",
+                f"Single edits of facts the model knows ({target} planned, seed 0; n per method below"
+                + ("" if all(v >= target for v in done.values()) else ", still being measured") + "). "
+                + ("Chat: the relation's questions through the model's chat template." if chat else
+                   "No chat template: completion modes only."), ""]
+        out += mode_table(runs, modes) + [""]
+        table, examples = disagreements(runs)
+        out += ["### Where the race and generation disagree on the edit prompt", ""] + table + [""]
+        if examples:
+            out += ["Examples (the edited model's greedy completion):", ""] + examples + [""]
+        out += ["### The editors' order under each mode", ""] + order(runs, modes) + [""]
+        batch = load_json(model_dir(model) / "batch.json", None)
+        if batch and batch.get("rows"):
+            out += [f"### MEMIT, one batch of {batch['rows'][0]['n']}", ""]
+            rows = []
+            for b in batch["rows"]:
+                m = b["metrics"]
+                for metric in CF:
+                    rows.append([b["method"], TITLE[metric]] + [_f(m.get(metric if mm == "race" else f"{metric}_{mm}"))
+                                                                 for mm in modes])
+            out += md_table(["method", "metric"] + [MODE_TITLES[m] for m in modes], rows) + [""]
+    speed = speed_lines()
+    if speed:
+        out += ["## What generation costs", "",
+                "Every probe item of the model's probe set (completion; chat: the first 200 items' questions), batch "
+                "64, one thread, best of the runs; the same judgement: prompts that ripple's early-stopping decoding "
+                "and a plain `model.generate` to the full bound judge the same.", ""] + speed + [""]
+    (REPORTS / "generation.md").write_text("\n".join(out))
