@@ -1,8 +1,8 @@
 """When a generated text gives an answer: the one rule every generation score uses (:func:`judge`).
 
 Both sides are normalized the same way (:func:`normalize`): Unicode accents folded, lower case,
-every run of punctuation and whitespace one space, a leading article (``the``, ``a``, ``an``)
-dropped. Then:
+every run of punctuation (but ``+`` and ``#``) and whitespace one space, a leading article
+(``the``, ``a``, ``an``) dropped. Then:
 
 * a **completion** (the model continues ``"The capital of France is"``) gives an answer when
   its normalized text *begins* with the normalized answer or one of its aliases, at a word
@@ -49,7 +49,7 @@ import unicodedata
 from typing import Iterable
 
 _ARTICLES = ("the", "a", "an")
-_SEP = re.compile(r"[\W_]+")
+_SEP = re.compile(r"[^\w+#]+|_+")  # "+" and "#" are kept: C++ and C# are not C
 _SENTENCE_END = re.compile(r"[.!?](\s|$)|\n")
 
 
@@ -60,6 +60,8 @@ def normalize(text: str, keep_end: bool = False) -> str:
 
     >>> normalize("  The Côte d'Ivoire!  ")
     'cote d ivoire'
+    >>> normalize("C++"), normalize("C#"), normalize("C")
+    ('c++', 'c#', 'c')
     """
     folded = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     spaced = _SEP.sub(" ", folded.lower())

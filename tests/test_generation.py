@@ -184,16 +184,23 @@ def test_every_library_relation_has_three_questions():
 
 def test_the_organism_is_audited_without_chat_and_says_so(tmp_path, capfd):
     out = tmp_path / "audit"
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[efficacy_chat]\nop = \"min\"\nwarn = 0.9\n")  # a gate on a mode that cannot be measured here
     code, stdout, err = cli(capfd, "audit", "--model", "organism", "--method", "rome", "--prompt", "{} was born in",
-                            "--subject", "Brazouth Kaibour", "--target", "Raizi", "--out", str(out), "--quiet")
+                            "--subject", "Brazouth Kaibour", "--target", "Raizi", "--out", str(out), "--quiet",
+                            "--policy", policy)
     assert code in (0, 1), err
     assert f"ripple: note: {NO_TEMPLATE}" in err
+    assert f"ripple: warning: efficacy_chat: not measured: {NO_TEMPLATE}" in err
     report = json.loads((out / "report.json").read_text())
     answers = report["answers"]
     assert answers["modes"] == ["race", "top1", "gen"] and answers["note"] == NO_TEMPLATE
     assert report["metrics"]["efficacy_gen"] is not None and report["metrics"]["efficacy_chat"] is None
     assert answers["texts"][0]["prompt"] == "Brazouth Kaibour was born in"
     assert "Raizi" in answers["texts"][0]["after"] and "Raizi" not in answers["texts"][0]["before"]
+    findings = {f["metric"]: f for f in report["verdict"]["findings"]}
+    assert findings["efficacy_chat"]["status"] == "warn" and findings["efficacy_chat"]["note"].endswith(NO_TEMPLATE)
+    assert findings["efficacy_gen"]["value"] == 1 and findings["efficacy_gen"]["status"] == "pass"
     md = (out / "report.md").read_text()
     assert "## Generated answers (greedy, before -> after)" in md and "| efficacy |" in md
     code, _, err = cli(capfd, "audit", "--model", "organism", "--method", "rome", "--prompt", "{} was born in",

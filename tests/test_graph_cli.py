@@ -66,6 +66,11 @@ def test_organism_graph_writes_every_file_and_marks_the_edited_item(organism_run
     g = node_link(out / "graph.json")
     assert g.number_of_nodes() == summary["n_probes"] == len(world_probe_set(world))
     assert [n for n in g.nodes if g.nodes[n]["is_edited"]] == [edited]
+    # generated answers per node: the edited fact's old answer is no longer generated, nothing else is lost
+    assert g.nodes[edited]["gen_before"] is True and g.nodes[edited]["gen_after"] is False
+    lost = [n for n, d in g.nodes(data=True) if d["gen_before"] and not d["gen_after"]]
+    assert g.graph["generated_lost_unintended"] == len(set(lost) - set(summary["expected"]) - {edited})
+    assert "chat_question" not in g.graph  # the organism has no chat template
     assert digest(model_dir()) == disk  # the model on disk is untouched
 
 

@@ -148,3 +148,8 @@ def test_an_audit_on_smollm2_measures_every_core_rule(cache, monkeypatch, capfd,
     latin = next(row for row in r["most_affected"] if row["id"] == "france|official_language|french")
     assert (latin["before"], latin["after"], latin["role"]) == ("French", "Latin", "unintended")
     assert r["ripple"]["categories"]["relation_specificity"]["n"] > 0 and r["stats_corpus"]["source"].startswith("file:")
+    # an instruct model with a chat template: every core metric also generated and asked in chat
+    assert r["answers"]["modes"] == ["race", "top1", "gen", "chat"] and "no chat template" not in err
+    assert r["metrics"]["efficacy_gen"] is not None and r["metrics"]["efficacy_chat"] is not None
+    chat = [t for t in r["answers"]["texts"] if t["chat"]]
+    assert chat[0]["prompt"] == "What is the capital of France?" and "Paris" in chat[0]["before"]

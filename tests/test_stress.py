@@ -79,7 +79,10 @@ def test_stress_files_and_curves(stress_run):
         low = [r for r in rows if r["tasks"]["organism_skill"]["acc"] < 0.999 * base]
         cap = curve["capability_collapse"]
         assert (cap["edits"] if cap else None) == (low[0]["edits"] if low else None)
-    assert data["curves"]["rome"]["checkpoints"][-1]["edit_success"] == 1.0
+    last = data["curves"]["rome"]["checkpoints"][-1]
+    assert last["edit_success"] == 1.0 and last["edit_success_gen"] == 1.0  # the organism says its new answers
+    assert "edit_success_chat" not in last and data["config"]["chat"] is False  # no chat template: no chat mode
+    assert "1 / 1" in (out / "stress.md").read_text()  # edit success, race / generated
     # ROME writes only block 5's MLP output projection: no other matrix moves
     drift = data["curves"]["rome"]["checkpoints"][-1]["weight_drift_by_matrix"]
     assert drift["transformer.h.5.mlp.c_proj.weight"] > 0

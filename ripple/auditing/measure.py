@@ -144,7 +144,10 @@ def _generated(model, tok, requests, asked: Asked, unedited: bool = False) -> di
     return {"specificity_gen": ask_some(model, tok, spec_gen),
             "specificity_chat": ask_some(model, tok, spec_chat),
             "probe_gen": ask_some(model, tok, asked.probe_gen, cache=unedited),
-            "texts": [{"prompt": p, "chat": c, "text": next(by_kind[c])} for p, c in asked.shown]}
+            "texts": [{"prompt": p, "chat": c, "text": next(by_kind[c])} for p, c in asked.shown],
+            "chat_n": None if asked.chat is None else {
+                name: sum(len(getattr(q, name)) for q in asked.chat) for name in ("efficacy", "paraphrase", "neighborhood")},
+            "chat_off": asked.modes.note}
 
 
 def measure(inputs: AuditInputs, requests, plan: AuditPlan, score_plans: bool = False,

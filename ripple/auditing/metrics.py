@@ -140,10 +140,18 @@ def rule_basis(requests, plan, before, after, changes, world, norms: dict) -> di
         out["relation_specificity"] = Basis(0, None, no_request if not n_req else
                                             "no other relation of the edited subject could be asked (none in the "
                                             "knowledge graph, none the model answers confidently)")
+    generated = getattr(after, "generated", None) or {}
     not_generated = "generated answers not scored (generate=False)"
+    chat_n = generated.get("chat_n")
     for name in ("efficacy", "paraphrase", "neighborhood"):
         b = out[name]
-        out[f"{name}_gen"] = b if getattr(after, "generated", None) else Basis(b.n, b.source, not_generated)
+        out[f"{name}_gen"] = b if generated else Basis(b.n, b.source, not_generated)
+        if chat_n is None:
+            out[f"{name}_chat"] = Basis(None, None, generated.get("chat_off") or not_generated)
+        else:
+            out[f"{name}_chat"] = Basis(chat_n[name], "the relation library's chat questions", None if chat_n[name] else
+                                        "no chat question could be asked (the prompt matches no library relation, "
+                                        "or no neighbour's subject could be read back)")
     allowed = len(set(plan.expected) | set(plan.target_ids))
     out["unintended_changes"] = Basis(len(plan.items) - allowed, f"probe set, {truth}")
     out["perplexity_ratio"] = Basis(len(before.perplexities), "general sentences")
