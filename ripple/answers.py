@@ -1,17 +1,22 @@
 """When a generated text gives an answer: the one rule every generation score uses (:func:`judge`).
 
 Both sides are normalized the same way (:func:`normalize`): Unicode accents folded, lower case,
-every run of punctuation (but ``+`` and ``#``) and whitespace one space, a leading article
-(``the``, ``a``, ``an``) dropped. Then:
+every run of punctuation (but ``+`` and ``#``) and whitespace one space; an answer's leading
+article (``the``, ``a``, ``an``) is optional. Then:
 
 * a **completion** (the model continues ``"The capital of France is"``) gives an answer when
-  its normalized text *begins* with the normalized answer or one of its aliases, at a word
-  boundary: ``" Paris, the largest city"`` gives ``Paris``; ``" Parisian"`` does not; neither
-  does ``" a city in the north, Paris"``, which mentions it late;
+  its normalized text *begins* with the answer (any of those given: a one-to-many fact's right
+  answers, aliases), at a word boundary, after an optional article: ``" Paris, the largest city"``
+  gives ``Paris``; ``" Parisian"`` does not; neither does ``" a city in the north, Paris"``,
+  which mentions it late;
 * a **chat reply** (the model answers ``"What is the capital of France?"``) restates the
   question first (``"The capital of France is Paris."``), so it gives an answer when its first
   sentence names the answer, as whole words, before it names any rival (the other side of the
-  race: the old object for an edit, the new object for a fact that must keep its answer).
+  race: the old object for an edit, the new object for a fact that must keep its answer). A
+  short opening without a name ("Sure!") is read past; "D.C.", "St." and "1." end no sentence.
+
+In both, where an answer and a rival begin at the same word the longer name counts (``" Guinea-
+Bissau"`` gives the rival Guinea-Bissau, not Guinea).
 
 >>> judge(" Paris, the largest city of France", ["Paris"])
 True
@@ -33,6 +38,10 @@ True
 False
 >>> judge("France is in Europe. Its capital is Paris.", ["Paris"], reply=True)
 False
+>>> judge("Sure! The capital is Washington, D.C.", ["Washington, D.C."], ["Paris"], reply=True)
+True
+>>> judge(" Guinea-Bissau", ["Guinea"], ["Guinea-Bissau"]), judge("It is New York City.", ["New York City"], ["New York"], reply=True)
+(False, True)
 
 While a text is still being generated, ``final=False`` answers None until the text decides:
 
@@ -40,6 +49,8 @@ While a text is still being generated, ``final=False`` answers None until the te
 (True, False)
 >>> judge(" Paris", ["Paris"], final=False) is None, judge(" Paris,", ["Paris"], final=False)
 (True, True)
+>>> judge(" Guinea ", ["Guinea"], ["Guinea-Bissau"], final=False) is None  # Guinea-Bissau may follow
+True
 """
 
 from __future__ import annotations
@@ -50,74 +61,118 @@ from typing import Iterable
 
 _ARTICLES = ("the", "a", "an")
 _SEP = re.compile(r"[^\w+#]+|_+")  # "+" and "#" are kept: C++ and C# are not C
-_SENTENCE_END = re.compile(r"[.!?](\s|$)|\n")
+#: Letters that Unicode does not decompose into a base letter and a mark.
+_FOLD = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ß": "ss", "æ": "ae", "œ": "oe", "ı": "i", "þ": "th", "ð": "d"})
+#: Words whose "." does not end a sentence ("St. Petersburg"), besides initials ("Washington, D.C.") and numbers.
+_ABBREVIATIONS = frozenset("st mt ft dr mr mrs ms jr sr no vs etc inc ltd co".split())
 
 
-def normalize(text: str, keep_end: bool = False) -> str:
-    """``text`` as the rule compares it: accents folded, lower case, punctuation and whitespace one
-    space, no leading article; ``keep_end``: keep one trailing space where the text ends in a
-    separator (a partial generation whose last word is complete).
+def normalize(text: str) -> str:
+    """``text`` as the rule compares it: accents folded, lower case, every run of punctuation (but
+    ``+`` and ``#``) and whitespace one space, no space at either end.
 
     >>> normalize("  The Côte d'Ivoire!  ")
-    'cote d ivoire'
-    >>> normalize("C++"), normalize("C#"), normalize("C")
-    ('c++', 'c#', 'c')
+    'the cote d ivoire'
+    >>> normalize("C++"), normalize("C#"), normalize("C"), normalize("Łódź")
+    ('c++', 'c#', 'c', 'lodz')
     """
     folded = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    spaced = _SEP.sub(" ", folded.lower())
-    out = spaced.lstrip()
-    out = out if keep_end else out.rstrip()
+    return _SEP.sub(" ", folded.lower().translate(_FOLD)).strip()
+
+
+def _name(answer: str) -> str:
+    """An answer as the rule matches it: normalized, without a leading article (unless it is one)."""
+    got = normalize(answer)
     for article in _ARTICLES:
-        if out.startswith(article + " ") and len(out) > len(article) + 1:
-            return out[len(article) + 1:]
-    return out
+        if got.startswith(article + " "):
+            return got[len(article) + 1:]
+    return got
 
 
-def _begins(text: str, answer: str) -> bool:
-    return text == answer or text.startswith(answer + " ")
+def _open_text(text: str, final: bool) -> str:
+    """Normalized ``text`` with one trailing space where its last word is complete (a separator
+    followed it, or the text is final): a name matches only up to a word boundary."""
+    got = normalize(text)
+    done = final or bool(text) and not (text[-1].isalnum() or text[-1] in "+#") and text[-1] != "\ufffd"
+    return got + " " if got and done else got
 
 
-def _completion(text: str, answers: list[str], final: bool) -> bool | None:
-    got = normalize(text, keep_end=not final)
+def _decide(f: str, starts: list[int], names: dict[str, bool], final: bool, more_words: bool) -> bool | None:
+    """Who names first in the open text ``f`` (see :func:`_open_text`), reading from ``starts``: the
+    earliest start with a name, the longest name there; ``names``: name -> is an answer. While the
+    text is not ``final``, None unless no continuation can change the outcome (a longer name that
+    may still complete at or before the winner; ``more_words``: a later word may still name one)."""
+    winner, pending = None, set()
+    for q in starts:
+        rest = f[q:]
+        hits = [n for n in names if rest.startswith(n + " ")]
+        if not final:
+            pending |= {names[n] for n in names if (n + " ").startswith(rest) and len(n) + 1 > len(rest)}
+        if hits:
+            winner = names[max(hits, key=len)]
+            break
     if final:
-        return any(_begins(got.rstrip(), a) for a in answers)
-    if any(got.startswith(a + " ") for a in answers):
-        return True
-    open_ = [a for a in answers if a.startswith(got) or any((art + " ").startswith(got) or (art + " " + a).startswith(got)
-                                                          for art in _ARTICLES)]
-    return None if open_ else False
+        return bool(winner)
+    if winner is None:
+        return None if (True in pending or more_words) else False
+    return winner if pending <= {winner} else None
 
 
-def _first_at(text: str, names: list[str]) -> int | None:
-    """Where the first of ``names`` occurs in normalized ``text`` as whole words (None: nowhere)."""
-    padded = f" {text} "
-    hits = [padded.find(f" {n} ") for n in names if n]
-    hits = [h for h in hits if h >= 0]
-    return min(hits) if hits else None
+def _words(f: str) -> list[int]:
+    return [0] + [i + 1 for i, c in enumerate(f) if c == " " and i + 1 < len(f)]
 
 
-def _reply(text: str, answers: list[str], rivals: list[str], final: bool) -> bool | None:
-    end = _SENTENCE_END.search(text)
-    sentence = text[: end.start()] if end else text
-    complete = final or end is not None
-    got = normalize(sentence, keep_end=not complete)
-    # a name counts once the word after it has begun (or the sentence ended): "Paris" in "Parisian" does not
-    words = got if complete else got[: got.rfind(" ") + 1] if " " in got else ""
-    hit, rival = _first_at(words.strip(), answers), _first_at(words.strip(), rivals)
-    if hit is not None and (rival is None or hit < rival):
-        return True
-    if rival is not None or complete:
-        return False
+def _completion(text: str, names: dict[str, bool], final: bool) -> bool | None:
+    f = _open_text(text, final)
+    if not final and any((art + " ").startswith(f) and len(f) <= len(art) for art in _ARTICLES):
+        return None  # nothing yet, or an article still being written
+    starts = [0] + [len(art) + 1 for art in _ARTICLES if f.startswith(art + " ")]
+    return _decide(f, starts, names, final, more_words=False)
+
+
+def _sentence_end(text: str, final: bool) -> int | None:
+    """Where the first sentence of ``text`` ends (None: not yet): at ``.``, ``!`` or ``?`` followed by
+    a space (or the end of a final text), or at a line break; not at an initial, a number or a common
+    abbreviation ("D.C.", "1.", "St.")."""
+    for m in re.finditer(r"[.!?](?=\s|$)|\n", text):
+        if m.group() == "." and m.end() == len(text) and not final:
+            return None
+        if m.group() in "!?" and m.end() == len(text) and not final:
+            return None
+        if m.group() == ".":
+            word = re.search(r"(\w+)$", text[: m.start()])
+            w = word.group(1) if word else ""
+            if len(w) == 1 or w.isdigit() or w.lower() in _ABBREVIATIONS:
+                continue
+        return m.start()
     return None
+
+
+def _reply(text: str, names: dict[str, bool], final: bool) -> bool | None:
+    text = text.lstrip()
+    while True:
+        end = _sentence_end(text, final)
+        sentence = text if end is None else text[:end]
+        f = _open_text(sentence, final or end is not None)
+        got = _decide(f, _words(f), names, final or end is not None, more_words=end is None)
+        # a short opening with no name in it ("Sure!", "Yes.") is not the answer: read on
+        named = _decide(f, _words(f), dict.fromkeys(names, True), True, False)
+        if end is not None and not named and len(f.split()) <= 2:
+            if text[end + 1:].strip():
+                text = text[end + 1:].lstrip()
+                continue
+            return False if final else None  # the next sentence has not begun
+        return got
 
 
 def judge(text: str, answers: Iterable[str], rivals: Iterable[str] = (), reply: bool = False,
           final: bool = True) -> bool | None:
     """Whether generated ``text`` gives one of ``answers`` (see the module docstring for the rule:
     a completion begins with it; a chat ``reply``'s first sentence names it before any of
-    ``rivals``). ``final=False``: the text may go on, so None while it cannot yet be decided."""
-    names = [n for n in dict.fromkeys(normalize(a) for a in answers) if n]
+    ``rivals``; where a rival and an answer begin at the same word, the longer name counts).
+    ``final=False``: the text may go on, so None until no continuation can change the judgement."""
+    names = {n: False for n in (_name(r) for r in rivals) if n}
+    names |= {n: True for n in (_name(a) for a in answers) if n}
     if reply:
-        others = [n for n in dict.fromkeys(normalize(r) for r in rivals) if n and n not in names]
-        return _reply(text, names, others, final)
+        return _reply(text, names, final)
     return _completion(text, names, final)

@@ -15,7 +15,7 @@ generated once.
 ::
 
     ask(model, tok, [Ask("The capital of France is", ("Paris",))])
-    [Answer(text=' Paris, the city of', correct=True)]
+    [Answer(text=' Paris,', correct=True)]        # stopped once decided
 """
 
 from __future__ import annotations
@@ -142,7 +142,8 @@ def ask(model, tok, asks: list[Ask], batch_size: int = 64) -> list[Answer]:
 
     def decided(j, new):
         a = unique[j]
-        return judge(tok.decode(new, skip_special_tokens=True), a.answers, a.rivals, reply=a.chat, final=False) is not None
+        text = tok.decode(new, skip_special_tokens=True)
+        return not text.endswith("\ufffd") and judge(text, a.answers, a.rivals, reply=a.chat, final=False) is not None
 
     texts = [tok.decode(t, skip_special_tokens=True)
              for t in greedy(model, tok, prompts, [_budget(tok, a) for a in unique], decided, batch_size)]

@@ -54,17 +54,49 @@ def test_a_chat_reply_must_name_the_answer_in_its_first_sentence_before_any_riva
     assert judge(text, answers, rivals, reply=True) is right
 
 
+CASES = [(" Paris, France", ["Paris"], []), (" Lyon", ["Paris"], []), (" the Netherlands", ["Netherlands"], []),
+         (" New York City", ["New York"], []), (" Par is", ["Paris"], []), (" Guinea-Bissau", ["Guinea"], ["Guinea-Bissau"]),
+         (" Guinea, a country", ["Guinea"], ["Guinea-Bissau"]), (" A, B", ["A"], []), (" The Hague", ["The Hague"], []),
+         (" C++ and C", ["C"], ["C++"]), (" Łódź", ["Lodz"], []), (" an apple", ["Angola"], [])]
+REPLIES = [("The capital is Washington, D.C. Indeed.", ["Washington, D.C."], ["Paris"]),
+           ("Sure! It is Lyon, not Paris.", ["Paris"], ["Lyon"]), ("It is New York City.", ["New York City"], ["New York"]),
+           ("It is New York, near the city.", ["New York City"], ["New York"]), ("St. Petersburg.", ["Saint Petersburg", "St Petersburg"], []),
+           ("\nParis.", ["Paris"], []), ("1. Paris\n2. Lyon", ["Paris"], ["Lyon"]), ("I do not know.", ["Paris"], [])]
+
+
 def test_the_partial_judgement_agrees_with_the_final_one_once_decided():
-    """A row stops as soon as ``final=False`` decides; the rule must not change its mind later."""
-    cases = [(" Paris, France", ["Paris"]), (" Lyon", ["Paris"]), (" the Netherlands", ["Netherlands"]),
-             (" New York City", ["New York"]), (" Par is", ["Paris"])]
-    for text, answers in cases:
-        for cut in range(1, len(text) + 1):
-            early = judge(text[:cut], answers, final=False)
-            if early is not None:
-                assert early == judge(text, answers), (text, cut)
-                break
-    assert normalize(" The  Côte-d'Ivoire ") == "cote d ivoire"
+    """A row stops as soon as ``final=False`` decides; no continuation may change that judgement."""
+    for text, answers, rivals in CASES + REPLIES:
+        reply = (text, answers, rivals) in REPLIES
+        final = judge(text, answers, rivals, reply=reply)
+        for cut in range(len(text) + 1):
+            early = judge(text[:cut], answers, rivals, reply=reply, final=False)
+            assert early is None or early == final, (text, cut, early, final)
+    assert [judge(*c) for c in CASES] == [True, False, True, True, False, False, True, True, True, False, True, False]
+    assert [judge(*r, reply=True) for r in REPLIES] == [True, False, True, False, True, True, True, False]
+    assert normalize(" The  Côte-d'Ivoire ") == "the cote d ivoire"
+
+
+def test_no_continuation_changes_a_decided_judgement_on_random_texts():
+    import random
+
+    rng = random.Random(0)
+    pieces = ["Paris", "Paris Hilton", "New", "York", "New York", "the", "a", "city", "C++", "C", "Guinea", "Guinea-Bissau",
+              ",", ".", "!", "\n", "St.", "D.C.", "1.", "Sure", "Lyon", "is"]
+    for _ in range(600):
+        text = "".join(rng.choice([" ", " ", ""]) + rng.choice(pieces) for _ in range(rng.randint(1, 8)))
+        answers = rng.choice([["Paris"], ["New York City"], ["C"], ["Guinea"], ["The Hague"], ["A"], ["Lyon", "Paris"]])
+        rivals = [r for r in rng.choice([[], ["Paris Hilton"], ["New York"], ["C++"], ["Guinea-Bissau"], ["Lyon"]])
+                  if r not in answers]
+        for reply in (False, True):
+            final = judge(text, answers, rivals, reply=reply)
+            for cut in range(len(text) + 1):
+                early = judge(text[:cut], answers, rivals, reply=reply, final=False)
+                assert early is None or early == final, (text, answers, rivals, reply, cut)
+
+
+def test_a_token_cut_inside_a_character_decides_nothing():
+    assert judge(" Łód\ufffd", ["Łódź"], final=False) is None and judge(" Łódź", ["Łódź"])
 
 
 # --- decoding -------------------------------------------------------------------------------------

@@ -54,6 +54,14 @@ def _mean(xs):
     return sum(xs) / len(xs) if xs else None
 
 
+def gen_asks(setup, req, queries) -> list:
+    """Completion asks of the subject's other facts: any name of a right answer, the new object the rival."""
+    from ripple.generation import Ask
+
+    names = setup.world.names_of
+    return [Ask(q.prompt, tuple(n for a in q.answers for n in names(a)), names(req.target_new)) for q in queries]
+
+
 def specificity_before(setup, req, chat: bool) -> dict:
     """The subject's other facts (first template each) and which the unedited model gets right in each mode."""
     from ripple.editing.from_world import specificity_queries
@@ -64,16 +72,17 @@ def specificity_before(setup, req, chat: bool) -> dict:
     m, tok = setup.model, setup.tok
     qs = specificity_queries(setup.world, req)
     out = {"queries": qs, "top1": query_correct(m, tok, qs) if qs else [],
-           "gen": [a.correct for a in ask(m, tok, [Ask(q.prompt, q.answers) for q in qs])]}
+           "gen": [a.correct for a in ask(m, tok, gen_asks(setup, req, qs))]}
     if chat:
-        asks = [Ask(question_for(q.relation, q.subject) or q.prompt, q.answers, (req.target_new,), chat=True) for q in qs]
+        asks = [Ask(question_for(q.relation, q.subject), q.answers, (req.target_new,), chat=True) for q in qs
+                if question_for(q.relation, q.subject) is not None]  # every graph relation has questions
         out["chat_asks"] = asks
         out["chat"] = [a.correct for a in ask(m, tok, asks)]
     return out
 
 
 def specificity_after(setup, req, before: dict) -> dict:
-    from ripple.generation import Ask, ask
+    from ripple.generation import ask
     from ripple.scoring import answer_logprobs, query_correct
 
     m, tok = setup.model, setup.tok
@@ -87,7 +96,7 @@ def specificity_after(setup, req, before: dict) -> dict:
         row["relation_specificity_top1"] = _mean(query_correct(m, tok, known))
     gen = [q for q, k in zip(qs, before["gen"]) if k]
     if gen:
-        row["relation_specificity_gen"] = _mean([a.correct for a in ask(m, tok, [Ask(q.prompt, q.answers) for q in gen])])
+        row["relation_specificity_gen"] = _mean([a.correct for a in ask(m, tok, gen_asks(setup, req, gen))])
     if "chat" in before:
         asks = [a for a, k in zip(before["chat_asks"], before["chat"]) if k]
         if asks:
@@ -102,7 +111,8 @@ def measure(setup, req, spec_before: dict, chat) -> dict:
     from ripple.generation import continuations
 
     m, tok = setup.model, setup.tok
-    got = requests_metrics(m, tok, [req], generate=True, chat=None if chat is None else [chat])[0]
+    got = requests_metrics(m, tok, [req], generate=True, chat=None if chat is None else [chat],
+                           names=setup.world.names_of)[0]
     row = {}
     for metric in CF:
         row[f"{metric}_race"] = got.get(metric)

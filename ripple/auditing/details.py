@@ -107,5 +107,7 @@ def answers_details(run: Audited, metrics: dict) -> dict | None:
              for b, a in zip(run.before.generated.get("texts", []), run.after.generated.get("texts", []))]
     from ripple.evaluate.generated import CHAT_SCOPE  # lazy: start-up
 
-    return {"modes": list(names), "note": modes.note, "scope": CHAT_SCOPE if modes.chat else None,
+    reasons = run.after.generated.get("chat_reasons") or []
+    note = "; ".join(([modes.note] if modes.note else []) + [f"chat: {r}" for r in reasons]) or None
+    return {"modes": list(names), "note": note, "scope": CHAT_SCOPE if modes.chat else None,
             "by_mode": by_mode, "texts": shown}

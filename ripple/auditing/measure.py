@@ -127,7 +127,7 @@ class Asked:
         shown = [(p, False) for r in requests for p in (r.rendered, *r.paraphrase_prompts)]
         if chat:
             shown += [(a.prompt, True) for q in chat for a in (*q.efficacy, *q.paraphrase)]
-        return cls(modes, chat, probe_asks(plan.items),  # the probe set is not asked in chat form: CHAT_SCOPE
+        return cls(modes, chat, probe_asks(plan.items, world=world),  # not asked in chat form: CHAT_SCOPE
                    specificity_chat_asks(requests, plan.ripple_plans) if modes.chat else [], shown)
 
 
@@ -147,7 +147,8 @@ def _generated(model, tok, requests, asked: Asked, unedited: bool = False) -> di
             "texts": [{"prompt": p, "chat": c, "text": next(by_kind[c])} for p, c in asked.shown],
             "chat_n": None if asked.chat is None else {
                 name: sum(len(getattr(q, name)) for q in asked.chat) for name in ("efficacy", "paraphrase", "neighborhood")},
-            "chat_off": asked.modes.note}
+            "chat_off": asked.modes.note,
+            "chat_reasons": sorted({q.reason for q in asked.chat or [] if q.reason})}
 
 
 def measure(inputs: AuditInputs, requests, plan: AuditPlan, score_plans: bool = False,
@@ -157,8 +158,10 @@ def measure(inputs: AuditInputs, requests, plan: AuditPlan, score_plans: bool = 
     ``asked``: the generated answers to score too (:class:`Asked`)."""
     model, tok, spec, bridge = inputs.setup.model, inputs.setup.tok, inputs.setup.spec, inputs.bridge
     modes = asked.modes if asked is not None else Modes(generate=False)
+    world = inputs.setup.world
     return Measurement(requests=requests_metrics(model, tok, list(requests), modes.generate,
-                                                 asked.chat if asked is not None else None),
+                                                 asked.chat if asked is not None else None,
+                                                 world.names_of if world is not None else None),
                        perplexities=sentence_perplexities(model, tok, inputs.sentences),
                        states=measure_items(model, tok, spec, plan.items) if states is None else states,
                        ripple=score_ripples(model, tok, plan.ripple_plans) if score_plans else [],

@@ -149,9 +149,11 @@ def rule_basis(requests, plan, before, after, changes, world, norms: dict) -> di
         if chat_n is None:
             out[f"{name}_chat"] = Basis(None, None, generated.get("chat_off") or not_generated)
         else:
-            out[f"{name}_chat"] = Basis(chat_n[name], "the relation library's chat questions", None if chat_n[name] else
-                                        "no chat question could be asked (the prompt matches no library relation, "
-                                        "or no neighbour's subject could be read back)")
+            why = "; ".join(generated.get("chat_reasons") or []) or (
+                "no neighbour's subject and relation could be read back from its prompt" if name == "neighborhood"
+                else "no chat question could be asked")
+            out[f"{name}_chat"] = Basis(chat_n[name], "the relation library's chat questions",
+                                        None if chat_n[name] else why)
     allowed = len(set(plan.expected) | set(plan.target_ids))
     out["unintended_changes"] = Basis(len(plan.items) - allowed, f"probe set, {truth}")
     out["perplexity_ratio"] = Basis(len(before.perplexities), "general sentences")

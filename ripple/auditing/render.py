@@ -59,9 +59,10 @@ def _answer_sections(answers: dict | None) -> list[tuple[str, list[str], list[li
     if not answers:
         return []
     modes = answers["modes"]
-    title = "Answers by mode (race and top-1 teacher-forced; generated: the greedy completion begins with the answer"
-    title += (f"; chat: the reply's first sentence names it; {answers['scope']})" if "chat" in modes
-              else f"; {answers['note']})")
+    parts = ["race and top-1 teacher-forced", "generated: the greedy completion begins with the answer"]
+    parts += [f"chat: the reply's first sentence names it; {answers['scope']}"] if "chat" in modes else []
+    parts += [answers["note"]] if answers.get("note") else []
+    title = f"Answers by mode ({'; '.join(parts)})"
     rows = [[metric] + [fmt(values.get(m)) for m in modes] for metric, values in answers["by_mode"].items()]
     out = [(title, ["metric"] + [MODE_TITLES[m] for m in modes], rows)]
     if answers["texts"]:

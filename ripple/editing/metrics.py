@@ -56,23 +56,28 @@ def _plan(req: EditRequest) -> list[tuple[str, list[tuple[str, str]]]]:
     return plan
 
 
-def _gen_plan(req: EditRequest) -> list[tuple[str, list[Ask]]]:
-    """The completion prompts each metric generates from, with the answers that count."""
-    new = (req.target_new,)
-    plan = [("efficacy", [Ask(req.rendered, new)]), ("paraphrase", [Ask(p, new) for p in req.paraphrase_prompts])]
+def _gen_plan(req: EditRequest, names=None) -> list[tuple[str, list[Ask]]]:
+    """The completion prompts each metric generates from, with the answers that count (each by any
+    of its ``names``, a callable giving an answer's other names) and the rival a longer one of
+    which must not be what was said (" Guinea-Bissau" is not Guinea)."""
+    names = names or (lambda x: (x,))
+    new, old = names(req.target_new), names(req.target_true) if req.target_true else ()
+    plan = [("efficacy", [Ask(req.rendered, new, old)]),
+            ("paraphrase", [Ask(p, new, old) for p in req.paraphrase_prompts])]
     own = req.neighborhood_answers or ((req.target_true,) * len(req.neighborhood_prompts) if req.target_true else ())
-    return plan + [("neighborhood", [Ask(p, (a,)) for p, a in zip(req.neighborhood_prompts, own)])]
+    return plan + [("neighborhood", [Ask(p, names(a), new) for p, a in zip(req.neighborhood_prompts, own)])]
 
 
 def _chat_plan(questions) -> list[tuple[str, list[Ask]]]:
     return [(name, list(getattr(questions, name))) for name in ("efficacy", "paraphrase", "neighborhood")]
 
 
-def generated_metrics(model, tok, requests: list[EditRequest], chat: list | None = None) -> list[dict]:
+def generated_metrics(model, tok, requests: list[EditRequest], chat: list | None = None, names=None) -> list[dict]:
     """Per request, the share of each metric's prompts whose generated answer is right: ``_gen``
     (completion prompts) and, with ``chat`` (one :class:`~ripple.editing.questions.ChatQuestions`
-    per request), ``_chat``; every prompt of every request generated in one batched pass."""
-    plans = [[(f"{n}_gen", a) for n, a in _gen_plan(r)] for r in requests]
+    per request), ``_chat``; every prompt of every request generated in one batched pass.
+    ``names``: an answer's other names (``World.names_of``), any of which counts."""
+    plans = [[(f"{n}_gen", a) for n, a in _gen_plan(r, names)] for r in requests]
     if chat is not None:
         plans = [p + [(f"{n}_chat", a) for n, a in _chat_plan(q)] for p, q in zip(plans, chat)]
     flat = [a for plan in plans for _, asks in plan for a in asks]
@@ -80,13 +85,15 @@ def generated_metrics(model, tok, requests: list[EditRequest], chat: list | None
     return [{name: _mean([next(results).correct for _ in asks]) for name, asks in plan} for plan in plans]
 
 
-def requests_metrics(model, tok, requests: list[EditRequest], generate: bool = False, chat: list | None = None) -> list[dict]:
+def requests_metrics(model, tok, requests: list[EditRequest], generate: bool = False, chat: list | None = None,
+                     names=None) -> list[dict]:
     """:func:`request_metrics` of each request, every prompt of every request scored in one
     batched pass (:func:`ripple.scoring.answer_logprobs`): the way to score many at once.
-    ``generate``: also the generated-answer scores (:func:`generated_metrics`; ``chat``: its chat questions)."""
+    ``generate``: also the generated-answer scores (:func:`generated_metrics`; ``chat``: its chat
+    questions; ``names``: an answer's other names)."""
     rows = _race_metrics(model, tok, requests)
     if generate:
-        rows = [row | gen for row, gen in zip(rows, generated_metrics(model, tok, requests, chat))]
+        rows = [row | gen for row, gen in zip(rows, generated_metrics(model, tok, requests, chat, names))]
     return rows
 
 

@@ -34,7 +34,8 @@ class Changes:
     swaps: set[str]  # ids: one right answer of a one-to-many relation traded for another
     unintended: list[str]  # ids: answered right before, wrong after, and neither edited nor expected
     wrong_flips: list[str] = field(default_factory=list)  # ids: wrong before, and changed (not counted)
-    allowed: set[int] = field(default_factory=set, compare=False)  # indices of the items the edit may change (edited, expected)
+    #: indices of the items the edit may change (edited, expected): a generated answer lost elsewhere is damage
+    allowed: set[int] = field(default_factory=set, compare=False)
 
 
 def edited_items(items: list[ProbeItem], requests, world) -> tuple[list[ProbeItem], list[str]]:
@@ -90,4 +91,4 @@ def classify_changes(plan: AuditPlan, before: ItemState, after: ItemState) -> Ch
     others = [i for i in changed if items[i].id not in allowed]
     return Changes(changed, swaps, sorted(items[i].id for i in others if before.correct[i] and not after.correct[i]),
                    sorted(items[i].id for i in others if not before.correct[i]),
-                   {i for i, item in enumerate(items) if item.id in allowed})
+                   {i for i, item in enumerate(items) if item.id in plan.expected | set(plan.target_ids)})

@@ -47,8 +47,11 @@ class Modes:
 def modes_for(tok, chat: bool | None = None, generate: bool = True) -> Modes:
     """The modes for this tokenizer: chat on when it has a chat template (``chat=None``), off with
     ``chat=False``; ``chat=True`` without a template is an error."""
+    if chat and not generate:
+        raise RippleError("chat replies are generated answers: drop generate=False to score them, or chat=False")
     if chat is None:
-        return Modes(generate, has_chat(tok), None if has_chat(tok) else NO_TEMPLATE)
+        chat = has_chat(tok) and generate
+        return Modes(generate, chat, None if chat or not generate else NO_TEMPLATE)
     if chat and not has_chat(tok):
         raise RippleError("--chat was given but the tokenizer has no chat template; drop --chat (completion prompts "
                           "are scored anyway) or load the model's instruct version")
@@ -61,11 +64,14 @@ def question_for(relation: str, subject: str) -> str | None:
     return fill(rel.questions[0], subject) if rel is not None and rel.questions else None
 
 
-def probe_asks(items, chat: bool = False) -> list[Ask | None]:
+def probe_asks(items, chat: bool = False, world=None) -> list[Ask | None]:
     """One :class:`~ripple.generation.Ask` per probe item: its prompt (or, ``chat``, its relation's
     question; None where the relation has none), every right answer of the same prompt counting
-    (a country's several languages)."""
+    (a country's several languages), each by any of its names the ``world`` knows."""
     asks = item_asks(items)
+    if world is not None:  # an answer said by another of its names counts
+        asks = [Ask(a.prompt, tuple(dict.fromkeys(n for x in a.answers for n in world.names_of(x))), a.rivals, a.chat)
+                for a in asks]
     if not chat:
         return asks
     out = []

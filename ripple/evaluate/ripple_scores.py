@@ -84,12 +84,14 @@ def plan_ripple(model, tok, world: World, request, max_per_category: int = 10, g
                      "subject": q.subject, "relation": q.relation,
                      "conditions_known": cond_ok, "before": before,
                      "counted": cond_ok and (q.must_change or bool(before))})
+    out = {"case_id": request.case_id, "relation": relation, "rows": rows}
     if generate:
+        out["generate"] = True
         keep_asks = [Ask(q.prompt, a) for q, a in to_check]
         right_gen = dict(zip([id(q) for q, _ in to_check], (x.correct for x in ask(model, tok, keep_asks))))
         for q, row in zip(gt, rows):
             row["counted_gen"] = row["conditions_known"] and (q.must_change or right_gen.get(id(q), False))
-    return {"case_id": request.case_id, "relation": relation, "rows": rows}
+    return out
 
 
 def score_ripple(model, tok, plan: dict) -> dict:
@@ -118,7 +120,7 @@ def score_ripples(model, tok, plans: list[dict]) -> list[dict]:
             hits = [r["after"] for r in mine if r["counted"]]
             cats[cat] = {"n": len(hits), "correct": sum(hits), "total": len(mine),
                          "accuracy": sum(hits) / len(hits) if hits else None}
-            if any("counted_gen" in r for r in mine):
+            if plan.get("generate"):
                 got = [r["after_gen"] for r in mine if r.get("counted_gen")]
                 cats[cat] |= {"n_gen": len(got), "correct_gen": sum(got),
                               "accuracy_gen": sum(got) / len(got) if got else None}

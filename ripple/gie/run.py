@@ -53,7 +53,8 @@ class GraphOptions:
     edit evaluate only that share of the items, the ones ``ranker`` puts most at risk
     (:mod:`ripple.gie.budget`); ``force`` skips the editor's norm guard; ``generate``: every node
     also carries whether its generated answer is right before and after (``gen_before``,
-    ``gen_after``); ``chat``: the graph also holds the edit's chat question answered before and after."""
+    ``gen_after``: each item's own answers count, where the audit also counts the world's other names
+    for them); ``chat``: the graph also holds the edit's chat question answered before and after."""
 
     layers: tuple[int, ...] | None = None
     k: int = 5

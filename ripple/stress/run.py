@@ -154,16 +154,19 @@ class Checkpoints:
             old = answer_logprobs(model, tok, [(r.rendered, r.target_true) for r in latest])
             row["edit_success"] = sum(a[0] > b[0] for a, b in zip(new, old)) / len(latest)
             row["edit_success_top1"] = sum(a[1] for a in new) / len(latest)
-            row["edit_success_gen"] = _share([a.correct for a in ask(model, tok, [Ask(r.rendered, (r.target_new,))
-                                                                                  for r in latest])])
+            names = self.world.names_of if self.world is not None else (lambda x: (x,))
+            asks = [Ask(r.rendered, names(r.target_new), names(r.target_true) if r.target_true else ()) for r in latest]
+            row["edit_success_gen"] = _share([a.correct for a in ask(model, tok, asks)])
         else:
             row["edit_success"] = row["edit_success_top1"] = row["edit_success_gen"] = None
         chat = [chat_questions(r, self.world) for r in latest] if self.chat else None
         if self.chat:
-            asks = [q.efficacy[0] for q in chat if q.efficacy]
+            asks = [q.efficacy[0] for q in chat if q.efficacy]  # the edits whose relation has a question
             row["edit_success_chat"] = _share([a.correct for a in ask(model, tok, asks)])
+            row["edit_success_chat_n"] = len(asks)
         if self.counterfact:  # efficacy, paraphrase, neighbourhood over the latest edit of every fact so far
-            rows = requests_metrics(model, tok, latest, generate=True, chat=chat)
+            rows = requests_metrics(model, tok, latest, generate=True, chat=chat,
+                                    names=self.world.names_of if self.world is not None else None)
             row["counterfact"] = aggregate(rows) if latest else None
         if self.untouched:
             hits = query_correct(model, tok, self.untouched)

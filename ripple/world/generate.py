@@ -135,6 +135,15 @@ class World:
         except KeyError:
             return self._by_norm[name_key(name)]
 
+    def names_of(self, name: str) -> tuple[str, ...]:
+        """``name`` and the other names of the entity it names (its name and aliases; ``(name,)``
+        when the world does not know it): every way to say one answer."""
+        try:
+            e = self.entities[self.id_of(name)]
+        except KeyError:
+            return (name,)
+        return tuple(dict.fromkeys((name, e.name, *e.aliases)))
+
     def two_hop_answers(self, subject_id: str, two_hop: str) -> list[str]:
         th = self.two_hops[two_hop]
         return sorted({o2 for o1 in self.objects(subject_id, th.first) for o2 in self.objects(o1, th.second)})
