@@ -14,7 +14,9 @@ Relation specificity: the edited subject's other facts (first template each, gra
 truth) that the unedited model got right in that mode, still right after. Each row also keeps
 the edit prompt's and first paraphrase's generated text after the edit, for the examples.
 
-``--part batch``: MEMIT on one batch of the first 100 distinct edits, pooled over every prompt.
+``--part unedited``: the same edits' prompts scored on the unedited model in every mode (the
+baseline: relation specificity there is 1 by construction, the others show what the model said
+before any edit). ``--part batch``: MEMIT on one batch of the first 100 distinct edits, pooled over every prompt.
 
 Target values go through :class:`ripple.editing.value_cache.ValueCache` (``$RIPPLE_CACHE/values``):
 MEMIT and AlphaEdit optimize the same value, and the batch reads the single edits' values; a row's
@@ -27,6 +29,7 @@ code version); ``--render`` writes reports/generation.md from them.
     python -m benchmarks real_models/generation --model smollm2 --methods rome ft &   # two processes, one core each
     python -m benchmarks real_models/generation --model smollm2 --methods memit alphaedit
     python -m benchmarks real_models/generation --model gemma3-270m --edits 200
+    python -m benchmarks real_models/generation --model smollm2 --part unedited
     python -m benchmarks real_models/generation --model smollm2 --part batch
     python -m benchmarks real_models/generation --render
 """
@@ -168,6 +171,28 @@ def single(args, setup) -> None:
                   f"{row['efficacy_gen']} chat {row.get('efficacy_chat')} {secs:.1f}s", flush=True)
 
 
+def unedited(args, setup) -> None:
+    """The same edits' metrics on the unedited model, every mode: the baseline each edited figure is
+    read against (a neighbour the model never said is not damage)."""
+    from benchmarks.real_models.editors import counterfact_edits
+    from ripple.editing.questions import chat_questions
+    from ripple.generation import has_chat
+    from ripple.io import atomic_write_json, source_fingerprint
+
+    reqs, _ = counterfact_edits(setup, args.edits, args.seed)
+    chat_on = has_chat(setup.tok)
+    rows = []
+    for req in reqs:
+        spec = specificity_before(setup, req, chat_on)
+        row = measure(setup, req, spec, chat_questions(req, setup.world) if chat_on else None)
+        rows.append({"case_id": req.case_id, **{k: v for k, v in row.items() if k not in ("texts", "chat_text")}})
+    model_dir(args.model).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(model_dir(args.model) / "unedited.json",
+                      {"config": {"model": args.model, "edits": len(reqs), "seed": args.seed, "chat": chat_on},
+                       "code": source_fingerprint(), "rows": rows})
+    print(f"unedited: {len(rows)} edits' prompts scored", flush=True)
+
+
 def batch(args, setup) -> None:
     from benchmarks.real_models.editors import counterfact_edits
     from ripple.editing.editor import get_editor
@@ -210,7 +235,7 @@ def main(argv=None) -> None:
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--edits", type=int, default=200)
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
-    ap.add_argument("--part", choices=("single", "batch"), default="single")
+    ap.add_argument("--part", choices=("single", "unedited", "batch"), default="single")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--render", action="store_true")
     args = ap.parse_args(argv)
@@ -226,7 +251,7 @@ def main(argv=None) -> None:
     set_threads()
     setup = load_setup(args.model)
     setup.ctx.value_cache = ValueCache(cache_dir() / "values")  # MEMIT's values serve AlphaEdit and the batch
-    (single if args.part == "single" else batch)(args, setup)
+    {"single": single, "unedited": unedited, "batch": batch}[args.part](args, setup)
 
 
 if __name__ == "__main__":
