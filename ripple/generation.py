@@ -31,7 +31,8 @@ from ripple.tokens import answer_ids, text_ids
 
 #: New tokens a completion may take past its longest answer (an article, a space, one to decide).
 COMPLETION_SLACK = 4
-#: New tokens a chat reply may take: long enough to restate a question and name the answer.
+#: New tokens a chat reply may take: long enough to restate a question and name the answer (a first
+#: sentence still open after them is judged on what it said).
 REPLY_TOKENS = 32
 
 

@@ -39,7 +39,7 @@ def mode_table(runs: dict[str, list[dict]], modes, base: list[dict] | None = Non
     cols = ["method", "n", "metric"] + [MODE_TITLES[m] for m in modes]
     body = []
     n = min(len(r) for r in runs.values())
-    for method, rows in ({"unedited model": base[:n]} if base else {}) | runs:
+    for method, rows in (({"unedited model": base[:n]} if base else {}) | runs).items():
         for metric in METRICS:
             body.append([method, len(rows), TITLE[metric]] + [_f(_mean([r.get(f"{metric}_{m}") for r in rows]))
                                                                 for m in modes])
@@ -58,7 +58,7 @@ def disagreements(runs: dict[str, list[dict]]) -> tuple[list[str], list[str]]:
                       ", ".join(f"{k} {v}" for k, v in rels.most_common(6)) or "-"])
         for r in over[:3]:
             examples.append(f"- {method}: \"{r['prompt']}\" -> {r['target_new']} (was {r['target_true']}); "
-                            f"generated: \"{r['texts'][0].strip()}\"")
+                            f"generated: \"{' '.join(r['texts'][0].split())}\"")
     return md_table(["method", "edits", "race yes, generated no", "race no, generated yes",
                      "relations of the first (count)"], table), examples
 
