@@ -181,16 +181,16 @@ def unedited(args, setup) -> None:
 
     reqs, _ = counterfact_edits(setup, args.edits, args.seed)
     chat_on = has_chat(setup.tok)
-    rows = []
-    for req in reqs:
+    path = model_dir(args.model) / "unedited.json"
+    data = resumable(path, {"model": args.model, "edits": len(reqs), "seed": args.seed, "chat": chat_on}, rows=[])
+    model_dir(args.model).mkdir(parents=True, exist_ok=True)
+    for req in reqs[len(data["rows"]):]:  # resumable: each edit's prompts saved as they are scored
         spec = specificity_before(setup, req, chat_on)
         row = measure(setup, req, spec, chat_questions(req, setup.world) if chat_on else None)
-        rows.append({"case_id": req.case_id, **{k: v for k, v in row.items() if k not in ("texts", "chat_text")}})
-    model_dir(args.model).mkdir(parents=True, exist_ok=True)
-    atomic_write_json(model_dir(args.model) / "unedited.json",
-                      {"config": {"model": args.model, "edits": len(reqs), "seed": args.seed, "chat": chat_on},
-                       "code": source_fingerprint(), "rows": rows})
-    print(f"unedited: {len(rows)} edits' prompts scored", flush=True)
+        data["rows"].append({"case_id": req.case_id, "code": source_fingerprint(),
+                             **{k: v for k, v in row.items() if k not in ("texts", "chat_text")}})
+        atomic_write_json(path, data)
+        print(f"unedited {len(data['rows'])}/{len(reqs)} {req.case_id}", flush=True)
 
 
 def batch(args, setup) -> None:
