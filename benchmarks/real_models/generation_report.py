@@ -144,6 +144,9 @@ def render() -> None:
                    "No chat template: completion modes only."), ""]
         base = (load_json(model_dir(model) / "unedited.json", {}) or {}).get("rows")
         out += mode_table(runs, modes, base) + [""]
+        versions = Counter(r["code"] for rows in runs.values() for r in rows)
+        out += ["Code versions (`ripple.io.source_fingerprint`) of the rows shown: "
+                + ", ".join(f"{v} ({n} rows)" for v, n in sorted(versions.items())) + ".", ""]
         if base:
             out += ["The first rows score the same prompts on the unedited model (`--part unedited`): against the new "
                     "object for efficacy and paraphrase, so 0 there is expected; neighbourhood there is what the model "
