@@ -16,10 +16,11 @@ if TYPE_CHECKING:
 
 
 #: What ``GraphReport.save`` writes (``ripple graph`` adds ``summary.json``).
-GRAPH_FILES = ("graph.json", "graph.graphml", "ripple_graph.png", "drift_by_hop.png", "drift_vs_similarity.png")
+GRAPH_FILES = ("graph.html", "graph.json", "graph.graphml", "ripple_graph.png", "drift_by_hop.png",
+               "drift_vs_similarity.png")
 
 #: What ``AuditReport.save`` writes (the names ``ripple audit`` writes into ``--out``).
-AUDIT_FILES = ("report.html", "report.md", "report.json", "ripple_graph.png", "drift_by_hop.png",
+AUDIT_FILES = ("report.html", "report.md", "report.json", "graph.json", "ripple_graph.png", "drift_by_hop.png",
                "plain_ripple_graph.png", "plain", "together", "edit-[0-9]*")
 
 
@@ -145,3 +146,9 @@ class GraphReport:
         plot_ripple_graph(self.graph, folder / "ripple_graph.png")
         plot_drift_by_hop(self.profile, folder / "drift_by_hop.png")
         plot_drift_vs_similarity(self.graph, folder / "drift_vs_similarity.png")
+        from ripple.gie.page import graph_html  # lazy: start-up
+        from ripple.io import atomic_write_text  # lazy: start-up
+
+        images = {name: (folder / name).read_bytes() for name in ("ripple_graph.png", "drift_by_hop.png",
+                                                                  "drift_vs_similarity.png")}
+        atomic_write_text(folder / "graph.html", graph_html(self.graph, self.profile, self.expected, images))

@@ -74,7 +74,7 @@ def test_benign_edit_passes_with_every_report_file(runs):
 
 def test_same_inputs_same_report_bytes(runs):
     a, b = runs["benign"][1], runs["benign_again"][1]
-    for name in REPORT_FILES:
+    for name in (*REPORT_FILES, "graph.json"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
@@ -287,7 +287,14 @@ def test_reports_render_in_headless_chromium(runs, tmp_path):
             browser.close()
     for r in results:
         assert r["ok"], r
-        assert r["images"] >= 2 and (tmp_path / Path(r["screenshot"]).name).stat().st_size > 10_000
+        assert r["images"] >= 1 and (tmp_path / Path(r["screenshot"]).name).stat().st_size > 10_000
+        # the interactive graph: every graph.json node drawn, hover shows the item, each filter hides its items
+        g = r["graph"]
+        assert g["drawn"] == g["nodes"] == len(json.loads((runs["benign"][1] / "graph.json").read_text())["nodes"])
+        assert len(g["hover"]) == 3 and all(h["ok"] for h in g["hover"]), g["hover"]
+        assert {"edited", "kept", "hops<=1"} <= set(g["filters"]) and all(g["filters"].values()), g["filters"]
+    harmful = json.loads((runs["harmful"][1] / "graph.json").read_text())
+    assert {n["role"] for n in harmful["nodes"]} >= {"edited", "unintended"}  # the failing edit's damage is drawn
 
 
 def test_budgeted_audit_equals_the_full_one_at_budget_one_and_says_it_is_an_estimate(capfd, tiny_inputs, tmp_path):

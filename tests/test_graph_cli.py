@@ -4,6 +4,7 @@ now read where the edit acts), one on a saved tiny gpt2 with a tiny probe file, 
 import contextlib
 import io
 import json
+import re
 
 import networkx as nx
 import pytest
@@ -18,7 +19,7 @@ from helpers import assert_one_line_error, cli, digest, edit_requests, tiny_prob
 
 pytestmark = pytest.mark.slow  # see pyproject.toml's markers: the quick run leaves these out
 
-FILES = ("graph.json", "graph.graphml", "ripple_graph.png", "drift_by_hop.png", "drift_vs_similarity.png",
+FILES = ("graph.html", "graph.json", "graph.graphml", "ripple_graph.png", "drift_by_hop.png", "drift_vs_similarity.png",
          "summary.json")
 CHEAP = ["--set", "v_steps=2", "context_prefixes=0", "stats_samples=300", "layers=(0,)", "fact_token=last",
          "--force"]
@@ -71,6 +72,13 @@ def test_organism_graph_writes_every_file_and_marks_the_edited_item(organism_run
     lost = [n for n, d in g.nodes(data=True) if d["gen_before"] and not d["gen_after"]]
     assert g.graph["generated_lost_unintended"] == len(set(lost) - set(summary["expected"]) - {edited})
     assert "chat_question" not in g.graph  # the organism has no chat template
+    # graph.html: the interactive graph holds every node, the edited item marked, the prompt of each
+    page = (out / "graph.html").read_text()
+    data = json.loads(re.search(r'id="rg-data">(.*?)</script>', page, re.S).group(1))
+    assert [n["id"] for n in data["nodes"]] == sorted(g.nodes) and len(data["edges"]) == g.number_of_edges()
+    assert [n["id"] for n in data["nodes"] if n["role"] == "edited"] == [edited]
+    assert all(n["prompt"] == g.nodes[n["id"]]["prompt"] for n in data["nodes"])
+    assert "<noscript><img" in page and "https://" not in page.split("<script>")[0]
     assert digest(model_dir()) == disk  # the model on disk is untouched
 
 

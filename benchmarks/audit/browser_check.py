@@ -26,6 +26,52 @@ IMAGES_JS = """() => Array.from(document.images).map(img => ({
     inline: img.src.startsWith('data:')}))"""
 
 
+TOOLTIP_JS = """() => Array.from(document.querySelectorAll('div')).filter(d => d.style && d.style.zIndex &&
+    getComputedStyle(d).display !== 'none' && getComputedStyle(d).opacity !== '0' && d.innerText.includes('prompt'))
+    .map(d => d.innerText).join('\\n')"""
+
+
+def check_graph(page, graph_json: Path, element_id: str = "rg") -> dict:
+    """The interactive ripple graph on an open page against the ``graph.json`` written beside it:
+    every node drawn; hovering the nodes with the most changed answers (and the edited one) shows a
+    tooltip with the item's prompt and its answers before and after; unticking a role hides
+    exactly the items of that role; the hop filter keeps the items within the hops chosen."""
+    import json
+
+    data = json.loads(graph_json.read_text())
+    nodes = {n["id"]: n for n in data["nodes"]}
+    api = f"ripple.graphs[{json.dumps(element_id)}]"
+    out = {"nodes": len(nodes), "drawn": page.evaluate(f"{api}.visibleIds().length"), "hover": [], "filters": {}}
+    # hover items no other node overlaps on screen (12 px apart), those whose answer changed first
+    xy_of = page.evaluate(f"Object.fromEntries({api}.visibleIds().map(i => [i, {api}.pixelOf(i)]))")
+    free = [n for n, (x, y) in xy_of.items()
+            if all((x - u) ** 2 + (y - v) ** 2 >= 144 for m, (u, v) in xy_of.items() if m != n)]
+    picks = sorted(free, key=lambda n: (not nodes[n].get("changed"), n))[:3]
+    for node in picks:
+        xy = xy_of[node]
+        page.mouse.move(0, 0)
+        page.mouse.move(*xy)
+        page.wait_for_timeout(250)
+        tip = page.evaluate(TOOLTIP_JS)
+        d = nodes[node]
+        want = [d.get("prompt") or "", f"{d['answer_before']} → {d['answer_after']}"]
+        out["hover"].append({"id": node, "ok": all(w in tip for w in want), "tooltip": tip[:300]})
+    roles = {}
+    for n in nodes.values():
+        roles[n["role"]] = roles.get(n["role"], 0) + 1
+    for role, count in sorted(roles.items()):
+        page.evaluate(f"{api}.setRole({json.dumps(role)}, false)")
+        shown = set(page.evaluate(f"{api}.visibleIds()"))
+        page.evaluate(f"{api}.setRole({json.dumps(role)}, true)")
+        out["filters"][role] = shown == {i for i, n in nodes.items() if n["role"] != role}
+    page.fill(f"#{element_id}-hops", "1")
+    shown = set(page.evaluate(f"{api}.visibleIds()"))
+    out["filters"]["hops<=1"] = shown == {i for i, n in nodes.items() if n["hops"] is None or n["hops"] <= 1}
+    page.fill(f"#{element_id}-hops", str(max((n["hops"] or 0) for n in nodes.values())))
+    out["ok"] = out["drawn"] == out["nodes"] and all(h["ok"] for h in out["hover"]) and all(out["filters"].values())
+    return out
+
+
 def check_report(browser, path: Path, shot: Path | None) -> dict:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     console_errors, page_errors, failed = [], [], []
@@ -38,14 +84,18 @@ def check_report(browser, path: Path, shot: Path | None) -> dict:
     images = page.evaluate(IMAGES_JS)
     title = page.title()
     text = page.inner_text("body")
+    graph = None
+    if (path.parent / "graph.json").is_file() and page.evaluate("!!(window.ripple && ripple.graphs.rg)"):
+        graph = check_graph(page, path.parent / "graph.json")
     if shot is not None:
         shot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shot), full_page=True)
     page.close()
     broken = [i for i in images if not (i["complete"] and i["width"] > 0 and i["height"] > 0)]
     ok = bool(title) and "ripple audit" in text and not broken and not console_errors and not page_errors \
-        and not failed and not external and all(i["inline"] for i in images)
+        and not failed and not external and all(i["inline"] for i in images) and (graph is None or graph["ok"])
     return {"report": str(path), "ok": ok, "title": title, "images": len(images), "broken_images": broken,
+            "graph": graph,
             "console_errors": console_errors, "page_errors": page_errors, "failed_requests": failed,
             "external_requests": external, "screenshot": str(shot) if shot else None}
 

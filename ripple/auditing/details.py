@@ -12,6 +12,7 @@ import networkx as nx
 from ripple.auditing.metrics import mean
 from ripple.editing.metrics import aggregate
 from ripple.evaluate.ripple_scores import category_totals
+from ripple.interactive.graph import item_role
 from ripple.probes.sets import ProbeItem
 
 if TYPE_CHECKING:
@@ -27,9 +28,7 @@ def most_affected(graph: nx.Graph, items: list[ProbeItem], edited: set[str], exp
     rendered = {item.id: item.rendered for item in items}
     rows = []
     for node, d in graph.nodes(data=True):
-        role = "edited" if node in edited else "expected" if node in expected else (
-            "answer swap" if node in swaps else "unintended" if node in unintended else
-            "wrong answer moved" if d["changed"] else "kept")
+        role = item_role(node, d, edited, expected, swaps, unintended)
         rows.append({"id": node, "prompt": rendered[node], "answer": d["answer"],
                      "before": d["answer_before"], "after": d["answer_after"], "changed": d["changed"],
                      "role": role, "delta_logp": round(d["delta_logp"], 4), "drift": round(d["drift"], 5),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 
+from ripple.interactive import bar_chart, graph_section, page_head
 from ripple.tokens import fill
 
 STATUS_COLOUR = {"pass": "#1a7f37", "warn": "#9a6700", "fail": "#cf222e", "skip": "#6e7781"}
@@ -195,6 +196,21 @@ img{max-width:600px;border:1px solid #d0d7de} ul.meta{color:#57606a}
 """
 
 
+def _mitigation_chart(report: dict) -> str:
+    """The plain and the mitigated edit's metrics as bars that hover to their values."""
+    plain, now = report["mitigation"]["plain"]["metrics"], report["metrics"]
+    keys = [k for k in MITIGATION_BARS if isinstance(plain.get(k), (int, float)) or isinstance(now.get(k), (int, float))]
+    return bar_chart("mitigation-bars", "the plain edit against the mitigated one", keys,
+                     [{"name": "plain edit", "values": [plain.get(k) for k in keys]},
+                      {"name": f"mitigated ({report['mitigation']['mitigated']})", "values": [now.get(k) for k in keys]}],
+                     caption="Each core metric after the plain edit and after the mitigation (hover for the values).")
+
+
+#: The metrics the mitigation chart shows (those in [0, 1]: shares and accuracies).
+MITIGATION_BARS = ("efficacy", "paraphrase", "neighborhood", "relation_specificity", "ripple_overall",
+                   "efficacy_gen", "paraphrase_gen")
+
+
 def _html_cell(c, tag: str) -> str:
     text = html.escape(str(c))
     if tag == "td" and isinstance(c, str) and c.endswith("/report.html"):
@@ -209,8 +225,10 @@ def _html_table(header: list[str], rows: list[list]) -> str:
     return f"<table><thead><tr>{cells(header, 'th')}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def report_html(report: dict, images: dict[str, bytes]) -> str:
-    """The whole report in one HTML file; ``images`` (file name -> PNG bytes) are embedded."""
+def report_html(report: dict, images: dict[str, bytes], graph: dict | None = None) -> str:
+    """The whole report in one HTML file; ``images`` (file name -> PNG bytes) are embedded; with
+    ``graph`` (:func:`ripple.interactive.graph_payload`) the ripple graph is interactive (ECharts,
+    inlined) and its PNG is the fallback for readers without scripts."""
     v = report["verdict"]
     colour = STATUS_COLOUR[v["status"]]
     meta = [f"model <code>{html.escape(str(report['model']))}</code>, method <code>"
@@ -219,11 +237,19 @@ def report_html(report: dict, images: dict[str, bytes]) -> str:
     meta += [html.escape(line) for line in source_lines(report)]
     if report.get("estimate"):
         meta.append(f"<strong>{html.escape(report['estimate']['note'])}</strong>")
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>ripple audit: {v['status']}</title><style>{CSS}</style></head><body>",
-             f'<h1>ripple audit <span class="badge" style="background:{colour}">{v["status"].upper()}</span></h1>',
+    interactive = graph is not None or "mitigation" in report
+    head = (page_head(f"ripple audit: {v['status']}", CSS) if interactive else
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>ripple audit: {v['status']}</title><style>{CSS}</style></head><body>")
+    parts = [head, f'<h1>ripple audit <span class="badge" style="background:{colour}">{v["status"].upper()}</span></h1>',
              '<ul class="meta">' + "".join(f"<li>{m}</li>" for m in meta) + "</ul>"]
+    if graph is not None:
+        parts.append(graph_section(graph, "rg", fallback_png=images.get("ripple_graph.png")))
+    if "mitigation" in report:
+        parts.append(_mitigation_chart(report))
     for name, data in images.items():
+        if graph is not None and name == "ripple_graph.png":
+            continue
         src = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
         title = html.escape(FIGURE_TITLES.get(name, name))
         parts.append(f'<figure><img src="{src}" alt="{title}"><figcaption>{title}</figcaption></figure>')

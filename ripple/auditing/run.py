@@ -29,8 +29,10 @@ from ripple.auditing.render import report_html, report_markdown
 from ripple.editing.editor import get_editor
 from ripple.editing.variant import Variant
 from ripple.gie.budget import expected_recall
+from ripple.gie.graph import graph_json
 from ripple.gie.pipeline import Edit
 from ripple.gie.plots import plot_drift_by_hop, plot_ripple_graph
+from ripple.interactive import graph_payload, item_role
 from ripple.io import atomic_write_json, atomic_write_text
 from ripple.mitigation.run import item_table
 from ripple.mitigation.run import mitigate as run_mitigation
@@ -101,8 +103,25 @@ def write_report(directory: Path, report: dict, result: AuditResult | None, extr
             figures.insert(1, name)
     atomic_write_text(directory / "report.md", report_markdown(report, figures))
     images = {name: (directory / name).read_bytes() for name in figures}
-    atomic_write_text(directory / "report.html", report_html(report, images))
+    graph = None
+    if result is not None and result.graphs:
+        g = roled_graph(result.graphs[0], report["gie"])
+        atomic_write_text(directory / "graph.json", graph_json(g))
+        graph = graph_payload(g, {n: g.nodes[n]["role"] for n in g.nodes},
+                              title=f"ripple graph: {g.number_of_nodes()} probe items, layer {g.graph['layer']}")
+    atomic_write_text(directory / "report.html", report_html(report, images, graph))
     atomic_write_json(directory / "report.json", report)
+
+
+def roled_graph(g, gie: dict):
+    """A copy of the audit's GIE graph whose nodes carry their ``role`` in the audit (edited,
+    expected, answer swap, unintended, wrong answer moved, kept: :func:`ripple.interactive.item_role`)."""
+    g = g.copy()
+    edited, expected, swaps = set(gie["edited_ids"]), set(gie["expected"]), set(gie["answer_swaps"])
+    unintended = set(gie["unintended"])
+    for n, d in g.nodes(data=True):
+        d["role"] = item_role(n, d, edited, expected, swaps, unintended)
+    return g
 
 
 def _row(name: str, report: dict) -> dict:

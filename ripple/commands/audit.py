@@ -63,8 +63,9 @@ def add_parser(sub) -> None:
 
 
 #: What ``ripple audit`` writes into ``--out`` (``fnmatch`` patterns; see :func:`ripple.outputs.check_out`).
-WRITES = ("report.html", "report.md", "report.json", "ripple_graph.png", "drift_by_hop.png", "plain_ripple_graph.png",
-          "plain", "together", "edit-[0-9]*")
+WRITES = ("report.html", "report.md", "report.json", "graph.json", "ripple_graph.png", "drift_by_hop.png",
+          "plain_ripple_graph.png", "plain", "together",
+          "edit-[0-9]*")
 
 
 def check_args(args) -> None:

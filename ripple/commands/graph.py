@@ -3,9 +3,10 @@
     ripple graph --model organism --method rome --edit edit.json --out runs/graph [--probes probes.jsonl]
     ripple graph --model smollm2 --edited runs/lora-adapter [--edit edit.json] --out runs/graph-lora
 
-Writes graph.json, graph.graphml, ripple_graph.png, drift_by_hop.png, drift_vs_similarity.png and
-summary.json (the profile, the edit, the method, the hyperparameters, seconds) into ``--out``; the
-model on disk is never changed (the edit is undone in memory after measuring).
+Writes graph.html (the interactive ripple graph: one page that opens offline), graph.json,
+graph.graphml, ripple_graph.png, drift_by_hop.png, drift_vs_similarity.png and summary.json (the
+profile, the edit, the method, the hyperparameters, seconds) into ``--out``; the model on disk is
+never changed (the edit is undone in memory after measuring).
 """
 
 from __future__ import annotations

@@ -101,8 +101,8 @@ def build_graph(items: Sequence[ProbeItem], before: ItemState, after: ItemState,
     similarity and kNN at ``subject_last``. Graph attributes: ``edited_id``, ``layer``, ``layers``,
     ``k``, ``position``.
 
-    Node (item id): ``subject``, ``relation``, ``answer``, ``answer_before``/``answer_after`` (greedy
-    first token), ``changed``, ``correct_before``/``correct_after``, ``logp_before``/``logp_after``,
+    Node (item id): ``subject``, ``relation``, ``answer``, ``prompt`` (the rendered probe),
+    ``answer_before``/``answer_after`` (greedy first token), ``changed``, ``correct_before``/``correct_after``, ``logp_before``/``logp_after``,
     ``delta_logp``, ``drift_cos``/``drift_l2`` (per probed layer, also as ``drift_cos_L{i}`` and
     ``drift_l2_L{i}``; all at ``position``), ``drift`` (cosine distance at ``layer``), ``sim_to_edited``
     and ``sim_rank`` (0 = the edited item; ties by item order), ``is_edited``, ``hops`` (None: unreachable).
@@ -125,7 +125,7 @@ def build_graph(items: Sequence[ProbeItem], before: ItemState, after: ItemState,
     drift = {L: row_distances(before.rep(L, position), after.rep(L, position)) for L in layers}
     g = nx.Graph(edited_id=edited_id, layer=layer, layers=list(layers), k=k, position=position)
     for i, item in enumerate(items):
-        attrs = dict(subject=item.subject, relation=item.relation, answer=item.answer,
+        attrs = dict(subject=item.subject, relation=item.relation, answer=item.answer, prompt=item.rendered,
                      answer_before=before.greedy[i], answer_after=after.greedy[i],
                      changed=before.greedy[i] != after.greedy[i],
                      correct_before=before.correct[i], correct_after=after.correct[i],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from ripple.interactive.graph import drift_range
 from ripple.io import atomic_savefig
 
 MAX_FULL = 120  # above this many nodes only the edited item's neighbourhood is drawn
@@ -51,16 +52,14 @@ LABELLED = 8
 def drift_norm(values: list[float], edited: float | None = None):
     """A colour scale that shows the small drifts too: logarithmic between a low percentile of the
     positive drifts and the largest drift of an item other than the edited one (the edited item,
-    usually far above the rest, is clipped to the top colour instead of setting the scale)."""
-    import numpy as np  # lazy: heavy
+    usually far above the rest, is clipped to the top colour instead of setting the scale;
+    :func:`ripple.interactive.graph.drift_range`, which the interactive graph uses too)."""
     from matplotlib.colors import LogNorm, Normalize  # lazy: heavy
 
-    pos = np.array([v for v in values if v > 0])
-    if len(pos) < 2:
+    if sum(v > 0 for v in values) < 2:
         return Normalize(vmin=0.0, vmax=max(values + [1e-12]))
-    below = pos[pos < edited] if edited is not None else pos  # the others: drifts under the edited item's
-    lo, hi = float(np.percentile(pos, 5)), float((below if len(below) else pos).max())
-    return LogNorm(vmin=lo, vmax=max(hi, lo * 10), clip=True)
+    lo, hi = drift_range(values, edited)
+    return LogNorm(vmin=lo, vmax=hi, clip=True)
 
 
 def node_label(g: nx.Graph, n: str) -> str:
