@@ -297,6 +297,27 @@ def test_reports_render_in_headless_chromium(runs, tmp_path):
     assert {n["role"] for n in harmful["nodes"]} >= {"edited", "unintended"}  # the failing edit's damage is drawn
 
 
+def test_a_budgeted_report_charts_the_benchmarks_recall_against_cost(runs):
+    """With a budget, report.html shows every ranker's measured recall against the budget (the
+    benchmark's table shipped in ripple/data/gie_recall.json), this audit's budget marked."""
+    import re
+
+    from ripple.auditing.render import report_html
+    from ripple.auditing.run import budget_estimate
+    from ripple.gie.budget import RECALL_TABLE
+
+    r = report(runs["benign"][1])
+    r["estimate"] = budget_estimate({"budget": 0.2, "ranker": "key_norm", "n_evaluated": 188, "n_items": 936},
+                                    "organism", "rome")
+    table = json.loads(RECALL_TABLE.read_text())["organism_rome"]["recall_at_budget"]
+    page = report_html(r, {})
+    data = json.loads(re.search(r'id="gie-recall-data">(.*?)</script>', page, re.S).group(1))
+    assert [s["name"] for s in data["series"]] == sorted(table)
+    assert data["series"][0]["points"] == sorted([float(b), v] for b, v in table[sorted(table)[0]].items())
+    assert data["marks"] == [{"x": 0.2, "label": "this audit (key_norm)"}] and data["x_log"] is True
+    assert "gie-recall" not in report_html(report(runs["benign"][1]), {})  # no budget, no chart
+
+
 def test_budgeted_audit_equals_the_full_one_at_budget_one_and_says_it_is_an_estimate(capfd, tiny_inputs, tmp_path):
     path, edit, probes, corpus = tiny_inputs
     base = ["audit", "--model", path, "--method", "rome", "--edit", edit, "--probes", probes, "--stats-corpus",

@@ -271,6 +271,8 @@ def test_expected_recall_reads_the_benchmark_table(tmp_path, monkeypatch):
     monkeypatch.setattr(budget, "RECALL_TABLE", table)
     got = budget.expected_recall("organism", "rome", 0.15, "key_norm")  # the nearest measured budget below: 0.1
     assert (got["budget"], got["recall"], got["run"]) == (0.1, 0.95, "organism_rome")
+    assert got["curves"] == {"key_norm": [[0.05, 0.9], [0.1, 0.95], [0.2, 1.0]],  # the report's recall chart
+                             "taylor": [[0.05, 0.5], [0.1, 0.6], [0.2, 0.7]]}
     assert budget.expected_recall("organism", "rome", 0.15, "taylor")["recall"] == 0.6
     assert budget.expected_recall("organism", "rome", 0.01, "key_norm")["recall"] is None
     assert budget.expected_recall("organism", "rome", 0.5, "similarity") is None  # not measured

@@ -128,7 +128,7 @@ def test_a_synthetic_graph_page_in_headless_chromium(tmp_path):
     damaged list work; a chart hovers to its values."""
     from test_audit import browser_or_skip
 
-    from benchmarks.audit.browser_check import CHROMIUM_ARGS
+    from benchmarks.audit.browser_check import CHROMIUM_ARGS, hover_chart
 
     chromium = browser_or_skip()
     from playwright.sync_api import sync_playwright
@@ -160,11 +160,7 @@ def test_a_synthetic_graph_page_in_headless_chromium(tmp_path):
             assert "i5" not in pg.evaluate(f"{api}.visibleIds()")
             pg.click("#rg-damaged button[data-id='i5']")  # selecting a hidden item brings it back
             assert "i5" in pg.evaluate(f"{api}.visibleIds()") and pg.is_checked("#rg-role-unintended")
-            box = pg.locator("#c1").bounding_box()
-            xy = pg.evaluate("ripple.charts.c1.convertToPixel({seriesIndex: 0}, [10, 0.9])")
-            pg.mouse.move(box["x"] + xy[0], box["y"] + xy[1])
-            pg.wait_for_timeout(250)
-            tip = pg.evaluate("Array.from(document.querySelectorAll('#c1 div')).map(d => d.innerText).join('|')")
+            tip = hover_chart(pg, "c1", 10, 0.9)
             assert "rome" in tip and "0.9" in tip, tip
             assert not errors and not requests, (errors, requests)
         finally:

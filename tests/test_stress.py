@@ -60,7 +60,7 @@ def stress_run(tmp_path_factory):
 def test_stress_files_and_curves(stress_run):
     code, out, disk = stress_run
     assert code == 0
-    for name in ("stress.json", "stress.png", "stress.md", "timing.json"):
+    for name in ("stress.json", "stress.png", "stress.html", "stress.md", "timing.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0
     data = json.loads((out / "stress.json").read_text())
     assert list(data["curves"]) == ["rome", "ft+rect"]
@@ -90,6 +90,43 @@ def test_stress_files_and_curves(stress_run):
     assert data["curves"]["ft+rect"]["rect"] == 0.4
     assert "rome" in (out / "stress.md").read_text()
     assert digest(model_dir()) == disk
+
+
+def test_stress_html_charts_hold_the_curves_and_hover_to_their_values(stress_run, tmp_path):
+    import re
+
+    from test_audit import browser_or_skip
+
+    from benchmarks.audit.browser_check import CHROMIUM_ARGS, hover_chart
+
+    _, out, _ = stress_run
+    curves = json.loads((out / "stress.json").read_text())["curves"]
+    page = (out / "stress.html").read_text()
+    blocks = {m.group(1): json.loads(m.group(2)) for m in
+              re.finditer(r'<script type="application/json" id="(stress-[a-z_]+)-data">(.*?)</script>', page, re.S)}
+    ppl = blocks["stress-perplexity_ratio"]
+    assert [s["name"] for s in ppl["series"]] == list(curves) and ppl["y_log"] is True
+    for s in ppl["series"]:
+        assert s["points"] == [[r["edits"], r["perplexity_ratio"]] for r in curves[s["name"]]["checkpoints"]]
+    assert {m["label"] for m in ppl["marks"]} == {f"{n}: alarm" for n, c in curves.items() if c["collapse"]}
+    assert "<noscript><img" in page
+    chromium = browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1200, "height": 900})
+            errors = []
+            pg.on("pageerror", lambda e: errors.append(str(e)))
+            pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            pg.goto((out / "stress.html").as_uri(), wait_until="load")
+            last = curves["rome"]["checkpoints"][-1]
+            tip = hover_chart(pg, "stress-weight_drift", last["edits"], last["weight_drift"])
+            assert "rome" in tip and f"{last['weight_drift']:.4g}" in tip, tip
+            assert not errors, errors
+        finally:
+            browser.close()
 
 
 def test_both_methods_start_from_the_same_model(stress_run):

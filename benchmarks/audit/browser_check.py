@@ -31,6 +31,20 @@ TOOLTIP_JS = """() => Array.from(document.querySelectorAll('div')).filter(d => d
     .map(d => d.innerText).join('\\n')"""
 
 
+def hover_chart(page, chart_id: str, x, y) -> str:
+    """Move the mouse onto the point ``(x, y)`` of an interactive chart (ripple.charts) and return
+    the text of its tooltip."""
+    import json
+
+    page.locator(f"#{chart_id}").scroll_into_view_if_needed()
+    box = page.locator(f"#{chart_id}").bounding_box()
+    px = page.evaluate(f"ripple.charts[{json.dumps(chart_id)}].convertToPixel({{seriesIndex: 0}}, {json.dumps([x, y])})")
+    page.mouse.move(0, 0)
+    page.mouse.move(box["x"] + px[0], box["y"] + px[1])
+    page.wait_for_timeout(250)
+    return page.evaluate(f"Array.from(document.querySelectorAll('#{chart_id} div')).map(d => d.innerText).join('|')")
+
+
 def check_graph(page, graph_json: Path, element_id: str = "rg") -> dict:
     """The interactive ripple graph on an open page against the ``graph.json`` written beside it:
     every node drawn; hovering the nodes with the most changed answers (and the edited one) shows a
@@ -40,6 +54,7 @@ def check_graph(page, graph_json: Path, element_id: str = "rg") -> dict:
 
     data = json.loads(graph_json.read_text())
     nodes = {n["id"]: n for n in data["nodes"]}
+    page.locator(f"#{element_id}-canvas").scroll_into_view_if_needed()
     api = f"ripple.graphs[{json.dumps(element_id)}]"
     out = {"nodes": len(nodes), "drawn": page.evaluate(f"{api}.visibleIds().length"), "hover": [], "filters": {}}
     # hover items no other node overlaps on screen (12 px apart), those whose answer changed first

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import html
 
-from ripple.interactive import bar_chart, graph_section, page_head
+from ripple.interactive import bar_chart, graph_section, line_chart, page_head
 from ripple.tokens import fill
 
 STATUS_COLOUR = {"pass": "#1a7f37", "warn": "#9a6700", "fail": "#cf222e", "skip": "#6e7781"}
@@ -206,6 +206,17 @@ def _mitigation_chart(report: dict) -> str:
                      caption="Each core metric after the plain edit and after the mitigation (hover for the values).")
 
 
+def _recall_chart(estimate: dict) -> str:
+    """A budgeted audit's context: the share of damaged items each ranker found against the share of
+    probe items evaluated, as the benchmark measured it, with this audit's budget marked."""
+    exp = estimate["expected_recall"]
+    series = [{"name": r, "points": pts} for r, pts in exp["curves"].items()]
+    return line_chart("gie-recall", f"GIE recall against cost ({exp['run']}: {exp['damaged']} damaged items in "
+                      f"{exp['edits']} edits)", "share of probe items evaluated (budget)", "share of damaged items found",
+                      series, marks=[{"x": estimate["budget"], "label": f"this audit ({estimate['ranker']})"}], x_log=True,
+                      caption="Measured by python -m benchmarks gie/recall (reports/gie.md); hover for each ranker's recall.")
+
+
 #: The metrics the mitigation chart shows (those in [0, 1]: shares and accuracies).
 MITIGATION_BARS = ("efficacy", "paraphrase", "neighborhood", "relation_specificity", "ripple_overall",
                    "efficacy_gen", "paraphrase_gen")
@@ -237,7 +248,8 @@ def report_html(report: dict, images: dict[str, bytes], graph: dict | None = Non
     meta += [html.escape(line) for line in source_lines(report)]
     if report.get("estimate"):
         meta.append(f"<strong>{html.escape(report['estimate']['note'])}</strong>")
-    interactive = graph is not None or "mitigation" in report
+    recall = ((report.get("estimate") or {}).get("expected_recall") or {}).get("curves")
+    interactive = graph is not None or "mitigation" in report or bool(recall)
     head = (page_head(f"ripple audit: {v['status']}", CSS) if interactive else
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>ripple audit: {v['status']}</title><style>{CSS}</style></head><body>")
@@ -247,6 +259,8 @@ def report_html(report: dict, images: dict[str, bytes], graph: dict | None = Non
         parts.append(graph_section(graph, "rg", fallback_png=images.get("ripple_graph.png")))
     if "mitigation" in report:
         parts.append(_mitigation_chart(report))
+    if recall:
+        parts.append(_recall_chart(report["estimate"]))
     for name, data in images.items():
         if graph is not None and name == "ripple_graph.png":
             continue

@@ -4,7 +4,8 @@
         --compare rome alphaedit memit+rect --out runs/stress
 
 Writes stress.json (curves, collapse points; no timings, so reruns match), timing.json,
-stress.png (capability against the number of edits) and stress.md into ``--out``. Every
+stress.png (capability against the number of edits), stress.html (the same curves, hovering to their
+values; one file that opens offline) and stress.md into ``--out``. Every
 checkpoint saves each method's state in ``OUT/.ripple/resume``; after a crash or a kill,
 ``--resume`` with the same settings goes on from there (ripple.stress.resume).
 """
@@ -50,7 +51,7 @@ def add_parser(sub) -> None:
                    "and neighbourhood over the latest edit of every fact edited so far (slower)")
     add_chat_option(p)
     p.add_argument("--out", required=True, type=text,
-                   help="directory for stress.json, stress.png, stress.md, timing.json")
+                   help="directory for stress.json, stress.html (interactive), stress.png, stress.md, timing.json")
     p.add_argument("--resume", action="store_true", help="go on from the last checkpoint of a run into the same "
                    "--out that stopped (every checkpoint saves its state in OUT/.ripple/resume); same settings only")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -74,7 +75,7 @@ def check_args(args) -> list[str]:
                           "steps, so pass an --every that the chunk divides")
     args.tasks = check_tasks(args.tasks)
     check_out(args.out, inputs_of(args, ("edit file", args.edit_file)),
-              writes=("stress.json", "stress.md", "stress.png", "timing.json"))
+              writes=("stress.json", "stress.md", "stress.png", "stress.html", "timing.json"))
     check_saved(args, names)
     return names
 
@@ -97,7 +98,7 @@ def run(args) -> int:
     from ripple.editing.setup import load_setup  # lazy: start-up
     from ripple.io import atomic_write_json, atomic_write_text  # lazy: start-up
     from ripple.outputs import output_unit  # lazy: start-up
-    from ripple.stress.report import plot_stress, stress_table  # lazy: start-up
+    from ripple.stress.report import plot_stress, stress_html, stress_table  # lazy: start-up
     from ripple.stress.run import StressOptions, parse_method, run_stress, stress_stream  # lazy: start-up
 
     names = check_args(args)
@@ -145,6 +146,8 @@ def run(args) -> int:
     with output_unit(args.out) as stage:
         atomic_write_json(stage / "timing.json", result.timing)
         plot_stress(curves, stage / "stress.png", args.collapse_ratio)
+        atomic_write_text(stage / "stress.html", stress_html(curves, args.collapse_ratio,
+                                                             (stage / "stress.png").read_bytes()))
         atomic_write_text(stage / "stress.md", stress_table(curves))
         atomic_write_json(stage / "stress.json", {"config": config, "curves": curves})
     store.clear()

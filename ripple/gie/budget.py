@@ -158,7 +158,7 @@ def budgeted_measure(ctx, items, resume: Resume, delta, budget: Budget, focus: F
 def expected_recall(model: str, method: str, budget: float, ranker: str = DEFAULT_RANKER) -> dict | None:
     """The share of damaged items benchmarks/gie/recall.py found with ``ranker`` at ``budget`` (the
     nearest measured budget at or below it) for ``model`` and ``method``, with the run it comes
-    from; None if no run measured them."""
+    from and its recall-against-budget curve for every ranker (``curves``); None if no run measured them."""
     if not RECALL_TABLE.is_file():
         return None
     table = json.loads(RECALL_TABLE.read_text())
@@ -170,5 +170,6 @@ def expected_recall(model: str, method: str, budget: float, ranker: str = DEFAUL
     measured = sorted(float(b) for b in curve)
     below = [b for b in measured if b <= budget + 1e-12]
     b = below[-1] if below else measured[0]
+    curves = {r: sorted([float(x), y] for x, y in c.items()) for r, c in sorted(run["recall_at_budget"].items())}
     return {"run": f"{name}_{method}", "budget": b, "recall": curve[str(b)] if below else None, "ranker": ranker,
-            "edits": run["edits"], "damaged": run["damaged"]}
+            "edits": run["edits"], "damaged": run["damaged"], "curves": curves}

@@ -19,12 +19,13 @@ def _chart(kind: str, element_id: str, data: dict, caption: str | None) -> str:
 
 
 def line_chart(element_id: str, title: str, x_label: str, y_label: str, series: list[dict],
-               caption: str | None = None, marks: list[dict] | None = None, y_log: bool = False) -> str:
+               caption: str | None = None, marks: list[dict] | None = None, y_log: bool = False,
+               x_log: bool = False) -> str:
     """Curves: ``series`` is ``[{"name", "points": [[x, y], ...]}]`` (y None: a gap); ``marks`` are
     vertical lines ``{"x", "label"}`` (a threshold, a chosen budget). Hover shows every series'
     value at that x."""
     data = {"title": title, "x_label": x_label, "y_label": y_label, "series": series, "marks": marks or [],
-            "y_log": y_log}
+            "y_log": y_log, "x_log": x_log}
     return _chart("lineChart", element_id, data, caption)
 
 

@@ -1,7 +1,8 @@
 /* ripple's interactive report pieces, drawn with Apache ECharts (inlined before this script).
  * ripple.graph(id): the ripple graph whose data is the JSON in #id-data (ripple/interactive/graph.py).
  * ripple.lineChart(id), ripple.barChart(id): charts whose data is in #id-data (charts.py).
- * Every chart is kept in ripple.charts[id], every graph's API in ripple.graphs[id] (the browser
+ * Every chart is kept in ripple.charts[id], every graph's API in ripple.graphs[id], the time a graph
+ * was first drawn (ms from navigation start) in ripple.drawn[id] (the browser
  * tests use them: visibleIds(), pixelOf(nodeId), select(nodeId), setRole(role, on), setMaxHops(n),
  * setQuery(text)). */
 (function () {
@@ -196,6 +197,7 @@
       },
     };
     draw();
+    requestAnimationFrame(() => { ripple.drawn[id] = performance.now(); });  // ECharts drew in setOption
     window.addEventListener('resize', () => chart.resize());
     ripple.graphs[id] = api;
     return api;
@@ -219,7 +221,7 @@
       animation: false, title: {text: d.title, left: 'center', textStyle: {fontSize: 13}},
       tooltip: {trigger: 'axis', formatter: axisTooltip}, legend: {top: 24, type: 'scroll'},
       grid: {top: 64, left: 64, right: 24, bottom: 56},
-      xAxis: {type: 'value', name: d.x_label, nameLocation: 'middle', nameGap: 28, scale: true},
+      xAxis: {type: d.x_log ? 'log' : 'value', name: d.x_label, nameLocation: 'middle', nameGap: 28, scale: true},
       yAxis: {type: d.y_log ? 'log' : 'value', name: d.y_label, nameLocation: 'middle', nameGap: 46, scale: true},
       dataZoom: [{type: 'inside'}], series: series,
     });
@@ -244,5 +246,5 @@
     return chart;
   }
 
-  window.ripple = {graph: graph, lineChart: lineChart, barChart: barChart, graphs: {}, charts: {}};
+  window.ripple = {graph: graph, lineChart: lineChart, barChart: barChart, graphs: {}, charts: {}, drawn: {}};
 })();

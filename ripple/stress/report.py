@@ -106,3 +106,47 @@ def stress_table(curves: dict[str, dict]) -> str:
                      f"{_fmt(last['perplexity_ratio'])} | {_fmt(task_score(first))} → {_fmt(task_score(last))} | "
                      f"{_fmt(last.get('weight_drift'))} | {guard} |")
     return "\n".join(lines) + "\n"
+
+
+def _md_table_html(md: str) -> str:
+    """A Markdown table (as :func:`stress_table` writes it) as an HTML table."""
+    import html  # lazy: start-up
+
+    lines = [line.strip().strip("|").split(" | ") for line in md.strip().splitlines()]
+    head, body = lines[0], lines[2:]
+    cells = lambda row, tag: "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in row)  # noqa: E731
+    return (f"<table><thead><tr>{cells(head, 'th')}</tr></thead><tbody>"
+            + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in body) + "</tbody></table>")
+
+
+def stress_html(curves: dict[str, dict], collapse_ratio: float | None = None, png: bytes | None = None) -> str:
+    """``stress.html``: one chart per measured panel (hover: every method's value at that number of
+    edits; the perplexity alarm marked), the table, and the PNG for readers without scripts. One
+    self-contained file that opens offline."""
+    import base64  # lazy: start-up
+
+    from ripple.interactive import line_chart, page  # lazy: start-up
+
+    parts = ["<h1>ripple stress: capability against the number of edits</h1>",
+             f"<p>{len(curves)} run(s): {', '.join(curves)}. Hover a chart for each run's value at a checkpoint; "
+             "drag or scroll inside it to zoom.</p>"]
+    for key, title, log in PANELS:
+        series = [{"name": name, "points": [[r["edits"], _value(r, key)] for r in c["checkpoints"]
+                                            if _value(r, key) is not None and not (log and _value(r, key) <= 0)]}
+                  for name, c in curves.items()]
+        if not any(s["points"] for s in series):
+            continue
+        marks = []
+        if key == "perplexity_ratio":
+            marks = [{"x": c["collapse"]["edits"], "label": f"{name}: alarm"} for name, c in curves.items()
+                     if c.get("collapse")]
+        caption = f"alarm at {collapse_ratio:g}x the unedited perplexity" if key == "perplexity_ratio" and collapse_ratio else None
+        parts.append(line_chart(f"stress-{key}", title, "sequential edits", title, series, caption=caption,
+                                marks=marks, y_log=log))
+    parts.append("<h2>At the last checkpoint</h2>" + _md_table_html(stress_table(curves)))
+    if png:
+        parts.append('<noscript><img alt="stress curves" src="data:image/png;base64,'
+                     + base64.b64encode(png).decode("ascii") + '"></noscript>')
+    css = ("body{font-family:system-ui,sans-serif;margin:1.5em;color:#1f2328;max-width:1100px}"
+           "table{border-collapse:collapse;font-size:.9em} th,td{border:1px solid #d0d7de;padding:.2em .5em}")
+    return page("ripple stress", parts, css)
