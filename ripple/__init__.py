@@ -6,6 +6,7 @@ The front door (:mod:`ripple.api`)::
     report = ripple.audit("organism", "rome", [ripple.EditRequest("{} was born in", "Lodro Toudein", "Kraile")])
     report.verdict, report.metrics["efficacy"], report.save("runs/audit")
     lab = ripple.load("smollm2")                  # one model for many jobs: edit, edited, audit, trace
+    ripple.view(["runs/rome", "runs/memit"], "compare.html")   # one page comparing runs ripple wrote
 
 Importing ``ripple`` is cheap and has no side effects: the names below load their modules (and
 torch and transformers) on first use.
@@ -19,7 +20,7 @@ _EXPORTS = {
     "Finding": "ripple.results", "AuditOptions": "ripple.results", "EditRequest": "ripple.editing.requests", "EditDelta": "ripple.editing.delta",
     "Policy": "ripple.auditing.policy", "Rule": "ripple.auditing.policy", "RippleError": "ripple.errors",
     "GraphReport": "ripple.results", "Mitigated": "ripple.mitigation.run", "StressResult": "ripple.stress.run",
-    "Variant": "ripple.editing.variant",
+    "Variant": "ripple.editing.variant", "view": "ripple.viewing",
 }
 
 __all__ = ["__version__", *_EXPORTS]

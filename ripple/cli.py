@@ -75,13 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
         rledit,
         stats,
         stress,
+        view,
     )
 
     ap = _Parser(prog="ripple", description="See what a knowledge edit breaks before you ship it.")
     ap.add_argument("--threads", default=None, help="torch threads (default: $RIPPLE_THREADS or 1)")
     ap.add_argument("--verbose", action="store_true", help="show library warnings (matplotlib, transformers)")
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for command in (organism, causal_trace, edit, graph, audit, mitigate, stress, rledit, stats):
+    for command in (organism, causal_trace, edit, graph, audit, mitigate, stress, rledit, stats, view):
         command.add_parser(sub)
     return ap
 

@@ -297,6 +297,75 @@ def test_reports_render_in_headless_chromium(runs, tmp_path):
     assert {n["role"] for n in harmful["nodes"]} >= {"edited", "unintended"}  # the failing edit's damage is drawn
 
 
+def test_view_compares_two_audits_in_one_page(runs, tmp_path, capfd):
+    """ripple view: both verdicts and every metric side by side, the differing cells marked, each
+    run's graph drawn (the second when opened), in a real browser with no error; the same runs give
+    the same bytes; a different edit is not compared item by item, the same edit is."""
+    import html
+
+    from benchmarks.audit.browser_check import CHROMIUM_ARGS
+
+    benign, harmful = runs["benign"][1], runs["harmful"][1]
+    code, stdout, _ = cli(capfd, "view", benign, harmful, "--out", tmp_path / "v.html")
+    assert code == 0 and "2 run(s) compared" in stdout
+    page = (tmp_path / "v.html").read_text()
+    assert '<td class="pass">pass</td>' in page and '<td class="diff fail">fail</td>' in page
+    spec = report(harmful)["metrics"]["relation_specificity"]
+    assert f'<td class="diff">{spec:.4g}</td>' in page
+    # the same edit with other settings: the items whose role or answer differs are listed
+    a, b = ({n["id"]: (n["role"], n["answer_after"]) for n in json.loads((d / "graph.json").read_text())["nodes"]}
+            for d in (benign, harmful))
+    differ = sorted(i for i in a if a[i] != b[i])
+    assert differ and f"Probe items whose status differs ({len(differ)} of {len(a)})" in page
+    assert all(f"<td>{html.escape(i)}</td>" in page for i in differ)
+    cli(capfd, "view", benign, harmful, "--out", tmp_path / "v.html")  # its own page is replaced
+    assert (tmp_path / "v.html").read_text() == page
+    code, _, _ = cli(capfd, "view", benign, runs["benign_again"][1], "--out", tmp_path / "same.html")
+    same = (tmp_path / "same.html").read_text()
+    assert code == 0 and "Probe items whose status differs (0 of 936)" in same
+    chromium = browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1300, "height": 900})
+            errors = []
+            pg.on("pageerror", lambda e: errors.append(str(e)))
+            pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            pg.goto((tmp_path / "v.html").as_uri(), wait_until="load")
+            verdicts = pg.evaluate("Array.from(document.querySelectorAll('td.pass, td.fail')).slice(0, 2).map(c => c.innerText)")
+            assert verdicts == ["pass", "fail"]
+            n = len(json.loads((harmful / "graph.json").read_text())["nodes"])
+            assert pg.evaluate("ripple.graphs.rg1.visibleIds().length") == n
+            assert pg.evaluate("ripple.graphs.rg2 === undefined")
+            pg.click("details:nth-of-type(2) summary")
+            assert pg.evaluate("ripple.graphs.rg2.visibleIds().length") == n
+            assert not errors, errors
+        finally:
+            browser.close()
+    assert html.escape(str(benign)) in page
+
+
+def test_view_refuses_what_it_cannot_compare(runs, tmp_path, capfd):
+    from helpers import assert_one_line_error
+
+    benign = runs["benign"][1]
+    stress = tmp_path / "stress"
+    stress.mkdir()
+    (stress / "stress.json").write_text(json.dumps({"config": {}, "curves": {}}))
+    theirs = tmp_path / "notes.html"
+    theirs.write_text("<p>mine</p>")
+    for args, says in (([tmp_path], "is not a ripple run"), ([tmp_path / "nope"], "does not exist"),
+                       ([benign, stress], "runs of different kinds cannot be compared"),
+                       ([benign, "--out", theirs], "ripple view did not write it"),
+                       ([benign, "--out", tmp_path], "is a directory")):
+        out = [] if "--out" in args else ["--out", tmp_path / "v.html"]
+        code, _, err = cli(capfd, "view", *args, *out)
+        assert says in assert_one_line_error(code, err), err
+    assert theirs.read_text() == "<p>mine</p>" and not (tmp_path / "v.html").exists()
+
+
 def test_a_budgeted_report_charts_the_benchmarks_recall_against_cost(runs):
     """With a budget, report.html shows every ranker's measured recall against the budget (the
     benchmark's table shipped in ripple/data/gie_recall.json), this audit's budget marked."""

@@ -33,7 +33,7 @@ def synthetic(n: int = 60, seed: int = 0) -> nx.Graph:
     for i in range(n):
         for j in rng.sample(range(n), 2):
             if i != j:
-                g.add_edge(f"i{i}", f"i{j}", kind="knn", similarity=rng.random())
+                g.add_edge(f"i{i}", f"i{j}", kind="knn", kinds=["knn"], knn=True, similarity=rng.random())
     return g
 
 
@@ -165,3 +165,35 @@ def test_a_synthetic_graph_page_in_headless_chromium(tmp_path):
             assert not errors and not requests, (errors, requests)
         finally:
             browser.close()
+
+
+def _graph_run(folder, g, request: dict, expected=()):
+    """A directory as ripple graph writes it: graph.json and summary.json (the fields ripple view reads)."""
+    from ripple.gie.graph import graph_json, ripple_profile
+
+    folder.mkdir()
+    (folder / "graph.json").write_text(graph_json(g))
+    (folder / "summary.json").write_text(json.dumps({
+        "method": "rome", "model": "organism", "edit": request, "edited_id": g.graph["edited_id"],
+        "expected": list(expected), "n_probes": g.number_of_nodes(), "profile": ripple_profile(g, expected)}))
+    return folder
+
+
+def test_view_of_graph_runs_compares_items_only_for_the_same_edit(tmp_path):
+    from ripple.viewing import view
+
+    g = synthetic()
+    for n in g.nodes:
+        g.nodes[n].update(sim_rank=0, is_edited=n == "i0")
+    h = g.copy()
+    h.nodes["i9"].update(answer_after="C", changed=True)  # a second edit moved one more item
+    h.nodes["i3"].update(answer_after="B", changed=True, correct_before=True)
+    edit = {"prompt": "The thing {} is", "subject": "S0", "target_new": "B"}
+    a, b = _graph_run(tmp_path / "a", g, edit), _graph_run(tmp_path / "b", h, edit)
+    c = _graph_run(tmp_path / "c", h, {**edit, "target_new": "C"})
+    page = view([a, b], tmp_path / "ab.html").read_text()
+    assert "Probe items whose status differs (2 of 60)" in page
+    assert "<td>i3</td>" in page and "unintended: B" in page and "<td>i9</td>" in page
+    assert "ripple.graph(&quot;rg2&quot;)" in page and 'ripple.graph("rg1")' in page
+    other = view([a, c], tmp_path / "ac.html").read_text()
+    assert "edit different facts" in other and "status differs" not in other

@@ -245,6 +245,13 @@ def test_audit_with_mitigation_shows_both_edits(capfd, tmp_path):
     assert "Mitigation: the plain edit" in html and html.count("data:image/png;base64,") == 3
     assert (out / "plain_ripple_graph.png").is_file() and (out / "plain" / "report.html").is_file()
     assert "mitigated with sir" in stdout
+    # ripple view of the plain edit and the mitigated one: the items SIR repaired differ in status
+    code, _, _ = cli(capfd, "view", out / "plain", out, "--out", tmp_path / "sir.html")
+    page = (tmp_path / "sir.html").read_text()
+    differ = page[page.index("Probe items whose status differs"):page.index("Ripple graphs")]
+    repaired = set(mit["damaged"]["plain"]) - set(mit["damaged"]["mitigated"])
+    assert code == 0 and repaired and all(f"<td>{item}</td>" in differ for item in repaired)
+    assert differ.count("<td>unintended: ") + differ.count("<td class=\"diff\">unintended: ") >= len(repaired)
     again = tmp_path / "again"  # same inputs, same report
     cli(capfd, "audit", "--model", "organism", "--method", "rome", *DAMAGING, "--mitigate", "sir", "--out", again,
         "--quiet")

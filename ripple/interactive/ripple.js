@@ -91,7 +91,8 @@
         const a = nodes[i], b = nodes[j];
         if (on.has(a.id) && on.has(b.id)) {
           edges.push({source: a.id, target: b.id, kind: kind, sim: sim,
-            lineStyle: kind === 'knn' ? {color: '#9aa1a8', opacity: 0.35} : {color: '#2f81f7', opacity: 0.6}});
+            lineStyle: kind === 'knn' ? {color: '#9aa1a8', opacity: 0.25, width: 0.6} :
+              {color: '#2f81f7', opacity: 0.3, width: 0.6}});
         }
       });
       chart.setOption({series: [{id: 'graph', data: seriesData, edges: edges}]});
