@@ -303,7 +303,7 @@ def test_view_compares_two_audits_in_one_page(runs, tmp_path, capfd):
     the same bytes; a different edit is not compared item by item, the same edit is."""
     import html
 
-    from benchmarks.audit.browser_check import CHROMIUM_ARGS
+    from benchmarks.audit.browser_check import opened
 
     benign, harmful = runs["benign"][1], runs["harmful"][1]
     code, stdout, _ = cli(capfd, "view", benign, harmful, "--out", tmp_path / "v.html")
@@ -323,27 +323,15 @@ def test_view_compares_two_audits_in_one_page(runs, tmp_path, capfd):
     code, _, _ = cli(capfd, "view", benign, runs["benign_again"][1], "--out", tmp_path / "same.html")
     same = (tmp_path / "same.html").read_text()
     assert code == 0 and "Probe items whose status differs (0 of 936)" in same
-    chromium = browser_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            pg = browser.new_page(viewport={"width": 1300, "height": 900})
-            errors = []
-            pg.on("pageerror", lambda e: errors.append(str(e)))
-            pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            pg.goto((tmp_path / "v.html").as_uri(), wait_until="load")
-            verdicts = pg.evaluate("Array.from(document.querySelectorAll('td.pass, td.fail')).slice(0, 2).map(c => c.innerText)")
-            assert verdicts == ["pass", "fail"]
-            n = len(json.loads((harmful / "graph.json").read_text())["nodes"])
-            assert pg.evaluate("ripple.graphs.rg1.visibleIds().length") == n
-            assert pg.evaluate("ripple.graphs.rg2 === undefined")
-            pg.click("details:nth-of-type(2) summary")
-            assert pg.evaluate("ripple.graphs.rg2.visibleIds().length") == n
-            assert not errors, errors
-        finally:
-            browser.close()
+    with opened(browser_or_skip(), tmp_path / "v.html") as (pg, errors):
+        verdicts = pg.evaluate("Array.from(document.querySelectorAll('td.pass, td.fail')).slice(0, 2).map(c => c.innerText)")
+        assert verdicts == ["pass", "fail"]
+        n = len(json.loads((harmful / "graph.json").read_text())["nodes"])
+        assert pg.evaluate("ripple.graphs.rg1.visibleIds().length") == n
+        assert pg.evaluate("ripple.graphs.rg2 === undefined")
+        pg.click("details:nth-of-type(2) summary")
+        assert pg.evaluate("ripple.graphs.rg2.visibleIds().length") == n
+        assert not errors, errors
     assert html.escape(str(benign)) in page
 
 

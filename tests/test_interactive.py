@@ -128,43 +128,30 @@ def test_a_synthetic_graph_page_in_headless_chromium(tmp_path):
     damaged list work; a chart hovers to its values."""
     from test_audit import browser_or_skip
 
-    from benchmarks.audit.browser_check import CHROMIUM_ARGS, hover_chart
-
-    chromium = browser_or_skip()
-    from playwright.sync_api import sync_playwright
+    from benchmarks.audit.browser_check import hover_chart, opened
 
     g = synthetic()
     chart = line_chart("c1", "efficacy over edits", "edits", "efficacy",
                        [{"name": "rome", "points": [[0, 1.0], [10, 0.9], [20, 0.5]]}])
     path = tmp_path / "page.html"
     path.write_text(page("test", [graph_section(graph_payload(g, roles(g))), chart]), encoding="utf-8")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            pg = browser.new_page(viewport={"width": 1300, "height": 1000})
-            errors, requests = [], []
-            pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            pg.on("pageerror", lambda e: errors.append(str(e)))
-            pg.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
-            pg.goto(path.as_uri(), wait_until="load")
-            api = "ripple.graphs.rg"
-            assert pg.evaluate(f"{api}.visibleIds().length") == g.number_of_nodes()
-            assert pg.evaluate("window.pwned === undefined")
-            pg.fill("#rg-search", "S3")
-            assert set(pg.evaluate(f"{api}.visibleIds()")) == {n for n, d in g.nodes(data=True) if d["subject"] == "S3"}
-            pg.fill("#rg-search", "")
-            pg.click("#rg-damaged button[data-id='i5']")  # the damaged list selects its item
-            detail = pg.inner_text("#rg-detail")
-            assert HOSTILE in detail and "A → B" in detail and "unintended" in detail
-            pg.uncheck("#rg-role-unintended")
-            assert "i5" not in pg.evaluate(f"{api}.visibleIds()")
-            pg.click("#rg-damaged button[data-id='i5']")  # selecting a hidden item brings it back
-            assert "i5" in pg.evaluate(f"{api}.visibleIds()") and pg.is_checked("#rg-role-unintended")
-            tip = hover_chart(pg, "c1", 10, 0.9)
-            assert "rome" in tip and "0.9" in tip, tip
-            assert not errors and not requests, (errors, requests)
-        finally:
-            browser.close()
+    with opened(browser_or_skip(), path, height=1000) as (pg, errors):
+        api = "ripple.graphs.rg"
+        assert pg.evaluate(f"{api}.visibleIds().length") == g.number_of_nodes()
+        assert pg.evaluate("window.pwned === undefined")
+        pg.fill("#rg-search", "S3")
+        assert set(pg.evaluate(f"{api}.visibleIds()")) == {n for n, d in g.nodes(data=True) if d["subject"] == "S3"}
+        pg.fill("#rg-search", "")
+        pg.click("#rg-damaged button[data-id='i5']")  # the damaged list selects its item
+        detail = pg.inner_text("#rg-detail")
+        assert HOSTILE in detail and "A → B" in detail and "unintended" in detail
+        pg.uncheck("#rg-role-unintended")
+        assert "i5" not in pg.evaluate(f"{api}.visibleIds()")
+        pg.click("#rg-damaged button[data-id='i5']")  # selecting a hidden item brings it back
+        assert "i5" in pg.evaluate(f"{api}.visibleIds()") and pg.is_checked("#rg-role-unintended")
+        tip = hover_chart(pg, "c1", 10, 0.9)
+        assert "rome" in tip and "0.9" in tip, tip
+        assert not errors, errors  # no console or page error, no request leaving the file
 
 
 def _graph_run(folder, g, request: dict, expected=()):

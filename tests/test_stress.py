@@ -97,7 +97,7 @@ def test_stress_html_charts_hold_the_curves_and_hover_to_their_values(stress_run
 
     from test_audit import browser_or_skip
 
-    from benchmarks.audit.browser_check import CHROMIUM_ARGS, hover_chart
+    from benchmarks.audit.browser_check import hover_chart, opened
 
     _, out, _ = stress_run
     curves = json.loads((out / "stress.json").read_text())["curves"]
@@ -110,23 +110,11 @@ def test_stress_html_charts_hold_the_curves_and_hover_to_their_values(stress_run
         assert s["points"] == [[r["edits"], r["perplexity_ratio"]] for r in curves[s["name"]]["checkpoints"]]
     assert {m["label"] for m in ppl["marks"]} == {f"{n}: alarm" for n, c in curves.items() if c["collapse"]}
     assert "<noscript><img" in page
-    chromium = browser_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            pg = browser.new_page(viewport={"width": 1200, "height": 900})
-            errors = []
-            pg.on("pageerror", lambda e: errors.append(str(e)))
-            pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            pg.goto((out / "stress.html").as_uri(), wait_until="load")
-            last = curves["rome"]["checkpoints"][-1]
-            tip = hover_chart(pg, "stress-weight_drift", last["edits"], last["weight_drift"])
-            assert "rome" in tip and f"{last['weight_drift']:.4g}" in tip, tip
-            assert not errors, errors
-        finally:
-            browser.close()
+    with opened(browser_or_skip(), out / "stress.html", 1200) as (pg, errors):
+        last = curves["rome"]["checkpoints"][-1]
+        tip = hover_chart(pg, "stress-weight_drift", last["edits"], last["weight_drift"])
+        assert "rome" in tip and f"{last['weight_drift']:.4g}" in tip, tip
+        assert not errors, errors
 
 
 def test_both_methods_start_from_the_same_model(stress_run):

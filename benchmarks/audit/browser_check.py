@@ -15,6 +15,7 @@ Exit code 0 when every report passed, 1 otherwise. The screenshot of ``X/report.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -31,6 +32,26 @@ TOOLTIP_JS = """() => Array.from(document.querySelectorAll('div')).filter(d => d
     .map(d => d.innerText).join('\\n')"""
 
 
+@contextlib.contextmanager
+def opened(chromium: str, path: Path, width: int = 1300, height: int = 900):
+    """A page of headless chromium at ``path`` (loaded), and the list its console errors, page
+    errors and requests leaving the file go to (as they come)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("request", lambda r: None if r.url.startswith(("file:", "data:")) else errors.append(r.url))
+            page.goto(Path(path).resolve().as_uri(), wait_until="load")
+            yield page, errors
+        finally:
+            browser.close()
+
+
 def hover_chart(page, chart_id: str, x, y) -> str:
     """Move the mouse onto the point ``(x, y)`` of an interactive chart (ripple.charts) and return
     the text of its tooltip."""
@@ -41,8 +62,13 @@ def hover_chart(page, chart_id: str, x, y) -> str:
     px = page.evaluate(f"ripple.charts[{json.dumps(chart_id)}].convertToPixel({{seriesIndex: 0}}, {json.dumps([x, y])})")
     page.mouse.move(0, 0)
     page.mouse.move(box["x"] + px[0], box["y"] + px[1])
-    page.wait_for_timeout(250)
-    return page.evaluate(f"Array.from(document.querySelectorAll('#{chart_id} div')).map(d => d.innerText).join('|')")
+    tip = ""
+    for _ in range(20):  # as in check_graph: wait for the tooltip, up to 3 s
+        page.wait_for_timeout(150)
+        tip = page.evaluate(f"Array.from(document.querySelectorAll('#{chart_id} div')).map(d => d.innerText).join('|')")
+        if tip.strip("|").strip():
+            break
+    return tip
 
 
 def check_graph(page, graph_json: Path, element_id: str = "rg") -> dict:
@@ -66,10 +92,14 @@ def check_graph(page, graph_json: Path, element_id: str = "rg") -> dict:
         xy = xy_of[node]
         page.mouse.move(0, 0)
         page.mouse.move(*xy)
-        page.wait_for_timeout(250)
-        tip = page.evaluate(TOOLTIP_JS)
         d = nodes[node]
         want = [d.get("prompt") or "", f"{d['answer_before']} → {d['answer_after']}"]
+        tip = ""
+        for _ in range(20):  # the tooltip follows the mouse within a frame or two; a loaded machine is slower
+            page.wait_for_timeout(150)
+            tip = page.evaluate(TOOLTIP_JS)
+            if tip:
+                break
         out["hover"].append({"id": node, "ok": all(w in tip for w in want), "tooltip": tip[:300]})
     roles = {}
     for n in nodes.values():
