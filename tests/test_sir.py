@@ -280,6 +280,11 @@ def test_mitigate_writes_a_loadable_revised_model(capfd, tmp_path):
     loaded = AutoModelForCausalLM.from_pretrained(out)
     revised.apply(base)
     assert all(torch.equal(a, b) for a, b in zip(base.state_dict().values(), loaded.state_dict().values()))
+    # ripple view of a mitigation run: its figures before and after the revision, charted
+    code, _, _ = cli(capfd, "view", out, "--out", tmp_path / "v.html")
+    page = (tmp_path / "v.html").read_text()
+    assert code == 0 and "<td>damaged (plain)</td><td>1</td>" in page and "<td>damaged (revised)</td><td>0</td>" in page
+    assert 'id="view-mitigation-data"' in page
 
 
 @pytest.mark.parametrize("argv, problem", [

@@ -117,6 +117,21 @@ def test_stress_html_charts_hold_the_curves_and_hover_to_their_values(stress_run
         assert not errors, errors
 
 
+def test_view_of_stress_runs_charts_every_run_and_method(stress_run, tmp_path):
+    import re
+
+    from ripple.viewing import view
+
+    _, out, _ = stress_run
+    curves = json.loads((out / "stress.json").read_text())["curves"]
+    page = view([out, out], tmp_path / "v.html").read_text()  # one run twice: the same curves under two names
+    data = json.loads(re.search(r'id="view-perplexity_ratio-data">(.*?)</script>', page, re.S).group(1))
+    assert [s["name"] for s in data["series"]] == [f"{out}: {m}" for m in curves] * 2
+    assert data["series"][0]["points"] == [[r["edits"], r["perplexity_ratio"]] for r in curves["rome"]["checkpoints"]]
+    last = page.split("At the last checkpoint")[1].split("</table>")[0]
+    assert last.count(f"<th>{out}: rome</th>") == 2 and last.count(f"<th>{out}: ft+rect</th>") == 2
+
+
 def test_both_methods_start_from_the_same_model(stress_run):
     _, out, _ = stress_run
     data = json.loads((out / "stress.json").read_text())
