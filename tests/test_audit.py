@@ -347,6 +347,7 @@ def test_view_refuses_what_it_cannot_compare(runs, tmp_path, capfd):
     for args, says in (([tmp_path], "is not a ripple run"), ([tmp_path / "nope"], "does not exist"),
                        ([benign, stress], "runs of different kinds cannot be compared"),
                        ([benign, "--out", theirs], "ripple view did not write it"),
+                       ([benign, "--out", benign / "report.html"], "ripple view did not write it"),
                        ([benign, "--out", tmp_path], "is a directory")):
         out = [] if "--out" in args else ["--out", tmp_path / "v.html"]
         code, _, err = cli(capfd, "view", *args, *out)

@@ -144,7 +144,12 @@
     unreach.addEventListener('change', () => { state.unreachable = unreach.checked; draw(); });
     unreachLabel.append(unreach, ' unreachable');
     const search = el('input', {type: 'search', placeholder: 'subject or relation', id: id + '-search'});
-    search.addEventListener('input', () => { api.setQuery(search.value); });
+    let typing = null;  // a big graph redraws once the typing pauses, not at every key
+    search.addEventListener('input', () => {
+      clearTimeout(typing);
+      if (nodes.length > 2000) typing = setTimeout(() => api.setQuery(search.value), 250);
+      else api.setQuery(search.value);
+    });
     controls.append(hopLabel, unreachLabel, search);
 
     // the selected item and the damaged list
