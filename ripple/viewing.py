@@ -25,7 +25,7 @@ from pathlib import Path
 from ripple.errors import RippleError
 from ripple.interactive import bar_chart, graph_payload, graph_section, item_role, line_chart, page
 from ripple.io import atomic_write_text
-from ripple.stress.report import PANELS, _value
+from ripple.stress.report import PANELS, _value, chart_points
 
 #: The generator mark of a page ``ripple view`` wrote: the only file it overwrites.
 GENERATOR = '<meta name="generator" content="ripple view">'
@@ -89,12 +89,18 @@ def read_run(path, name: str | None = None) -> Run:
 
 def read_runs(paths) -> list[Run]:
     """Every run, checked to be of one kind; names are the directories' names, made unique."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
     paths = [Path(p) for p in paths]
     if not paths:
         raise RippleError("no runs given; pass one or more directories written by ripple")
     names = [p.name or str(p) for p in paths]
     if len(set(names)) < len(names):
         names = [str(p) for p in paths]
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):  # the same directory twice: the second is "NAME #2"
+        seen[n] = seen.get(n, 0) + 1
+        names[i] = n if seen[n] == 1 else f"{n} #{seen[n]}"
     runs = [read_run(p, n) for p, n in zip(paths, names)]
     kinds = sorted({r.kind for r in runs})
     if len(kinds) > 1:
@@ -161,6 +167,9 @@ def _runs_table(runs: list[Run]) -> str:
             ["edit", *[_edit_text(_edits_of(r)) for r in runs]]]
     if runs[0].kind in ("audit", "batch"):
         rows += [["model", *[r.data.get("model") for r in runs]], ["method", *[r.data.get("method") for r in runs]],
+                 ["mode", *[r.data.get("mode") for r in runs]],
+                 ["estimate (budget)", *[(r.data.get("estimate") or {}).get("note", "no: every probe item evaluated")
+                                         for r in runs]],
                  ["verdict", *[r.data["verdict"]["status"] for r in runs]],
                  ["exit code", *[r.data["verdict"]["exit_code"] for r in runs]]]
         return _table(["", *names], rows, status_rows={len(rows) - 2}, same_rows={0})
@@ -218,8 +227,7 @@ def _mitigation_sections(runs: list[Run]) -> list[str]:
 def _stress_sections(runs: list[Run]) -> list[str]:
     out = ["<h2>Curves</h2><p class=note>One line per run and method; hover for the values at a checkpoint.</p>"]
     for key, title, log in PANELS:
-        series = [{"name": f"{r.name}: {m}", "points": [[c["edits"], _value(c, key)] for c in curve["checkpoints"]
-                                                         if _value(c, key) is not None and not (log and _value(c, key) <= 0)]}
+        series = [{"name": f"{r.name}: {m}", "points": chart_points(curve["checkpoints"], key, log)}
                   for r in runs for m, curve in r.data["curves"].items()]
         if any(s["points"] for s in series):
             out.append(line_chart(f"view-{key}", title, "sequential edits", title, series, y_log=log))
@@ -237,7 +245,14 @@ def _nodes(run: Run) -> dict[str, dict]:
 
 
 def _status(n: dict) -> str:
+    if n.get("evaluated") is False:  # a budgeted run did not measure it after the edit
+        return "not evaluated (budget)"
     return f"{n.get('role') or ('changed' if n.get('changed') else 'kept')}: {n.get('answer_after')}"
+
+
+def _same_item(items: list[dict]) -> bool:
+    """Whether nodes of one id in several runs are the same probe item (prompt and true answer)."""
+    return len({(n.get("prompt"), n.get("answer")) for n in items}) == 1
 
 
 def _item_differences(runs: list[Run]) -> list[str]:
@@ -250,12 +265,19 @@ def _item_differences(runs: list[Run]) -> list[str]:
         return ["<h2>Probe items</h2><p class=note>The runs edit different facts, so their probe items are not "
                 "compared item by item (their graphs are below).</p>"]
     nodes = [_nodes(r) for r in with_graph]
-    common = sorted(set.intersection(*(set(n) for n in nodes)))
+    shared = sorted(set.intersection(*(set(n) for n in nodes)))
+    common = [i for i in shared if _same_item([n[i] for n in nodes])]
+    clash = len(shared) - len(common)
     if not common:
-        return ["<h2>Probe items</h2><p class=note>The runs share no probe item.</p>"]
+        return ["<h2>Probe items</h2><p class=note>The runs share no probe item (same id, prompt and true answer)"
+                + (f"; {clash} ids name different items in different runs" if clash else "") + ".</p>"]
     differ = [i for i in common if len({_status(n[i]) for n in nodes}) > 1]
     head = (f"<h2>Probe items whose status differs ({len(differ)} of {len(common)})</h2><p class=note>Role in the audit "
-            "(edited, expected, unintended, answer swap, wrong answer moved, kept) and the answer after the edit.</p>")
+            "(edited, expected, unintended, answer swap, wrong answer moved, kept) and the answer after the edit."
+            + (f" Not compared: {clash} ids that name different items (prompt or true answer) in different runs."
+               if clash else "")
+            + (f" Items only some runs hold: {sum(len(n) for n in nodes) - len(nodes) * len(shared)}."
+               if any(len(n) != len(shared) for n in nodes) else "") + "</p>")
     rows = [[i, nodes[0][i].get("prompt") or "", nodes[0][i].get("answer"), nodes[0][i].get("answer_before"),
              *[_status(n[i]) for n in nodes]] for i in differ]
     return [head, _table(["item", "prompt", "true answer", "before", *[r.name for r in with_graph]], rows, diff_from=4)
@@ -266,6 +288,7 @@ def _graph_sections(runs: list[Run]) -> list[str]:
     """Each run's interactive ripple graph in a ``<details>``: the first open, the others drawn
     the first time they are opened (a hidden chart has no size)."""
     out = ["<h2>Ripple graphs</h2>"] if any(r.graph for r in runs) else []
+    first = next((i for i, r in enumerate(runs) if r.graph is not None), None)
     for i, r in enumerate(runs):
         if r.graph is None:
             continue
@@ -275,11 +298,12 @@ def _graph_sections(runs: list[Run]) -> list[str]:
         roles = {n: d.get("role") or item_role(n, d, {g.graph.get("edited_id")}, set()) for n, d in g.nodes(data=True)}
         section = graph_section(graph_payload(g, roles, title=f"{r.name}: {g.number_of_nodes()} probe items"),
                                 f"rg{i + 1}", heading=None)
-        if i > 0:  # drawn on first opening
+        if i != first:  # drawn on first opening
             section = section.replace(f'<script>ripple.graph("rg{i + 1}");</script>', "")
-        toggle = "" if i == 0 else (f' ontoggle="if (this.open &amp;&amp; !ripple.graphs.rg{i + 1}) '
-                                    f'ripple.graph(&quot;rg{i + 1}&quot;)"')
-        out.append(f"<details{' open' if i == 0 else ''}{toggle}><summary>{html.escape(r.name)}</summary>{section}</details>")
+        toggle = "" if i == first else (f' ontoggle="if (this.open &amp;&amp; !ripple.graphs.rg{i + 1}) '
+                                        f'ripple.graph(&quot;rg{i + 1}&quot;)"')
+        out.append(f"<details{' open' if i == first else ''}{toggle}><summary>{html.escape(r.name)}</summary>"
+                   f"{section}</details>")
     return out
 
 

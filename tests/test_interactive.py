@@ -141,7 +141,13 @@ def test_a_synthetic_graph_page_in_headless_chromium(tmp_path):
         assert pg.evaluate("window.pwned === undefined")
         pg.fill("#rg-search", "S3")
         assert set(pg.evaluate(f"{api}.visibleIds()")) == {n for n, d in g.nodes(data=True) if d["subject"] == "S3"}
+        pg.fill("#rg-search", "i17")  # an id finds its item
+        assert pg.evaluate(f"{api}.visibleIds()") == ["i17"]
         pg.fill("#rg-search", "")
+        pg.fill("#rg-hops", "0")
+        assert pg.evaluate(f"{api}.visibleIds()") == sorted(n for n, d in g.nodes(data=True) if d["hops"] in (0, None))
+        pg.fill("#rg-hops", "")  # an empty box: every hop again
+        assert pg.evaluate(f"{api}.visibleIds().length") == g.number_of_nodes()
         pg.click("#rg-damaged button[data-id='i5']")  # the damaged list selects its item
         detail = pg.inner_text("#rg-detail")
         assert HOSTILE in detail and "A → B" in detail and "unintended" in detail
@@ -184,3 +190,39 @@ def test_view_of_graph_runs_compares_items_only_for_the_same_edit(tmp_path):
     assert "ripple.graph(&quot;rg2&quot;)" in page and 'ripple.graph("rg1")' in page
     other = view([a, c], tmp_path / "ac.html").read_text()
     assert "edit different facts" in other and "status differs" not in other
+
+
+def test_missing_and_non_finite_values_draw_as_gaps():
+    from ripple.stress.report import chart_points
+
+    g = synthetic()
+    g.nodes["i3"]["drift"] = float("nan")  # graph.json writes a NaN drift as null
+    g.nodes["i4"]["drift"] = None
+    p = graph_payload(g, roles(g))
+    assert all(v is not None for v in p["meta"]["log_drift"])
+    block = graph_section(p)
+    assert "NaN" not in block and json.loads(re.search(r'id="rg-data">(.*?)</script>', block, re.S).group(1))
+    rows = [{"edits": 0, "perplexity_ratio": 1.0}, {"edits": 3, "perplexity_ratio": float("nan")},
+            {"edits": 6, "perplexity_ratio": float("inf")}, {"edits": 9, "perplexity_ratio": 2.0}]
+    assert chart_points(rows, "perplexity_ratio", log=True) == [[0, 1.0], [9, 2.0]]
+    assert '"points":[[0,null]]' in line_chart("c", "t", "x", "y", [{"name": "a", "points": [[0, float("nan")]]}])
+    with pytest.raises(RippleError, match="no items to draw"):
+        graph_payload(nx.Graph(edited_id="x", layer=0), {})
+
+
+def test_view_names_a_directory_given_twice_and_does_not_compare_ids_that_name_other_items(tmp_path):
+    from ripple.viewing import read_runs, view
+
+    g = synthetic()
+    for n in g.nodes:
+        g.nodes[n].update(sim_rank=0)
+    edit = {"prompt": "The thing {} is", "subject": "S0", "target_new": "B"}
+    a = _graph_run(tmp_path / "a", g, edit)
+    assert [r.name for r in read_runs(str(a))] == ["a"]  # one path as a string is one run
+    assert [r.name for r in read_runs([a, a])] == [str(a), f"{a} #2"]
+    h = g.copy()
+    h.nodes["i2"]["prompt"] = "Another probe set's i2"
+    h.nodes["i3"].update(answer_after="B", changed=True)
+    b = _graph_run(tmp_path / "b", h, edit)
+    page = view([a, b], tmp_path / "v.html").read_text()
+    assert "Probe items whose status differs (1 of 59)" in page and "Not compared: 1 ids" in page

@@ -113,7 +113,8 @@ def check_graph(page, graph_json: Path, element_id: str = "rg") -> dict:
     shown = set(page.evaluate(f"{api}.visibleIds()"))
     out["filters"]["hops<=1"] = shown == {i for i, n in nodes.items() if n["hops"] is None or n["hops"] <= 1}
     page.fill(f"#{element_id}-hops", str(max((n["hops"] or 0) for n in nodes.values())))
-    out["ok"] = out["drawn"] == out["nodes"] and all(h["ok"] for h in out["hover"]) and all(out["filters"].values())
+    out["ok"] = (out["drawn"] == out["nodes"] and bool(out["hover"]) and all(h["ok"] for h in out["hover"])
+                 and all(out["filters"].values()))  # no node to hover is a failure, not a pass
     return out
 
 
@@ -130,8 +131,9 @@ def check_report(browser, path: Path, shot: Path | None) -> dict:
     title = page.title()
     text = page.inner_text("body")
     graph = None
-    if (path.parent / "graph.json").is_file() and page.evaluate("!!(window.ripple && ripple.graphs.rg)"):
-        graph = check_graph(page, path.parent / "graph.json")
+    if (path.parent / "graph.json").is_file():  # a report with a graph must draw it
+        graph = (check_graph(page, path.parent / "graph.json") if page.evaluate("!!(window.ripple && ripple.graphs.rg)")
+                 else {"ok": False, "error": "graph.json is there but the page drew no graph"})
     if shot is not None:
         shot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shot), full_page=True)

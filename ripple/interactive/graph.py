@@ -23,6 +23,7 @@ import random
 
 import networkx as nx
 
+from ripple.errors import RippleError
 from ripple.interactive.pages import json_block
 
 #: Roles in the order the controls list them: (name, ECharts symbol, glyph shown in the key).
@@ -55,6 +56,7 @@ def item_role(node: str, d: dict, edited: set[str], expected: set[str], swaps: s
 def drift_range(values: list[float], edited: float | None = None) -> tuple[float, float]:
     """The colour scale's ends: the 5th percentile of the positive drifts and the largest drift
     below the edited item's (that one is clipped to the top colour); ``(lo, lo * 10)`` at least."""
+    values = [v for v in values if v is not None and math.isfinite(v)]  # a NaN drift has no colour
     pos = sorted(v for v in values if v > 0)
     if len(pos) < 2:
         top = max(values + [1e-12])
@@ -67,7 +69,9 @@ def drift_range(values: list[float], edited: float | None = None) -> tuple[float
 
 def layout(g: nx.Graph) -> dict[str, tuple[float, float]]:
     """Node positions: igraph's Fruchterman-Reingold over the graph in sorted node order, from a
-    private random generator seeded 0 (the caller's ``random`` state is left alone)."""
+    private random generator seeded 0 (the caller's ``random`` state is left alone; igraph's
+    generator is set back to its default, the ``random`` module, afterwards). The same graph gives
+    the same positions for a given igraph version."""
     import igraph as ig  # lazy: heavy
 
     nodes = sorted(g.nodes)
@@ -97,12 +101,15 @@ def graph_payload(g: nx.Graph, roles: dict[str, str], prompts: dict[str, str] | 
     after, Δ log p, drift at the graph's layer and at every probed layer, hops, role, whether it was
     evaluated, position) and edges (node indices and kind), with the colour scale and the roles."""
     nodes = sorted(g.nodes)
+    if not nodes:
+        raise RippleError("the ripple graph has no items to draw; pass a probe set with at least one item")
     pos = layout(g)
     xs, ys = [p[0] for p in pos.values()], [p[1] for p in pos.values()]
     span = max(max(xs) - min(xs), max(ys) - min(ys), 1e-9)
     edited = [n for n in nodes if roles.get(n) == "edited"]
-    drifts = [g.nodes[n]["drift"] for n in nodes if g.nodes[n].get("evaluated", True)]
-    lo, hi = drift_range(drifts, max((g.nodes[n]["drift"] for n in edited), default=None))
+    drifts = [g.nodes[n].get("drift") for n in nodes if g.nodes[n].get("evaluated", True)]
+    edited_drift = [d for n in edited if (d := g.nodes[n].get("drift")) is not None and math.isfinite(d)]
+    lo, hi = drift_range(drifts, max(edited_drift, default=None))
     budget = "budget" in g.graph
     out_nodes = []
     for n in nodes:

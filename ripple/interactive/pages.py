@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import math
 from functools import lru_cache
 from importlib import resources
 
@@ -52,10 +53,26 @@ def scripts() -> str:
     return f"<script>{echarts_js()}</script>\n<script>{ripple_js()}</script>"
 
 
+def finite(value):
+    """``value`` with every NaN or infinite float (at any depth) replaced by None: JSON has no NaN,
+    and a chart draws None as a gap.
+
+    >>> finite({"a": [1.0, float("nan")], "b": float("inf")})
+    {'a': [1.0, None], 'b': None}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
 def json_block(element_id: str, data) -> str:
-    """``data`` as JSON in a ``<script type="application/json">``: keys sorted, ``<`` written as
-    ``\\u003c`` so that no string in it can end the block."""
-    text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """``data`` as JSON in a ``<script type="application/json">``: keys sorted, non-finite numbers
+    as null (:func:`finite`), ``<`` written as ``\\u003c`` so that no string in it can end the block."""
+    text = json.dumps(finite(data), sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return f'<script type="application/json" id="{html.escape(element_id)}">{text.replace("<", chr(92) + "u003c")}</script>'
 
 

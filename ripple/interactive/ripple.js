@@ -64,9 +64,10 @@
     function shown(n) {
       if (!state.roles.has(n.role)) return false;
       if (n.hops === null ? !state.unreachable : n.hops > state.maxHops) return false;
-      if (state.query) {
+      if (state.query) {  // subject, relation, id, prompt or an answer
         const q = state.query.toLowerCase();
-        if (!(String(n.subject).toLowerCase().includes(q) || String(n.relation).toLowerCase().includes(q))) return false;
+        if (![n.subject, n.relation, n.id, n.prompt, n.answer, n.before, n.after]
+          .some((t) => t !== null && t !== undefined && String(t).toLowerCase().includes(q))) return false;
       }
       return true;
     }
@@ -104,7 +105,8 @@
     chart.setOption({
       animation: false,
       title: {text: d.title, left: 'center', textStyle: {fontSize: 13}},
-      tooltip: {trigger: 'item', confine: true, enterable: false, formatter: (p) => {
+      tooltip: {trigger: 'item', confine: true, enterable: false,
+        extraCssText: 'max-width:440px;white-space:normal;overflow-wrap:anywhere', formatter: (p) => {
         if (p.dataType === 'node') return itemHtml(byId.get(p.name), meta);
         if (p.dataType === 'edge') {
           return esc(p.data.source) + ' — ' + esc(p.data.target) + '<br>' + esc(p.data.kind) +
@@ -116,7 +118,9 @@
         left: 'center', bottom: 4, itemHeight: 160, text: ['more drift', 'less drift'], inRange: {color: VIRIDIS},
         formatter: (v) => num(Math.pow(10, v), 2)},
       series: [{id: 'graph', type: 'graph', layout: 'none', roam: true, scaleLimit: {min: 0.2, max: 40},
-        top: 40, bottom: 60, left: 20, right: 20, emphasis: {focus: 'adjacency', scale: 1.6},
+        top: 40, bottom: 60, left: 20, right: 20,
+        // dimming all but a node's neighbours repaints the whole graph at every hover: small graphs only
+        emphasis: nodes.length > 2000 ? {scale: 1.6} : {focus: 'adjacency', scale: 1.6},
         select: {itemStyle: {borderColor: '#000', borderWidth: 3}}, selectedMode: 'single', data: [], edges: []}],
     });
 
@@ -136,14 +140,20 @@
     const hopLabel = el('label', {}, 'hops ≤ ');
     const hops = el('input', {type: 'number', min: '0', max: String(maxHops), value: String(maxHops),
       id: id + '-hops', style: 'width:4em'});
-    hops.addEventListener('input', () => { api.setMaxHops(Number(hops.value)); });
+    let hopping = null;  // an empty box means every hop; a big graph redraws once the typing pauses
+    hops.addEventListener('input', () => {
+      const h = hops.value.trim() === '' ? maxHops : Number(hops.value);
+      clearTimeout(hopping);
+      if (nodes.length > 2000) hopping = setTimeout(() => api.setMaxHops(h), 250);
+      else api.setMaxHops(h);
+    });
     hopLabel.append(hops);
     const unreachLabel = el('label');
     const unreach = el('input', {type: 'checkbox', id: id + '-unreachable'});
     unreach.checked = true;
     unreach.addEventListener('change', () => { state.unreachable = unreach.checked; draw(); });
     unreachLabel.append(unreach, ' unreachable');
-    const search = el('input', {type: 'search', placeholder: 'subject or relation', id: id + '-search'});
+    const search = el('input', {type: 'search', placeholder: 'subject, relation, id or answer', id: id + '-search'});
     let typing = null;  // a big graph redraws once the typing pauses, not at every key
     search.addEventListener('input', () => {
       clearTimeout(typing);
@@ -197,8 +207,8 @@
           draw();
         }
         const i = visible.findIndex((m) => m.id === nodeId);
-        chart.dispatchAction({type: 'select', seriesIndex: 0, dataIndex: i});
-        chart.dispatchAction({type: 'showTip', seriesIndex: 0, dataIndex: i});
+        chart.dispatchAction({type: 'hideTip'});
+        chart.dispatchAction({type: 'select', seriesIndex: 0, dataIndex: i});  // outlined in black; the panel says the rest
         detail.innerHTML = '<h3>' + esc(n.id) + '</h3>' + itemHtml(n, meta);
       },
     };
@@ -223,11 +233,17 @@
     const series = d.series.map((s, i) => ({name: s.name, type: 'line', data: s.points, connectNulls: false,
       showSymbol: true, symbolSize: 5, markLine: i === 0 && d.marks.length ? {symbol: 'none', silent: false,
         label: {formatter: (p) => p.name}, data: d.marks.map((m) => ({xAxis: m.x, name: m.label}))} : undefined}));
+    const xAxis = {type: d.x_log ? 'log' : 'value', name: d.x_label, nameLocation: 'middle', nameGap: 28, scale: true};
+    if (d.marks.length) {  // the axis reaches every mark, even one outside the measured points
+      const xs = d.marks.map((m) => m.x);
+      xAxis.min = (v) => Math.min(v.min, ...xs);
+      xAxis.max = (v) => Math.max(v.max, ...xs);
+    }
     chart.setOption({
       animation: false, title: {text: d.title, left: 'center', textStyle: {fontSize: 13}},
       tooltip: {trigger: 'axis', formatter: axisTooltip}, legend: {top: 24, type: 'scroll'},
       grid: {top: 64, left: 64, right: 24, bottom: 56},
-      xAxis: {type: d.x_log ? 'log' : 'value', name: d.x_label, nameLocation: 'middle', nameGap: 28, scale: true},
+      xAxis: xAxis,
       yAxis: {type: d.y_log ? 'log' : 'value', name: d.y_label, nameLocation: 'middle', nameGap: 46, scale: true},
       dataZoom: [{type: 'inside'}], series: series,
     });

@@ -119,21 +119,33 @@ def _md_table_html(md: str) -> str:
             + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in body) + "</tbody></table>")
 
 
+def chart_points(checkpoints: list[dict], key: str, log: bool) -> list[list]:
+    """``[[edits, value], ...]`` of one panel: measured values only (a NaN perplexity of a collapsed
+    model is a gap, as is a value a log axis cannot show)."""
+    import math  # lazy: start-up
+
+    out = []
+    for r in checkpoints:
+        v = _value(r, key)
+        if isinstance(v, (int, float)) and math.isfinite(v) and not (log and v <= 0):
+            out.append([r["edits"], v])
+    return out
+
+
 def stress_html(curves: dict[str, dict], collapse_ratio: float | None = None, png: bytes | None = None) -> str:
     """``stress.html``: one chart per measured panel (hover: every method's value at that number of
     edits; the perplexity alarm marked), the table, and the PNG for readers without scripts. One
     self-contained file that opens offline."""
     import base64  # lazy: start-up
+    import html  # lazy: start-up
 
     from ripple.interactive import line_chart, page  # lazy: start-up
 
     parts = ["<h1>ripple stress: capability against the number of edits</h1>",
-             f"<p>{len(curves)} run(s): {', '.join(curves)}. Hover a chart for each run's value at a checkpoint; "
+             f"<p>{len(curves)} run(s): {html.escape(', '.join(curves))}. Hover a chart for each run's value at a checkpoint; "
              "drag or scroll inside it to zoom.</p>"]
     for key, title, log in PANELS:
-        series = [{"name": name, "points": [[r["edits"], _value(r, key)] for r in c["checkpoints"]
-                                            if _value(r, key) is not None and not (log and _value(r, key) <= 0)]}
-                  for name, c in curves.items()]
+        series = [{"name": name, "points": chart_points(c["checkpoints"], key, log)} for name, c in curves.items()]
         if not any(s["points"] for s in series):
             continue
         marks = []
