@@ -330,6 +330,7 @@ def test_view_compares_two_audits_in_one_page(runs, tmp_path, capfd):
         assert pg.evaluate("ripple.graphs.rg1.visibleIds().length") == n
         assert pg.evaluate("ripple.graphs.rg2 === undefined")
         pg.click("details:nth-of-type(2) summary")
+        pg.wait_for_function("ripple.graphs.rg2 !== undefined")  # the toggle event comes after the click
         assert pg.evaluate("ripple.graphs.rg2.visibleIds().length") == n
         assert not errors, errors
     assert html.escape(str(benign)) in page
