@@ -22,6 +22,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from networkx import node_link_graph
+
+from ripple.auditing.render import fmt
 from ripple.errors import RippleError
 from ripple.interactive import bar_chart, graph_payload, graph_section, item_role, line_chart, page
 from ripple.io import atomic_write_text
@@ -114,13 +117,7 @@ def read_runs(paths) -> list[Run]:
 
 
 def _fmt(x) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, float):
-        return f"{x:.4g}"
-    return str(x)
+    return fmt(x, 4)
 
 
 def _table(header: list[str], rows: list[list], diff_from: int | None = 1, status_rows: set[int] = frozenset(),
@@ -292,8 +289,6 @@ def _graph_sections(runs: list[Run]) -> list[str]:
     for i, r in enumerate(runs):
         if r.graph is None:
             continue
-        from networkx import node_link_graph  # lazy: heavy
-
         g = node_link_graph(r.graph, edges="edges")
         roles = {n: d.get("role") or item_role(n, d, {g.graph.get("edited_id")}, set()) for n, d in g.nodes(data=True)}
         section = graph_section(graph_payload(g, roles, title=f"{r.name}: {g.number_of_nodes()} probe items"),

@@ -20,6 +20,7 @@ import base64
 import html
 import math
 import random
+import statistics
 
 import networkx as nx
 
@@ -61,8 +62,7 @@ def drift_range(values: list[float], edited: float | None = None) -> tuple[float
     if len(pos) < 2:
         top = max(values + [1e-12])
         return (top / 10, top)
-    k = (len(pos) - 1) * 0.05  # numpy's linear percentile
-    lo = pos[int(k)] + (pos[min(int(k) + 1, len(pos) - 1)] - pos[int(k)]) * (k - int(k))
+    lo = statistics.quantiles(pos, n=20, method="inclusive")[0]  # the 5th percentile, as numpy's linear one
     below = [v for v in pos if edited is None or v < edited] or pos
     return lo, max(below[-1], lo * 10)
 
