@@ -29,6 +29,14 @@ def set_threads(threads: int | None = None) -> int:
     return n
 
 
+def write_rows(path, data) -> None:
+    """A benchmark's file of rows, written atomically as compact JSON: indented, such files run to
+    megabytes each (the device tool carries at most 64 MiB of the repository to a GPU machine)."""
+    from ripple.io import atomic_write_text  # lazy: start-up (listing the benchmarks loads no ripple)
+
+    atomic_write_text(path, json.dumps(data, separators=(",", ":")) + "\n")
+
+
 def median_seconds(fn, repeats: int = 3, warmup: bool = False) -> float:
     """The median wall time of ``repeats`` calls of ``fn`` (after one untimed call with ``warmup``)."""
     if warmup:

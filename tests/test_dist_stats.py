@@ -59,20 +59,29 @@ def test_a_stopped_run_goes_on_from_its_partial_sums(tiny_tokenizer, cache):
     assert not list((cache / "mom2_partial").rglob("*.pt"))  # removed once done
 
 
+TWO_GPUS = torch.cuda.device_count() >= 2
+
+
 @pytest.mark.slow
-def test_two_processes_under_torchrun_equal_one(tmp_path, cache, tiny_tokenizer):
+@pytest.mark.parametrize("backend", ["gloo", pytest.param("nccl", marks=pytest.mark.skipif(
+    not TWO_GPUS, reason="nccl's all-reduce needs two GPUs (one rank per GPU); this machine has fewer"))])
+def test_two_processes_under_torchrun_equal_one(tmp_path, cache, tiny_tokenizer, backend):
     model_dir = tmp_path / "gpt2"
     model = save_tiny_gpt2(model_dir)
     corpus_file = tmp_path / "corpus.txt"
     corpus = stats_corpus(40)
     corpus_file.write_text("\n".join(corpus) + "\n")
     env = dict(os.environ, RIPPLE_CACHE=str(cache), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    if backend == "gloo":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU processes of a GPU machine too
+    port = {"gloo": "29533", "nccl": "29534"}[backend]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            "-m", "ripple.cli", "stats", "--model", str(model_dir), "--corpus", str(corpus_file),
            "--samples", "170", "--layers", "0", "1", "--batch-size", "4"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "on 2 process(es)" in res.stdout
+    assert (f"backend {backend}") in res.stdout  # the group ran on the backend asked for
     from ripple.editing.corpora import file_corpus
     from ripple.loading import load_model
 
@@ -83,6 +92,18 @@ def test_two_processes_under_torchrun_equal_one(tmp_path, cache, tiny_tokenizer)
         two = torch.load(cache_path(loaded, tok, layer, lines, 170), weights_only=True)
         torch.testing.assert_close(two, one[layer], rtol=1e-12, atol=1e-14)  # float64 rounding only
     del model
+
+
+def test_more_processes_than_gpus_is_one_line(monkeypatch):
+    """nccl cannot put two ranks on one GPU: the error says so and how to go on, before any group."""
+    from ripple.editing.dist_stats import init_from_env
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(RippleError, match="started 2 processes on a node with 1 GPU.*--nproc_per_node 1"):
+        init_from_env()
 
 
 def test_bad_layer_is_one_line(saved_gpt2, cache, capfd):

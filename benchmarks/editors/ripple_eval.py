@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from benchmarks.common import md_row, md_table, set_threads
+from benchmarks.common import md_row, md_table, set_threads, write_rows
 
 
 def evaluate_method(setup, method: str, requests, log=print) -> dict:
@@ -67,7 +67,7 @@ def main(argv=None) -> None:
     from ripple.editing.editor import EDITORS, get_editor
     from ripple.editing.from_world import sample_edits
     from ripple.editing.setup import load_setup
-    from ripple.io import atomic_write_json, atomic_write_text, prepare_out_dir
+    from ripple.io import atomic_write_text, prepare_out_dir
     from ripple.world.schema import RELATIONS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,7 +86,7 @@ def main(argv=None) -> None:
     rows = {m: evaluate_method(setup, m, requests) for m in args.methods}
     out = prepare_out_dir(args.out)
     command = f"python -m benchmarks editors/ripple_eval --n {args.n} --methods {' '.join(args.methods)} --out {args.out}"
-    atomic_write_json(out / "ripple_eval.json", {"command": command, "n": args.n, "methods": rows})
+    write_rows(out / "ripple_eval.json", {"command": command, "n": args.n, "methods": rows})
     atomic_write_text(out / "ripple_eval.md", render(rows, command, args.n))
 
 

@@ -38,7 +38,17 @@ import math
 import time
 from pathlib import Path
 
-from benchmarks.common import REPORTS, ROOT, known_facts, md_row, md_table, median_seconds, resumable, set_threads
+from benchmarks.common import (
+    REPORTS,
+    ROOT,
+    known_facts,
+    md_row,
+    md_table,
+    median_seconds,
+    resumable,
+    set_threads,
+    write_rows,
+)
 
 RECALL_TABLE = REPORTS / "gie_recall.json"  # written by render(); --install copies it to INSTALLED
 INSTALLED = ROOT / "ripple" / "data" / "gie_recall.json"  # what ripple.gie.budget reads
@@ -86,7 +96,7 @@ def run_method(setup, items, method, requests, path: Path, config: dict, rankers
     from ripple.gie.measure import measure_items, prepare_resume
     from ripple.gie.pipeline import drift_position
     from ripple.gie.rankers import RANKERS, RankInput
-    from ripple.io import atomic_write_json, source_fingerprint
+    from ripple.io import source_fingerprint
 
     model, tok, spec, ctx = setup.model, setup.tok, setup.spec, setup.ctx
     code = source_fingerprint()
@@ -101,7 +111,7 @@ def run_method(setup, items, method, requests, path: Path, config: dict, rankers
         data["first_full_seconds"] = time.perf_counter() - t0
         assert full.greedy == before.greedy
         data["times"] = eval_times(setup, items, resume)
-        atomic_write_json(path, data)
+        write_rows(path, data)
     cache = KeyCache.build(model, tok, spec, items, layers)
     data["cache_seconds"] = cache.seconds
     data |= {"layers": list(layers), "position": drift_position(hp), "n_items": len(items)}
@@ -137,7 +147,7 @@ def run_method(setup, items, method, requests, path: Path, config: dict, rankers
             row["damaged"][name] = ranks_of(order, ids, damaged)
             row["changed"][name] = ranks_of(order, ids, changed)
         data["rows"].append(row)
-        atomic_write_json(path, data)
+        write_rows(path, data)
         log(f"{len(data['rows'])} {method} {req.case_id}: damaged {len(damaged)} changed {len(changed)}; "
             f"edit {edit_seconds:.1f}s eval {inc_seconds:.1f}s", flush=True)
 

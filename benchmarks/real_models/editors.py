@@ -49,7 +49,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import REPORTS, known_facts, md_row, md_table, resumable, set_threads
+from benchmarks.common import REPORTS, known_facts, md_row, md_table, resumable, set_threads, write_rows
 from benchmarks.editors.common import edited_key, pooled_scores
 
 METHODS = ("rome", "memit", "emmet", "alphaedit", "ft")
@@ -130,7 +130,7 @@ def single(args, setup) -> None:
     from ripple.editing.from_world import specificity_queries
     from ripple.evaluate.perplexity import general_sentences_for, sentence_nlls
     from ripple.evaluate.ripple_scores import plan_ripple
-    from ripple.io import atomic_write_json, source_fingerprint
+    from ripple.io import source_fingerprint
     from ripple.scoring import query_correct
 
     world = setup.world
@@ -162,7 +162,7 @@ def single(args, setup) -> None:
                    "seconds": round(secs + reused, 3), "values_reused_s": round(reused, 3), "code": code}
             row |= plain_and_rect(setup, delta, lambda: measure(setup, req, plan, spec_known, ppl_before, sentences))
             data["rows"].append(row)
-            atomic_write_json(path, data)
+            write_rows(path, data)
             p = row["plain"]
             print(f"{method} {i + 1}/{len(reqs)} {req.case_id}: eff {p['efficacy_top1']} para {p['paraphrase_top1']:.2f} "
                   f"nbhd {p.get('neighborhood_top1')} spec {p.get('relation_specificity_top1')} {secs:.1f}s", flush=True)
@@ -267,13 +267,12 @@ def append_batch_row(path: Path, config: dict, row: dict) -> None:
     the same method and size replaces the one there."""
     from filelock import FileLock
 
-    from ripple.io import atomic_write_json
 
     with FileLock(str(path) + ".lock"):
         data = read_batch(path, config)
         key = (row["method"], row["requested"])
         data["batch"] = [b for b in data["batch"] if (b["method"], b["requested"]) != key] + [row]
-        atomic_write_json(path, data)
+        write_rows(path, data)
 
 
 def values(args, setup) -> None:

@@ -40,7 +40,7 @@ import argparse
 import time
 from pathlib import Path
 
-from benchmarks.common import REPORTS, resumable, set_threads
+from benchmarks.common import REPORTS, resumable, set_threads, write_rows
 
 METHODS = ("rome", "memit", "alphaedit", "ft")
 MODES = ("race", "top1", "gen", "chat")
@@ -134,7 +134,7 @@ def single(args, setup) -> None:
     from ripple.editing.editor import get_editor
     from ripple.editing.questions import chat_questions
     from ripple.generation import has_chat
-    from ripple.io import atomic_write_json, source_fingerprint
+    from ripple.io import source_fingerprint
 
     reqs, n_known = counterfact_edits(setup, args.edits, args.seed)
     chat_on = has_chat(setup.tok)
@@ -166,7 +166,7 @@ def single(args, setup) -> None:
                     "target_true": req.target_true, "prompt": req.rendered, "seconds": round(secs, 3), "code": code}
             data["rows"].append(row)
             model_dir(args.model).mkdir(parents=True, exist_ok=True)
-            atomic_write_json(path, data)
+            write_rows(path, data)
             print(f"{method} {i + 1}/{len(reqs)} {req.case_id}: eff race {row['efficacy_race']} gen "
                   f"{row['efficacy_gen']} chat {row.get('efficacy_chat')} {secs:.1f}s", flush=True)
 
@@ -177,7 +177,7 @@ def unedited(args, setup) -> None:
     from benchmarks.real_models.editors import counterfact_edits
     from ripple.editing.questions import chat_questions
     from ripple.generation import has_chat
-    from ripple.io import atomic_write_json, source_fingerprint
+    from ripple.io import source_fingerprint
 
     reqs, _ = counterfact_edits(setup, args.edits, args.seed)
     chat_on = has_chat(setup.tok)
@@ -189,7 +189,7 @@ def unedited(args, setup) -> None:
         row = measure(setup, req, spec, chat_questions(req, setup.world) if chat_on else None)
         data["rows"].append({"case_id": req.case_id, "code": source_fingerprint(),
                              **{k: v for k, v in row.items() if k not in ("texts", "chat_text")}})
-        atomic_write_json(path, data)
+        write_rows(path, data)
         print(f"unedited {len(data['rows'])}/{len(reqs)} {req.case_id}", flush=True)
 
 
@@ -199,7 +199,7 @@ def batch(args, setup) -> None:
     from ripple.editing.metrics import aggregate, requests_metrics
     from ripple.editing.questions import chat_questions
     from ripple.generation import has_chat
-    from ripple.io import atomic_write_json, source_fingerprint
+    from ripple.io import source_fingerprint
 
     reqs, _ = counterfact_edits(setup, None, args.seed)
     seen, chosen = set(), []
@@ -226,7 +226,7 @@ def batch(args, setup) -> None:
         data["rows"].append({"method": method, "n": len(chosen), "seconds": round(secs, 1),
                              "metrics": aggregate(rows), "code": source_fingerprint()})
         model_dir(args.model).mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, data)
+        write_rows(path, data)
         print(f"{method} batch of {len(chosen)}: {aggregate(rows)}", flush=True)
 
 

@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from benchmarks.common import REPORTS, known_facts, md_row, md_table, resumable, set_threads
+from benchmarks.common import REPORTS, known_facts, md_row, md_table, resumable, set_threads, write_rows
 
 KINDS = ("hidden", "mlp", "mlp/10", "attn", "attn/10")
 MODELS = ("smollm2", "gemma3-270m")
@@ -44,7 +44,7 @@ def _round(x):
 def trace_facts(args) -> None:
     from ripple.causal_trace import causal_trace, effects_by_token_kind
     from ripple.editing.setup import load_setup
-    from ripple.io import atomic_write_json, source_fingerprint
+    from ripple.io import source_fingerprint
 
     setup = load_setup(args.model, context=False)
     world = setup.world
@@ -73,7 +73,7 @@ def trace_facts(args) -> None:
                "p_corrupt": round(res.p_corrupt, 5), "timing": res.timing, "code": code,
                "by_token_kind": {k: {t: _round(v) for t, v in d.items()} for k, d in effects_by_token_kind(res).items()}}
         data["rows"].append(row)
-        atomic_write_json(path, data)
+        write_rows(path, data)
         t = res.timing
         ratio = f", floor {t['floor_seconds']:.1f} s (x{t['seconds'] / t['floor_seconds']:.2f})" if "floor_seconds" in t else ""
         print(f"{len(data['rows'])}/{len(pairs)} {fact}: p clean {res.p_clean:.3f} corrupt {res.p_corrupt:.3f}; "

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import REPORTS, known_facts, md_row, md_table, resumable, set_threads
+from benchmarks.common import REPORTS, known_facts, md_row, md_table, resumable, set_threads, write_rows
 
 VARIANTS = ("plain", "sir", "rect", "alphaedit")
 
@@ -162,7 +162,7 @@ def main(argv=None) -> None:
     from ripple.editing.hparams import apply_overrides
     from ripple.editing.setup import load_setup
     from ripple.gie.measure import measure_items
-    from ripple.io import atomic_write_json, source_fingerprint
+    from ripple.io import source_fingerprint
     from ripple.mitigation.sir import SirHParams
     from ripple.probes.sets import world_probe_set
 
@@ -210,7 +210,7 @@ def main(argv=None) -> None:
             row["alphaedit"] = alpha
             row["code"] = code
             rows.append(row)
-            atomic_write_json(path, {"config": config, "rows": rows})
+            write_rows(path, {"config": config, "rows": rows})
             s = row["sir"]
             print(f"{len(rows)} {method} damaged plain {len(row['plain']['damaged'])} sir {len(s['damaged'])} "
                   f"rect {len(row['rect']['damaged'])} alpha {len(alpha['damaged'])}; eff {row['plain']['efficacy']}"

@@ -31,18 +31,16 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import os  # lazy: start-up
 
-    import torch  # lazy: start-up
-
     from ripple.commands.options import model_kwargs  # lazy: start-up
     from ripple.editing.corpora import load_corpus  # lazy: start-up
-    from ripple.editing.dist_stats import cache_path, init_from_env, second_moments  # lazy: start-up
+    from ripple.editing.dist_stats import cache_path, init_from_env, rank_device, second_moments  # lazy: start-up
     from ripple.editing.setup import load_setup  # lazy: start-up
     from ripple.errors import RippleError  # lazy: start-up
 
     distributed = init_from_env()
     setup = load_setup(args.model, context=False, **model_kwargs(args))
-    if distributed and torch.cuda.is_available():
-        setup.model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+    if distributed and rank_device().type == "cuda":
+        setup.model.to(rank_device())
     n_layers = setup.spec.n_layers(setup.model)
     layers = args.layers
     if layers is None:

@@ -82,15 +82,31 @@ def _dist():
 
 def init_from_env() -> bool:
     """Join the process group ``torchrun`` describes in the environment (``WORLD_SIZE`` > 1):
-    gloo on CPU, nccl when CUDA is there. False when there is none to join."""
+    gloo on CPU, nccl when CUDA is there (one process per GPU: each takes ``cuda:LOCAL_RANK``).
+    False when there is none to join. More processes on a node than it has GPUs is a one-line
+    error (nccl cannot put two ranks on one GPU); ``CUDA_VISIBLE_DEVICES=`` runs them on the CPU."""
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return dist.is_initialized()
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+        have = torch.cuda.device_count()
+        if local > have:
+            raise RippleError(f"torchrun started {local} processes on a node with {have} GPU(s); use "
+                              f"--nproc_per_node {have} (one process per GPU), or CUDA_VISIBLE_DEVICES= to "
+                              "run them on the CPU")
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend)
     return True
+
+
+def rank_device() -> torch.device:
+    """The device this process's tensors meet in an all-reduce: its GPU under nccl, else the CPU."""
+
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -151,7 +167,9 @@ def second_moments(model, tok, spec, layers, corpus, n_samples: int, settings: S
         partial.unlink()
     out[None] = {"tokens": total, "seconds": seconds, "forward_tokens": forward, "world": world}
     if opts.log is not None and rank == 0:
-        opts.log(f"{total} tokens at layers {', '.join(map(str, layers))} on {world} process(es) in {seconds:.1f} s "
+        group = f" (backend {dist.get_backend()})" if world > 1 else ""
+        opts.log(f"{total} tokens at layers {', '.join(map(str, layers))} on {world} process(es){group} in "
+                 f"{seconds:.1f} s "
                  f"({total / max(seconds, 1e-9):.0f} tokens/s; padding {1 - total / max(forward, 1):.1%})")
     return out
 
@@ -198,13 +216,13 @@ def _accumulate(model, tok, sites: dict, enc: dict, batches: list, state: dict, 
 def _reduce(sums: dict, state: dict, seconds: float) -> tuple[int, int, float]:
     """Sum every rank's sums in place (a rank with no passages joins with zeros); the group's token
     counts and its slowest rank's seconds."""
+    backend_device = rank_device()  # nccl reduces CUDA tensors only
     hidden = [t.shape[0] for t in sums.values() if t is not None]
-    sizes = torch.tensor([hidden[0] if hidden else 0], dtype=torch.long)
+    sizes = torch.tensor([hidden[0] if hidden else 0], dtype=torch.long, device=backend_device)
     dist.all_reduce(sizes, op=dist.ReduceOp.MAX)  # a rank with no passages still joins the reduce
     for layer in sums:
         if sums[layer] is None:
             sums[layer] = torch.zeros(int(sizes), int(sizes), dtype=torch.float64)
-    backend_device = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
     for layer in sums:
         t = sums[layer].to(backend_device)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)

@@ -39,8 +39,9 @@ def weights_hash(tensors: dict[str, torch.Tensor]) -> str:
     """sha256 (16 hex digits) over the names and bytes of ``tensors``."""
     h = hashlib.sha256()
     for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        h.update(name.encode() + b"\0" + str(t.dtype).encode() + b"\0" + t.numpy().tobytes())
+        t = tensors[name].detach().cpu().contiguous().reshape(-1)
+        # the raw bytes (numpy has no bfloat16)
+        h.update(name.encode() + b"\0" + str(t.dtype).encode() + b"\0" + t.view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
 
 

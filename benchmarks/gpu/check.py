@@ -1,0 +1,337 @@
+"""The GPU path, run on a GPU: CUDA, bf16, sharding, nccl, in one short script.
+
+ripple's CUDA, bf16, multi-device and nccl code is tested on the CPU in CI; this runs it where it
+is meant to run, in well under 10 minutes on one GPU, on the organism and tiny models only (a real
+model is too large to carry to a GPU machine here):
+
+1. the machine: its GPUs, torch, CUDA, transformers, bf16, a bf16 matrix product's TFLOP/s, and nccl
+   (a one-rank group's all-reduce on the GPU);
+2. the tests that run on CUDA when it is there: ``tests/test_sharding.py`` (blocks on ``cuda``),
+   ``tests/test_dist_stats.py`` (nccl under torchrun when two GPUs exist), ``tests/test_audit_workers.py``;
+3. ``ripple stats`` under torchrun: two processes with nccl where two GPUs exist, else one (said
+   so), its key statistics compared with the same statistics computed on the CPU;
+4. one audit on CUDA in bf16 (the README's first command) beside the same audit on the CPU in float32;
+5. one 20-edit stress on CUDA in bf16 (MEMIT, the organism's lm-eval suite at each checkpoint);
+6. the timing benchmarks on CUDA: ``probes/throughput`` and ``editors/organism --parts speed``.
+
+::
+
+    bash benchmarks/gpu/site.sh      # here, once: the packages the GPU image lacks, in .gpu/site.tar.xz
+    python3 -m benchmarks gpu/check --site .gpu/site.tar.xz --out $OUT   # on the GPU machine (carry .gpu)
+    python -m benchmarks gpu/check --device cpu --out /tmp/gpu            # a dry run here, every step on the CPU
+
+Writes ``OUT/gpu.md`` (the device named; each step's command, exit status, seconds and what it
+found), ``OUT/gpu.json``, ``OUT/logs.txt`` (each step's output, its tail where long) and the two
+timing benchmarks' Markdown. A failed step does not stop the others; the exit status is 1 if any
+failed. A run without CUDA says so in its first line: it is not a GPU result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import ROOT
+
+AUDIT = ["--model", "organism", "--method", "rome", "--prompt", "{} was born in", "--subject", "Lodro Toudein",
+         "--target", "Kraile"]
+#: The audit metrics set side by side, CUDA bf16 against CPU float32.
+AUDIT_METRICS = ("efficacy", "paraphrase", "neighborhood", "relation_specificity", "unintended_changes",
+                 "perplexity_ratio", "update_norm_ratio", "task_acc_drop")
+LOG_LINES = 120  # the tail of each step's output kept in logs.txt
+
+ENV_PROBE = r"""
+import json, os, platform, tempfile, time
+import torch, transformers
+out = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+       "transformers": transformers.__version__, "cuda_available": torch.cuda.is_available(),
+       "devices": [], "bf16": None, "nccl": None}
+if torch.cuda.is_available():
+    for i in range(torch.cuda.device_count()):
+        p = torch.cuda.get_device_properties(i)
+        out["devices"].append({"name": p.name, "capability": f"{p.major}.{p.minor}",
+                               "memory_gib": round(p.total_memory / 2**30, 1),
+                               "multiprocessors": p.multi_processor_count})
+    out["bf16"] = torch.cuda.is_bf16_supported()
+    a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ a
+    torch.cuda.synchronize(); t0 = time.perf_counter()
+    for _ in range(20):
+        a @ a
+    torch.cuda.synchronize()
+    out["bf16_matmul_tflops"] = round(20 * 2 * 4096**3 / (time.perf_counter() - t0) / 1e12, 1)
+    import torch.distributed as dist
+    try:
+        out["nccl_version"] = ".".join(map(str, torch.cuda.nccl.version()))
+        store = tempfile.mktemp()
+        dist.init_process_group("nccl", init_method=f"file://{store}", rank=0, world_size=1)
+        t = torch.ones(4, device="cuda")
+        dist.all_reduce(t)
+        out["nccl"] = "one-rank all_reduce ok" if float(t.sum()) == 4.0 else f"all_reduce gave {t.tolist()}"
+        dist.destroy_process_group()
+    except Exception as e:
+        out["nccl"] = f"failed: {type(e).__name__}: {e}"
+print("ENV " + json.dumps(out))
+"""
+
+COMPARE_STATS = r"""
+import sys, torch
+from pathlib import Path
+def by_layer(d):
+    return {int(p.name.split("-L")[1].split("-")[0]): p for p in Path(d).rglob("mom2/*.pt")}
+a, b = by_layer(sys.argv[1]), by_layer(sys.argv[2])
+assert a and sorted(a) == sorted(b), (sorted(a), sorted(b))
+for layer in sorted(a):
+    cx, cy = torch.load(a[layer], weights_only=True), torch.load(b[layer], weights_only=True)
+    print(f"STATS layer {layer}: relative difference {float((cx - cy).norm() / cy.norm()):.2e}")
+"""
+
+
+def _tail(text: str, n: int = LOG_LINES) -> str:
+    lines = text.splitlines()
+    return "\n".join(lines if len(lines) <= n else [f"[... {len(lines) - n} lines above left out]", *lines[-n:]])
+
+
+def run_step(name: str, argv: list[str], env: dict, timeout: int) -> dict:
+    """Run one step as a subprocess from the repository root: its exit status, seconds and output."""
+    t0 = time.perf_counter()
+    try:
+        res = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        rc, out = res.returncode, res.stdout + res.stderr
+    except subprocess.TimeoutExpired as e:
+        def text(x):
+            return x.decode(errors="replace") if isinstance(x, bytes) else (x or "")
+        rc, out = f"timed out after {timeout} s", text(e.stdout) + text(e.stderr)
+    secs = round(time.perf_counter() - t0, 1)
+    print(f"[{secs:7.1f} s] {name}: exit {rc}", flush=True)
+    return {"name": name, "command": shlex.join(argv), "rc": rc, "seconds": secs, "output": out}
+
+
+def _lines(out: str, prefix: str) -> list[str]:
+    return [line[len(prefix):].strip() for line in out.splitlines() if line.startswith(prefix)]
+
+
+def _report(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def steps(args, work: Path, py: str) -> list[tuple[str, list[str], int, dict]]:
+    """``(name, argv, timeout, extra environment)`` of every step, in order."""
+    dev, dtype = args.device, args.dtype
+    ngpu = args.gpus
+    nproc = 2 if ngpu >= 2 else 1
+    cli = [py, "-m", "ripple.cli"]
+    out = [("machine", [py, "-c", ENV_PROBE], 120, {})]
+    out.append(("tests on CUDA (sharding, nccl, audit workers)",
+                [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-n", str(args.test_workers),
+                 "tests/test_sharding.py", "tests/test_dist_stats.py", "tests/test_audit_workers.py"], 300, {}))
+    stats = ["stats", "--model", "organism", "--corpus", "world", "--samples", "20000", "--batch-size", "64"]
+    out.append((f"ripple stats under torchrun ({nproc} process{'es' if nproc > 1 else ''})",
+                [py, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", "29561",
+                 "-m", "ripple.cli", *stats, "--device", dev], 180, {"RIPPLE_CACHE": str(work / "cache_stats_gpu")}))
+    out.append(("ripple stats on the CPU (the reference)", [*cli, *stats, "--device", "cpu"], 180,
+                {"RIPPLE_CACHE": str(work / "cache_stats_cpu")}))
+    out.append(("key statistics: GPU against CPU", [py, "-c", COMPARE_STATS, str(work / "cache_stats_gpu"),
+                                                     str(work / "cache_stats_cpu")], 60, {}))
+    out.append((f"audit on {dev} in {dtype}", [*cli, "audit", *AUDIT, "--device", dev, "--dtype", dtype,
+                                                "--out", str(work / "audit_gpu")], 300, {}))
+    out.append(("audit on the CPU in float32", [*cli, "audit", *AUDIT, "--device", "cpu", "--out",
+                                                str(work / "audit_cpu")], 300, {}))
+    out.append((f"20-edit stress on {dev} in {dtype}",
+                [*cli, "stress", "--model", "organism", "--method", "memit", "--edits", "20", "--every", "10",
+                 "--device", dev, "--dtype", dtype, "--out", str(work / "stress")], 300, {}))
+    out.append((f"probe throughput on {dev}", [py, "-m", "benchmarks", "probes/throughput", "--device", dev,
+                                               "--out", str(work / "throughput")], 240, {}))
+    out.append((f"editor speed on {dev}", [py, "-m", "benchmarks", "editors/organism", "--parts", "speed",
+                                           "--device", dev, "--out", str(work / "editors"), *args.speed_args],
+                300, {}))
+    return out
+
+
+def summarize(results: list[dict], work: Path, args) -> dict:
+    """What each step found, read from its output and files."""
+    found = {}
+    env = _lines(results[0]["output"], "ENV ")
+    found["machine"] = json.loads(env[0]) if env else None
+    for r in results:
+        if r["name"].startswith("tests on CUDA"):
+            summary = [line for line in r["output"].splitlines() if " passed" in line or " failed" in line
+                       or " error" in line]
+            r["found"] = summary[-1].strip("= ") if summary else "no pytest summary line"
+        elif r["name"].startswith("ripple stats"):
+            r["found"] = "; ".join(line for line in r["output"].splitlines() if "tokens at layers" in line) or "-"
+        elif r["name"].startswith("key statistics"):
+            r["found"] = "; ".join(_lines(r["output"], "STATS ")) or "-"
+        elif r["name"].startswith("audit on"):
+            rep = _report(work / ("audit_cpu" if "CPU" in r["name"] else "audit_gpu") / "report.json")
+            if rep is not None:
+                r["metrics"] = {k: rep["metrics"].get(k) for k in AUDIT_METRICS}
+                r["found"] = f"verdict {rep['verdict']['status']} (exit {rep['verdict']['exit_code']})"
+        elif r["name"].startswith("20-edit stress"):
+            rep = _report(work / "stress" / "stress.json")
+            if rep is not None:
+                r["found"] = "; ".join(stress_summary(rep)) or "-"
+                r["stress"] = rep
+        elif r["name"].startswith("probe throughput"):
+            r["found"] = next((line.split("  -> ")[0] for line in r["output"].splitlines()
+                               if line.startswith("record ")), "-")
+        elif r["name"].startswith("editor speed"):
+            r["found"] = "; ".join(speed_summary(r["output"])) or "-"
+    return found
+
+
+def stress_summary(rep: dict) -> list[str]:
+    """Each method's last checkpoint: edits, edit success, untouched facts, perplexity ratio, tasks."""
+    out = []
+    for name, curve in rep.get("curves", {}).items():
+        last = curve["checkpoints"][-1]
+        tasks = ", ".join(f"{t} {k} {v:.3g}" for t, m in sorted((last.get("tasks") or {}).items()) if m
+                          for k, v in list(m.items())[:1])
+        out.append(f"{name} after {last['edits']} edits: edit success {_cell(last.get('edit_success'))}, untouched "
+                   f"{_cell(last.get('untouched_accuracy'))}, perplexity x{_cell(last.get('perplexity_ratio'))}"
+                   + (f", tasks {tasks}" if tasks else ""))
+    return out
+
+
+def speed_summary(output: str) -> list[str]:
+    """``editors/organism --parts speed``'s progress lines, one phrase each: seconds per single edit
+    by editor, seconds per batch."""
+    import ast
+
+    out = []
+    for line in output.splitlines():
+        if "] speed " not in line or "{" not in line:
+            continue
+        name, _, raw = line.split("] speed ", 1)[1].partition(" {")
+        got = ast.literal_eval("{" + raw)
+        if "seconds_per_edit" in got:
+            out.append(f"{name} {got['seconds_per_edit']:.3g} s/edit")
+        elif "seconds" in got:
+            out.append(f"{name} of {got['n']} {got['seconds']:.3g} s")
+    return out
+
+
+def _cell(x) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
+def shown(command: str) -> str:
+    """A step's command for the report: an inline ``python -c`` script by name, paths relative to the work folder."""
+    for name, script in (("ENV_PROBE", ENV_PROBE), ("COMPARE_STATS", COMPARE_STATS)):
+        command = command.replace(shlex.quote(script), name)
+    return command
+
+
+def markdown(results: list[dict], found: dict, args, command: str) -> str:
+    m = found.get("machine") or {}
+    devices = ", ".join(f"{d['name']} ({d['memory_gib']} GiB, compute {d['capability']})" for d in m.get("devices", []))
+    gpu = bool(m.get("cuda_available")) and args.device.startswith("cuda")
+    head = (f"# The GPU path, run on {devices}" if gpu else
+            "# The GPU path: a dry run on the CPU (no CUDA here; not a GPU result)")
+    lines = [head, "", f"Command: `{command}` (ripple source {args.code}).", "",
+             "Generated by `benchmarks/gpu/check.py`; what each step runs is in its docstring.", "",
+             "| | |", "|---|---|"]
+    for key in ("python", "torch", "cuda", "transformers", "bf16", "bf16_matmul_tflops", "nccl_version", "nccl"):
+        lines.append(f"| {key} | {_cell(m.get(key))} |")
+    lines.append(f"| GPUs | {len(m.get('devices', []))} |")
+    if args.gpus == 1:
+        lines += ["", "One GPU: `ripple stats` ran under torchrun as one process, so its nccl all-reduce of two "
+                  "ranks was not exercised (nccl itself ran: the one-rank all-reduce above); the nccl test of "
+                  "tests/test_dist_stats.py needs two GPUs and is skipped."]
+    elif not args.gpus:
+        lines += ["", "No GPU: every step ran on the CPU, to check the script itself; `ripple stats` ran under "
+                  "torchrun as one process, and nccl was not run."]
+    lines += ["", "| step | exit | seconds | found |", "|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['name']} | {r['rc']} | {r['seconds']} | {str(r.get('found', '-')).replace('|', '/')} |")
+    audits = [r for r in results if "metrics" in r]
+    if audits:
+        lines += ["", "The same audit, side by side:", "", "| metric | " + " | ".join(r["name"] for r in audits) + " |",
+                  "|---|" + "---|" * len(audits)]
+        for k in AUDIT_METRICS:
+            lines.append(f"| {k} | " + " | ".join(_cell(r["metrics"].get(k)) for r in audits) + " |")
+    lines += ["", "Commands (from the repository root; `python -c` scripts are those of benchmarks/gpu/check.py):",
+              ""] + [f"- {r['name']}: `{shown(r['command'])}`" for r in results] + [""]
+    return "\n".join(lines)
+
+
+def unpack_site(site: str | None) -> str | None:
+    """Unpack ``site`` (a tar.xz from benchmarks/gpu/site.sh) into a temporary folder; its path."""
+    if not site:
+        return None
+    target = Path(tempfile.mkdtemp(prefix="ripple-gpu-site-"))
+    with tarfile.open(site) as tar:
+        tar.extractall(target, filter="data")
+    return str(target)
+
+
+def main(argv=None) -> None:
+    from ripple.io import source_fingerprint
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="where gpu.md, gpu.json, logs.txt and the timing reports go")
+    ap.add_argument("--site", default=None, help="the packages the GPU image lacks (benchmarks/gpu/site.sh)")
+    ap.add_argument("--device", default="cuda", help="cuda (default), or cpu for a dry run")
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--test-workers", type=int, default=8, help="pytest-xdist workers for the tests (default 8)")
+    ap.add_argument("--budget", type=int, default=480, help="seconds for every step together (default 480: the "
+                    "device tool stops a command at 600); a step is cut at what is left, later ones are not run")
+    ap.add_argument("--only", nargs="*", default=None, help="run only the steps whose names start with these")
+    args = ap.parse_args(argv)
+    import torch  # lazy: heavy
+
+    args.gpus = torch.cuda.device_count() if args.device.startswith("cuda") else 0
+    args.code = source_fingerprint()
+    args.speed_args = [] if args.gpus else ["--n-speed", "3", "--speed-batches", "10", "100"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="ripple-gpu-check-"))
+    site = unpack_site(args.site)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               PYTHONUNBUFFERED="1", RIPPLE_CACHE=str(work / "cache"), MPLBACKEND="Agg")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (site, str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    results, deadline = [], time.monotonic() + args.budget
+    for name, cmd, timeout, extra in steps(args, work, sys.executable):
+        if args.only is not None and name != "machine" and not name.startswith(tuple(args.only)):
+            continue
+        left = int(deadline - time.monotonic())
+        if left < 20:
+            results.append({"name": name, "command": shlex.join(cmd), "rc": "not run: --budget spent",
+                            "seconds": 0, "output": ""})
+            continue
+        results.append(run_step(name, cmd, env | extra, min(timeout, left)))
+    found = summarize(results, work, args)
+    command = "python -m benchmarks gpu/check " + " ".join(argv if argv is not None else sys.argv[1:])
+    (out / "gpu.md").write_text(markdown(results, found, args, command))
+    stress = next((r.pop("stress") for r in results if "stress" in r), None)
+    (out / "gpu.json").write_text(json.dumps({"command": command, "code": args.code, "machine": found["machine"],
+                                              "steps": [{k: v for k, v in r.items() if k != "output"}
+                                                        for r in results], "stress": stress}, indent=1) + "\n")
+    (out / "logs.txt").write_text("\n\n".join(f"===== {r['name']} (exit {r['rc']}, {r['seconds']} s)\n"
+                                              f"$ {shown(r['command'])}\n{_tail(r['output'])}"
+                                              for r in results) + "\n")
+    for name in ("throughput/probe_throughput.md", "editors/editors.md"):
+        if (work / name).is_file():
+            (out / Path(name).name).write_text((work / name).read_text())
+    print(f"-> {out / 'gpu.md'}")
+    sys.exit(1 if any(r["rc"] != 0 for r in results) else 0)
+
+
+if __name__ == "__main__":
+    main()
