@@ -13,7 +13,7 @@ benchmarks/gie/recall.py. Also accepted for the same benchmark: ``folder_module`
 became a package (``edit_sweep``, ``benchmarks/edit_sweep.py``: see ``OLD_NAMES`` in
 benchmarks/__main__.py). ``python -m benchmarks.gie.recall ARGS`` runs a module directly too.
 
-Folders: audit/, editors/, gie/, sir/, stress/, real_models/, organism/, probes/, speed/ (each
+Folders: audit/, editors/, gie/, sir/, stress/, real_models/, organism/, probes/, speed/, gpu/ (each
 one's __init__ says what it holds). Shared helpers are in benchmarks/common.py (torch's thread
 count, timing, Markdown tables, files of rows a stopped run goes on from, the facts a real model
 knows); benchmarks/editors/common.py and editors/report.py are the organism editor benchmark's
