@@ -94,6 +94,29 @@ def test_two_processes_under_torchrun_equal_one(tmp_path, cache, tiny_tokenizer,
     del model
 
 
+@pytest.mark.parametrize("backend", ["gloo", pytest.param("nccl", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="nccl needs a CUDA GPU"))])
+def test_the_all_reduce_of_a_one_rank_group(tmp_path, backend):
+    """ripple's reduce in a group of one on each backend (nccl takes CUDA tensors only: the sums,
+    kept on the CPU, travel to the rank's GPU and back); a rank with no passages joins with zeros."""
+    import torch.distributed as dist
+
+    from ripple.editing.dist_stats import _reduce, rank_device
+
+    if backend == "nccl":
+        torch.cuda.set_device(0)
+    dist.init_process_group(backend, init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert rank_device().type == ("cuda" if backend == "nccl" else "cpu")
+        sums = {3: torch.arange(9, dtype=torch.float64).reshape(3, 3), 4: None}
+        total, forward, secs = _reduce(sums, {"count": 7, "forward_tokens": 9}, 1.5)
+        assert (total, forward, secs) == (7, 9, 1.5)
+        assert sums[3].device.type == "cpu" and torch.equal(sums[3], torch.arange(9.0, dtype=torch.float64).reshape(3, 3))
+        assert torch.equal(sums[4], torch.zeros(3, 3, dtype=torch.float64))
+    finally:
+        dist.destroy_process_group()
+
+
 def test_more_processes_than_gpus_is_one_line(monkeypatch):
     """nccl cannot put two ranks on one GPU: the error says so and how to go on, before any group."""
     from ripple.editing.dist_stats import init_from_env

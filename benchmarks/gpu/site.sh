@@ -14,12 +14,12 @@ cd "$(dirname "$0")/../.."
 PYV=${1:-3.12}
 PY=${PYTHON:-python3}
 SITE=$(mktemp -d)
-trap 'rm -rf "$SITE"' EXIT
+trap 'rm -rf "$SITE" "$SITE.log"' EXIT
 "$PY" -m pip install -q --disable-pip-version-check --no-deps --no-compile --only-binary=:all: \
     --python-version "$PYV" --implementation cp --platform manylinux_2_28_x86_64 \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --target "$SITE" \
-    igraph==1.0.0 texttable==1.7.3 lm-eval==0.4.13 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 2>&1 \
-    | grep -v "is ignored: it is neither\|Running pip as the 'root' user" || true
+    igraph==1.0.0 texttable==1.7.3 lm-eval==0.4.13 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 \
+    >"$SITE.log" 2>&1 || { cat "$SITE.log"; echo "site.sh: pip could not fetch the packages (above)" >&2; exit 1; }
 find "$SITE/lm_eval/tasks" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
 rm -rf "$SITE/bin" "$SITE"/lm_eval-*.dist-info/RECORD
 find "$SITE" -name __pycache__ -type d -prune -exec rm -rf {} +

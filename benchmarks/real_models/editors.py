@@ -267,7 +267,6 @@ def append_batch_row(path: Path, config: dict, row: dict) -> None:
     the same method and size replaces the one there."""
     from filelock import FileLock
 
-
     with FileLock(str(path) + ".lock"):
         data = read_batch(path, config)
         key = (row["method"], row["requested"])

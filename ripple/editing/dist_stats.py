@@ -90,7 +90,8 @@ def init_from_env() -> bool:
         return dist.is_initialized()
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+        # torchrun's processes on this node (at least this one's local rank + 1)
+        local = max(int(os.environ.get("LOCAL_WORLD_SIZE", "0")), int(os.environ.get("LOCAL_RANK", "0")) + 1)
         have = torch.cuda.device_count()
         if local > have:
             raise RippleError(f"torchrun started {local} processes on a node with {have} GPU(s); use "
