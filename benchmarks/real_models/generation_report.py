@@ -150,7 +150,9 @@ def render() -> None:
         if base:
             out += ["The first rows score the same prompts on the unedited model (`--part unedited`): against the new "
                     "object for efficacy and paraphrase, so 0 there is expected; neighbourhood there is what the model "
-                    "said before any edit, the ceiling the edited rows are read against.", ""]
+                    "said before any edit, the ceiling the edited rows are read against."
+                    + ("" if len(base) >= n else f" **Those rows are still being measured: the first {len(base)} of "
+                       f"the {n} edits.**"), ""]
         table, examples = disagreements(runs)
         out += ["### Where the race and generation disagree on the edit prompt", ""] + table + [""]
         if examples:
