@@ -90,14 +90,15 @@ def init_from_env() -> bool:
         return dist.is_initialized()
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         # torchrun's processes on this node (at least this one's local rank + 1)
-        local = max(int(os.environ.get("LOCAL_WORLD_SIZE", "0")), int(os.environ.get("LOCAL_RANK", "0")) + 1)
+        local = max(int(os.environ.get("LOCAL_WORLD_SIZE", "0")), local_rank + 1)
         have = torch.cuda.device_count()
         if local > have:
             raise RippleError(f"torchrun started {local} processes on a node with {have} GPU(s); use "
                               f"--nproc_per_node {have} (one process per GPU), or CUDA_VISIBLE_DEVICES= to "
                               "run them on the CPU")
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(local_rank)
     dist.init_process_group(backend)
     return True
 
