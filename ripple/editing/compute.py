@@ -2,7 +2,9 @@
 
 * :func:`context_templates`: ``"{}"`` plus short prefixes the model generates itself, so keys and
   targets are averaged over contexts (ROME, MEMIT).
-* :func:`fact_keys`: the MLP key at the fact token, averaged over the contexts.
+* :func:`subject_forms` / :func:`form_requests`: the contexts grouped by how the subject is
+  tokenized in them; an editor writes one key per form (see :func:`subject_forms`).
+* :func:`fact_keys`: the MLP key at the fact token, averaged over the contexts (of each form).
 * :func:`optimize_delta`: gradient steps on a vector added at the fact token to a module's
   output (the MLP output for ROME, the block output for MEMIT) so that the model predicts
   the new target, with a KL term keeping the subject's other predictions and a norm penalty.
@@ -87,37 +89,98 @@ def _render(ctx: str, req: EditRequest) -> str:
     return fill(ctx, fill(req.prompt, req.subject))
 
 
-@torch.no_grad()
-def fact_keys(model, tok, spec, layer: int, requests: list[EditRequest], contexts: list[str],
-              fact_token: str) -> torch.Tensor:
-    """Keys ``[in, n_requests]`` at ``blocks.{layer}.mlp.key``, averaged over the contexts."""
-    site = resolve_site(spec, act_name(layer, "mlp.key"))[0]
-    texts, where = [], []
+def subject_forms(tok, request: EditRequest, contexts: list[str], fact_token: str) -> list[list[str]]:
+    """The contexts grouped by the subject's tokens in them, in the order of their first context.
+
+    A tokenizer without a BOS token splits a subject at the very start of a text otherwise than
+    after a prefix: SmolLM2 reads "Greece is" as ``G|ree|ce`` and ". Greece" as `` Greece``. The two
+    forms have different keys, and a key averaged over both writes neither (on SmolLM2 every
+    missed edit of 200 had its subject opening the prompt; reports/real_editors_notes.md). So an
+    editor writes each form's key, averaged over that form's contexts, with the same value.
+
+    A form whose fact token is the text's first token joins the largest other form: a one-token
+    subject opening a BOS-less text has no key of its own (on SmolLM2 the keys of France,
+    Germany, Italy, Spain and Japan there have C-cosine 0.89-0.94 with one another), and writing
+    it would move every such subject. With the fact at the prompt's last token (``"last"``) there
+    is one form: the subject's tokens do not decide the key's position."""
+    if fact_token == "last" or len(contexts) < 2:
+        return [list(contexts)]
+    forms: dict[tuple, list[int]] = {}
+    opening = set()
+    for i, c in enumerate(contexts):
+        text = _render(c, request)
+        s0, s1 = subject_token_span(tok, text, request.subject)
+        form = tuple(text_ids(tok, text)[s0:s1])
+        forms.setdefault(form, []).append(i)
+        if fact_position(tok, text, request.prompt, request.subject, fact_token) == 0:
+            opening.add(form)
+    groups = list(forms.values())
+    for form in opening:
+        others = [g for f, g in forms.items() if f not in opening]
+        if others and len(groups) > 1:
+            groups.remove(forms[form])
+            max(others, key=len).extend(forms[form])
+    return [[contexts[i] for i in sorted(g)] for g in sorted(groups, key=min)]
+
+
+def form_requests(tok, requests: list[EditRequest], contexts: list[str], fact_token: str
+                  ) -> tuple[list[EditRequest], list[list[str]], list[int]]:
+    """One entry per request and subject form (:func:`subject_forms`): the requests repeated, each
+    form's contexts, and the index of the request each entry comes from."""
+    reqs, ctxs, owner = [], [], []
     for i, r in enumerate(requests):
-        for c in contexts:
+        for form in subject_forms(tok, r, contexts, fact_token):
+            reqs.append(r)
+            ctxs.append(form)
+            owner.append(i)
+    return reqs, ctxs, owner
+
+
+def _per_request(contexts, n: int) -> list[list[str]]:
+    """``contexts`` shared by ``n`` requests (a list of strings) or one list per request."""
+    if contexts and isinstance(contexts[0], str):
+        return [list(contexts)] * n
+    if len(contexts) != n:
+        raise ValueError(f"{len(contexts)} context lists for {n} requests")
+    return [list(c) for c in contexts]
+
+
+@torch.no_grad()
+def _site_means(model, tok, spec, mod, requests: list[EditRequest], contexts, fact_token: str,
+                read_input: bool) -> torch.Tensor:
+    """``[dim, n_requests]``: ``mod``'s input (or output) at the fact token, averaged over each
+    request's contexts."""
+    texts, where = [], []
+    for i, (r, ctxs) in enumerate(zip(requests, _per_request(contexts, len(requests)))):
+        for c in ctxs:
             text = _render(c, r)
             texts.append(text)
             where.append((i, fact_position(tok, text, r.prompt, r.subject, fact_token)))
     device = input_device(model)
     ids, mask = encode_batch(tok, texts, device)
-    with Trace(model, site, retain_input=True, retain_output=False, stop=True) as t:
+    with Trace(model, mod, retain_input=read_input, retain_output=not read_input, stop=True) as t:
         model(input_ids=ids, attention_mask=mask)
-    keys = torch.stack([t.input[j, p] for j, (_, p) in enumerate(where)]).double().cpu()
+    acts = t.input if read_input else t.output
+    vals = torch.stack([acts[j, p] for j, (_, p) in enumerate(where)]).double().cpu()
     owner = torch.tensor([i for i, _ in where])
-    return torch.stack([keys[owner == i].mean(0) for i in range(len(requests))], dim=1)
+    return torch.stack([vals[owner == i].mean(0) for i in range(len(requests))], dim=1)
 
 
-@torch.no_grad()
-def site_values(model, tok, spec, site: str, requests: list[EditRequest], fact_token: str) -> torch.Tensor:
-    """The output of ``site`` at the fact token of each bare prompt, ``[out, n_requests]``."""
+def fact_keys(model, tok, spec, layer: int, requests: list[EditRequest], contexts,
+              fact_token: str) -> torch.Tensor:
+    """Keys ``[in, n_requests]`` at ``blocks.{layer}.mlp.key``, averaged over the contexts (shared,
+    or one list per request: each subject form's, :func:`form_requests`)."""
+    site = resolve_site(spec, act_name(layer, "mlp.key"))[0]
+    return _site_means(model, tok, spec, site, requests, contexts, fact_token, read_input=True)
+
+
+def site_values(model, tok, spec, site: str, requests: list[EditRequest], fact_token: str,
+                contexts=None) -> torch.Tensor:
+    """The output of ``site`` at the fact token, ``[out, n_requests]``: of each bare prompt, or
+    averaged over ``contexts`` (shared, or one list per request)."""
     mod = resolve_site(spec, site)[0]
-    texts = [r.rendered for r in requests]
-    device = input_device(model)
-    ids, mask = encode_batch(tok, texts, device)
-    pos = [fact_position(tok, t, r.prompt, r.subject, fact_token) for t, r in zip(texts, requests)]
-    with Trace(model, mod, stop=True) as t:
-        model(input_ids=ids, attention_mask=mask)
-    return torch.stack([t.output[j, p] for j, p in enumerate(pos)], dim=1).double().cpu()
+    return _site_means(model, tok, spec, mod, requests, ["{}"] if contexts is None else contexts, fact_token,
+                       read_input=False)
 
 
 def frozen_blocks(site: str) -> list[int]:
@@ -177,7 +240,8 @@ def _value_rows(tok, request: EditRequest, hp, contexts: list[str], target: list
 
 def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contexts: list[str],
                    replay: bool = True) -> dict:
-    """Optimize the vector added to ``site``'s output at the fact token (see module docstring).
+    """Optimize the vector added to ``site``'s output at the fact token (see module docstring),
+    each subject form (:func:`subject_forms`) weighing alike in the loss.
 
     The blocks before the site compute the same outputs at every step; with ``replay`` they run
     once and their outputs are reused (:func:`replayed`; the same result, bit for bit).
@@ -188,6 +252,12 @@ def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contex
     device = input_device(model)
     target = answer_ids(tok, request.target_new)
     seqs, pos, n_rw = _value_rows(tok, request, hp, contexts, target)
+    # each subject form weighs alike in the loss (the bare prompt's form is one row of 1 + n)
+    forms = subject_forms(tok, request, contexts, hp.fact_token)
+    weight = None
+    if len(forms) > 1:
+        size = {c: len(f) for f in forms for c in f}
+        weight = torch.tensor([1.0 / (len(forms) * size[c]) for c in contexts], device=device)
     # left-padded, so that every row ends at the last column: the loss reads logits only in the
     # last len(target) columns (a rewrite row's target positions; a KL prompt's last token), and
     # the unembedding runs there alone (a large share of the cost for a large vocabulary)
@@ -208,7 +278,10 @@ def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contex
                 base = logits_at_end()
         init = t.output[rows, pos_t].float()
         base_kl = torch.log_softmax(base[rows[n_rw:], kl_at].float(), -1) if hp.kl_prompts else None
-        init_norm = init[0].norm().item()
+        # the clamp's scale: the bare prompt's value norm (ROME's rule); with several subject forms
+        # the median rewrite row's (a subject opening a BOS-less prompt has a far smaller value
+        # there: 5.5 against a median of 23 for France on SmolLM2)
+        init_norm = (init[0].norm() if len(forms) == 1 else init[:n_rw].norm(dim=-1).median()).item()
         delta = torch.zeros(init.shape[-1], device=device, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=hp.v_lr)
 
@@ -222,7 +295,8 @@ def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contex
             with Trace(model, mod, edit_output=add, retain_output=False):
                 logits = logits_at_end().float()
             logp = torch.log_softmax(logits, -1)
-            nll = -logp[rows[:n_rw, None], torch.arange(len(target), device=device)[None, :], tgt[None, :]].mean()
+            token_lp = logp[rows[:n_rw, None], torch.arange(len(target), device=device)[None, :], tgt[None, :]]
+            nll = -token_lp.mean() if weight is None else -(token_lp.mean(1) * weight).sum()
             loss = nll + hp.v_weight_decay * delta.norm() / max(init_norm, 1e-8)
             if base_kl is not None:
                 cur = logp[rows[n_rw:], kl_at]

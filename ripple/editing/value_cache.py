@@ -7,7 +7,7 @@ that runs both editors over the same edits of the unedited model, single or in a
 each value once with :class:`ValueCache`. It is opt-in (``EditContext.value_cache``); an audit of
 one edit gains nothing from it.
 
-The key is everything the optimization reads: the model's weights fingerprint (the one the key
+The key is everything the optimization reads (and its :data:`VALUE_VERSION`): the model's weights fingerprint (the one the key
 statistics' cache uses, :func:`ripple.editing.stats.model_fingerprint`), the site, the request's
 prompt, subject and new target, the target hyperparameters (:data:`VALUE_FIELDS`) and the context
 prefixes. An edited model has another fingerprint, so a sequence of edits never reuses a value of
@@ -40,6 +40,8 @@ from ripple.editing import compute as value_solver
 from ripple.editing.stats import model_fingerprint
 from ripple.io import atomic_write_bytes
 
+# what optimize_delta computes, in versions: 2 weighs each subject form alike (compute.subject_forms)
+VALUE_VERSION = 2
 # the hyperparameters optimize_delta reads (the prefixes themselves enter the key as text)
 VALUE_FIELDS = ("fact_token", "v_steps", "v_lr", "v_weight_decay", "kl_factor", "clamp_norm_factor",
                 "kl_prompts", "early_stop_loss")
@@ -54,7 +56,7 @@ class ValueCache:
         self.misses = 0
 
     def key(self, model_fp: str, site: str, request, hp, contexts) -> str:
-        what = {"model": model_fp, "site": site, "prompt": request.prompt, "subject": request.subject,
+        what = {"version": VALUE_VERSION, "model": model_fp, "site": site, "prompt": request.prompt, "subject": request.subject,
                 "target_new": request.target_new, "contexts": list(contexts),
                 "hp": {f: getattr(hp, f) for f in VALUE_FIELDS}}
         return hashlib.sha256(json.dumps(what, sort_keys=True, default=list).encode()).hexdigest()[:32]

@@ -43,7 +43,7 @@ import torch
 
 from ripple.arch import act_name, mlp_out_param, out_in_to_storage, weight_as_out_in
 from ripple.devices import input_device
-from ripple.editing.compute import fact_keys
+from ripple.editing.compute import fact_keys, form_requests
 from ripple.editing.delta import EditDelta
 from ripple.editing.editor import get_editor
 from ripple.editing.external import EXTERNAL
@@ -113,9 +113,10 @@ def _cells(seqs: list[list[int]], skip: int, exclude=frozenset(), at: list[int] 
 
 
 @torch.no_grad()
-def keep_terms(ctx, hp, requests, layers) -> tuple[dict[int, torch.Tensor], set]:
-    """The keys whose MLP output the revision must keep, per layer ``[in, n]``: each request's key
-    averaged over the editor's contexts (what the editor solved for), then every position of the
+def keep_terms(ctx, hp, requests, layers) -> tuple[dict[int, torch.Tensor], set, int]:
+    """The keys whose MLP output the revision must keep, per layer ``[in, n]``: each request's keys
+    averaged over the editor's contexts, one per subject form (what the editor solved for; their
+    count is returned last), then every position of the
     rewrite prompt and of each paraphrase prompt, followed by the new object but its last token (the
     positions whose outputs predict it); and the token prefixes of those positions."""
     model, tok, spec = ctx.model, ctx.tok, ctx.spec
@@ -135,11 +136,12 @@ def keep_terms(ctx, hp, requests, layers) -> tuple[dict[int, torch.Tensor], set]
     rows = torch.tensor([first[c][0] for c in range(len(slot))], device=device)
     pos = torch.tensor([first[c][1] for c in range(len(slot))], device=device)
     out = {}
+    forms, form_contexts, _ = form_requests(tok, list(requests), ctx.contexts(hp), hp.fact_token)
     for layer in layers:
-        k_star = fact_keys(model, tok, spec, layer, list(requests), ctx.contexts(hp), hp.fact_token)
+        k_star = fact_keys(model, tok, spec, layer, forms, form_contexts, hp.fact_token)
         k = td[names[layer]].input[rows, pos].double().cpu()
         out[layer] = torch.cat([k_star, k.T], dim=1)
-    return out, set(slot)
+    return out, set(slot), len(forms)
 
 
 def damage_terms(model, tok, spec, layers, items, fact_token: str, positions: str = "all", exclude=frozenset()
@@ -205,13 +207,14 @@ def _key_cosines(ctx, plain: EditDelta, requests, edit_hp, layer: int, damaged) 
     (both on the model with ``plain`` applied)."""
     model, tok, spec = ctx.model, ctx.tok, ctx.spec
     with plain.applied(model):
-        k_star = fact_keys(model, tok, spec, layer, list(requests), ctx.contexts(edit_hp), edit_hp.fact_token)
+        forms, form_contexts, _ = form_requests(tok, list(requests), ctx.contexts(edit_hp), edit_hp.fact_token)
+        k_star = fact_keys(model, tok, spec, layer, forms, form_contexts, edit_hp.fact_token)
         k_dam = item_keys(model, tok, spec, (layer,), damaged, edit_hp.fact_token)[layer]
     C0 = ctx.C(layer, edit_hp)
     return torch.stack([c_cosine(C0, k_dam, k_star[:, i]) for i in range(k_star.shape[1])]).max(0).values
 
 
-def _resolve(D: torch.Tensor, terms, keep: torch.Tensor, n_requests: int, C: torch.Tensor,
+def _resolve(D: torch.Tensor, terms, keep: torch.Tensor, n_exact: int, C: torch.Tensor,
              hp: SirHParams) -> tuple[torch.Tensor, dict]:
     """One layer's correction ``E`` of the update ``D`` ``[out, in]``: the neurons that harm the
     damaged answers most are re-solved so the damaged keys map to zero change and the kept keys
@@ -224,8 +227,8 @@ def _resolve(D: torch.Tensor, terms, keep: torch.Tensor, n_requests: int, C: tor
     # so that many prompts' keys never ask for more constraints than the key space has
     room = D.shape[1] // 2
     U_zero = principal_basis(K_d, hp.energy, room)
-    U_keep = principal_basis(keep[:, n_requests:], hp.energy, max(0, room - U_zero.shape[1]))
-    K_keep = torch.cat([keep[:, :n_requests], U_keep], dim=1)
+    U_keep = principal_basis(keep[:, n_exact:], hp.energy, max(0, room - U_zero.shape[1]))
+    K_keep = torch.cat([keep[:, :n_exact], U_keep], dim=1)
     E = keep_and_zero_correction(D, K_keep, U_zero, C, rows, hp.ridge)
     return E, {"neurons": int(len(rows)), "of": int(D.shape[0]), "keys": int(K_d.shape[1]),
                "zero_rank": int(U_zero.shape[1]), "keep_rank": int(U_keep.shape[1]),
@@ -288,12 +291,12 @@ def revise(ctx, method: str, requests, edit_hp, plain: EditDelta, damaged, hp: S
     deltas = {n: d.clone() for n, d in base.deltas.items()}
     if constrained:
         with base.applied(model):
-            keep, kept_prefixes = keep_terms(ctx, edit_hp, requests, layers)
+            keep, kept_prefixes, n_star = keep_terms(ctx, edit_hp, requests, layers)
             terms = damage_terms(model, tok, spec, layers, constrained, edit_hp.fact_token, hp.positions,
                                  exclude=kept_prefixes)
         for layer, name in zip(layers, names) if terms else ():
             D = _out_in(base, spec, layer)
-            E, info["layers"][str(layer)] = _resolve(D, terms[layer], keep[layer], len(requests),
+            E, info["layers"][str(layer)] = _resolve(D, terms[layer], keep[layer], n_star,
                                                      ctx.C(layer, edit_hp), hp)
             deltas[name] = out_in_to_storage(D + E, spec).float().contiguous()
     growth = {n: float(deltas[n].norm() / plain.deltas[n].norm().clamp(min=1e-30)) for n in names}

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import torch
 
-from ripple.editing.compute import fact_keys, token_requests
+from ripple.editing.compute import fact_keys, form_requests, token_requests
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.editors.memit import MemitHParams, spread
 from ripple.editing.limits import NON_NEGATIVE, POSITIVE, Limit
@@ -58,9 +58,11 @@ def remember_keys(ctx, requests, hp, delta) -> None:
     """After the edit is applied: add the keys the edited model computes to the running sums
     (new tensors, so a copy of the state dict is a snapshot)."""
     state = ctx.editor_state(NAME)
+    # every key the edit wrote: one per subject form (compute.subject_forms)
+    forms, form_contexts, _ = form_requests(ctx.tok, token_requests(ctx.tok, requests, hp.fact_token),
+                                            ctx.contexts(hp), hp.fact_token)
     for layer in hp.layers_for(ctx.n_layers()):
-        K = fact_keys(ctx.model, ctx.tok, ctx.spec, layer, token_requests(ctx.tok, requests, hp.fact_token),
-                      ctx.contexts(hp), hp.fact_token)
+        K = fact_keys(ctx.model, ctx.tok, ctx.spec, layer, forms, form_contexts, hp.fact_token)
         state[layer] = state.get(layer, 0) + K @ K.T
 
 

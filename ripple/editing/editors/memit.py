@@ -13,7 +13,7 @@ import torch
 
 from ripple.arch import act_name, mlp_out_param, out_in_to_storage
 from ripple.devices import add_into, module_device, param_value
-from ripple.editing.compute import fact_keys, site_values, token_requests
+from ripple.editing.compute import fact_keys, form_requests, site_values, token_requests
 from ripple.editing.delta import WeightSnapshot
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.editors.rome import RomeHParams
@@ -58,37 +58,44 @@ def spread(ctx, requests, hp, solve) -> tuple[dict, dict]:
     timing = {"stats": time.perf_counter() - t1, "values": 0.0, "keys": 0.0, "solve": 0.0}
     t1 = time.perf_counter()
     requests, z_site, contexts, opts = memit_targets(ctx, requests, hp)
-    Z = site_values(ctx.model, ctx.tok, ctx.spec, z_site, requests, hp.fact_token) + torch.stack(
-        [o["delta"] for o in opts], dim=1)
+    # one column per request and subject form (compute.subject_forms), all of a request's with its
+    # value; a form's residual is read at the bare prompt when the form holds it (MEMIT's rule),
+    # else averaged over the form's contexts
+    requests, form_contexts, owner = form_requests(ctx.tok, requests, contexts, hp.fact_token)
+    value_contexts = [["{}"] if "{}" in c else c for c in form_contexts]
+    Z = site_values(ctx.model, ctx.tok, ctx.spec, z_site, requests, hp.fact_token, value_contexts) + torch.stack(
+        [opts[i]["delta"] for i in owner], dim=1)
     timing["values"] = time.perf_counter() - t1
     timing["values_reused"] = sum(o["seconds"] for o in opts if o["cached"])  # what they took when computed
     deltas = {}
     with WeightSnapshot.take(ctx.model, [mlp_out_param(ctx.spec, layer) for layer in layers]):
         for i, layer in enumerate(layers):
             t1 = time.perf_counter()
-            K = fact_keys(ctx.model, ctx.tok, ctx.spec, layer, requests, contexts, hp.fact_token)
-            cur = site_values(ctx.model, ctx.tok, ctx.spec, z_site, requests, hp.fact_token)
+            K = fact_keys(ctx.model, ctx.tok, ctx.spec, layer, requests, form_contexts, hp.fact_token)
+            cur = site_values(ctx.model, ctx.tok, ctx.spec, z_site, requests, hp.fact_token, value_contexts)
             timing["keys"] += time.perf_counter() - t1
             t1 = time.perf_counter()
             R = (Z - cur) / (len(layers) - i)
             if ctx.spec.mlp_post_norm:  # R is a change of the residual; the MLP writes before a norm
-                R = mlp_output_change(ctx, layer, requests, R, hp.fact_token)
+                R = mlp_output_change(ctx, layer, requests, R, hp.fact_token, value_contexts)
             delta_oi = solve(layer, R, K)
             timing["solve"] += time.perf_counter() - t1
             name = mlp_out_param(ctx.spec, layer)
             deltas[name] = out_in_to_storage(delta_oi, ctx.spec).float().contiguous()
             with torch.no_grad():
                 add_into(ctx.model, name, deltas[name])
-    info = {"layers": list(layers), "v_steps": [o["steps"] for o in opts], "timing": timing}
+    info = {"layers": list(layers), "v_steps": [o["steps"] for o in opts], "timing": timing,
+            "keys_written": len(requests)}
     return deltas, info
 
 
-def mlp_output_change(ctx, layer: int, requests, R: torch.Tensor, fact_token: str) -> torch.Tensor:
+def mlp_output_change(ctx, layer: int, requests, R: torch.Tensor, fact_token: str, contexts=None) -> torch.Tensor:
     """The change of block ``layer``'s MLP output that moves the residual stream by ``R`` through
-    the norm after the MLP (:func:`ripple.editing.solvers.through_rms_norm`)."""
+    the norm after the MLP (:func:`ripple.editing.solvers.through_rms_norm`), at the bare prompts
+    or averaged over ``contexts`` (:func:`ripple.editing.compute.site_values`)."""
     name = ctx.spec.block(layer, ctx.spec.mlp_post_norm)
     norm = ctx.model.get_submodule(name)
-    M = site_values(ctx.model, ctx.tok, ctx.spec, act_name(layer, "mlp.out"), requests, fact_token)
+    M = site_values(ctx.model, ctx.tok, ctx.spec, act_name(layer, "mlp.out"), requests, fact_token, contexts)
     dtype = param_value(ctx.model, f"{name}.{next(n for n, _ in norm.named_parameters())}").dtype
     device = module_device(norm)
     eps = float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 0.0)))

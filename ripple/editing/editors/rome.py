@@ -1,5 +1,6 @@
 """ROME: one fact, one layer, the rank-one closed form with the same k* in both places (with the fact
-at the last token, one key per target token: rank n for a target of n tokens; see token_requests)."""
+at the last token, one key per target token: rank n for a target of n tokens; see token_requests;
+with a subject tokenized two ways, one key per form: see compute.subject_forms)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import ClassVar
 import torch
 
 from ripple.arch import act_name, mlp_out_param, out_in_to_storage
-from ripple.editing.compute import fact_keys, token_requests
+from ripple.editing.compute import fact_keys, form_requests, token_requests
 from ripple.editing.editor import EDITORS, Editor, make_delta
 from ripple.editing.hparams import LayeredHParams
 from ripple.editing.limits import NON_NEGATIVE, Limit
@@ -36,20 +37,22 @@ def compute_rome(ctx, requests, hp: RomeHParams):
     contexts = ctx.contexts(hp)
     parts = token_requests(ctx.tok, requests, hp.fact_token)  # one, unless the fact is at the last token
     t = {"keys": time.perf_counter()}
-    K = fact_keys(ctx.model, ctx.tok, ctx.spec, layer, parts, contexts, hp.fact_token)
+    forms, form_contexts, owner = form_requests(ctx.tok, parts, contexts, hp.fact_token)
+    K = fact_keys(ctx.model, ctx.tok, ctx.spec, layer, forms, form_contexts, hp.fact_token)
     t["keys"] = time.perf_counter() - t["keys"]
     t1 = time.perf_counter()
     opts = target_values(ctx, parts, act_name(layer, "mlp.out"), hp, contexts)
     t["values"] = time.perf_counter() - t1
     t["values_reused"] = sum(o["seconds"] for o in opts if o["cached"])
     t1 = time.perf_counter()
-    if len(parts) == 1:
+    if len(forms) == 1:
         delta_oi = rank_one_update(opts[0]["delta"], ctx.C(layer, hp), K[:, 0])
-    else:  # one key per target token: the least-C-norm update writing each exactly (rank len(parts))
-        delta_oi = emmet_update(torch.stack([o["delta"] for o in opts], dim=1), K, ctx.C(layer, hp), eps=0.0)
+    else:  # one key per target token or subject form: the least-C-norm update writing each exactly
+        delta_oi = emmet_update(torch.stack([opts[i]["delta"] for i in owner], dim=1), K, ctx.C(layer, hp), eps=0.0)
     t["solve"] = time.perf_counter() - t1
     opt = {"steps": sum(o["steps"] for o in opts), "nll": [o["nll"][-1] for o in opts]}
-    info = {"layers": [layer], "v_steps": opt["steps"], "v_nll": opt["nll"] if len(parts) > 1 else opt["nll"][-1:], "timing": t}
+    info = {"layers": [layer], "v_steps": opt["steps"], "v_nll": opt["nll"] if len(parts) > 1 else opt["nll"][-1:], "timing": t,
+            "keys_written": len(forms)}
     deltas = {mlp_out_param(ctx.spec, layer): out_in_to_storage(delta_oi, ctx.spec).float().contiguous()}
     return make_delta(ctx, "rome", requests, hp, deltas, info, t0)
 
