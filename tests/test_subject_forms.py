@@ -97,3 +97,27 @@ def test_each_form_weighs_alike_in_the_values_loss(spaced):
     plain = optimize_delta(model, spaced, spec, MID, "blocks.0.mlp.out", hp, CONTEXTS)["delta"]
     more = optimize_delta(model, spaced, spec, MID, "blocks.0.mlp.out", hp, CONTEXTS + CONTEXTS[1:])["delta"]
     assert not torch.allclose(plain, more, atol=1e-6)
+
+
+def test_the_clamp_is_scaled_by_a_typical_row_when_the_bare_one_has_no_key_of_its_own(spaced):
+    """ROME holds the value to a multiple of the bare prompt's value norm; where the subject has
+    several forms, or one token opening the prompt, the median rewrite row's norm instead."""
+    model = make_tiny_model("llama")
+    spec = get_spec(model)
+    hp = hparams("rome", "llama", "v_steps=1")
+    for req, typical in ((MID, False), (ONE, True), (TWO, True)):
+        rows = site_values_each(model, spaced, spec, req)
+        got = optimize_delta(model, spaced, spec, req, "blocks.0.mlp.out", hp, CONTEXTS)["init_norm"]
+        want = rows.median() if typical else rows[0]
+        assert got == pytest.approx(want.item(), rel=1e-4)
+    assert site_values_each(model, spaced, spec, ONE)[0] != pytest.approx(
+        site_values_each(model, spaced, spec, ONE).median().item(), rel=1e-3)
+
+
+def site_values_each(model, tok, spec, req) -> torch.Tensor:
+    """The norm of block 0's MLP output at the fact token in each context, in order."""
+    from ripple.editing.compute import site_values
+
+    vals = site_values(model, tok, spec, "blocks.0.mlp.out", [req] * len(CONTEXTS), "subject_last",
+                       [[c] for c in CONTEXTS])
+    return vals.norm(dim=0)

@@ -42,20 +42,22 @@ methods runs them edit by edit, so that MEMIT and AlphaEdit together optimize ea
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import REPORTS, known_facts, md_row, md_table, resumable, set_threads, write_rows
+from benchmarks.common import REPORTS, known_facts, load_json, md_row, md_table, resumable, set_threads, write_rows
 from benchmarks.editors.common import edited_key, pooled_scores
 
 METHODS = ("rome", "memit", "emmet", "alphaedit", "ft")
 BATCHED = ("memit", "emmet", "alphaedit")
 RECT = 0.4
 LARGEST = 1000  # the largest batch: every distinct known fact, at most this many
+# the rows' settings versions; 2 and 3: the editors write one key per subject form (issue 43)
+SINGLE_VERSION = 2
+BATCH_VERSION = 3
 CF = ("efficacy", "efficacy_top1", "paraphrase", "paraphrase_top1", "neighborhood", "neighborhood_top1")
 
 
@@ -135,7 +137,7 @@ def single(args, setup) -> None:
 
     world = setup.world
     reqs, n_known = counterfact_edits(setup, args.edits, args.seed)
-    config = {"version": 1, "model": args.model, "edits": len(reqs), "seed": args.seed, "rect": RECT,
+    config = {"version": SINGLE_VERSION, "model": args.model, "edits": len(reqs), "seed": args.seed, "rect": RECT,
               "known_facts": n_known}
     sentences = general_sentences_for(None)
     ppl_before = sentence_nlls(setup.model, setup.tok, sentences)
@@ -143,6 +145,7 @@ def single(args, setup) -> None:
     runs = []  # (method, its file, its rows so far)
     for method in args.methods:
         path = model_dir(args.model) / f"{method}.json"
+        keep_previous(path, config)
         runs.append((method, path, resumable(path, config, method=method, rows=[])))
     # edit by edit, every method in turn: the methods that optimize the same value (MEMIT,
     # AlphaEdit) compute it once, and the edit's queries are planned once
@@ -229,7 +232,8 @@ def batch(args, setup) -> None:
 
     distinct, n_known = counterfact_edits(setup, None, args.seed)  # one edit per known fact
     path = model_dir(args.model) / "batch.json"
-    config = {"version": 2, "model": args.model, "seed": args.seed, "rect": RECT, "known_facts": n_known}
+    config = {"version": BATCH_VERSION, "model": args.model, "seed": args.seed, "rect": RECT, "known_facts": n_known}
+    keep_previous(path, config)
     sentences = general_sentences_for(None)
     ppl_before = sentence_nlls(setup.model, setup.tok, sentences)
     done = {(b["method"], b["requested"]) for b in read_batch(path, config)["batch"]}
@@ -292,6 +296,16 @@ def values(args, setup) -> None:
               f"{time.perf_counter() - t0:.0f}s", flush=True)
 
 
+def keep_previous(path: Path, config: dict) -> None:
+    """Before rows under ``config`` start a file that holds rows made under other settings (an
+    older editor version): move that file to ``previous/`` beside it (replacing an older one
+    there), so the page shows the old rows beside the new until the rerun is complete."""
+    old = load_json(path, {})
+    if old.get("config", config) != config and (old.get("rows") or old.get("batch")):
+        (path.parent / "previous").mkdir(exist_ok=True)
+        path.replace(path.parent / "previous" / path.name)
+
+
 def model_dir(model: str) -> Path:
     """Where a model's rows are kept: one JSON file per method, and batch.json (made if missing)."""
     folder = REPORTS / "real_editors" / model.replace(".", "_")
@@ -327,8 +341,6 @@ def single_table(single: dict) -> list[str]:
 
 
 def render() -> None:
-    from benchmarks.common import source_versions
-    from ripple.evaluate.ripple_scores import RIPPLE_CATEGORIES
     from ripple.io import atomic_write_text
 
     lines = ["# The editors on real models", "",
@@ -337,69 +349,96 @@ def render() -> None:
              "`benchmarks/real_models/editors.py` (its docstring: how the edits and new objects are drawn, what each "
              "column measures).", ""]
     for folder in sorted(p for p in (REPORTS / "real_editors").glob("*") if p.is_dir() and any(p.iterdir())):
-        singles = {m: json.loads((folder / f"{m}.json").read_text()) for m in METHODS
-                   if (folder / f"{m}.json").is_file()}
-        batch_file = folder / "batch.json"
-        data = {"single": {m: d["rows"] for m, d in singles.items()},
-                "batch": sorted(json.loads(batch_file.read_text())["batch"] if batch_file.is_file() else [],
-                                key=lambda b: (b["requested"], BATCHED.index(b["method"])))}
-        configs = [d["config"] for d in singles.values()]
-        cfg = configs[0] if configs else {}
-        if any(c != cfg for c in configs):
-            raise SystemExit(f"{folder}: the methods' rows were made with different settings; rerun the odd ones")
-        lines += [f"## {cfg.get('model', folder.name)}", ""]
-        if data["single"]:
-            lines += [f"{cfg['edits']} edits drawn from the {cfg['known_facts']} facts the model knows (seed "
-                      f"{cfg['seed']}); a method with fewer rows is still being measured (n).", ""]
-            lines += single_table(data["single"])
-            allrows = [r for rows in data["single"].values() for r in rows]
-            common = min(len(rows) for rows in data["single"].values())
-            if common and any(len(rows) > common for rows in data["single"].values()):
-                lines += ["", f"Paired: the first {common} edits, which every method has so far (the same edits "
-                          "in the same order):", ""]
-                lines += single_table({m: rows[:common] for m, rows in data["single"].items()})
-            lines += ["", "RippleEdits categories (pooled accuracy over the counted queries; n in brackets):", "",
-                      *md_table(["method", *RIPPLE_CATEGORIES])]
-            for method, rows in data["single"].items():
-                for label in ("plain", "rect"):
-                    cells = []
-                    for c in RIPPLE_CATEGORIES:
-                        n = sum(r[label]["ripple"].get(c, {}).get("n", 0) for r in rows)
-                        k = sum(r[label]["ripple"].get(c, {}).get("correct", 0) for r in rows)
-                        cells.append(f"{k / n:.3f} ({n})" if n else "-")
-                    lines.append(md_row([method if label == "plain" else method + "+rect", *cells]))
-            lines += ["", source_versions(allrows), ""]
-        if data["batch"]:
-            lines += ["Batches: one solve over the first 100 distinct known facts (in the single edits' order) and "
-                      "over all of them; CounterFact's metrics pooled over every prompt of the batch (neighbours "
-                      "that are themselves edited left out); relation specificity over the edited subjects' other "
-                      "facts that no request of the batch edits, known before, each raced against the new object "
-                      "of every request that edits its subject; worst ‖ΔW‖/‖W‖ over the edited layers.", "",
-                      *md_table(["method", "batch", "efficacy", "efficacy top-1", "paraphrase", "paraphrase top-1",
-                                 "neighbourhood", "neighbourhood top-1", "relation specificity", "rel. spec. top-1",
-                                 "perplexity ratio", "seconds", "worst norm ratio"])]
-            for b in data["batch"]:
-                for label in ("plain", "rect"):
-                    r = b[label]
-                    cells = [r.get(k) for k in (*CF, "relation_specificity", "relation_specificity_top1",
-                                                "perplexity_ratio")]
-                    name = b["method"] if label == "plain" else b["method"] + "+rect"
-                    lines.append(md_row([name, b["n"], *map(_f, cells), f"{b['seconds']:.0f}",
-                                         f"{b['worst_norm_ratio']:.3f}"]))
-            lines += ["", "Batches, RippleEdits categories (summed over the requests' plans; n in brackets):", "",
-                      *md_table(["method", "batch", *RIPPLE_CATEGORIES])]
-            for b in data["batch"]:
-                for label in ("plain", "rect"):
-                    rip = b[label]["ripple"]
-                    cells = [f"{rip[c]['correct'] / rip[c]['n']:.3f} ({rip[c]['n']})" if rip.get(c, {}).get("n")
-                             else "-" for c in RIPPLE_CATEGORIES]
-                    name = b["method"] if label == "plain" else b["method"] + "+rect"
-                    lines.append(md_row([name, b["n"], *cells]))
-            lines += ["", source_versions(data["batch"]), ""]
+        current, previous = _versions(folder)
+        for title, (singles, batch) in ((None, current), ("previous", previous)):
+            if singles or batch:
+                lines += _model_section(folder, singles, batch, title)
     notes = REPORTS / "real_editors_notes.md"
     if notes.is_file():
         lines.append(notes.read_text())
     atomic_write_text(REPORTS / "real_editors.md", "\n".join(lines))
+
+
+def _versions(folder: Path) -> tuple[tuple[dict, list], tuple[dict, list]]:
+    """A model's rows at the current versions (:data:`SINGLE_VERSION`, :data:`BATCH_VERSION`) and
+    those at older ones (``previous/``, or a method not yet rerun): ``(singles, batches)`` each."""
+    cur, prev = ({}, []), ({}, [])
+    for where in (folder / "previous", folder):
+        for m in METHODS:
+            d = load_json(where / f"{m}.json")
+            if d is not None:
+                (cur if d["config"]["version"] == SINGLE_VERSION else prev)[0][m] = d
+        b = load_json(where / "batch.json")
+        if b is not None and b.get("batch"):
+            target = cur if b["config"]["version"] == BATCH_VERSION else prev
+            target[1][:] = sorted(b["batch"], key=lambda r: (r["requested"], BATCHED.index(r["method"])))
+    return cur, prev
+
+
+def _model_section(folder: Path, singles: dict, batch: list, title: str | None) -> list[str]:
+    from benchmarks.common import source_versions
+    from ripple.evaluate.ripple_scores import RIPPLE_CATEGORIES
+
+    data = {"single": {m: d["rows"] for m, d in singles.items()}, "batch": batch}
+    configs = [d["config"] for d in singles.values()]
+    cfg = configs[0] if configs else {}
+    if any(c != cfg for c in configs):
+        raise SystemExit(f"{folder}: the methods' rows were made with different settings; rerun the odd ones")
+    name = cfg.get("model", folder.name)
+    lines = [f"## {name}", ""] if title is None else [
+        f"### {name}: the previous editors", "",
+        "Rows made before the editors wrote one key per tokenized form of the subject (single edits before "
+        f"version {SINGLE_VERSION}, batches before {BATCH_VERSION}; the code versions below), kept until the rerun "
+        "at the current versions is complete.", ""]
+    if data["single"]:
+        lines += [f"{cfg['edits']} edits drawn from the {cfg['known_facts']} facts the model knows (seed "
+                  f"{cfg['seed']}); a method with fewer rows is still being measured (n).", ""]
+        lines += single_table(data["single"])
+        allrows = [r for rows in data["single"].values() for r in rows]
+        common = min(len(rows) for rows in data["single"].values())
+        if common and any(len(rows) > common for rows in data["single"].values()):
+            lines += ["", f"Paired: the first {common} edits, which every method has so far (the same edits "
+                      "in the same order):", ""]
+            lines += single_table({m: rows[:common] for m, rows in data["single"].items()})
+        lines += ["", "RippleEdits categories (pooled accuracy over the counted queries; n in brackets):", "",
+                  *md_table(["method", *RIPPLE_CATEGORIES])]
+        for method, rows in data["single"].items():
+            for label in ("plain", "rect"):
+                cells = []
+                for c in RIPPLE_CATEGORIES:
+                    n = sum(r[label]["ripple"].get(c, {}).get("n", 0) for r in rows)
+                    k = sum(r[label]["ripple"].get(c, {}).get("correct", 0) for r in rows)
+                    cells.append(f"{k / n:.3f} ({n})" if n else "-")
+                lines.append(md_row([method if label == "plain" else method + "+rect", *cells]))
+        lines += ["", source_versions(allrows), ""]
+    if data["batch"]:
+        lines += ["Batches: one solve over the first 100 distinct known facts (in the single edits' order) and "
+                  "over all of them; CounterFact's metrics pooled over every prompt of the batch (neighbours "
+                  "that are themselves edited left out); relation specificity over the edited subjects' other "
+                  "facts that no request of the batch edits, known before, each raced against the new object "
+                  "of every request that edits its subject; worst ‖ΔW‖/‖W‖ over the edited layers.", "",
+                  *md_table(["method", "batch", "efficacy", "efficacy top-1", "paraphrase", "paraphrase top-1",
+                             "neighbourhood", "neighbourhood top-1", "relation specificity", "rel. spec. top-1",
+                             "perplexity ratio", "seconds", "worst norm ratio"])]
+        for b in data["batch"]:
+            for label in ("plain", "rect"):
+                r = b[label]
+                cells = [r.get(k) for k in (*CF, "relation_specificity", "relation_specificity_top1",
+                                            "perplexity_ratio")]
+                name = b["method"] if label == "plain" else b["method"] + "+rect"
+                lines.append(md_row([name, b["n"], *map(_f, cells), f"{b['seconds']:.0f}",
+                                     f"{b['worst_norm_ratio']:.3f}"]))
+        lines += ["", "Batches, RippleEdits categories (summed over the requests' plans; n in brackets):", "",
+                  *md_table(["method", "batch", *RIPPLE_CATEGORIES])]
+        for b in data["batch"]:
+            for label in ("plain", "rect"):
+                rip = b[label]["ripple"]
+                cells = [f"{rip[c]['correct'] / rip[c]['n']:.3f} ({rip[c]['n']})" if rip.get(c, {}).get("n")
+                         else "-" for c in RIPPLE_CATEGORIES]
+                name = b["method"] if label == "plain" else b["method"] + "+rect"
+                lines.append(md_row([name, b["n"], *cells]))
+        lines += ["", source_versions(data["batch"]), ""]
+    return lines
 
 
 def main(argv=None) -> None:

@@ -278,10 +278,12 @@ def optimize_delta(model, tok, spec, request: EditRequest, site: str, hp, contex
                 base = logits_at_end()
         init = t.output[rows, pos_t].float()
         base_kl = torch.log_softmax(base[rows[n_rw:], kl_at].float(), -1) if hp.kl_prompts else None
-        # the clamp's scale: the bare prompt's value norm (ROME's rule); with several subject forms
-        # the median rewrite row's (a subject opening a BOS-less prompt has a far smaller value
-        # there: 5.5 against a median of 23 for France on SmolLM2)
-        init_norm = (init[0].norm() if len(forms) == 1 else init[:n_rw].norm(dim=-1).median()).item()
+        # the clamp's scale: the bare prompt's value norm (ROME's rule), but the median rewrite
+        # row's when the subject has several forms or its fact token opens the bare prompt (no
+        # key of its own there, and a far smaller value: 5.5 against a median of 23 for France
+        # on SmolLM2, where the bare row's norm held the value too short for the other rows)
+        typical = len(forms) == 1 and pos[0] > 0
+        init_norm = (init[0].norm() if typical else init[:n_rw].norm(dim=-1).median()).item()
         delta = torch.zeros(init.shape[-1], device=device, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=hp.v_lr)
 
