@@ -24,7 +24,9 @@ from ripple.devices import param_value
 from ripple.errors import RippleError
 from ripple.rledit.net import HyperNet, Moments
 
-FORMAT = 1
+# 2: trainable blocks (clamp, not relu) and gradient features of the summed NLL (rledit.net,
+# rledit.features); a format-1 network was trained on other features and is refused
+FORMAT = 2
 WEIGHTS, META = "hypernet.safetensors", "hypernet.json"
 
 

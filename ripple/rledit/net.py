@@ -6,9 +6,12 @@ For one edited linear layer and a batch of answer tokens, the inputs are the lay
 
 1. ``h = normalize([k; δ])`` by a running mean and standard deviation (:class:`Moments`, which
    keep updating as edits arrive, at test time too);
-2. ``n_blocks`` residual low-rank blocks ``h ← h + scale_m · relu(h A B + b) + shift_m``, with
+2. ``n_blocks`` residual low-rank blocks ``h ← h + scale_m · max(h A B + b, 0) + shift_m``, with
    ``B = 0``, ``b = 0``, ``shift = 0`` at first, so every block starts as the identity
-   (``A`` is a standard normal ``[d, rank]``; ``scale_m``, ``shift_m`` are per-module embeddings);
+   (``A`` is a standard normal ``[d, rank]``; ``scale_m``, ``shift_m`` are per-module embeddings).
+   The rectifier is ``clamp(min=0)``, whose gradient at 0 is 1: ``relu``'s is 0, and with
+   ``h A B + b`` exactly 0 at the start, ``A``, ``B``, ``b`` and ``scale`` would never get a
+   gradient (the format-1 hypernetworks trained so: their blocks stayed the identity);
 3. ``h`` splits back into ``k̃, δ̃``; each token's value change is ``Δv = -lr_m ⟨k, k̃⟩ δ̃`` (``lr_m``
    learnable per module, ``1e-6`` at first in the paper);
 4. the weight change solves a ridge regression over the batch's tokens,
@@ -73,7 +76,7 @@ class Moments:
 
 
 class Block(nn.Module):
-    """``h + scale_m · relu(h A B + b) + shift_m``: the identity while ``B``, ``b`` and ``shift`` are zero."""
+    """``h + scale_m · max(h A B + b, 0) + shift_m``: the identity while ``B``, ``b`` and ``shift`` are zero."""
 
     def __init__(self, size: int, rank: int, n_modules: int):
         super().__init__()
@@ -84,7 +87,7 @@ class Block(nn.Module):
         self.shift = nn.Parameter(torch.zeros(n_modules, size))
 
     def forward(self, h: torch.Tensor, module: int) -> torch.Tensor:
-        x = torch.relu(h @ self.A @ self.B + self.bias)
+        x = torch.clamp(h @ self.A @ self.B + self.bias, min=0)  # not relu: see the module docstring
         return h + self.scale[module] * x + self.shift[module]
 
 

@@ -169,7 +169,10 @@ def train(ctx, world, hp, requests=None, log=print) -> Hypernetwork:
     hn = Hypernetwork.build(model, ctx.spec, hp.layers_for(ctx.n_layers()), hp.rank, hp.n_blocks, hp.lr_init,
                             hp.seed)
     hn.nets.to(device)
-    opt = torch.optim.Adam(hn.nets.parameters(), lr=hp.meta_lr)
+    steps = [p for net in hn.nets.values() for p in (net.lr, net.log_lam)]
+    blocks = [p for net in hn.nets.values() for p in net.blocks.parameters()]
+    opt = torch.optim.Adam([{"params": blocks, "lr": hp.meta_lr},
+                            {"params": steps, "lr": hp.meta_lr if hp.lr_lr is None else hp.lr_lr}])
     cur = Curriculum(world, hp, hp.seed, requests)
     moments = hn.moments
     record = []
