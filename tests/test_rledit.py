@@ -200,6 +200,12 @@ def test_cli_trains_and_edits_with_a_hypernetwork(tmp_path, capfd, monkeypatch, 
                          "--force")
     assert code == 0, err
     assert (tmp_path / "e" / "delta.safetensors").exists()
+    assert "trained on calls of" not in err  # a batch of 4 against training's 2
+    code, out, err = cli(capfd, "edit", "--model", str(model_dir), "--method", "rledit", "--edits", str(edits),
+                         "--hypernet", str(tmp_path / "hn"), "--set", "layers=0,1", "--out", str(tmp_path / "s"),
+                         "--force", "--sequential")
+    assert code == 0, err
+    assert "trained on calls of 2 edits and was given 1 a call" in err and "--chunk 2" in err
     code, out, err = cli(capfd, "edit", "--model", str(model_dir), "--method", "memit", "--edits", str(edits),
                          "--hypernet", str(tmp_path / "hn"), "--out", str(tmp_path / "m"))
     assert_one_line_error(code, err)

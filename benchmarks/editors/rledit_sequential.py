@@ -74,13 +74,27 @@ def measure(setup, method: str, chunk: int, n: int, hypernet: str | None) -> dic
             "torch_threads": torch.get_num_threads()}
 
 
+COLUMNS = ["method", "chunk", "edits", "efficacy", "paraphrase", "untouched kept", "max ‖ΔW‖/‖W‖", "seconds", "code"]
+# the same measurement on the code before issue 43's fix (hypernetwork format 1), kept for comparison
+FORMAT1 = REPORTS / "rledit_sequential_format1.json"
+
+
+def _body(rows: list[dict]) -> list[list]:
+    return [[r["method"], r["chunk"], r["edits"], f"{r['efficacy']:.3f}", f"{r['paraphrase']:.3f}",
+             f"{r['untouched_kept']:.3f} of {r['untouched_n']}", f"{r['max_norm_ratio']:.2f}", r["seconds"], r["code"]]
+            for r in rows]
+
+
 def render(rows: list[dict]) -> None:
     from ripple.io import atomic_write_text
 
-    body = [[r["method"], r["chunk"], r["edits"], f"{r['efficacy']:.3f}", f"{r['paraphrase']:.3f}",
-             f"{r['untouched_kept']:.3f} of {r['untouched_n']}",
-             f"{r['max_norm_ratio']:.2f}", r["seconds"], r["code"]]
-            for r in rows]
+    before = load_json(FORMAT1, {"rows": []})["rows"]
+    old = ["", "Before the fix: the same benchmark on commit 49002b9 (hypernetwork format 1: blocks that never",
+           "trained, and a gradient feature that grew as the call held fewer edits):", "",
+           *md_table(COLUMNS, _body(before)), "",
+           "    git worktree add /tmp/f1 49002b9 && cp benchmarks/editors/rledit_sequential.py /tmp/f1/benchmarks/editors/",
+           "    cd /tmp/f1 && python -m benchmarks editors/rledit_sequential --methods rledit --chunks 1 20 \\",
+           "        --out $OLDPWD/reports/rledit_sequential_format1.json"] if before else []
     text = "\n".join([
         "# One-after-another edits on the organism, judged on untouched facts",
         "",
@@ -91,10 +105,10 @@ def render(rows: list[dict]) -> None:
         "largest ‖ΔW‖/‖W‖ over the edited projections. Every fact of those relations that no edit",
         "rewrites is in the judge's population (not a sample).",
         "",
-        *md_table(["method", "chunk", "edits", "efficacy", "paraphrase", "untouched kept", "max ‖ΔW‖/‖W‖",
-                   "seconds", "code"], body),
+        *md_table(COLUMNS, _body(rows)),
         "",
         "    python -m benchmarks editors/rledit_sequential --methods rledit memit --chunks 1 20",
+        *old,
         ""])
     atomic_write_text(REPORTS / "rledit_sequential.md", text)
 

@@ -102,7 +102,8 @@ def compute_rledit(ctx, requests, hp: RLEditHParams):
     with torch.no_grad():
         deltas = {n: d.detach().float().cpu().contiguous() for n, d in hn.shifts(ctx.spec, feats, moments).items()}
     info = {"layers": list(hn.layers), "hypernet": str(where),
-            "answer_tokens": int(next(iter(feats.values()))[0].shape[0])}
+            "answer_tokens": int(next(iter(feats.values()))[0].shape[0]),
+            "trained_batch_edits": hn.meta.get("hparams", {}).get("batch_edits")}
     delta = make_delta(ctx, NAME, requests, hp, deltas, info, t0)
     state["pending"] = (id(delta), moments)
     return delta
