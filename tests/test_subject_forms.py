@@ -121,3 +121,14 @@ def site_values_each(model, tok, spec, req) -> torch.Tensor:
     vals = site_values(model, tok, spec, "blocks.0.mlp.out", [req] * len(CONTEXTS), "subject_last",
                        [[c] for c in CONTEXTS])
     return vals.norm(dim=0)
+
+
+def test_a_one_token_subject_opening_the_prompt_is_named_in_a_note(spaced):
+    from ripple.editing.compute import opening_subject_note
+
+    note = opening_subject_note(spaced, ONE, "subject_last")
+    assert note is not None and "'w5' is one token opening a prompt with no BOS token" in note
+    assert "\n" not in note
+    assert opening_subject_note(spaced, TWO, "subject_last") is None  # two tokens: a key of its own
+    assert opening_subject_note(spaced, MID, "subject_last") is None
+    assert opening_subject_note(spaced, ONE, "last") is None  # the key is at the prompt's last token

@@ -123,6 +123,23 @@ def subject_forms(tok, request: EditRequest, contexts: list[str], fact_token: st
     return [[contexts[i] for i in sorted(g)] for g in sorted(groups, key=min)]
 
 
+def opening_subject_note(tok, request: EditRequest, fact_token: str) -> str | None:
+    """What to tell a user whose edit prompt opens with a one-token subject and no BOS token: the
+    model has no key of its own for the subject there (see :func:`subject_forms`), so no
+    locate-then-edit editor can change that prompt's answer without moving every such subject.
+    ``None`` for any other edit."""
+    if fact_token == "last":
+        return None
+    text = request.rendered
+    s0, s1 = subject_token_span(tok, text, request.subject)
+    if s0 != 0 or s1 != 1:
+        return None
+    return (f"edit {request.case_id or request.subject!r}: the subject {request.subject!r} is one token opening a "
+            "prompt with no BOS token, where the model has no key of its own for it; the edit is written where "
+            "the subject follows other words, and this prompt's own answer may not change (on SmolLM2: France, "
+            "Germany and Italy; reports/real_editors_notes.md); a word before the subject gives it a key")
+
+
 def form_requests(tok, requests: list[EditRequest], contexts: list[str], fact_token: str
                   ) -> tuple[list[EditRequest], list[list[str]], list[int]]:
     """One entry per request and subject form (:func:`subject_forms`): the requests repeated, each

@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from ripple.devices import input_device
+from ripple.editing.compute import opening_subject_note
 from ripple.editing.context import EditContext
 from ripple.editing.corpora import load_corpus
+from ripple.editing.editor import get_editor
 from ripple.editing.from_world import complete_from_world, in_graph, relation_of_prompt
 from ripple.editing.hparams import resolve_hparams
 from ripple.editing.requests import check_length, validate_for_model
@@ -163,6 +165,10 @@ def load_setup(model: str = "organism", method: str | None = None, requests=(), 
     if method is not None:
         setup.method, setup.hp = method, setup.hparams_for(method, overrides)
     setup.requests = setup.complete(requests) if requests else []
+    if setup.hp is not None:
+        if get_editor(method).reads_key_stats:  # the editors that write a subject's key
+            notes = (opening_subject_note(tok, r, setup.hp.fact_token) for r in setup.requests)
+            setup.warnings += [n for n in notes if n]
     if context:
         setup.make_context(stats_corpus_file)
     return setup
