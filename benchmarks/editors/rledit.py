@@ -119,6 +119,7 @@ def main(argv=None) -> None:
               "tasks": args.tasks, "seed": args.seed, "eval_facts": len(pairs)}
     data = resumable(path, config, curves={}, timing={})
     todo = [m for m in args.methods if m not in data["curves"]]
+    code = source_fingerprint()  # the code this process runs, read before a long run (the tree may change meanwhile)
     hn_dir = None
     if "rledit" in todo or "hypernet" not in data:
         # the hypernetwork is trained (or found) only when its curve is still to be measured: the
@@ -137,7 +138,7 @@ def main(argv=None) -> None:
         opts = StressOptions(every=args.every * args.batch, tasks=tuple(args.tasks or ()), chunk=args.batch,
                              counterfact=True, method_overrides={"rledit": [f"hypernet={hn_dir}"]} if hn_dir else {})
         result = run_stress(setup, [method], stream, opts, world=world, on_checkpoint=progress)
-        data["curves"][method] = result.curves[method] | {"code": source_fingerprint()}
+        data["curves"][method] = result.curves[method] | {"code": code}
         data["timing"][method] = result.timing[method] | {"wall": time.perf_counter() - t0}
         atomic_write_json(path, data)
     render()
@@ -155,13 +156,18 @@ def _fmt(x, digits=3):
     return "-" if x is None else f"{x:.{digits}g}"
 
 
+def _format(data: dict) -> int:
+    """The hypernetwork format a run used: format 2 (issue 43) added ``lr_lr`` to the saved settings."""
+    return 2 if "lr_lr" in ((data.get("hypernet") or {}).get("hparams") or {}) else 1
+
+
 def _training_table(variants: dict, n_edits: int) -> list[str]:
     """RLEdit on the same stream with hypernetworks trained for different budgets."""
     out = ["### RLEdit with other training budgets (the same stream)", "",
            "Each row is a hypernetwork trained with `ripple rledit train --set n_sequences=S seq_batches=B` "
            "(its other settings the shipped one's) and run on the stream above "
            "(`python -m benchmarks editors/rledit --methods rledit --hypernet DIR --name NAME_trainSxB`).", "",
-           *md_table(["training", "sequences x batches x edits", "wall s", "CPU s", "efficacy at 100", "efficacy",
+           *md_table(["training", "format", "sequences x batches x edits", "wall s", "CPU s", "efficacy at 100", "efficacy",
                       "paraphrase", "neighbourhood", "untouched facts", "perplexity ratio"])]
     for label, data in variants.items():
         curve = data["curves"].get("rledit")
@@ -173,7 +179,7 @@ def _training_table(variants: dict, n_edits: int) -> list[str]:
         at100 = next((r for r in pts if r["edits"] >= 100), pts[-1])
         last = pts[-1]
         cpu = t.get("cpu_seconds")
-        out.append(md_row([label, f"{h.get('n_sequences')} x {h.get('seq_batches')} x {h.get('batch_edits')}",
+        out.append(md_row([label, _format(data), f"{h.get('n_sequences')} x {h.get('seq_batches')} x {h.get('batch_edits')}",
                            f"{t.get('seconds', 0):.0f}", "-" if cpu is None else f"{cpu:.0f}",
                            _fmt(_cf(at100, "efficacy")), _fmt(_cf(last, "efficacy")), _fmt(_cf(last, "paraphrase")),
                            _fmt(_cf(last, "neighborhood")), _fmt(last.get("untouched_accuracy")),
@@ -206,7 +212,8 @@ def render() -> None:
                   f"--batch {cfg['batch']} --every {cfg['every']} --tasks{''.join(' ' + t for t in cfg['tasks'])}`.",
                   "", f"Hypernetwork training (apart from the editing times below): {train.get('seconds', 0):.0f} s wall"
                   + (f", {train['cpu_seconds']:.0f} CPU s" if "cpu_seconds" in train else "")
-                  + f", {len(train.get('sequences', []))} sequences, on {train.get('device', '?')}.", "",
+                  + f", {len(train.get('sequences', []))} sequences, on {train.get('device', '?')}; hypernetwork "
+                  f"format {_format(data)} (format 1: before the fixes in rledit_notes.md).", "",
                   *md_table(["method", "efficacy", "paraphrase", "neighbourhood", "edit success (top-1)",
                              "untouched facts", "perplexity ratio", "task score", "edit s / edit", "vs MEMIT",
                              "vs AlphaEdit"])]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from benchmarks.common import REPORTS, load_json, md_table, set_threads, write_rows
 
@@ -41,13 +42,13 @@ def judge_queries(world, stream):
 
 
 def measure(setup, method: str, chunk: int, n: int, hypernet: str | None) -> dict:
+    """One row (see the module docstring); its ``code`` is added by the caller."""
     import torch
 
     from ripple.devices import param_value
     from ripple.editing.metrics import request_metrics
     from ripple.editing.session import run_edits
     from ripple.editing.streams import edit_stream
-    from ripple.io import source_fingerprint
     from ripple.rledit.train import editable_relations, fact_split
     from ripple.scoring import query_correct
 
@@ -70,8 +71,7 @@ def measure(setup, method: str, chunk: int, n: int, hypernet: str | None) -> dic
     return {"method": method, "chunk": chunk, "edits": len(stream), "efficacy": mean("efficacy"),
             "paraphrase": mean("paraphrase"), "untouched_kept": round(sum(kept) / max(1, len(kept)), 4),
             "untouched_n": len(known), "max_norm_ratio": round(max(ratios), 4),
-            "seconds": round(seconds, 1), "code": source_fingerprint(),
-            "torch_threads": torch.get_num_threads()}
+            "seconds": round(seconds, 1), "torch_threads": torch.get_num_threads()}
 
 
 COLUMNS = ["method", "chunk", "edits", "efficacy", "paraphrase", "untouched kept", "max ‖ΔW‖/‖W‖", "seconds", "code"]
@@ -122,10 +122,10 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=str(OUT), help="the rows' JSON file (the table goes beside the default only)")
     args = ap.parse_args(argv)
     set_threads()
-    from pathlib import Path
-
     from ripple.editing.setup import load_setup
+    from ripple.io import source_fingerprint
 
+    code = source_fingerprint()  # the code this process runs (the tree may change during a long run)
     out = Path(args.out)
     data = load_json(out, {"rows": []})
     setup = load_setup("organism")
@@ -133,7 +133,7 @@ def main(argv=None) -> None:
         for chunk in args.chunks:
             if any(r["method"] == method and r["chunk"] == chunk and r["edits"] == args.edits for r in data["rows"]):
                 continue
-            row = measure(setup, method, chunk, args.edits, args.hypernet)
+            row = measure(setup, method, chunk, args.edits, args.hypernet) | {"code": code}
             data["rows"].append(row)
             write_rows(out, data)
             print(row, flush=True)

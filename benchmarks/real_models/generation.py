@@ -184,10 +184,11 @@ def unedited(args, setup) -> None:
     path = model_dir(args.model) / "unedited.json"
     data = resumable(path, {"model": args.model, "edits": len(reqs), "seed": args.seed, "chat": chat_on}, rows=[])
     model_dir(args.model).mkdir(parents=True, exist_ok=True)
+    code = source_fingerprint()  # the code this process runs (the tree may change during a long run)
     for req in reqs[len(data["rows"]):]:  # resumable: each edit's prompts saved as they are scored
         spec = specificity_before(setup, req, chat_on)
         row = measure(setup, req, spec, chat_questions(req, setup.world) if chat_on else None)
-        data["rows"].append({"case_id": req.case_id, "code": source_fingerprint(),
+        data["rows"].append({"case_id": req.case_id, "code": code,
                              **{k: v for k, v in row.items() if k not in ("texts", "chat_text")}})
         write_rows(path, data)
         print(f"unedited {len(data['rows'])}/{len(reqs)} {req.case_id}", flush=True)
@@ -214,6 +215,7 @@ def batch(args, setup) -> None:
     data = resumable(path, config, rows=[])
     done = {r["method"] for r in data["rows"]}
     chats = [chat_questions(r, setup.world) for r in chosen] if chat_on else None
+    code = source_fingerprint()  # the code this process runs (the tree may change during a long run)
     for method in [m for m in ("memit",) if m not in done]:
         t0 = time.perf_counter()
         delta = get_editor(method).compute(setup.ctx, chosen, setup.hparams_for(method))
@@ -224,7 +226,7 @@ def batch(args, setup) -> None:
         finally:
             snap.restore(setup.model)
         data["rows"].append({"method": method, "n": len(chosen), "seconds": round(secs, 1),
-                             "metrics": aggregate(rows), "code": source_fingerprint()})
+                             "metrics": aggregate(rows), "code": code})
         model_dir(args.model).mkdir(parents=True, exist_ok=True)
         write_rows(path, data)
         print(f"{method} batch of {len(chosen)}: {aggregate(rows)}", flush=True)

@@ -116,9 +116,9 @@ def _cells(seqs: list[list[int]], skip: int, exclude=frozenset(), at: list[int] 
 def keep_terms(ctx, hp, requests, layers) -> tuple[dict[int, torch.Tensor], set, int]:
     """The keys whose MLP output the revision must keep, per layer ``[in, n]``: each request's keys
     averaged over the editor's contexts, one per subject form (what the editor solved for; their
-    count is returned last), then every position of the
-    rewrite prompt and of each paraphrase prompt, followed by the new object but its last token (the
-    positions whose outputs predict it); and the token prefixes of those positions."""
+    count is returned last), then every position of the rewrite prompt and of each paraphrase
+    prompt, followed by the new object but its last token (the positions whose outputs predict
+    it); and the token prefixes of those positions."""
     model, tok, spec = ctx.model, ctx.tok, ctx.spec
     seqs = []
     for r in requests:
