@@ -59,6 +59,26 @@ def _threads(value: str | None) -> int | None:
     return n
 
 
+#: The most threads the default takes (more rarely help a model small enough for a CPU).
+AUTO_THREADS_CAP = 8
+
+
+def default_threads(args) -> int:
+    """Torch threads when neither ``--threads`` nor ``$RIPPLE_THREADS`` says: one for the bundled
+    organism (a model that small runs slower on more), else the cores this process may use
+    (at most :data:`AUTO_THREADS_CAP`) shared among ``--workers``: a real model's audit took 137 s
+    on one thread and 89 s on two of a 2-core machine (reports/first_audit.md)."""
+    if getattr(args, "model", "organism") == "organism":
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    workers = getattr(args, "workers", None)
+    workers = workers if isinstance(workers, int) and workers > 0 else 1
+    return max(1, min(cores, AUTO_THREADS_CAP) // workers)
+
+
 def max_threads() -> int:
     """The most torch threads ripple starts: 4 per core (100,000 threads exhaust the process table)."""
     return 4 * (os.cpu_count() or 1)
@@ -79,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     ap = _Parser(prog="ripple", description="See what a knowledge edit breaks before you ship it.")
-    ap.add_argument("--threads", default=None, help="torch threads (default: $RIPPLE_THREADS or 1)")
+    ap.add_argument("--threads", default=None, help="torch threads (default: $RIPPLE_THREADS, else 1 for the organism and "
+                    "the machine's cores, at most 8, shared among --workers, for other models)")
     ap.add_argument("--verbose", action="store_true", help="show library warnings (matplotlib, transformers)")
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for command in (organism, causal_trace, edit, graph, audit, mitigate, stress, rledit, stats, view):
@@ -179,7 +200,7 @@ def main(argv=None) -> int:
             if args.command != "organism":
                 import torch  # lazy: start-up
 
-                torch.set_num_threads(args.threads or 1)
+                torch.set_num_threads(args.threads or default_threads(args))
             from ripple.progress import bars_silenced  # lazy: start-up
 
             with bars_silenced(getattr(args, "quiet", False)), _notes_held():  # --quiet: no bar at all

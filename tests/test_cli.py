@@ -165,3 +165,18 @@ def test_trace_kinds_with_windows(capfd, saved_gpt2, tiny_tokenizer, tmp_path):
     for bad, msg in (("mlp/x", "whole number"), ("attn", "needs an mlp kind")):
         assert main([*map(str, trace_argv(str(model_dir), str(tmp_path / bad.replace("/", "_")))), "--kinds", bad]) == 2
         assert msg in capfd.readouterr().err
+
+
+def test_default_threads_one_for_the_organism_the_cores_for_other_models(monkeypatch):
+    from argparse import Namespace
+
+    from ripple.cli import AUTO_THREADS_CAP, default_threads
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    assert default_threads(Namespace(model="organism")) == 1
+    assert default_threads(Namespace(command="stats")) == 1  # no model named: the organism, the default
+    assert default_threads(Namespace(model="smollm2")) == 6
+    assert default_threads(Namespace(model="smollm2", workers=4)) == 1
+    assert default_threads(Namespace(model="smollm2", workers=2)) == 3
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert default_threads(Namespace(model="runs/my-model")) == AUTO_THREADS_CAP

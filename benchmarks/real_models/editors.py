@@ -55,9 +55,20 @@ METHODS = ("rome", "memit", "emmet", "alphaedit", "ft")
 BATCHED = ("memit", "emmet", "alphaedit")
 RECT = 0.4
 LARGEST = 1000  # the largest batch: every distinct known fact, at most this many
-# the rows' settings versions; 2 and 3: the editors write one key per subject form (issue 43)
-SINGLE_VERSION = 2
-BATCH_VERSION = 3
+# the rows' settings versions; 2 and 3: the editors write one key per subject form (issue 43); 3 and
+# 4: the default key statistics come from 128 sampled passages (was 256). FT reads neither the key
+# statistics nor the subject's forms: its rows keep version 1 (FT_VERSION)
+SINGLE_VERSION = 3
+BATCH_VERSION = 4
+FT_VERSION = 1
+#: what the rows of an older single-edit version were made without (the page's previous section)
+PREVIOUS = {1: "before the editors wrote one key per tokenized form of the subject",
+            2: "with key statistics from 256 sampled passages, the default before 128"}
+
+
+def single_version(method: str) -> int:
+    """The settings version a method's single-edit rows are made under (FT's stays, see above)."""
+    return FT_VERSION if method == "ft" else SINGLE_VERSION
 CF = ("efficacy", "efficacy_top1", "paraphrase", "paraphrase_top1", "neighborhood", "neighborhood_top1")
 
 
@@ -137,16 +148,16 @@ def single(args, setup) -> None:
 
     world = setup.world
     reqs, n_known = counterfact_edits(setup, args.edits, args.seed)
-    config = {"version": SINGLE_VERSION, "model": args.model, "edits": len(reqs), "seed": args.seed, "rect": RECT,
-              "known_facts": n_known}
+    config = {"model": args.model, "edits": len(reqs), "seed": args.seed, "rect": RECT, "known_facts": n_known}
     sentences = general_sentences_for(None)
     ppl_before = sentence_nlls(setup.model, setup.tok, sentences)
     code = source_fingerprint()
     runs = []  # (method, its file, its rows so far)
     for method in args.methods:
         path = model_dir(args.model) / f"{method}.json"
-        keep_previous(path, config)
-        runs.append((method, path, resumable(path, config, method=method, rows=[])))
+        cfg = {"version": single_version(method), **config}
+        keep_previous(path, cfg)
+        runs.append((method, path, resumable(path, cfg, method=method, rows=[])))
     # edit by edit, every method in turn: the methods that optimize the same value (MEMIT,
     # AlphaEdit) compute it once, and the edit's queries are planned once
     for i, req in enumerate(reqs):
@@ -367,7 +378,7 @@ def _versions(folder: Path) -> tuple[tuple[dict, list], tuple[dict, list]]:
         for m in METHODS:
             d = load_json(where / f"{m}.json")
             if d is not None:
-                (cur if d["config"]["version"] == SINGLE_VERSION else prev)[0][m] = d
+                (cur if d["config"]["version"] == single_version(m) else prev)[0][m] = d
         b = load_json(where / "batch.json")
         if b is not None and b.get("batch"):
             target = cur if b["config"]["version"] == BATCH_VERSION else prev
@@ -380,16 +391,17 @@ def _model_section(folder: Path, singles: dict, batch: list, title: str | None) 
     from ripple.evaluate.ripple_scores import RIPPLE_CATEGORIES
 
     data = {"single": {m: d["rows"] for m, d in singles.items()}, "batch": batch}
-    configs = [d["config"] for d in singles.values()]
+    configs = [{k: v for k, v in d["config"].items() if k != "version"} for d in singles.values()]
     cfg = configs[0] if configs else {}
+    versions = sorted({d["config"]["version"] for m, d in singles.items() if m != "ft"})
     if any(c != cfg for c in configs):
         raise SystemExit(f"{folder}: the methods' rows were made with different settings; rerun the odd ones")
     name = cfg.get("model", folder.name)
     lines = [f"## {name}", ""] if title is None else [
         f"### {name}: the previous editors", "",
-        "Rows made before the editors wrote one key per tokenized form of the subject (single edits before "
-        f"version {SINGLE_VERSION}, batches before {BATCH_VERSION}; the code versions below), kept until the rerun "
-        "at the current versions is complete.", ""]
+        f"Rows made {'; '.join(PREVIOUS.get(v, 'by an older version') for v in versions) or 'by an older version'} "
+        f"(single edits at version {', '.join(map(str, versions)) or '-'} of {SINGLE_VERSION}, batches before "
+        f"{BATCH_VERSION}; the code versions below), kept until the rerun at the current versions is complete.", ""]
     if data["single"]:
         lines += [f"{cfg['edits']} edits drawn from the {cfg['known_facts']} facts the model knows (seed "
                   f"{cfg['seed']}); a method with fewer rows is still being measured (n).", ""]

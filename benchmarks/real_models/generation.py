@@ -41,8 +41,17 @@ import time
 from pathlib import Path
 
 from benchmarks.common import REPORTS, resumable, set_threads, write_rows
+from benchmarks.real_models.editors import keep_previous
 
 METHODS = ("rome", "memit", "alphaedit", "ft")
+#: the rows' settings version: 2, the editors write one key per subject form (issue 43) and the
+#: default key statistics come from 128 sampled passages (was 256); FT, which reads neither, keeps 1.
+#: Rows of an older version are moved to ``previous/`` when the rerun begins.
+VERSION, BATCH_VERSION = 2, 2
+
+
+def version_of(method: str) -> int:
+    return 1 if method == "ft" else VERSION
 MODES = ("race", "top1", "gen", "chat")
 CF = ("efficacy", "paraphrase", "neighborhood")
 BATCH = 100
@@ -138,13 +147,15 @@ def single(args, setup) -> None:
 
     reqs, n_known = counterfact_edits(setup, args.edits, args.seed)
     chat_on = has_chat(setup.tok)
-    config = {"version": 1, "model": args.model, "edits": len(reqs), "seed": args.seed, "chat": chat_on,
-              "known_facts": n_known}
+    config = {"model": args.model, "edits": len(reqs), "seed": args.seed, "chat": chat_on, "known_facts": n_known}
     code = source_fingerprint()
     runs = []
     for method in args.methods:
         path = model_dir(args.model) / f"{method}.json"
-        runs.append((method, path, resumable(path, config, method=method, rows=[])))
+        cfg = {"version": version_of(method), **config}
+        if path.parent.is_dir():
+            keep_previous(path, cfg)
+        runs.append((method, path, resumable(path, cfg, method=method, rows=[])))
     for i, req in enumerate(reqs):
         pending = [run for run in runs if len(run[2]["rows"]) == i]
         if not pending:
@@ -211,7 +222,9 @@ def batch(args, setup) -> None:
     chosen = chosen[:BATCH]
     path = model_dir(args.model) / "batch.json"
     chat_on = has_chat(setup.tok)
-    config = {"version": 1, "model": args.model, "batch": len(chosen), "seed": args.seed, "chat": chat_on}
+    config = {"version": BATCH_VERSION, "model": args.model, "batch": len(chosen), "seed": args.seed, "chat": chat_on}
+    if path.parent.is_dir():
+        keep_previous(path, config)
     data = resumable(path, config, rows=[])
     done = {r["method"] for r in data["rows"]}
     chats = [chat_questions(r, setup.world) for r in chosen] if chat_on else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from benchmarks.common import REPORTS, load_json, md_table
-from benchmarks.real_models.generation import CF, METHODS, MODES, model_dir
+from benchmarks.real_models.generation import BATCH_VERSION, CF, METHODS, MODES, model_dir, version_of
 
 MODELS = ("smollm2", "gemma3-270m")
 METRICS = (*CF, "relation_specificity")
@@ -24,13 +24,16 @@ def _mean(xs):
     return sum(xs) / len(xs) if xs else None
 
 
-def rows_of(model: str) -> dict[str, list[dict]]:
-    """Each method's rows over the edits every method has measured (the same edits, in order)."""
+def rows_of(model: str, current: bool = True) -> dict[str, list[dict]]:
+    """Each method's rows at its current settings version (``current=False``: at an older one, from
+    ``previous/`` or a file not yet rerun), over the edits every such method has measured (the same
+    edits, in order)."""
     out = {}
     for method in METHODS:
-        data = load_json(model_dir(model) / f"{method}.json", None)
-        if data and data.get("rows"):
-            out[method] = data["rows"]
+        for where in (model_dir(model), model_dir(model) / "previous"):
+            data = load_json(where / f"{method}.json", None)
+            if data and data.get("rows") and (data["config"].get("version") == version_of(method)) == current:
+                out.setdefault(method, data["rows"])
     common = min((len(rows) for rows in out.values()), default=0)
     return {method: rows[:common] for method, rows in out.items()}
 
@@ -122,56 +125,80 @@ LITERATURE = [
     "`ripple.answers.judge`.", ""]
 
 
+def section(model: str, runs: dict[str, list[dict]], deeper: str) -> list[str]:
+    """One set of a model's rows (current or previous editors) as tables; ``deeper``: "#" nests the
+    headings one level down."""
+    chat = any(r.get("efficacy_chat") is not None for rows in runs.values() for r in rows)
+    modes = MODES if chat else MODES[:3]
+    target = max(len(rows) for rows in runs.values())
+    for where in (model_dir(model), model_dir(model) / "previous"):
+        data = load_json(where / f"{next(iter(runs))}.json", None)
+        if data and data.get("rows") and data["rows"][:1] == runs[next(iter(runs))][:1]:
+            target = data["config"]["edits"]
+    n = min(len(r) for r in runs.values())
+    out = [f"Single edits of facts the model knows, every relation of the graph ({target} planned, seed 0). "
+           + ("" if n >= target else f"**Still being measured: the first {n} edits, those every method has "
+              f"done, are shown; the run is resumable.** ")
+           + ("Chat: the relation's questions through the model's chat template." if chat else
+              "No chat template: completion modes only."), ""]
+    base = (load_json(model_dir(model) / "unedited.json", {}) or {}).get("rows")
+    out += mode_table(runs, modes, base) + [""]
+    versions = Counter(r["code"] for rows in runs.values() for r in rows)
+    out += ["Code versions (`ripple.io.source_fingerprint`) of the rows shown: "
+            + ", ".join(f"{v} ({k} rows)" for v, k in sorted(versions.items())) + ".", ""]
+    if base:
+        out += ["The first rows score the same prompts on the unedited model (`--part unedited`): against the new "
+                "object for efficacy and paraphrase, so 0 there is expected; neighbourhood there is what the model "
+                "said before any edit, the ceiling the edited rows are read against."
+                + ("" if len(base) >= n else f" **Those rows are still being measured: the first {len(base)} of "
+                   f"the {n} edits.**"), ""]
+    table, examples = disagreements(runs)
+    out += [f"###{deeper} Where the race and generation disagree on the edit prompt", ""] + table + [""]
+    if examples:
+        out += ["Examples (the edited model's greedy completion):", ""] + examples + [""]
+    out += [f"###{deeper} How far each mode falls below the race", "",
+            "Mean over edits of the race's figure minus the mode's, each edit with both (in brackets); relation "
+            "specificity counts, per mode, the facts that mode found right before the edit.", ""]
+    out += gaps(runs, modes) + [""]
+    out += [f"###{deeper} The editors' order under each mode", ""] + order(runs, modes) + [""]
+    current = not deeper
+    for where in (model_dir(model), model_dir(model) / "previous"):
+        batch = load_json(where / "batch.json", None)
+        if not (batch and batch.get("rows")) or (batch["config"].get("version") == BATCH_VERSION) != current:
+            continue
+        out += [f"###{deeper} MEMIT, one batch of {batch['rows'][0]['n']}", ""]
+        rows = []
+        for b in batch["rows"]:
+            m = b["metrics"]
+            for metric in CF:
+                rows.append([b["method"], TITLE[metric]] + [_f(m.get(metric if mm == "race" else f"{metric}_{mm}"))
+                                                             for mm in modes])
+        out += md_table(["method", "metric"] + [MODE_TITLES[m] for m in modes], rows) + [""]
+        break
+    return out
+
+
 def render() -> None:
     out = ["# Teacher-forced against generated answers", "",
            "Made by `python -m benchmarks real_models/generation` (its docstring: the edits and what each mode "
            "measures); the timings by `python -m benchmarks speed/generation`. Rebuild this page with "
            "`python -m benchmarks real_models/generation --render`.", ""]
     for model in MODELS:
-        runs = rows_of(model)
-        if not runs:
+        runs, older = rows_of(model), rows_of(model, current=False)
+        if not runs and not older:
             out += [f"## {model}", "", "Not measured yet.", ""]
             continue
-        chat = any(r.get("efficacy_chat") is not None for rows in runs.values() for r in rows)
-        modes = MODES if chat else MODES[:3]
-        target = load_json(model_dir(model) / f"{next(iter(runs))}.json", {})["config"]["edits"]
-        n = min(len(r) for r in runs.values())
-        out += [f"## {model}", "",
-                f"Single edits of facts the model knows, every relation of the graph ({target} planned, seed 0). "
-                + ("" if n >= target else f"**Still being measured: the first {n} edits, those every method has "
-                   f"done, are shown; the run is resumable.** ")
-                + ("Chat: the relation's questions through the model's chat template." if chat else
-                   "No chat template: completion modes only."), ""]
-        base = (load_json(model_dir(model) / "unedited.json", {}) or {}).get("rows")
-        out += mode_table(runs, modes, base) + [""]
-        versions = Counter(r["code"] for rows in runs.values() for r in rows)
-        out += ["Code versions (`ripple.io.source_fingerprint`) of the rows shown: "
-                + ", ".join(f"{v} ({n} rows)" for v, n in sorted(versions.items())) + ".", ""]
-        if base:
-            out += ["The first rows score the same prompts on the unedited model (`--part unedited`): against the new "
-                    "object for efficacy and paraphrase, so 0 there is expected; neighbourhood there is what the model "
-                    "said before any edit, the ceiling the edited rows are read against."
-                    + ("" if len(base) >= n else f" **Those rows are still being measured: the first {len(base)} of "
-                       f"the {n} edits.**"), ""]
-        table, examples = disagreements(runs)
-        out += ["### Where the race and generation disagree on the edit prompt", ""] + table + [""]
-        if examples:
-            out += ["Examples (the edited model's greedy completion):", ""] + examples + [""]
-        out += ["### How far each mode falls below the race", "",
-                "Mean over edits of the race's figure minus the mode's, each edit with both (in brackets); relation "
-                "specificity counts, per mode, the facts that mode found right before the edit.", ""]
-        out += gaps(runs, modes) + [""]
-        out += ["### The editors' order under each mode", ""] + order(runs, modes) + [""]
-        batch = load_json(model_dir(model) / "batch.json", None)
-        if batch and batch.get("rows"):
-            out += [f"### MEMIT, one batch of {batch['rows'][0]['n']}", ""]
-            rows = []
-            for b in batch["rows"]:
-                m = b["metrics"]
-                for metric in CF:
-                    rows.append([b["method"], TITLE[metric]] + [_f(m.get(metric if mm == "race" else f"{metric}_{mm}"))
-                                                                 for mm in modes])
-            out += md_table(["method", "metric"] + [MODE_TITLES[m] for m in modes], rows) + [""]
+        out += [f"## {model}", ""]
+        if runs:
+            out += section(model, runs, "")
+        else:
+            out += ["Not yet rerun at the current editors (the rows below are the previous ones).", ""]
+        if older:
+            out += [f"### {model}: the previous editors", "",
+                    "Rows made before the editors wrote one key per tokenized form of the subject, with key statistics "
+                    "from 256 sampled passages (settings version 1; `reports/generation/<model>/previous/`), kept "
+                    "until the rerun at the current version is complete.", ""]
+            out += section(model, older, "#")
     out += LITERATURE
     speed = speed_lines()
     if speed:

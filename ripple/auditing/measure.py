@@ -199,7 +199,8 @@ def audit_edits(inputs: AuditInputs, requests, opts: MeasureOptions = MeasureOpt
         bar.next("measuring the unedited model")
         plan = plan_audit(model, tok, world, requests, items, generate=opts.modes.generate)
         asked = Asked.of(requests, plan, world, opts.modes)
-        probe = ItemProbe(setup.ctx, plan.items, edit_layers=edit_layers, budget=Budget.of(budget, opts.ranker))
+        probe = ItemProbe(setup.ctx, plan.items, edit_layers=edit_layers, budget=Budget.of(budget, opts.ranker),
+                          cached=len(items))  # the probe set's unedited state: on disk after the first audit
         before = measure(inputs, requests, plan, states=probe.before(), asked=asked)
         bar.next(edit.describe())
         with sandbox(setup.ctx, edit) as run:

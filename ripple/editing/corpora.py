@@ -18,7 +18,7 @@ the default chosen by ``benchmarks/real_models/stats_corpus.py`` (reports/real_m
 names the corpus it used and its size (:class:`Corpus`).
 
 >>> parse_spec("samples:64"), parse_spec("graph"), parse_spec("samples")
-(('samples', 64), ('graph', None), ('samples', 256))
+(('samples', 64), ('graph', None), ('samples', 128))
 """
 
 from __future__ import annotations
@@ -37,10 +37,13 @@ from ripple.io import absent, cache_dir
 from ripple.progress import bars_off
 from ripple.tokens import fill
 
-#: The statistics corpus of a model without a world, chosen by measurement (benchmarks/real_models/stats_corpus.py).
-DEFAULT_REAL = "samples:256"
+#: The statistics corpus of a model without a world, sized from the measured plateaus: single edits
+#: stop improving by 1,000 key tokens on SmolLM2 and 4,000 on Gemma-3-270M (reports/scale.md), and
+#: 64, 256 and 1,024 passages give the same SmolLM2 edits (reports/stats_corpus_smollm2.md); 128
+#: passages of 64 tokens (about 8,000 tokens) are twice the larger plateau.
+DEFAULT_REAL = "samples:128"
 #: Passages sampled by ``samples`` without a count, and each passage's length in tokens.
-DEFAULT_SAMPLES, SAMPLE_TOKENS = 256, 64
+DEFAULT_SAMPLES, SAMPLE_TOKENS = 128, 64
 BUILT_IN = ("samples", "graph", "english", "world")
 
 

@@ -29,6 +29,7 @@ from ripple.editing.session import EditRun, applied_run, edited
 from ripple.errors import RippleError
 from ripple.gie.budget import Budget, Focus, budgeted_measure, gradient_cache
 from ripple.gie.measure import ItemState, Resume, measure_items, prepare_resume
+from ripple.gie.state_cache import cached_states, concat_states
 from ripple.probes.sets import ProbeItem
 
 
@@ -81,21 +82,31 @@ class ItemProbe:
     the unedited model, then :meth:`after` (as many times as wanted) on edited ones."""
 
     def __init__(self, ctx: EditContext, items: Sequence[ProbeItem], layers: Sequence[int] | None = None,
-                 edit_layers: Sequence[int] = (), budget: Budget | None = None):
+                 edit_layers: Sequence[int] = (), budget: Budget | None = None, cached: int = 0):
         if budget is not None and not edit_layers:
             raise RippleError("a budgeted measurement needs the edit's layers; pass edit_layers")
         self.ctx, self.items, self.layers = ctx, list(items), layers
         self.edit_layers, self.budget = tuple(edit_layers), budget
+        #: the leading items (a probe set, the same for every edit) whose unedited state is read from
+        #: the disk cache (:mod:`ripple.gie.state_cache`); the rest (the edit's own facts) are measured
+        #: apart, before and after alike, so that both sides batch every row the same way
+        self.cached = min(cached, len(self.items)) if budget is None else 0
         self.state: ItemState | None = None
         self._resume: Resume | None = None
         self._cache = None
+
+    def _groups(self) -> list[list[ProbeItem]]:
+        return [g for g in (self.items[:self.cached], self.items[self.cached:]) if g] if self.cached else [self.items]
 
     def before(self) -> ItemState:
         """Measure every item on the model as it is now (unedited); with a budget, keep what the
         incremental after pass and the ranker need."""
         model, tok, spec = self.ctx.model, self.ctx.tok, self.ctx.spec
         if self.budget is None:
-            self.state = measure_items(model, tok, spec, self.items, self.layers)
+            groups = self._groups()
+            self.state = concat_states([cached_states(model, tok, spec, g, self.layers) if self.cached and i == 0
+                                        else measure_items(model, tok, spec, g, self.layers)
+                                        for i, g in enumerate(groups)])
         else:
             self.state, self._resume = prepare_resume(model, tok, spec, self.items, min(self.edit_layers),
                                                       self.layers, key_layers=self.edit_layers)
@@ -108,7 +119,7 @@ class ItemProbe:
         share most at risk and the ``edited`` rows, read at ``position`` of the last edited layer."""
         model, tok, spec = self.ctx.model, self.ctx.tok, self.ctx.spec
         if self.budget is None:
-            state = measure_items(model, tok, spec, self.items, self.layers)
+            state = concat_states([measure_items(model, tok, spec, g, self.layers) for g in self._groups()])
             return Measured(state, (True,) * len(self.items))
         if self._resume is None:
             raise RippleError("measure the unedited model first: call before() ahead of after()")

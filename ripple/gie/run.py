@@ -82,7 +82,7 @@ def gie_for_edit(ctx: EditContext, method: str, hp, items: Sequence[ProbeItem], 
     position = drift_position(hp) if opts.position is None else opts.position
     target = find_edited_item(items, request, edited_id) if request is not None else None
     requests = (request,) if request is not None else ()
-    probe = ItemProbe(ctx, items, opts.layers, edit_layers, Budget.of(opts.budget, opts.ranker))
+    probe = ItemProbe(ctx, items, opts.layers, edit_layers, Budget.of(opts.budget, opts.ranker), cached=len(items))
     before = probe.before()
     answers = GraphAnswers(ctx, items, request, opts)
     with sandbox(ctx, Edit(method, requests, hp, force=opts.force, delta=delta)) as run:

@@ -96,7 +96,7 @@ def mitigate(ctx, edit: Edit, items, world, mitigation: str = "sir", hp=None, pl
         t0 = time.perf_counter()
         if plan is None:
             plan = plan_audit(model, ctx.tok, world, requests, items)
-        probe = ItemProbe(ctx, plan.items)
+        probe = ItemProbe(ctx, plan.items, cached=len(items))
         if before is None:
             before = probe.before()
         plain = edit.delta if edit.delta is not None else get_editor(edit.method).compute(ctx, requests, edit.hp)
