@@ -12,7 +12,8 @@ earlier layers' updates):
    key ``k*`` (``C⁻¹``-cosine at least ``same_subject_cos`` at the first edited layer) is damaged
    through the subject's own representation: no update can keep ``k*``'s new value and leave a
    nearly parallel key alone. For those, the target value is re-optimized (the editor runs again)
-   with the damaged prompts, and ``paraphrases`` of their relations' training templates, added to
+   with the damaged prompts, and ``paraphrases`` phrasings of their relations (the world's
+   training templates, then the relation library's; :mod:`ripple.mitigation.phrasings`), added to
    the KL term that keeps the subject's other predictions (weight ``kl_factor``).
 2. **Attribution.** For the other damaged items, at every position whose output predicts or feeds
    their answers (``positions="all"``; ``"fact"``: the fact token only): the key ``k_p``, the
@@ -23,7 +24,9 @@ earlier layers' updates):
 3. **Re-solve.** On the responsible rows only, the least ``C``-norm correction ``E`` with
    ``(ΔW + E) k = ΔW k`` for the edit's keys (each request averaged over the editor's contexts, then
    every position of the rewrite and paraphrase prompts) and ``(ΔW + E) k_p = 0`` for the damaged
-   keys (:func:`~ripple.editing.solvers.keep_and_zero_correction`); kept and damaged keys enter
+   keys, each damaged fact's keys taken in its own prompt and in ``paraphrases`` phrasings of its
+   relation, so the repair holds in wordings the probe set does not ask
+   (:func:`~ripple.editing.solvers.keep_and_zero_correction`); kept and damaged keys enter
    through their principal directions (``energy`` of their squared norm,
    :func:`~ripple.editing.solvers.principal_basis`). Other rows keep ΔW's.
 
@@ -53,8 +56,10 @@ from ripple.editing.variant import Variant
 from ripple.errors import RippleError
 from ripple.hooks import MlpGradProbe, SiteTrace, TraceDict
 from ripple.mitigation import MITIGATIONS, Mitigation
+from ripple.mitigation.phrasings import sir_phrasings
 from ripple.modes import held
 from ripple.probes.record import encode_items
+from ripple.probes.sets import ProbeItem
 from ripple.scoring import answer_window, pad_ids, window_logits
 from ripple.tokens import answer_ids, bos_prefix, text_ids
 
@@ -67,7 +72,8 @@ class SirHParams:
     neuron_share: float = 0.9  # re-solve the fewest output neurons carrying this share of the harm
     same_subject_cos: float = 0.8  # C⁻¹-cosine to k* from which a same-subject item is re-optimized, not constrained
     kl_factor: float = 1.0  # weight of the damaged prompts' KL term when the value is re-optimized
-    paraphrases: int = 3  # training templates of each damaged relation added to the KL prompts
+    paraphrases: int = 10  # phrasings of each damaged relation SIR reads (ripple.mitigation.phrasings.sir_phrasings):
+    # added to the KL prompts of a re-optimized value, and their keys constrained with the damaged item's
     max_norm_growth: float = 3.0  # budget: |revised| / |plain| at any edited parameter
     ridge: float = 1e-9  # relative ridge on the constraint Gram matrix (0: exact)
     positions: str = "all"  # where damaged items' keys are constrained: all (every scored position) | fact
@@ -188,14 +194,25 @@ def damage_terms(model, tok, spec, layers, items, fact_token: str, positions: st
 
 def kl_prompts_for(items, world, n_paraphrases: int) -> tuple[str, ...]:
     """The damaged prompts (templates with ``{}`` for the subject), with up to ``n_paraphrases``
-    training templates of each one's relation when the world defines it."""
+    phrasings of each one's relation (:func:`~ripple.mitigation.phrasings.sir_phrasings`)."""
     out = []
     for item in items:
         out.append(item.prompt)
-        rel = (getattr(world, "relations", None) or {}).get(item.relation)
-        if rel is not None:
-            out += [t for t in rel.train_templates if t.count("{}") == 1][:n_paraphrases]
+        out += sir_phrasings(world, item.relation, n_paraphrases) if n_paraphrases else []
     return tuple(dict.fromkeys(out))
+
+
+def phrased_items(items, world, n_paraphrases: int) -> list:
+    """The damaged ``items`` and each one's fact in up to ``n_paraphrases`` other phrasings of its
+    relation (:func:`~ripple.mitigation.phrasings.sir_phrasings`): the keys a repair must hold in
+    wordings the probe set does not ask."""
+    out, seen = list(items), {(item.subject, item.prompt, item.answer) for item in items}
+    for item in items:
+        for k, template in enumerate(sir_phrasings(world, item.relation, n_paraphrases) if n_paraphrases else ()):
+            if (item.subject, template, item.answer) not in seen:
+                seen.add((item.subject, template, item.answer))
+                out.append(ProbeItem(f"{item.id}#phrasing{k}", item.subject, item.relation, template, item.answer))
+    return out
 
 
 def _out_in(delta: EditDelta, spec, layer: int) -> torch.Tensor:
@@ -292,8 +309,8 @@ def revise(ctx, method: str, requests, edit_hp, plain: EditDelta, damaged, hp: S
     if constrained:
         with base.applied(model):
             keep, kept_prefixes, n_star = keep_terms(ctx, edit_hp, requests, layers)
-            terms = damage_terms(model, tok, spec, layers, constrained, edit_hp.fact_token, hp.positions,
-                                 exclude=kept_prefixes)
+            terms = damage_terms(model, tok, spec, layers, phrased_items(constrained, world, hp.paraphrases),
+                                 edit_hp.fact_token, hp.positions, exclude=kept_prefixes)
         for layer, name in zip(layers, names) if terms else ():
             D = _out_in(base, spec, layer)
             E, info["layers"][str(layer)] = _resolve(D, terms[layer], keep[layer], n_star,
