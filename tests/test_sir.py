@@ -155,6 +155,24 @@ def test_hand_made_damage_is_found_and_repaired(organism):
     assert _same(before, _weights(setup.model))
 
 
+def test_a_damaged_facts_other_phrasings_are_constrained_too(organism):
+    from ripple.editing.editor import get_editor
+
+    setup, items, request = organism
+    plain = get_editor("rome").compute(setup.ctx, [request], setup.hp)
+    damaged_delta, victim = hand_damage(setup, items, request, plain)
+    got = {}
+    for where in ("fact", "none"):
+        revised, info = revise(setup.ctx, "rome", [request], setup.hp, damaged_delta, [victim],
+                               replace(SirHParams(), phrasing_positions=where), setup.world)
+        got[where] = (revised, info)
+    n_phrasings = min(len(setup.world.relations[victim.relation].train_templates), SirHParams().paraphrases)
+    assert got["fact"][1]["phrased_keys"] >= n_phrasings - 1  # one key a phrasing but the victim's own
+    assert "phrased_keys" not in got["none"][1]
+    name = next(iter(plain.deltas))
+    assert not torch.equal(got["fact"][0].deltas[name], got["none"][0].deltas[name])  # more keys held: another solve
+
+
 def test_no_damage_returns_the_edit_unchanged(organism):
     from ripple.editing.editor import get_editor
 
@@ -213,6 +231,9 @@ def test_bad_sir_settings_are_one_line_errors(organism):
     plain = get_editor("rome").compute(setup.ctx, [request], setup.hp)
     with pytest.raises(RippleError, match="unknown sir positions"):
         revise(setup.ctx, "rome", [request], setup.hp, plain, items[:1], replace(SirHParams(), positions="mid"))
+    with pytest.raises(RippleError, match="unknown sir phrasing_positions"):
+        revise(setup.ctx, "rome", [request], setup.hp, plain, items[:1],
+               replace(SirHParams(), phrasing_positions="mid"))
     ft = EditDelta("ft", {"transformer.wte.weight": torch.zeros_like(setup.model.transformer.wte.weight)})
     with pytest.raises(RippleError, match="revises updates of MLP output projections"):
         revise(setup.ctx, "rome", [request], setup.hp, ft, items[:1], SirHParams())

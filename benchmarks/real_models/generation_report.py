@@ -118,11 +118,18 @@ LITERATURE = [
     "Yang et al. (\"The Mirage of Model Editing\", ACL 2025, arXiv 2502.11177; ../shared/methods.md) find on "
     "QA-style edits of 7-8B models that single-edit success falls from the ~96.8% that teacher-forced evaluation "
     "reports to 38.5% when the edited model must generate its answer, mostly because teacher forcing leaks the "
-    "answer's content and length. Pohl et al. (arXiv 2507.05937) are cited by the issue for the same finding and "
-    "for editors reordered by generation; their text was not in the references this project can read, so nothing "
-    "here is compared with their numbers. The tables above are ripple's own measurement on 135M and 270M models, "
-    "CounterFact-style completion prompts of known facts (not QA pairs), greedy decoding and the prefix rule of "
-    "`ripple.answers.judge`.", ""]
+    "answer's content and length. Pohl, Ploner and Akbik (\"Towards a Principled Evaluation of Knowledge Editors\", "
+    "ACL 2025, arXiv 2507.05937) score the same edited models three ways, which map onto three of ripple's modes: "
+    "argmax, each target token the greedy one given the gold prefix (zsRE's rule; ripple's top-1); multiple choice, "
+    "the new object's sequence likelihood against the old one's (CounterFact's; ripple's race); and string match in "
+    "generated text (MQuAKE's and RippleEdits'; ripple's generated mode, except that ripple counts an answer only "
+    "at the start of the completion). They find that the choice of scoring method, and the edit batch size, "
+    "reorder the editors, on the editing tasks and on general language understanding measured beside them, and a "
+    "manual check finds string matching prone to false positives: the reason ripple's rule refuses an answer "
+    "mentioned late (`ripple.answers.judge`'s doctests). Both studies edit 7-8B models; the tables above are "
+    "ripple's own measurement on 135M and 270M models, CounterFact-style completion prompts of known facts (not "
+    "QA pairs), greedy decoding. Their figures were read from the papers' public abstracts and summaries, not from "
+    "their full tables.", ""]
 
 
 def section(model: str, runs: dict[str, list[dict]], deeper: str) -> list[str]:

@@ -24,8 +24,9 @@ earlier layers' updates):
 3. **Re-solve.** On the responsible rows only, the least ``C``-norm correction ``E`` with
    ``(ΔW + E) k = ΔW k`` for the edit's keys (each request averaged over the editor's contexts, then
    every position of the rewrite and paraphrase prompts) and ``(ΔW + E) k_p = 0`` for the damaged
-   keys, each damaged fact's keys taken in its own prompt and in ``paraphrases`` phrasings of its
-   relation, so the repair holds in wordings the probe set does not ask
+   keys, each damaged fact's keys taken in its own prompt and, at its fact token
+   (``phrasing_positions``), in ``paraphrases`` phrasings of its relation, so the repair holds in
+   wordings the probe set does not ask
    (:func:`~ripple.editing.solvers.keep_and_zero_correction`); kept and damaged keys enter
    through their principal directions (``energy`` of their squared norm,
    :func:`~ripple.editing.solvers.principal_basis`). Other rows keep ΔW's.
@@ -78,6 +79,8 @@ class SirHParams:
     ridge: float = 1e-9  # relative ridge on the constraint Gram matrix (0: exact)
     positions: str = "all"  # where damaged items' keys are constrained: all (every scored position) | fact
     energy: float = 0.995  # share of the kept and of the damaged keys' energy whose directions are constrained
+    #: where a damaged fact's other phrasings have their keys constrained: fact (its fact token) | all | none
+    phrasing_positions: str = "fact"
 
     LIMITS: ClassVar[dict[str, Limit]] = {
         "iterations": AT_LEAST_0, "neuron_share": SHARE, "same_subject_cos": UNIT, "kl_factor": NON_NEGATIVE,
@@ -276,6 +279,8 @@ def revise(ctx, method: str, requests, edit_hp, plain: EditDelta, damaged, hp: S
                           f"{missing[0]!r}; use a locate-then-edit editor (rome, memit, emmet, alphaedit)")
     if hp.positions not in ("all", "fact"):
         raise RippleError(f"unknown sir positions {hp.positions!r}; use all or fact")
+    if hp.phrasing_positions not in ("all", "fact", "none"):
+        raise RippleError(f"unknown sir phrasing_positions {hp.phrasing_positions!r}; use fact, all or none")
     damaged = list(damaged)
     info: dict = {"damaged": [d.id for d in damaged], "kl_items": [], "layers": {},
                   **({"left_alone": left_alone} if left_alone else {})}
@@ -309,8 +314,15 @@ def revise(ctx, method: str, requests, edit_hp, plain: EditDelta, damaged, hp: S
     if constrained:
         with base.applied(model):
             keep, kept_prefixes, n_star = keep_terms(ctx, edit_hp, requests, layers)
-            terms = damage_terms(model, tok, spec, layers, phrased_items(constrained, world, hp.paraphrases),
-                                 edit_hp.fact_token, hp.positions, exclude=kept_prefixes)
+            terms = damage_terms(model, tok, spec, layers, constrained, edit_hp.fact_token, hp.positions,
+                                 exclude=kept_prefixes)
+            phrased = phrased_items(constrained, world, hp.paraphrases)[len(constrained):]
+            if phrased and hp.phrasing_positions != "none" and terms:
+                more = damage_terms(model, tok, spec, layers, phrased, edit_hp.fact_token, hp.phrasing_positions,
+                                    exclude=kept_prefixes)
+                terms = {L: (torch.cat([K, more[L][0]], 1), torch.cat([G, more[L][1]], 1)) for L, (K, G) in terms.items()
+                         } if more else terms
+                info["phrased_keys"] = int(next(iter(more.values()))[0].shape[1]) if more else 0
         for layer, name in zip(layers, names) if terms else ():
             D = _out_in(base, spec, layer)
             E, info["layers"][str(layer)] = _resolve(D, terms[layer], keep[layer], n_star,
