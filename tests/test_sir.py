@@ -173,6 +173,16 @@ def test_a_damaged_facts_other_phrasings_are_constrained_too(organism):
     assert not torch.equal(got["fact"][0].deltas[name], got["none"][0].deltas[name])  # more keys held: another solve
 
 
+def test_damage_terms_a_chunk_at_a_time_equal_one_pass(organism):
+    setup, items, request = organism
+    (layer,) = setup.hp.layers_for(setup.ctx.n_layers())
+    some = items[:7]
+    whole = damage_terms(setup.model, setup.tok, setup.spec, [layer], some, "subject_last", chunk=100)[layer]
+    bits = damage_terms(setup.model, setup.tok, setup.spec, [layer], some, "subject_last", chunk=2)[layer]
+    assert whole[0].shape == bits[0].shape and whole[1].shape == bits[1].shape
+    assert torch.allclose(whole[0], bits[0], atol=1e-5) and torch.allclose(whole[1], bits[1], atol=1e-6)
+
+
 def test_no_damage_returns_the_edit_unchanged(organism):
     from ripple.editing.editor import get_editor
 

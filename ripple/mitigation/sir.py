@@ -153,8 +153,8 @@ def keep_terms(ctx, hp, requests, layers) -> tuple[dict[int, torch.Tensor], set,
     return out, set(slot), len(forms)
 
 
-def damage_terms(model, tok, spec, layers, items, fact_token: str, positions: str = "all", exclude=frozenset()
-                 ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+def damage_terms(model, tok, spec, layers, items, fact_token: str, positions: str = "all", exclude=frozenset(),
+                 chunk: int = 16) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Per layer ``(K, G)``: the MLP keys ``[in, P]`` where the edit can reach the items' answers and
     the gradient of log P(item's answer) with respect to the MLP output there ``[out, P]`` (float64).
 
@@ -162,37 +162,48 @@ def damage_terms(model, tok, spec, layers, items, fact_token: str, positions: st
     predicts an answer token or feeds one (the prompt and the answer but its last token), a lone BOS
     token left out (its key never changes). A position shared by several items (the same token
     prefix: the same key) is taken once with its gradients added; prefixes in ``exclude`` (keys the
-    edit must keep) are left out. Empty when no position is left."""
+    edit must keep) are left out. Empty when no position is left. The items run ``chunk`` at a
+    time (one forward and backward pass each), so memory stays bounded however many there are."""
     prompts, where = encode_items(tok, items)
     answers = [answer_ids(tok, item.answer) for item in items]
     seqs = [p + a for p, a in zip(prompts, answers)]
     device = input_device(model)
-    ids, mask = pad_ids(seqs, tok, device)
     at = _position(where, fact_token) if positions == "fact" else None
     cells, owner, slot = _cells([s[:-1] for s in seqs], len(bos_prefix(tok)), exclude, at)
     if not cells:
         return {}
-    rows_t = torch.tensor([j for j, _ in cells], device=device)
-    pos_t = torch.tensor([p for _, p in cells], device=device)
-    with held(model, trainable=()):
-        with MlpGradProbe(model, spec, layers) as gp:
-            lo, hi = answer_window(prompts, answers)
-            logits = window_logits(model, ids, mask, lo, hi, use_cache=False)
-        logp = torch.log_softmax(logits.float(), -1)
-        total = 0
-        for j, (p, a) in enumerate(zip(prompts, answers)):
-            at = torch.arange(len(p) - 1 - lo, len(p) + len(a) - 1 - lo, device=device)
-            total = total + logp[j, at, torch.tensor(a, device=device)].sum()
-        grads = torch.autograd.grad(total, gp.zeros())
-    index = torch.tensor(owner)
-    out = {}
-    for layer, g in zip(gp.layers, grads):
-        k = gp.key(layer)[rows_t, pos_t].double().cpu()
-        g = g[rows_t, pos_t].double().cpu()
-        K = torch.zeros(len(slot), k.shape[1], dtype=torch.float64).index_copy_(0, index, k)
-        G = torch.zeros(len(slot), g.shape[1], dtype=torch.float64).index_add_(0, index, g)
-        out[layer] = (K.T, G.T)
-    return out
+    K: dict[int, torch.Tensor] = {}
+    G: dict[int, torch.Tensor] = {}
+    for start in range(0, len(items), chunk):  # a chunk at a time: the logits over a 262k vocabulary are large
+        mine = [(c, col) for c, col in zip(cells, owner) if start <= c[0] < start + chunk]
+        if not mine:
+            continue
+        rows = list(range(start, min(start + chunk, len(items))))
+        ids, mask = pad_ids([seqs[j] for j in rows], tok, device)
+        rows_t = torch.tensor([j - start for (j, _), _ in mine], device=device)
+        pos_t = torch.tensor([p for (_, p), _ in mine], device=device)
+        with held(model, trainable=()):
+            with MlpGradProbe(model, spec, layers) as gp:
+                lo, hi = answer_window([prompts[j] for j in rows], [answers[j] for j in rows])
+                logits = window_logits(model, ids, mask, lo, hi, use_cache=False)
+            logp = torch.log_softmax(logits.float(), -1)
+            total = 0
+            for r, j in enumerate(rows):
+                p, a = prompts[j], answers[j]
+                span = torch.arange(len(p) - 1 - lo, len(p) + len(a) - 1 - lo, device=device)
+                total = total + logp[r, span, torch.tensor(a, device=device)].sum()
+            grads = torch.autograd.grad(total, gp.zeros())
+        index = torch.tensor([col for _, col in mine])
+        for layer, g in zip(gp.layers, grads):
+            k = gp.key(layer)[rows_t, pos_t].double().cpu()
+            g = g[rows_t, pos_t].double().cpu()
+            if layer not in K:
+                K[layer] = torch.zeros(len(slot), k.shape[1], dtype=torch.float64)
+                G[layer] = torch.zeros(len(slot), g.shape[1], dtype=torch.float64)
+            K[layer].index_copy_(0, index, k)
+            G[layer].index_add_(0, index, g)
+        del logits, logp, grads
+    return {layer: (K[layer].T, G[layer].T) for layer in K}
 
 
 def kl_prompts_for(items, world, n_paraphrases: int) -> tuple[str, ...]:
