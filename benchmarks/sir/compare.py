@@ -126,14 +126,14 @@ def run_case(setup, method, group, items, before_all, hp_sir) -> dict:
     from ripple.auditing.measure import plan_audit
     from ripple.editing.editor import get_editor, with_rect
     from ripple.evaluate.ripple_scores import plan_ripple
-    from ripple.gie.measure import measure_items
-    from ripple.gie.pipeline import Edit, drift_position
+    from ripple.gie.pipeline import Edit, ItemProbe, drift_position
     from ripple.mitigation.run import mitigate
 
-    model, tok, spec, world, ctx = setup.model, setup.tok, setup.spec, setup.world, setup.ctx
+    model, tok, world, ctx = setup.model, setup.tok, setup.world, setup.ctx
     hp = setup.hparams_for(method, [])
     plan = plan_audit(model, tok, world, group, items)
-    before = before_all if len(plan.items) == len(items) else measure_items(model, tok, spec, plan.items)
+    # the edit's own items measured apart from the probe set's, as mitigate measures them after the edit
+    before = before_all if len(plan.items) == len(items) else ItemProbe(ctx, plan.items, cached=len(items)).before()
     ripple_plans = [plan_ripple(model, tok, world, r) for r in group]
     layer, position = hp.layers_for(ctx.n_layers())[-1], drift_position(hp)
     row = {"method": method, "requests": [r.case_id for r in group]}

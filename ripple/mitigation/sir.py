@@ -328,12 +328,11 @@ def revise(ctx, method: str, requests, edit_hp, plain: EditDelta, damaged, hp: S
             terms = damage_terms(model, tok, spec, layers, constrained, edit_hp.fact_token, hp.positions,
                                  exclude=kept_prefixes)
             phrased = phrased_items(constrained, world, hp.paraphrases)[len(constrained):]
-            if phrased and hp.phrasing_positions != "none" and terms:
-                more = damage_terms(model, tok, spec, layers, phrased, edit_hp.fact_token, hp.phrasing_positions,
-                                    exclude=kept_prefixes)
-                terms = {L: (torch.cat([K, more[L][0]], 1), torch.cat([G, more[L][1]], 1)) for L, (K, G) in terms.items()
-                         } if more else terms
-                info["phrased_keys"] = int(next(iter(more.values()))[0].shape[1]) if more else 0
+            more = damage_terms(model, tok, spec, layers, phrased, edit_hp.fact_token, hp.phrasing_positions,
+                                exclude=kept_prefixes) if phrased and terms and hp.phrasing_positions != "none" else {}
+        if more:  # the damaged facts' other phrasings: their keys join the damaged ones
+            terms = {L: (torch.cat([K, more[L][0]], 1), torch.cat([G, more[L][1]], 1)) for L, (K, G) in terms.items()}
+            info["phrased_keys"] = int(next(iter(more.values()))[0].shape[1])
         for layer, name in zip(layers, names) if terms else ():
             D = _out_in(base, spec, layer)
             E, info["layers"][str(layer)] = _resolve(D, terms[layer], keep[layer], n_star,
